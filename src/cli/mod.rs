@@ -1,0 +1,98 @@
+//! Command-line interface: argument parsing with clap, then a call into the library.
+//! No logic of its own lives here.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Options every command understands.
+#[derive(Debug, Clone, Args)]
+pub struct Global {
+    /// Path of the LXD or Incus unix socket (default: $LXD_DIR, $INCUS_DIR, then the usual paths).
+    #[arg(long, global = true, env = "REROOT_SOCKET")]
+    pub socket: Option<PathBuf>,
+    /// LXD project to work in.
+    #[arg(long, global = true, env = "REROOT_PROJECT")]
+    pub project: Option<String>,
+    /// Directory of the journal.
+    #[arg(
+        long,
+        global = true,
+        env = "REROOT_JOURNAL",
+        default_value = "/var/lib/reroot/journal"
+    )]
+    pub journal: PathBuf,
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "reroot",
+    version,
+    about = "Replace container roots from a template, journaled, resumable, undoable"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show the server: kind, version, storage pools, instance count.
+    Server,
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.global.verbose);
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("reroot: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("reroot: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Boxed error for the command layer: every library error already names what went wrong.
+pub type CliError = Box<dyn std::error::Error + Send + Sync>;
+
+async fn run(cli: Cli) -> Result<ExitCode, CliError> {
+    match cli.command {
+        Command::Server => Err("server: not wired yet".into()),
+    }
+}

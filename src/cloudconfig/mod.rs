@@ -1,0 +1,1 @@
+//! cloudconfig (being written)

@@ -1,0 +1,15 @@
+//! reroot: replace the root of LXD (or Incus) system containers from a template snapshot,
+//! keeping their data on external filesystems, with every multi-step operation recorded in a
+//! crash-safe journal so that it can be resumed or undone.
+//!
+//! Data flows one way: [`config`] files become resolved instances, the [`engine`] runs
+//! [`steps`] against [`lxd`], [`storage`] and [`cloudconfig`], and records each transition in the
+//! `journal` crate.
+
+pub mod cli;
+pub mod cloudconfig;
+pub mod config;
+pub mod engine;
+pub mod lxd;
+pub mod steps;
+pub mod storage;

@@ -1,0 +1,1 @@
+//! lxd (being written)
