@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# Sets up, on a bare Debian 12 machine (as root), everything reroot's tests and demo need:
+#   - LXD 5.0.2 from Debian's packages, started without systemd, with a btrfs storage pool
+#     and a root disk in the default profile;
+#   - ZFS through zfs-fuse, with a small file-backed pool;
+#   - a btrfs filesystem on a loop file, for btrfs subvolumes used as external filesystems;
+#   - two offline busybox images that differ by /etc/template-version ("old" and "new").
+#
+# Idempotent: every step first looks at what is there and does only what is missing, so it is
+# safe to run twice, and after a previous run was killed. It prints each step and stops at the
+# first failure with a message naming it.
+#
+# Names can be changed through the environment (defaults in brackets):
+#   REROOT_TESTBED_DIR [/var/lib/reroot-testbed]  loop files and the image build directory
+#   REROOT_ZFS_POOL    [rerootz]                  the ZFS pool
+#   REROOT_BTRFS_MOUNT [/srv/reroot-btrfs]        where the btrfs loop filesystem is mounted
+#   REROOT_LXD_POOL    [default]                  the LXD storage pool (btrfs)
+set -euo pipefail
+
+TESTBED_DIR=${REROOT_TESTBED_DIR:-/var/lib/reroot-testbed}
+ZFS_POOL=${REROOT_ZFS_POOL:-rerootz}
+BTRFS_MOUNT=${REROOT_BTRFS_MOUNT:-/srv/reroot-btrfs}
+LXD_POOL=${REROOT_LXD_POOL:-default}
+LXD_LOG=/var/log/reroot-testbed-lxd.log
+ZFS_LOG=/var/log/reroot-testbed-zfs-fuse.log
+PACKAGES=(lxd lxd-client btrfs-progs busybox-static rsync zfs-fuse util-linux)
+
+current="starting"
+step() {
+    current="$*"
+    printf '==> %s\n' "$*"
+}
+say() { printf '    %s\n' "$*"; }
+fail() {
+    printf 'testbed: FAILED at step "%s": %s\n' "$current" "$*" >&2
+    exit 1
+}
+trap 'fail "command failed (exit $?) at line $LINENO: $BASH_COMMAND"' ERR
+
+[ "$(id -u)" = 0 ] || fail "must run as root (it installs packages and starts daemons)"
+mkdir -p "$TESTBED_DIR"
+
+# ---------------------------------------------------------------------------------------------
+step "packages: ${PACKAGES[*]}"
+missing=()
+for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    say "installing: ${missing[*]}"
+    apt-get update -qq || fail "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null ||
+        fail "apt-get install ${missing[*]} failed"
+else
+    say "all installed"
+fi
+
+# Starts a daemon fully detached: its own session, no inherited descriptors, output in a log,
+# so that it never holds the caller's (CI's) stdout or stderr open.
+detach() {
+    local log=$1
+    shift
+    setsid "$@" </dev/null >>"$log" 2>&1 &
+}
+
+# ---------------------------------------------------------------------------------------------
+step "ZFS (zfs-fuse) with pool $ZFS_POOL"
+zfs_img="$TESTBED_DIR/zfs.img"
+# A zfs-fuse killed with SIGKILL leaves dead fuse mounts behind ("Transport endpoint is not
+# connected"); they must go, deepest first, before zfs-fuse can mount its datasets again.
+if ! pgrep -x zfs-fuse >/dev/null; then
+    dead=$(awk '$3 == "fuse" || $3 == "fuse.zfs-fuse" {print $2}' /proc/mounts | sort -r)
+    for m in $dead; do
+        if ! stat "$m" >/dev/null 2>&1; then
+            say "unmounting dead fuse mount $m"
+            umount -l "$m" || true
+        fi
+    done
+    say "starting zfs-fuse"
+    rm -f /run/zfs-fuse.pid /var/run/zfs-fuse.pid
+    detach "$ZFS_LOG" zfs-fuse --no-daemon
+    for _ in $(seq 1 50); do
+        zpool list >/dev/null 2>&1 && break
+        sleep 0.2
+    done
+    zpool list >/dev/null 2>&1 || fail "zfs-fuse did not answer within 10 s (see $ZFS_LOG)"
+else
+    say "zfs-fuse already running"
+fi
+if ! zpool list -H -o name "$ZFS_POOL" >/dev/null 2>&1; then
+    if [ -f "$zfs_img" ]; then
+        say "importing pool $ZFS_POOL from $zfs_img"
+        zpool import -d "$TESTBED_DIR" -f "$ZFS_POOL" || fail "zpool import of $zfs_img failed"
+    else
+        say "creating pool $ZFS_POOL on $zfs_img (1 GiB)"
+        truncate -s 1G "$zfs_img"
+        zpool create -f "$ZFS_POOL" "$zfs_img" || fail "zpool create failed"
+    fi
+else
+    say "pool $ZFS_POOL present"
+fi
+zfs mount -a >/dev/null 2>&1 || true
+[ -d "/$ZFS_POOL" ] || fail "pool $ZFS_POOL is not mounted at /$ZFS_POOL"
+
+# ---------------------------------------------------------------------------------------------
+step "btrfs filesystem at $BTRFS_MOUNT"
+btrfs_img="$TESTBED_DIR/btrfs.img"
+if mountpoint -q "$BTRFS_MOUNT"; then
+    say "already mounted"
+else
+    if [ ! -f "$btrfs_img" ]; then
+        say "creating $btrfs_img (2 GiB)"
+        truncate -s 2G "$btrfs_img"
+        mkfs.btrfs -q "$btrfs_img" || fail "mkfs.btrfs failed"
+    fi
+    mkdir -p "$BTRFS_MOUNT"
+    mount -o loop "$btrfs_img" "$BTRFS_MOUNT" || fail "cannot mount $btrfs_img on $BTRFS_MOUNT"
+    say "mounted"
+fi
+
+# ---------------------------------------------------------------------------------------------
+step "LXD daemon"
+if lxd waitready --timeout 1 >/dev/null 2>&1; then
+    say "already running ($(lxc query /1.0 | sed -n 's/.*"server_version": "\([^"]*\)".*/\1/p' | head -1))"
+else
+    say "starting lxd (log: $LXD_LOG)"
+    detach "$LXD_LOG" lxd --group root --logfile "$LXD_LOG"
+    lxd waitready --timeout 60 || fail "LXD did not become ready within 60 s (see $LXD_LOG)"
+    say "ready"
+fi
+
+step "LXD storage pool $LXD_POOL and root disk"
+if lxc storage show "$LXD_POOL" >/dev/null 2>&1; then
+    say "pool present"
+else
+    lxc storage create "$LXD_POOL" btrfs size=5GiB >/dev/null || fail "lxc storage create failed"
+    say "created btrfs pool $LXD_POOL (5 GiB loop file)"
+fi
+if lxc profile device show default | grep -q '^root:'; then
+    say "default profile has a root disk"
+else
+    lxc profile device add default root disk path=/ pool="$LXD_POOL" >/dev/null
+    say "added root disk to the default profile"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# The images: a static busybox with every applet linked, an init that mounts /proc and keeps a
+# process alive, and a marker file telling which template it is.
+build_image() {
+    local alias=$1 version=$2
+    local dir="$TESTBED_DIR/image-$alias"
+    rm -rf "$dir"
+    mkdir -p "$dir/rootfs"
+    local r="$dir/rootfs"
+    mkdir -p "$r"/{bin,sbin,usr/bin,usr/sbin,etc,dev,proc,sys,tmp,run,root,home,var/log,var/lib,mnt}
+    chmod 1777 "$r/tmp"
+    chmod 700 "$r/root"
+    cp /bin/busybox "$r/bin/busybox"
+    for applet in $("$r/bin/busybox" --list); do
+        [ "$applet" = busybox ] || ln -sf busybox "$r/bin/$applet"
+    done
+    ln -sf ../bin/busybox "$r/sbin/init"
+    cat >"$r/etc/inittab" <<'EOF'
+::sysinit:/bin/mount -t proc proc /proc
+::respawn:/bin/sleep 100000
+EOF
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$r/etc/passwd"
+    printf 'root:x:0:\nnogroup:x:65534:\n' >"$r/etc/group"
+    printf 'root:*:19000:0:99999:7:::\n' >"$r/etc/shadow"
+    chmod 600 "$r/etc/shadow"
+    printf '/bin/sh\n' >"$r/etc/shells"
+    printf '%s\n' "$version" >"$r/etc/template-version"
+    cat >"$dir/metadata.yaml" <<EOF
+architecture: x86_64
+creation_date: $(date +%s)
+properties:
+  os: busybox
+  release: "$version"
+  description: reroot test image ($version template)
+EOF
+    tar -C "$dir" -czf "$dir/image.tar.gz" metadata.yaml rootfs
+    lxc image import "$dir/image.tar.gz" --alias "$alias" >/dev/null || fail "lxc image import $alias failed"
+    rm -rf "$dir"
+}
+
+step "busybox images reroot-old and reroot-new"
+for pair in reroot-old:old reroot-new:new; do
+    alias=${pair%%:*}
+    version=${pair#*:}
+    if lxc image info "$alias" >/dev/null 2>&1; then
+        say "$alias present"
+    else
+        build_image "$alias" "$version"
+        say "$alias imported (/etc/template-version = $version)"
+    fi
+done
+
+step "done"
+say "LXD $(lxc query /1.0 | grep -o '"server_version": "[^"]*"' | head -1 | cut -d'"' -f4), socket /var/lib/lxd/unix.socket, storage pool $LXD_POOL"
+say "ZFS pool $ZFS_POOL mounted at /$ZFS_POOL; btrfs at $BTRFS_MOUNT"
+say "images: reroot-old, reroot-new"
