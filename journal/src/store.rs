@@ -1,0 +1,361 @@
+//! The sled database of a journal (`<dir>/db`) and the checks every stored run passes.
+//!
+//! Trees:
+//! - `events`: key = run id (16 bytes) + sequence number (u64 big-endian); value = the event's
+//!   envelope (see [`crate::codec`]).
+//! - `runs`: key = run id; value = a small checksummed record of the run's header and status,
+//!   rewritten at each run-level event. It is an index: replaying the run's events rebuilds it.
+//! - `instances`: key = instance name length (u16 big-endian) + name + run id; empty value. One
+//!   entry per (instance, run), for an instance's history.
+//! - `meta`: `format` = the format version of the database (one byte).
+
+use crate::codec::{self, DecodeError, Decoded};
+use crate::event::{RunHeader, RunId};
+use crate::state::{Replay, RunStatus};
+use crate::Error;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Name of the database directory inside a journal directory.
+pub(crate) const DB_DIR: &str = "db";
+
+/// What the `runs` tree holds for a run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RunIndex {
+    pub header: RunHeader,
+    pub status: RunStatus,
+}
+
+/// The chain and transition check of one run, fed its events in order.
+#[derive(Debug, Clone)]
+pub(crate) struct RunChain {
+    pub replay: Replay,
+    pub last_hash: u64,
+}
+
+impl RunChain {
+    /// Starts with a run's first event.
+    pub fn start(d: &Decoded) -> Result<RunChain, String> {
+        if d.prev != 0 {
+            return Err(format!(
+                "the first event carries previous hash {:016x}, expected 0",
+                d.prev
+            ));
+        }
+        Ok(RunChain {
+            replay: Replay::new(&d.event)?,
+            last_hash: d.hash,
+        })
+    }
+
+    /// Checks and folds the next event.
+    pub fn push(&mut self, d: &Decoded) -> Result<(), String> {
+        let last = self.replay.state().last_seq;
+        if d.event.seq != last + 1 {
+            return Err(format!(
+                "sequence number {} follows {last}: events are missing or repeated",
+                d.event.seq
+            ));
+        }
+        if d.prev != self.last_hash {
+            return Err(format!(
+                "hash chain broken: the event carries previous hash {:016x}, event {last} \
+                 hashes to {:016x}",
+                d.prev, self.last_hash
+            ));
+        }
+        self.replay.apply(&d.event)?;
+        self.last_hash = d.hash;
+        Ok(())
+    }
+}
+
+/// Decodes a stored envelope found under `key`, turning failures into [`Error`]s.
+pub(crate) fn decode_stored(
+    run: RunId,
+    seq: u64,
+    bytes: &[u8],
+    what: &str,
+) -> Result<Decoded, Error> {
+    match codec::decode(bytes) {
+        Ok(d) => {
+            if d.event.run != run || d.event.seq != seq {
+                return Err(Error::corrupt(
+                    Some(run),
+                    Some(seq),
+                    format!(
+                        "{what}: record stored as event {seq} of run {run} holds event {} of run {}",
+                        d.event.seq, d.event.run
+                    ),
+                ));
+            }
+            Ok(d)
+        }
+        Err(DecodeError::NewerFormat(v)) => Err(Error::NewerFormat {
+            found: u32::from(v),
+            supported: u32::from(codec::FORMAT_VERSION),
+            location: format!("{what}: event {seq} of run {run}"),
+        }),
+        Err(DecodeError::Damaged(detail)) => Err(Error::corrupt(
+            Some(run),
+            Some(seq),
+            format!("{what}: {detail}"),
+        )),
+    }
+}
+
+/// An open journal database.
+#[derive(Debug)]
+pub(crate) struct Store {
+    pub path: PathBuf,
+    pub db: sled::Db,
+    pub events: sled::Tree,
+    pub runs: sled::Tree,
+    pub instances: sled::Tree,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database of journal directory `dir`. The caller holds the
+    /// lock file.
+    pub fn open(dir: &Path) -> Result<Store, Error> {
+        let path = dir.join(DB_DIR);
+        let db = sled::Config::new()
+            .path(&path)
+            .mode(sled::Mode::LowSpace)
+            .cache_capacity(64 << 20)
+            // Durability comes from the journal's own flush before each acknowledgement.
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Corruption { .. } => Error::corrupt(
+                    None,
+                    None,
+                    format!("database {} is damaged: {e}", path.display()),
+                ),
+                other => Error::Storage(other),
+            })?;
+        let meta = db.open_tree("meta")?;
+        match meta.get("format")? {
+            Some(v) => {
+                let found = v.first().copied().unwrap_or(0);
+                if found > codec::FORMAT_VERSION {
+                    return Err(Error::NewerFormat {
+                        found: u32::from(found),
+                        supported: u32::from(codec::FORMAT_VERSION),
+                        location: format!("database {}", path.display()),
+                    });
+                }
+            }
+            None => {
+                meta.insert("format", &[codec::FORMAT_VERSION])?;
+            }
+        }
+        Ok(Store {
+            events: db.open_tree("events")?,
+            runs: db.open_tree("runs")?,
+            instances: db.open_tree("instances")?,
+            path,
+            db,
+        })
+    }
+
+    /// Where messages say the data is.
+    pub fn what(&self) -> String {
+        format!("database {}", self.path.display())
+    }
+
+    /// The ids of all runs in the `runs` index.
+    pub fn indexed_runs(&self) -> Result<Vec<RunId>, Error> {
+        let mut out = Vec::new();
+        for kv in self.runs.iter() {
+            let (k, _) = kv?;
+            let id = RunId::from_slice(&k).map_err(|_| {
+                Error::corrupt(
+                    None,
+                    None,
+                    format!("{}: bad key in runs index", self.what()),
+                )
+            })?;
+            out.push(id);
+        }
+        Ok(out)
+    }
+
+    /// The ids of all runs that have events, from the `events` tree (slower than the index:
+    /// one lookup per run).
+    pub fn runs_with_events(&self) -> Result<Vec<RunId>, Error> {
+        let mut out = Vec::new();
+        let mut from = [0u8; 24];
+        loop {
+            let Some((k, _)) = self.events.range(from..).next().transpose()? else {
+                break;
+            };
+            let Some((run, _)) = codec::split_event_key(&k) else {
+                return Err(Error::corrupt(
+                    None,
+                    None,
+                    format!("{}: bad key in events tree", self.what()),
+                ));
+            };
+            out.push(run);
+            // Skip to the first key after this run.
+            match u128::from_be_bytes(*run.as_bytes()).checked_add(1) {
+                Some(next) => from = codec::event_key(RunId::from_u128(next), 0),
+                None => break,
+            }
+        }
+        Ok(out)
+    }
+
+    /// The index record of a run.
+    pub fn index(&self, run: RunId) -> Result<Option<RunIndex>, Error> {
+        match self.runs.get(run.as_bytes())? {
+            None => Ok(None),
+            Some(v) => decode_index(&v).map(Some).map_err(|d| {
+                Error::corrupt(Some(run), None, format!("{}: runs index: {d}", self.what()))
+            }),
+        }
+    }
+
+    /// Writes the index record of a run.
+    pub fn put_index(&self, index: &RunIndex) -> Result<(), Error> {
+        self.runs
+            .insert(index.header.id.as_bytes(), encode_index(index)?)?;
+        Ok(())
+    }
+
+    /// Records that `run` touches `instance`.
+    pub fn put_instance(&self, instance: &str, run: RunId) -> Result<(), Error> {
+        self.instances
+            .insert(instance_key(instance, Some(run)), &[])?;
+        Ok(())
+    }
+
+    /// The runs that touch `instance`, per the `instances` index.
+    pub fn instance_runs(&self, instance: &str) -> Result<Vec<RunId>, Error> {
+        let prefix = instance_key(instance, None);
+        let mut out = Vec::new();
+        for kv in self.instances.scan_prefix(&prefix) {
+            let (k, _) = kv?;
+            let Ok(run) = RunId::from_slice(&k[prefix.len()..]) else {
+                return Err(Error::corrupt(
+                    None,
+                    None,
+                    format!("{}: bad key in instances index", self.what()),
+                ));
+            };
+            out.push(run);
+        }
+        Ok(out)
+    }
+
+    /// The stored envelopes of a run, in key order, not yet decoded.
+    pub fn raw_events(&self, run: RunId) -> sled::Iter {
+        self.events.scan_prefix(run.as_bytes())
+    }
+
+    /// Reads a run's events, decoding each and checking checksums, sequence numbers, the hash
+    /// chain and the transition rules. `Ok(None)` if the run has no events.
+    pub fn read_run(&self, run: RunId) -> Result<Option<(Vec<Decoded>, RunChain)>, Error> {
+        let what = self.what();
+        let mut out = Vec::new();
+        let mut chain: Option<RunChain> = None;
+        for kv in self.raw_events(run) {
+            let (k, v) = kv?;
+            let Some((_, seq)) = codec::split_event_key(&k) else {
+                return Err(Error::corrupt(
+                    Some(run),
+                    None,
+                    format!("{what}: bad event key"),
+                ));
+            };
+            let d = decode_stored(run, seq, &v, &what)?;
+            let res = match chain.as_mut() {
+                None => RunChain::start(&d).map(|c| chain = Some(c)),
+                Some(c) => c.push(&d),
+            };
+            res.map_err(|detail| {
+                Error::corrupt(Some(run), Some(seq), format!("{what}: {detail}"))
+            })?;
+            out.push(d);
+        }
+        Ok(chain.map(|c| (out, c)))
+    }
+
+    /// The last stored event of a run, decoded.
+    pub fn last_event(&self, run: RunId) -> Result<Option<Decoded>, Error> {
+        match self.raw_events(run).next_back().transpose()? {
+            None => Ok(None),
+            Some((k, v)) => {
+                let Some((_, seq)) = codec::split_event_key(&k) else {
+                    return Err(Error::corrupt(
+                        Some(run),
+                        None,
+                        format!("{}: bad event key", self.what()),
+                    ));
+                };
+                decode_stored(run, seq, &v, &self.what()).map(Some)
+            }
+        }
+    }
+
+    /// Makes everything written so far durable.
+    pub fn flush(&self) -> Result<(), Error> {
+        self.db.flush()?;
+        Ok(())
+    }
+}
+
+/// Key of the `instances` tree; with `run = None`, the prefix of all runs of the instance.
+pub(crate) fn instance_key(instance: &str, run: Option<RunId>) -> Vec<u8> {
+    let name = instance.as_bytes();
+    let len = u16::try_from(name.len()).unwrap_or(u16::MAX);
+    let mut k = Vec::with_capacity(2 + name.len() + 16);
+    k.extend_from_slice(&len.to_be_bytes());
+    k.extend_from_slice(&name[..usize::from(len)]);
+    if let Some(run) = run {
+        k.extend_from_slice(run.as_bytes());
+    }
+    k
+}
+
+fn index_config() -> impl bincode::config::Config {
+    bincode::config::standard().with_limit::<{ codec::MAX_PAYLOAD }>()
+}
+
+/// `[version][crc32 of payload, LE][payload]`.
+pub(crate) fn encode_index(index: &RunIndex) -> Result<Vec<u8>, Error> {
+    let payload = bincode::serde::encode_to_vec(index, index_config()).map_err(|e| {
+        Error::corrupt(
+            Some(index.header.id),
+            None,
+            format!("cannot encode run index: {e}"),
+        )
+    })?;
+    let mut out = Vec::with_capacity(5 + payload.len());
+    out.push(codec::FORMAT_VERSION);
+    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+    Ok(out)
+}
+
+pub(crate) fn decode_index(bytes: &[u8]) -> Result<RunIndex, String> {
+    if bytes.len() < 5 {
+        return Err("record too short".into());
+    }
+    if bytes[0] != codec::FORMAT_VERSION {
+        return Err(format!("unknown record version {}", bytes[0]));
+    }
+    let mut crc = [0u8; 4];
+    crc.copy_from_slice(&bytes[1..5]);
+    if crc32fast::hash(&bytes[5..]) != u32::from_le_bytes(crc) {
+        return Err("checksum mismatch".into());
+    }
+    let (index, used): (RunIndex, usize) =
+        bincode::serde::decode_from_slice(&bytes[5..], index_config())
+            .map_err(|e| e.to_string())?;
+    if used != bytes.len() - 5 {
+        return Err("bytes left over".into());
+    }
+    Ok(index)
+}

@@ -1,0 +1,898 @@
+//! The writer: one process per journal records events, durably, with group commit; and the
+//! recovery that makes the database and the live log agree again after a crash.
+
+use crate::codec::{self, Decoded, NdjsonHeader};
+use crate::event::{now_ms, Event, EventKind, RunHeader, RunId};
+use crate::livelog;
+use crate::lock::{self, LockFile, Role};
+use crate::reader::{self, CleanMark, Reader, StoreBackend, VerifyReport, CLEAN_FILE};
+use crate::store::{RunChain, RunIndex, Store};
+use crate::Error;
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// How long [`Journal::open`] waits for a short-lived reader that holds the database before
+/// giving up with [`Error::Locked`]. A writer holding it is reported at once.
+pub const WRITER_WAIT: Duration = Duration::from_secs(10);
+
+/// An import line: its number, the event and its envelope.
+type ImportLine = (usize, Decoded, Vec<u8>);
+
+/// What the writer keeps about a run it appends to.
+#[derive(Debug)]
+struct RunCache {
+    chain: RunChain,
+    instances: HashSet<String>,
+}
+
+#[derive(Debug, Default)]
+struct WriterState {
+    runs: HashMap<RunId, RunCache>,
+    /// Live-log lines of recorded events not yet handed to a flush.
+    pending: Vec<u8>,
+    /// Number of events recorded by this handle (tickets for group commit).
+    written: u64,
+    /// Events in the journal.
+    events: u64,
+    current_run: Option<RunId>,
+    poisoned: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct CommitState {
+    /// All tickets up to this one are durable.
+    flushed: u64,
+    /// A thread is flushing now.
+    flushing: bool,
+}
+
+#[derive(Debug)]
+struct Writer {
+    dir: PathBuf,
+    store: Arc<Store>,
+    lock: LockFile,
+    state: Mutex<WriterState>,
+    commit: Mutex<CommitState>,
+    cond: Condvar,
+    /// The live log, open for appending. Locked by whoever writes a batch, before taking the
+    /// batch from `state`, so batches reach the file in the order they were taken.
+    log: Mutex<File>,
+}
+
+/// The writer of a journal directory. `Send + Sync`: share it with `Arc` between threads or
+/// tasks; concurrent appends share flushes.
+///
+/// It also reads (through `Deref` to [`Reader`]), from its own database.
+#[derive(Debug)]
+pub struct Journal {
+    reader: Reader,
+    w: Writer,
+}
+
+impl std::ops::Deref for Journal {
+    type Target = Reader;
+    fn deref(&self) -> &Reader {
+        &self.reader
+    }
+}
+
+fn lock_mutex<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a journal mutex leaves no half-done state that matters here: the
+    // data on disk is checked on the next open. Keep going rather than cascade the panic.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn sync_dir(dir: &Path) -> Result<(), Error> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Error::io(dir, e))
+}
+
+impl Journal {
+    /// Opens (creating if needed) the journal in `dir` for writing. Takes the writer lock:
+    /// a second writer gets [`Error::Locked`] naming the holder's pid and run. After a crash,
+    /// repairs the end of the live log and copies events between it and the database so both
+    /// hold the same events (see the crate docs).
+    pub fn open(dir: &Path) -> Result<Journal, Error> {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        let started = Instant::now();
+        let lock = loop {
+            if let Some(l) = lock::try_lock(dir, Role::Writer)? {
+                break l;
+            }
+            let holder = lock::read_holder(dir);
+            if holder.role == "reader" && started.elapsed() < WRITER_WAIT {
+                std::thread::sleep(Duration::from_millis(20));
+                continue;
+            }
+            return Err(lock::locked_error(dir));
+        };
+        let clean = reader::read_clean(dir)?;
+        let store = Arc::new(Store::open(dir)?);
+        let log_path = livelog::log_path(dir);
+        let log_len = std::fs::metadata(&log_path).map(|m| m.len()).ok();
+        let events = match (clean, log_len) {
+            (Some(mark), Some(len)) if mark.log_len == len => mark.events,
+            (Some(mark), _) => {
+                return Err(Error::corrupt(
+                    None,
+                    None,
+                    format!(
+                        "{} is {} but the journal was closed cleanly when it was {} bytes: \
+                         it was truncated, removed or changed by something else; \
+                         `journal::rebuild_live_log` rewrites it from the database",
+                        log_path.display(),
+                        log_len.map_or("missing".to_string(), |l| format!("{l} bytes")),
+                        mark.log_len
+                    ),
+                ))
+            }
+            (None, _) => reconcile(dir, &store)?,
+        };
+        if clean.is_some() {
+            let p = dir.join(CLEAN_FILE);
+            std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+            sync_dir(dir)?;
+        }
+        let log = OpenOptions::new()
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| Error::io(&log_path, e))?;
+        let w = Writer {
+            dir: dir.to_path_buf(),
+            store: store.clone(),
+            lock,
+            state: Mutex::new(WriterState {
+                events,
+                ..WriterState::default()
+            }),
+            commit: Mutex::new(CommitState::default()),
+            cond: Condvar::new(),
+            log: Mutex::new(log),
+        };
+        let reader = Reader::from_store(
+            dir,
+            StoreBackend {
+                store,
+                _lock: None,
+                index_trusted: true,
+                clean: None,
+            },
+        );
+        Ok(Journal { reader, w })
+    }
+
+    /// Starts a run: records `RunCreated(header)` as event 1 and returns it once durable.
+    /// Refused if a run with that id exists.
+    pub fn create_run(&self, header: RunHeader) -> Result<Event, Error> {
+        let run = header.id;
+        let event = Event {
+            run,
+            seq: 1,
+            instance: None,
+            step: None,
+            attempt: 0,
+            at_ms: now_ms(),
+            kind: EventKind::RunCreated(header),
+        };
+        let ticket = {
+            let mut st = self.w.lock_state()?;
+            if st.runs.contains_key(&run) || self.w.store.last_event(run)?.is_some() {
+                return Err(Error::InvalidInput {
+                    detail: format!(
+                        "run {run} already exists in journal {}",
+                        self.w.dir.display()
+                    ),
+                });
+            }
+            let chain = RunChain::start(&Decoded {
+                event: event.clone(),
+                prev: 0,
+                crc: 0,
+                hash: 0,
+            })
+            .map_err(|detail| Error::IllegalTransition {
+                run,
+                seq: 1,
+                detail,
+            })?;
+            st.runs.insert(
+                run,
+                RunCache {
+                    chain,
+                    instances: HashSet::new(),
+                },
+            );
+            let res = self.w.write_event(&mut st, &event, 0);
+            if res.is_err() {
+                st.runs.remove(&run);
+            }
+            res?
+        };
+        self.w.wait_durable(ticket)?;
+        Ok(event)
+    }
+
+    /// Records one event of `run` and returns it once it is durable (flushed to disk in the
+    /// database and the live log). The journal sets the sequence number and time. An event
+    /// that breaks the transition rules is refused with [`Error::IllegalTransition`] and nothing
+    /// is written.
+    pub fn append(
+        &self,
+        run: RunId,
+        instance: Option<&str>,
+        step: Option<&str>,
+        attempt: u32,
+        kind: EventKind,
+    ) -> Result<Event, Error> {
+        let (event, ticket) = {
+            let mut st = self.w.lock_state()?;
+            self.w.load_run(&mut st, run)?;
+            let cache = st.runs.get(&run).ok_or_else(|| Error::NotFound {
+                what: format!("run {run}"),
+            })?;
+            let seq = cache.chain.replay.state().last_seq + 1;
+            let event = Event {
+                run,
+                seq,
+                instance: instance.map(str::to_string),
+                step: step.map(str::to_string),
+                attempt,
+                at_ms: now_ms(),
+                kind,
+            };
+            cache
+                .chain
+                .replay
+                .check(&event)
+                .map_err(|detail| Error::IllegalTransition { run, seq, detail })?;
+            let prev = cache.chain.last_hash;
+            let ticket = self.w.write_event(&mut st, &event, prev)?;
+            (event, ticket)
+        };
+        self.w.wait_durable(ticket)?;
+        Ok(event)
+    }
+
+    /// Verifies the journal (see [`Reader::verify`]). Appends wait meanwhile; everything
+    /// recorded so far is flushed first, so the database and the live log must agree exactly.
+    pub fn verify(&self) -> Result<VerifyReport, Error> {
+        let log = lock_mutex(&self.w.log);
+        let mut st = self.w.lock_state()?;
+        let buf = std::mem::take(&mut st.pending);
+        let target = st.written;
+        if let Err(e) = self.w.flush_locked(&log, &buf) {
+            st.poisoned = Some(e.clone());
+            return Err(self.w.poisoned(e));
+        }
+        {
+            let mut c = lock_mutex(&self.w.commit);
+            c.flushed = c.flushed.max(target);
+            self.w.cond.notify_all();
+        }
+        let log_len = log
+            .metadata()
+            .map_err(|e| Error::io(livelog::log_path(&self.w.dir), e))?
+            .len();
+        reader::verify_store(
+            &self.w.dir,
+            &self.w.store,
+            Some(CleanMark {
+                log_len,
+                events: st.events,
+            }),
+            true,
+        )
+    }
+
+    /// Imports an NDJSON export (or a live log): see [`import_ndjson`].
+    pub fn import_ndjson(&self, input: &mut dyn BufRead) -> Result<usize, Error> {
+        // Parse and check everything before writing anything.
+        let mut runs: Vec<(RunId, Vec<ImportLine>)> = Vec::new();
+        let mut run_pos: HashMap<RunId, usize> = HashMap::new();
+        let mut line = String::new();
+        let mut no = 0usize;
+        let bad = |no: usize, detail: String| Error::InvalidInput {
+            detail: format!("import line {no}: {detail}"),
+        };
+        loop {
+            line.clear();
+            let n = input
+                .read_line(&mut line)
+                .map_err(|e| Error::io("import input", e))?;
+            if n == 0 {
+                break;
+            }
+            no += 1;
+            let text = line.trim_end_matches(['\n', '\r']);
+            if no == 1 {
+                NdjsonHeader::parse(text, "import input").map_err(|e| match e {
+                    Error::Corrupt { detail, .. } => Error::InvalidInput { detail },
+                    other => other,
+                })?;
+                continue;
+            }
+            if text.trim().is_empty() {
+                continue;
+            }
+            let (d, bytes) = codec::parse_line(text).map_err(|d| bad(no, d))?;
+            let run = d.event.run;
+            let pos = *run_pos.entry(run).or_insert_with(|| {
+                runs.push((run, Vec::new()));
+                runs.len() - 1
+            });
+            runs[pos].1.push((no, d, bytes));
+        }
+        if no == 0 {
+            return Err(Error::InvalidInput {
+                detail: "import input is empty: expected a journal NDJSON header line".into(),
+            });
+        }
+        let ticket = {
+            let mut st = self.w.lock_state()?;
+            // Check every run against what the journal holds.
+            let mut plan: Vec<(RunId, usize, RunChain)> = Vec::new();
+            for (run, events) in &runs {
+                let existing = self.w.store.read_run(*run)?;
+                let (hashes, mut chain): (Vec<u64>, Option<RunChain>) = match existing {
+                    Some((evs, chain)) => (evs.iter().map(|d| d.hash).collect(), Some(chain)),
+                    None => (Vec::new(), None),
+                };
+                let mut first_new = events.len();
+                for (i, (no, d, _)) in events.iter().enumerate() {
+                    let expect_seq = i as u64 + 1;
+                    if d.event.seq != expect_seq {
+                        let why = if i == 0 {
+                            "an import must hold whole runs, from event 1"
+                        } else {
+                            "events are missing or out of order"
+                        };
+                        return Err(bad(
+                            *no,
+                            format!(
+                                "run {run}: event {} where event {expect_seq} was expected: {why}",
+                                d.event.seq
+                            ),
+                        ));
+                    }
+                    let idx = (d.event.seq - 1) as usize;
+                    if let Some(h) = hashes.get(idx) {
+                        if *h != d.hash {
+                            return Err(bad(
+                                *no,
+                                format!(
+                                    "run {run} event {}: differs from the same event already in \
+                                     the journal",
+                                    d.event.seq
+                                ),
+                            ));
+                        }
+                        continue;
+                    }
+                    let res = match chain.as_mut() {
+                        None => RunChain::start(d).map(|c| chain = Some(c)),
+                        Some(c) => c.push(d),
+                    };
+                    res.map_err(|e| bad(*no, format!("run {run} event {}: {e}", d.event.seq)))?;
+                    first_new = first_new.min(i);
+                }
+                if let Some(chain) = chain {
+                    if first_new < events.len() {
+                        plan.push((*run, first_new, chain));
+                    }
+                }
+            }
+            // Write.
+            let mut count = 0usize;
+            let mut ticket = 0;
+            for (run, first_new, chain) in plan {
+                let events = &runs[run_pos[&run]].1;
+                st.runs.remove(&run);
+                let mut instances: HashSet<String> = HashSet::new();
+                for (_, d, bytes) in &events[first_new..] {
+                    ticket = self.w.store_raw(&mut st, d, bytes)?;
+                    if let Some(i) = &d.event.instance {
+                        if instances.insert(i.clone()) {
+                            self.w
+                                .store
+                                .put_instance(i, run)
+                                .map_err(|e| self.w.poison(&mut st, e))?;
+                        }
+                    }
+                    count += 1;
+                }
+                let state = chain.replay.state();
+                for inst in &state.instances {
+                    self.w
+                        .store
+                        .put_instance(&inst.name, run)
+                        .map_err(|e| self.w.poison(&mut st, e))?;
+                }
+                self.w
+                    .store
+                    .put_index(&RunIndex {
+                        header: state.header.clone(),
+                        status: state.status,
+                    })
+                    .map_err(|e| self.w.poison(&mut st, e))?;
+            }
+            if count == 0 {
+                return Ok(0);
+            }
+            (ticket, count)
+        };
+        self.w.wait_durable(ticket.0)?;
+        Ok(ticket.1)
+    }
+
+    /// Closes the journal cleanly: flushes, leaves the clean-close marker, releases the lock.
+    /// Dropping the journal does the same but cannot report errors.
+    pub fn close(mut self) -> Result<(), Error> {
+        self.w.close()
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        let _ = self.w.close();
+    }
+}
+
+impl Writer {
+    fn lock_state(&self) -> Result<MutexGuard<'_, WriterState>, Error> {
+        let st = lock_mutex(&self.state);
+        if let Some(p) = &st.poisoned {
+            return Err(self.poisoned(p.clone()));
+        }
+        Ok(st)
+    }
+
+    fn poisoned(&self, detail: String) -> Error {
+        Error::Poisoned {
+            dir: self.dir.clone(),
+            detail,
+        }
+    }
+
+    /// Marks the handle unusable after a failed write and returns the error.
+    fn poison(&self, st: &mut WriterState, e: Error) -> Error {
+        if st.poisoned.is_none() {
+            st.poisoned = Some(e.to_string());
+        }
+        e
+    }
+
+    /// Makes sure the run is in the cache (replaying it from the database if needed).
+    fn load_run(&self, st: &mut WriterState, run: RunId) -> Result<(), Error> {
+        if st.runs.contains_key(&run) {
+            return Ok(());
+        }
+        let (_, chain) = self.store.read_run(run)?.ok_or_else(|| Error::NotFound {
+            what: format!("run {run} in journal {}", self.dir.display()),
+        })?;
+        let instances = chain
+            .replay
+            .state()
+            .instances
+            .iter()
+            .map(|i| i.name.clone())
+            .collect();
+        st.runs.insert(run, RunCache { chain, instances });
+        Ok(())
+    }
+
+    /// Encodes and records a checked event (database insert, index updates, live-log line
+    /// queued). Returns its group-commit ticket.
+    fn write_event(&self, st: &mut WriterState, event: &Event, prev: u64) -> Result<u64, Error> {
+        let bytes = codec::encode(event, prev)?;
+        let mut crc = [0u8; 4];
+        crc.copy_from_slice(&bytes[9..13]);
+        let d = Decoded {
+            event: event.clone(),
+            prev,
+            crc: u32::from_le_bytes(crc),
+            hash: codec::fnv1a64(&bytes),
+        };
+        let run = event.run;
+        let ticket = self.store_raw(st, &d, &bytes)?;
+        let cache = st.runs.get_mut(&run).ok_or_else(|| Error::NotFound {
+            what: format!("run {run}"),
+        })?;
+        if event.seq == 1 {
+            // The chain was started from this event by the caller; fix its hash.
+            cache.chain.last_hash = d.hash;
+        } else if let Err(detail) = cache.chain.push(&d) {
+            let e = Error::IllegalTransition {
+                run,
+                seq: event.seq,
+                detail,
+            };
+            return Err(self.poison(st, e));
+        }
+        let mut new_instances = Vec::new();
+        if let EventKind::RunCreated(h) = &event.kind {
+            new_instances.extend(h.instances.iter().cloned());
+        }
+        if let Some(i) = &event.instance {
+            new_instances.push(i.clone());
+        }
+        for i in new_instances {
+            let cache = st.runs.get_mut(&run).ok_or_else(|| Error::NotFound {
+                what: format!("run {run}"),
+            })?;
+            if cache.instances.insert(i.clone()) {
+                if let Err(e) = self.store.put_instance(&i, run) {
+                    return Err(self.poison(st, e));
+                }
+            }
+        }
+        if event.kind.is_run_event() {
+            let cache = st.runs.get(&run).ok_or_else(|| Error::NotFound {
+                what: format!("run {run}"),
+            })?;
+            let state = cache.chain.replay.state();
+            let index = RunIndex {
+                header: state.header.clone(),
+                status: state.status,
+            };
+            if let Err(e) = self.store.put_index(&index) {
+                return Err(self.poison(st, e));
+            }
+        }
+        if st.current_run != Some(run) {
+            st.current_run = Some(run);
+            // Best effort: only used to name the run in another process's Locked error.
+            let _ = self.lock.set_run(Some(run));
+        }
+        Ok(ticket)
+    }
+
+    /// Inserts an encoded event into the database and queues its live-log line.
+    fn store_raw(&self, st: &mut WriterState, d: &Decoded, bytes: &[u8]) -> Result<u64, Error> {
+        let key = codec::event_key(d.event.run, d.event.seq);
+        if let Err(e) = self.store.events.insert(key, bytes) {
+            return Err(self.poison(st, Error::Storage(e)));
+        }
+        st.pending.extend_from_slice(codec::to_line(d).as_bytes());
+        st.written += 1;
+        st.events += 1;
+        Ok(st.written)
+    }
+
+    /// Writes a batch of lines to the live log, then makes the log and the database durable.
+    fn flush_locked(&self, log: &File, buf: &[u8]) -> Result<(), String> {
+        let path = livelog::log_path(&self.dir);
+        let mut f = log;
+        if !buf.is_empty() {
+            f.write_all(buf)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        f.sync_data()
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        self.store
+            .flush()
+            .map_err(|e| format!("{}: {e}", self.store.what()))?;
+        Ok(())
+    }
+
+    /// Group commit: returns once the event with this ticket is durable. The first waiter to
+    /// find no flush in progress flushes everything recorded so far, for all waiters.
+    fn wait_durable(&self, ticket: u64) -> Result<(), Error> {
+        let mut c = lock_mutex(&self.commit);
+        loop {
+            if c.flushed >= ticket {
+                return Ok(());
+            }
+            if c.flushing {
+                c = self.cond.wait(c).unwrap_or_else(|p| p.into_inner());
+                continue;
+            }
+            c.flushing = true;
+            drop(c);
+            let result = {
+                let log = lock_mutex(&self.log);
+                let mut st = lock_mutex(&self.state);
+                if let Some(p) = &st.poisoned {
+                    Err((p.clone(), 0))
+                } else {
+                    let buf = std::mem::take(&mut st.pending);
+                    let target = st.written;
+                    drop(st);
+                    match self.flush_locked(&log, &buf) {
+                        Ok(()) => Ok(target),
+                        Err(e) => {
+                            let mut st = lock_mutex(&self.state);
+                            st.poisoned.get_or_insert(e.clone());
+                            Err((e, 0))
+                        }
+                    }
+                }
+            };
+            c = lock_mutex(&self.commit);
+            c.flushing = false;
+            self.cond.notify_all();
+            match result {
+                Ok(target) => c.flushed = c.flushed.max(target),
+                Err((e, _)) => return Err(self.poisoned(e)),
+            }
+        }
+    }
+
+    fn close(&mut self) -> Result<(), Error> {
+        let (written, events) = {
+            let st = lock_mutex(&self.state);
+            if let Some(p) = &st.poisoned {
+                return Err(self.poisoned(p.clone()));
+            }
+            (st.written, st.events)
+        };
+        if written > 0 {
+            self.wait_durable(written)?;
+        }
+        let log_len = {
+            let log = lock_mutex(&self.log);
+            log.sync_data()
+                .map_err(|e| Error::io(livelog::log_path(&self.dir), e))?;
+            log.metadata()
+                .map_err(|e| Error::io(livelog::log_path(&self.dir), e))?
+                .len()
+        };
+        self.store.flush()?;
+        let mark = CleanMark { log_len, events };
+        let tmp = self.dir.join("clean.tmp");
+        let path = self.dir.join(CLEAN_FILE);
+        let text = serde_json::to_vec(&mark).unwrap_or_default();
+        let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        f.write_all(&text)
+            .and_then(|_| f.sync_all())
+            .map_err(|e| Error::io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+        sync_dir(&self.dir)?;
+        // Refuse further use (close is also called by Drop after an explicit close).
+        lock_mutex(&self.state).poisoned = Some("the journal was closed".into());
+        Ok(())
+    }
+}
+
+/// After a crash: makes the database and the live log hold the same events again. Returns the
+/// number of events.
+///
+/// - The database is checked run by run (checksums, chain, transitions); damage stops the open.
+/// - The live log is checked line by line. Damage at its end (an unfinished line, or trailing
+///   lines that do not parse, with no good line after them) is cut off: a write cut short.
+///   Damage followed by good lines stops the open.
+/// - Each run's events in both must be identical where both have them; the longer side's extra
+///   events (never acknowledged, since acknowledgement waits for both) are copied to the other.
+/// - The runs and instances indexes are rewritten from the replayed runs.
+fn reconcile(dir: &Path, store: &Store) -> Result<u64, Error> {
+    let what = store.what();
+    struct Scan {
+        chain: RunChain,
+        hashes: Vec<u64>,
+    }
+    let mut runs: HashMap<RunId, Scan> = HashMap::new();
+    let mut order: Vec<RunId> = Vec::new();
+    for kv in store.events.iter() {
+        let (k, v) = kv?;
+        let Some((run, seq)) = codec::split_event_key(&k) else {
+            return Err(Error::corrupt(
+                None,
+                None,
+                format!("{what}: bad key in events tree"),
+            ));
+        };
+        let d = crate::store::decode_stored(run, seq, &v, &what)?;
+        match runs.get_mut(&run) {
+            None => {
+                let chain = RunChain::start(&d)
+                    .map_err(|e| Error::corrupt(Some(run), Some(seq), format!("{what}: {e}")))?;
+                order.push(run);
+                runs.insert(
+                    run,
+                    Scan {
+                        chain,
+                        hashes: vec![d.hash],
+                    },
+                );
+            }
+            Some(s) => {
+                s.chain
+                    .push(&d)
+                    .map_err(|e| Error::corrupt(Some(run), Some(seq), format!("{what}: {e}")))?;
+                s.hashes.push(d.hash);
+            }
+        }
+    }
+    // The live log.
+    let path = livelog::log_path(dir);
+    let lwhat = path.display().to_string();
+    let bytes = match std::fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let (lines, _) = livelog::split_lines(&bytes);
+    let mut keep_len: usize;
+    let mut to_db: Vec<(Decoded, Vec<u8>)> = Vec::new();
+    let mut in_log: HashMap<RunId, u64> = HashMap::new();
+    match lines.first() {
+        None => {
+            // New journal, or a crash while writing the header: start the log over.
+            keep_len = 0;
+        }
+        Some(first) => {
+            NdjsonHeader::parse(&String::from_utf8_lossy(first.bytes), &lwhat)?;
+            keep_len = first.bytes.len() + 1;
+            let mut bad: Option<(usize, String)> = None;
+            for line in &lines[1..] {
+                let parsed = livelog::parse_raw(line);
+                let (d, raw) = match parsed {
+                    Err(detail) => {
+                        bad.get_or_insert((line.no, detail));
+                        continue;
+                    }
+                    Ok(v) => v,
+                };
+                if let Some((no, detail)) = &bad {
+                    return Err(Error::corrupt(
+                        None,
+                        None,
+                        format!(
+                            "{lwhat} line {no}: {detail}; later lines are intact, so this is \
+                             damage, not a write cut short by a crash"
+                        ),
+                    ));
+                }
+                let run = d.event.run;
+                let seq = d.event.seq;
+                let fail = |detail: String| {
+                    Error::corrupt(
+                        Some(run),
+                        Some(seq),
+                        format!("{lwhat} line {}: {detail}", line.no),
+                    )
+                };
+                let count = in_log.entry(run).or_insert(0);
+                if seq != *count + 1 {
+                    return Err(fail(format!("sequence number {seq} follows {count}")));
+                }
+                *count = seq;
+                match runs.get_mut(&run) {
+                    Some(s) if (seq as usize) <= s.hashes.len() => {
+                        if s.hashes[(seq - 1) as usize] != d.hash {
+                            return Err(fail("differs from the same event in the database".into()));
+                        }
+                    }
+                    Some(s) => {
+                        s.chain.push(&d).map_err(fail)?;
+                        s.hashes.push(d.hash);
+                        to_db.push((d, raw));
+                    }
+                    None => {
+                        let chain = RunChain::start(&d).map_err(fail)?;
+                        order.push(run);
+                        runs.insert(
+                            run,
+                            Scan {
+                                chain,
+                                hashes: vec![d.hash],
+                            },
+                        );
+                        to_db.push((d, raw));
+                    }
+                }
+                keep_len = line.start + line.bytes.len() + 1;
+            }
+        }
+    }
+    // Cut the log's damaged or unfinished end; write the header if there is none.
+    let mut log = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    let io = |e| Error::io(&path, e);
+    if keep_len < bytes.len() {
+        log.set_len(keep_len as u64).map_err(io)?;
+    }
+    let mut tail: Vec<u8> = Vec::new();
+    if keep_len == 0 {
+        tail.extend_from_slice(NdjsonHeader::new("live-log", None).to_line().as_bytes());
+    }
+    // Events the database has and the log lacks.
+    for run in &order {
+        let logged = in_log.get(run).copied().unwrap_or(0);
+        for kv in store
+            .events
+            .range(codec::event_key(*run, logged + 1)..=codec::event_key(*run, u64::MAX))
+        {
+            let (k, v) = kv?;
+            let Some((_, seq)) = codec::split_event_key(&k) else {
+                continue;
+            };
+            let d = crate::store::decode_stored(*run, seq, &v, &what)?;
+            tail.extend_from_slice(codec::to_line(&d).as_bytes());
+        }
+    }
+    // Events the log has and the database lacks.
+    for (d, raw) in &to_db {
+        store
+            .events
+            .insert(codec::event_key(d.event.run, d.event.seq), raw.as_slice())?;
+    }
+    // Indexes.
+    let mut total = 0u64;
+    for run in &order {
+        let s = &runs[run];
+        total += s.hashes.len() as u64;
+        let state = s.chain.replay.state();
+        store.put_index(&RunIndex {
+            header: state.header.clone(),
+            status: state.status,
+        })?;
+        for inst in &state.instances {
+            store.put_instance(&inst.name, *run)?;
+        }
+    }
+    use std::io::Seek;
+    log.seek(std::io::SeekFrom::End(0)).map_err(io)?;
+    log.write_all(&tail).map_err(io)?;
+    log.sync_all().map_err(io)?;
+    store.flush()?;
+    sync_dir(dir)?;
+    Ok(total)
+}
+
+/// Imports an NDJSON export (or a live log) into the journal in `dir`, creating it if needed:
+/// checks the header's format version, every line's checksum and each run's sequence numbers,
+/// hash chain and transitions, and that events already in the journal are identical. Events
+/// the journal lacks are added (a run may be extended). Returns the number of events added.
+/// Bad input is refused with [`Error::InvalidInput`] naming the line, and nothing is written.
+pub fn import_ndjson(dir: &Path, input: &mut dyn BufRead) -> Result<usize, Error> {
+    let j = Journal::open(dir)?;
+    let n = j.import_ndjson(input)?;
+    j.close()?;
+    Ok(n)
+}
+
+/// Rewrites the live log of the journal in `dir` from its database, after checking the
+/// database. For a live log that was damaged, truncated or removed while the journal was
+/// closed (the writer then refuses to open). Returns the number of events written.
+pub fn rebuild_live_log(dir: &Path) -> Result<u64, Error> {
+    let lock = lock::try_lock(dir, Role::Writer)?.ok_or_else(|| lock::locked_error(dir))?;
+    let store = Store::open(dir)?;
+    let path = livelog::log_path(dir);
+    let tmp = dir.join("events.ndjson.rebuild");
+    let mut out = std::io::BufWriter::new(File::create(&tmp).map_err(|e| Error::io(&tmp, e))?);
+    let io = |e| Error::io(&tmp, e);
+    out.write_all(NdjsonHeader::new("live-log", None).to_line().as_bytes())
+        .map_err(io)?;
+    let mut n = 0u64;
+    for run in store.runs_with_events()? {
+        let (events, _) = store.read_run(run)?.ok_or_else(|| Error::NotFound {
+            what: format!("run {run}"),
+        })?;
+        for d in &events {
+            out.write_all(codec::to_line(d).as_bytes()).map_err(io)?;
+            n += 1;
+        }
+    }
+    let f = out
+        .into_inner()
+        .map_err(|e| Error::io(&tmp, e.into_error()))?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(&path, e))?;
+    // The old clean marker described the old log.
+    let clean = dir.join(CLEAN_FILE);
+    if clean.exists() {
+        std::fs::remove_file(&clean).map_err(|e| Error::io(&clean, e))?;
+    }
+    sync_dir(dir)?;
+    drop(lock);
+    Ok(n)
+}
