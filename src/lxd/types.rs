@@ -1,0 +1,512 @@
+//! Typed LXD objects as the REST API returns them, and the bodies this client sends.
+//!
+//! Fields LXD may omit default to empty values, so that objects from other LXD or Incus
+//! versions still read.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Configuration keys and values (`limits.memory`, `user.*`, `volatile.*`...).
+pub type Config = BTreeMap<String, String>;
+/// One device: its keys (`type`, `path`, `source`, `pool`...).
+pub type Device = BTreeMap<String, String>;
+/// Devices by name.
+pub type Devices = BTreeMap<String, Device>;
+
+/// A value read together with its ETag, to send back in `If-Match` on update.
+#[derive(Debug, Clone)]
+pub struct Versioned<T> {
+    pub value: T,
+    /// The `Etag` header as received (with its quotes), if LXD sent one.
+    pub etag: Option<String>,
+}
+
+/// Which daemon answers on the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ServerKind {
+    Lxd,
+    Incus,
+}
+
+impl std::fmt::Display for ServerKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ServerKind::Lxd => "LXD",
+            ServerKind::Incus => "Incus",
+        })
+    }
+}
+
+/// `GET /1.0`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct ServerInfo {
+    #[serde(default)]
+    pub api_extensions: Vec<String>,
+    #[serde(default)]
+    pub api_version: String,
+    #[serde(default)]
+    pub auth: String,
+    #[serde(default)]
+    pub environment: ServerEnvironment,
+}
+
+/// `environment` of [`ServerInfo`].
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct ServerEnvironment {
+    /// `lxd` or `incus`.
+    #[serde(default)]
+    pub server: String,
+    #[serde(default)]
+    pub server_name: String,
+    #[serde(default)]
+    pub server_version: String,
+    #[serde(default)]
+    pub storage: String,
+    #[serde(default)]
+    pub storage_version: String,
+    #[serde(default)]
+    pub driver: String,
+    #[serde(default)]
+    pub driver_version: String,
+    #[serde(default)]
+    pub kernel_version: String,
+}
+
+/// A background operation (`/1.0/operations/<id>`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct Operation {
+    #[serde(default)]
+    pub id: String,
+    /// `task` or `websocket`.
+    #[serde(default)]
+    pub class: String,
+    #[serde(default)]
+    pub description: String,
+    /// `Running`, `Success`, `Failure`, `Cancelled`.
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub status_code: i64,
+    #[serde(default)]
+    pub resources: Option<BTreeMap<String, Vec<String>>>,
+    /// Result of the operation (e.g. the exit code and output paths of an exec).
+    #[serde(default)]
+    pub metadata: Value,
+    #[serde(default)]
+    pub may_cancel: bool,
+    /// Why it failed.
+    #[serde(default)]
+    pub err: String,
+}
+
+/// An instance (`GET /1.0/instances/<name>` or `?recursion=1`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct Instance {
+    pub name: String,
+    /// `Running`, `Stopped`, `Frozen`, `Error`...
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub status_code: i64,
+    /// `container` or `virtual-machine`.
+    #[serde(rename = "type", default)]
+    pub instance_type: String,
+    #[serde(default)]
+    pub architecture: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub config: Config,
+    #[serde(default)]
+    pub devices: Devices,
+    #[serde(default)]
+    pub expanded_config: Config,
+    #[serde(default)]
+    pub expanded_devices: Devices,
+    #[serde(default)]
+    pub profiles: Vec<String>,
+    #[serde(default)]
+    pub ephemeral: bool,
+    #[serde(default)]
+    pub stateful: bool,
+    #[serde(default)]
+    pub created_at: String,
+    #[serde(default)]
+    pub last_used_at: String,
+    #[serde(default)]
+    pub location: String,
+    #[serde(default)]
+    pub project: String,
+}
+
+impl Instance {
+    pub fn is_running(&self) -> bool {
+        self.status == "Running"
+    }
+
+    /// The writable part, to modify and send back with `put_instance`.
+    pub fn to_put(&self) -> InstancePut {
+        InstancePut {
+            architecture: self.architecture.clone(),
+            config: self.config.clone(),
+            devices: self.devices.clone(),
+            ephemeral: self.ephemeral,
+            profiles: self.profiles.clone(),
+            stateful: self.stateful,
+            description: self.description.clone(),
+        }
+    }
+}
+
+/// Full replacement of an instance's writable fields (`PUT /1.0/instances/<name>`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct InstancePut {
+    pub architecture: String,
+    pub config: Config,
+    pub devices: Devices,
+    pub ephemeral: bool,
+    pub profiles: Vec<String>,
+    pub stateful: bool,
+    pub description: String,
+}
+
+/// A merge of some fields (`PATCH /1.0/instances/<name>`): keys given replace their old
+/// values, others are kept; a config value `""` removes the key. Devices cannot be removed by
+/// PATCH: use `put_instance`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct InstancePatch {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<Config>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub devices: Option<Devices>,
+    /// Replaces the whole list.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profiles: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+}
+
+/// `GET /1.0/instances/<name>/state` (the parts reroot uses; the rest is in `extra`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct InstanceState {
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub status_code: i64,
+    /// PID of the instance's init on the host, 0 when stopped.
+    #[serde(default)]
+    pub pid: i64,
+    #[serde(default)]
+    pub processes: i64,
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, Value>,
+}
+
+impl InstanceState {
+    pub fn is_running(&self) -> bool {
+        self.status == "Running"
+    }
+    pub fn is_stopped(&self) -> bool {
+        self.status == "Stopped"
+    }
+}
+
+/// Where a new instance comes from.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum InstanceSource {
+    /// An image, by alias or fingerprint (exactly one of the two is set).
+    Image {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        alias: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        fingerprint: Option<String>,
+    },
+    /// A copy of an instance or of a snapshot (`"tpl/snap"`).
+    Copy {
+        source: String,
+        /// Do not copy the source's snapshots.
+        instance_only: bool,
+    },
+}
+
+/// Body of `POST /1.0/instances`.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewInstance {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub instance_type: String,
+    pub source: InstanceSource,
+    /// Always sent: LXD 5.0.2 fails a copy without profiles ("No root device could be found").
+    pub profiles: Vec<String>,
+    pub config: Config,
+    pub devices: Devices,
+    pub ephemeral: bool,
+    pub description: String,
+}
+
+impl NewInstance {
+    fn new(name: &str, source: InstanceSource) -> Self {
+        NewInstance {
+            name: name.to_string(),
+            instance_type: "container".to_string(),
+            source,
+            profiles: vec!["default".to_string()],
+            config: Config::new(),
+            devices: Devices::new(),
+            ephemeral: false,
+            description: String::new(),
+        }
+    }
+
+    /// A container from the image with this alias, with the `default` profile.
+    pub fn from_image_alias(name: &str, alias: &str) -> Self {
+        Self::new(
+            name,
+            InstanceSource::Image {
+                alias: Some(alias.to_string()),
+                fingerprint: None,
+            },
+        )
+    }
+
+    /// A container from the image with this fingerprint, with the `default` profile.
+    pub fn from_image_fingerprint(name: &str, fingerprint: &str) -> Self {
+        Self::new(
+            name,
+            InstanceSource::Image {
+                alias: None,
+                fingerprint: Some(fingerprint.to_string()),
+            },
+        )
+    }
+
+    /// A container copied from `instance/snapshot` (without the source's snapshots), with
+    /// the `default` profile until [`NewInstance::profiles`] says otherwise.
+    pub fn copy_of_snapshot(name: &str, instance: &str, snapshot: &str) -> Self {
+        Self::new(
+            name,
+            InstanceSource::Copy {
+                source: format!("{instance}/{snapshot}"),
+                instance_only: true,
+            },
+        )
+    }
+
+    pub fn profiles(mut self, profiles: Vec<String>) -> Self {
+        self.profiles = profiles;
+        self
+    }
+    pub fn config(mut self, config: Config) -> Self {
+        self.config = config;
+        self
+    }
+    pub fn config_key(mut self, key: &str, value: &str) -> Self {
+        self.config.insert(key.to_string(), value.to_string());
+        self
+    }
+    pub fn devices(mut self, devices: Devices) -> Self {
+        self.devices = devices;
+        self
+    }
+    pub fn device(mut self, name: &str, device: Device) -> Self {
+        self.devices.insert(name.to_string(), device);
+        self
+    }
+    pub fn ephemeral(mut self, ephemeral: bool) -> Self {
+        self.ephemeral = ephemeral;
+        self
+    }
+    pub fn description(mut self, description: &str) -> Self {
+        self.description = description.to_string();
+        self
+    }
+}
+
+/// An instance snapshot (`GET /1.0/instances/<name>/snapshots?recursion=1`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct Snapshot {
+    /// The snapshot's own name (without `instance/`).
+    pub name: String,
+    #[serde(default)]
+    pub created_at: String,
+    /// Empty or `0001-01-01T00:00:00Z` when it never expires.
+    #[serde(default)]
+    pub expires_at: String,
+    #[serde(default)]
+    pub stateful: bool,
+    #[serde(default)]
+    pub config: Config,
+    #[serde(default)]
+    pub devices: Devices,
+    #[serde(default)]
+    pub profiles: Vec<String>,
+    #[serde(default)]
+    pub size: i64,
+}
+
+/// A profile.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct Profile {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub config: Config,
+    #[serde(default)]
+    pub devices: Devices,
+    /// URLs of the instances (and snapshots) that use it.
+    #[serde(default)]
+    pub used_by: Vec<String>,
+}
+
+/// The writable part of a profile (`PUT`/`PATCH /1.0/profiles/<name>`).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct ProfilePut {
+    pub description: String,
+    pub config: Config,
+    pub devices: Devices,
+}
+
+impl Profile {
+    pub fn to_put(&self) -> ProfilePut {
+        ProfilePut {
+            description: self.description.clone(),
+            config: self.config.clone(),
+            devices: self.devices.clone(),
+        }
+    }
+}
+
+/// A storage pool.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct StoragePool {
+    pub name: String,
+    #[serde(default)]
+    pub driver: String,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub config: Config,
+    #[serde(default)]
+    pub used_by: Vec<String>,
+}
+
+/// A storage volume.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct StorageVolume {
+    pub name: String,
+    /// `custom`, `container`, `image`...
+    #[serde(rename = "type", default)]
+    pub volume_type: String,
+    /// `filesystem` or `block`.
+    #[serde(default)]
+    pub content_type: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub config: Config,
+    #[serde(default)]
+    pub used_by: Vec<String>,
+    #[serde(default)]
+    pub location: String,
+}
+
+/// Body of a custom volume creation.
+#[derive(Debug, Clone, Serialize)]
+pub struct NewVolume {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub volume_type: String,
+    pub content_type: String,
+    pub description: String,
+    pub config: Config,
+}
+
+impl NewVolume {
+    /// An empty filesystem volume.
+    pub fn filesystem(name: &str) -> Self {
+        NewVolume {
+            name: name.to_string(),
+            volume_type: "custom".to_string(),
+            content_type: "filesystem".to_string(),
+            description: String::new(),
+            config: Config::new(),
+        }
+    }
+    pub fn config_key(mut self, key: &str, value: &str) -> Self {
+        self.config.insert(key.to_string(), value.to_string());
+        self
+    }
+}
+
+/// An image alias.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+pub struct ImageAlias {
+    pub name: String,
+    /// Fingerprint of the image it points to.
+    #[serde(default)]
+    pub target: String,
+    #[serde(default)]
+    pub description: String,
+    /// `container` or `virtual-machine`.
+    #[serde(rename = "type", default)]
+    pub image_type: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instance_reads_lxd_object() {
+        // Captured from LXD 5.0.2 (`GET /1.0/instances?recursion=1`, one element).
+        let body = r#"{"architecture":"x86_64","config":{"image.os":"busybox","volatile.base_image":"8a02"},
+          "created_at":"2025-11-22T03:30:00.1Z","description":"","devices":{},"ephemeral":false,
+          "expanded_config":{"image.os":"busybox"},"expanded_devices":{"root":{"path":"/","pool":"default","type":"disk"}},
+          "last_used_at":"1970-01-01T00:00:00Z","location":"none","name":"r-tpl","profiles":["default"],
+          "project":"default","stateful":false,"status":"Stopped","status_code":102,"type":"container"}"#;
+        let i: Instance = serde_json::from_str(body).unwrap();
+        assert_eq!(i.name, "r-tpl");
+        assert_eq!(i.instance_type, "container");
+        assert!(!i.is_running());
+        assert_eq!(i.expanded_devices["root"]["pool"], "default");
+        let put = serde_json::to_value(i.to_put()).unwrap();
+        assert_eq!(put["profiles"][0], "default");
+        assert!(put.get("name").is_none());
+    }
+
+    #[test]
+    fn new_instance_bodies() {
+        let copy = NewInstance::copy_of_snapshot("w1", "tpl", "base");
+        let v = serde_json::to_value(&copy).unwrap();
+        assert_eq!(v["source"]["type"], "copy");
+        assert_eq!(v["source"]["source"], "tpl/base");
+        assert_eq!(v["source"]["instance_only"], true);
+        assert_eq!(v["profiles"][0], "default");
+        let img = NewInstance::from_image_alias("a", "reroot-old");
+        let v = serde_json::to_value(&img).unwrap();
+        assert_eq!(
+            v["source"],
+            serde_json::json!({"type":"image","alias":"reroot-old"})
+        );
+        assert_eq!(v["type"], "container");
+    }
+
+    #[test]
+    fn patch_sends_only_given_fields() {
+        let p = InstancePatch {
+            description: Some("x".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            serde_json::to_value(&p).unwrap(),
+            serde_json::json!({"description":"x"})
+        );
+    }
+}
