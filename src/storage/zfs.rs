@@ -1,0 +1,246 @@
+//! ZFS datasets, through the `zfs` and `zpool` commands (zfs-fuse on the testbed).
+//!
+//! The directory of a dataset is its mountpoint as ZFS reports it, never `/<dataset>`.
+//! `zfs create -p` succeeds on an existing dataset, so [`create`] checks existence first.
+//! zfs-fuse sometimes answers "dataset is busy" to a destroy right after a mount or unmount;
+//! destroys are retried a few times for that message only.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::command::{self, CommandOutput, FS_COMMAND_TIMEOUT};
+use super::{Ensured, Filesystem, Removed, RollbackOutcome, SnapshotOutcome, StorageError};
+
+const BUSY_RETRIES: u32 = 10;
+const BUSY_PAUSE: Duration = Duration::from_millis(300);
+
+async fn zfs<const N: usize>(args: [&str; N]) -> Result<CommandOutput, StorageError> {
+    command::run("zfs", args, FS_COMMAND_TIMEOUT).await
+}
+
+async fn zfs_vec(args: Vec<String>) -> Result<CommandOutput, StorageError> {
+    command::run("zfs", args, FS_COMMAND_TIMEOUT).await
+}
+
+/// Whether a failed command said that its dataset, snapshot or pool does not exist.
+fn says_missing(err: &StorageError) -> bool {
+    matches!(err, StorageError::CommandFailed { stderr, .. }
+        if stderr.contains("does not exist") || stderr.contains("no such pool"))
+}
+
+fn says_busy(err: &StorageError) -> bool {
+    matches!(err, StorageError::CommandFailed { stderr, .. } if stderr.contains("dataset is busy"))
+}
+
+fn pool_of(dataset: &str) -> &str {
+    dataset.split('/').next().unwrap_or(dataset)
+}
+
+/// Errors with [`StorageError::PoolMissing`] if the dataset's pool does not exist.
+pub async fn check_pool(dataset: &str) -> Result<(), StorageError> {
+    let pool = pool_of(dataset);
+    match command::run(
+        "zpool",
+        ["list", "-H", "-o", "name", pool],
+        FS_COMMAND_TIMEOUT,
+    )
+    .await
+    {
+        Ok(_) => Ok(()),
+        Err(StorageError::CommandFailed { stderr, .. }) if stderr.contains("no such pool") => {
+            Err(StorageError::PoolMissing {
+                pool: pool.to_string(),
+                dataset: dataset.to_string(),
+            })
+        }
+        Err(other) => Err(other),
+    }
+}
+
+/// Whether the dataset exists; a missing pool is an error, not "absent".
+pub async fn exists(dataset: &str) -> Result<bool, StorageError> {
+    match zfs(["list", "-H", "-o", "name", dataset]).await {
+        Ok(_) => Ok(true),
+        Err(err) if says_missing(&err) => {
+            check_pool(dataset).await?;
+            Ok(false)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+pub(super) async fn host_dir(fs: &Filesystem, dataset: &str) -> Result<PathBuf, StorageError> {
+    let out = match zfs(["get", "-H", "-o", "value", "mountpoint,mounted", dataset]).await {
+        Ok(out) => out,
+        Err(err) if says_missing(&err) => {
+            check_pool(dataset).await?;
+            return Err(fs.missing());
+        }
+        Err(err) => return Err(err),
+    };
+    let mut lines = out.stdout.lines().map(str::trim);
+    let mountpoint = lines.next().unwrap_or("").to_string();
+    let mounted = lines.next().unwrap_or("").to_string();
+    if !mountpoint.starts_with('/') || mounted != "yes" {
+        return Err(StorageError::NotMounted {
+            dataset: dataset.to_string(),
+            mountpoint,
+            mounted,
+        });
+    }
+    Ok(PathBuf::from(mountpoint))
+}
+
+fn property_args(fs: &Filesystem) -> Vec<String> {
+    fs.zfs_properties
+        .iter()
+        .flat_map(|(k, v)| ["-o".to_string(), format!("{k}={v}")])
+        .collect()
+}
+
+pub(super) async fn create(fs: &Filesystem, dataset: &str) -> Result<Ensured, StorageError> {
+    if exists(dataset).await? {
+        return Ok(Ensured::AlreadyExisted);
+    }
+    let mut args = vec!["create".to_string(), "-p".to_string()];
+    args.extend(property_args(fs));
+    args.push(dataset.to_string());
+    zfs_vec(args).await?;
+    Ok(Ensured::Created)
+}
+
+pub(super) async fn snapshot(
+    fs: &Filesystem,
+    dataset: &str,
+    name: &str,
+) -> Result<SnapshotOutcome, StorageError> {
+    if has_snapshot(dataset, name).await? {
+        return Ok(SnapshotOutcome::AlreadyExisted);
+    }
+    let full = format!("{dataset}@{name}");
+    match zfs(["snapshot", &full]).await {
+        Ok(_) => Ok(SnapshotOutcome::Taken),
+        Err(StorageError::CommandFailed { stderr, .. }) if stderr.contains("already exists") => {
+            Ok(SnapshotOutcome::AlreadyExisted)
+        }
+        Err(err) if says_missing(&err) => {
+            check_pool(dataset).await?;
+            Err(fs.missing())
+        }
+        Err(err) => Err(err),
+    }
+}
+
+pub(super) async fn has_snapshot(dataset: &str, name: &str) -> Result<bool, StorageError> {
+    let full = format!("{dataset}@{name}");
+    match zfs(["list", "-H", "-t", "snapshot", "-o", "name", &full]).await {
+        Ok(_) => Ok(true),
+        Err(err) if says_missing(&err) => {
+            check_pool(dataset).await?;
+            Ok(false)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+pub(super) async fn list_snapshots(dataset: &str) -> Result<Vec<String>, StorageError> {
+    let out = match zfs([
+        "list", "-H", "-t", "snapshot", "-o", "name", "-s", "creation", "-d", "1", dataset,
+    ])
+    .await
+    {
+        Ok(out) => out,
+        Err(err) if says_missing(&err) => {
+            check_pool(dataset).await?;
+            return Ok(Vec::new());
+        }
+        Err(err) => return Err(err),
+    };
+    let prefix = format!("{dataset}@");
+    Ok(out
+        .stdout
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix(&prefix))
+        .map(str::to_string)
+        .collect())
+}
+
+/// Runs `zfs destroy <args...>`, retrying while zfs-fuse says "dataset is busy".
+async fn destroy_with_retry(args: &[&str]) -> Result<(), StorageError> {
+    let mut attempt = 1;
+    loop {
+        let argv: Vec<&str> = std::iter::once("destroy")
+            .chain(args.iter().copied())
+            .collect();
+        match command::run("zfs", argv, FS_COMMAND_TIMEOUT).await {
+            Ok(_) => return Ok(()),
+            Err(err) if says_busy(&err) && attempt < BUSY_RETRIES => {
+                tracing::debug!(attempt, "zfs destroy: dataset is busy, retrying");
+                attempt += 1;
+                tokio::time::sleep(BUSY_PAUSE).await;
+            }
+            Err(err) => return Err(err),
+        }
+    }
+}
+
+pub(super) async fn delete_snapshot(dataset: &str, name: &str) -> Result<Removed, StorageError> {
+    if !has_snapshot(dataset, name).await? {
+        return Ok(Removed::AlreadyAbsent);
+    }
+    // The argument always names a snapshot (`dataset@name`): this cannot destroy the dataset.
+    let full = format!("{dataset}@{name}");
+    match destroy_with_retry(&[&full]).await {
+        Ok(()) => Ok(Removed::Removed),
+        Err(err) if says_missing(&err) => Ok(Removed::AlreadyAbsent),
+        Err(err) => Err(err),
+    }
+}
+
+pub(super) async fn rollback(
+    fs: &Filesystem,
+    dataset: &str,
+    name: &str,
+) -> Result<RollbackOutcome, StorageError> {
+    if !exists(dataset).await? {
+        return Err(fs.missing());
+    }
+    if !has_snapshot(dataset, name).await? {
+        return Err(StorageError::SnapshotMissing {
+            id: fs.id.clone(),
+            location: fs.kind.location(),
+            snapshot: name.to_string(),
+        });
+    }
+    let full = format!("{dataset}@{name}");
+    zfs(["rollback", "-r", &full]).await?;
+    Ok(RollbackOutcome::RolledBack { kept_as: None })
+}
+
+pub(super) async fn clone_from(
+    fs: &Filesystem,
+    dataset: &str,
+    source_dataset: &str,
+    snapshot: &str,
+) -> Result<Ensured, StorageError> {
+    if exists(dataset).await? {
+        return Ok(Ensured::AlreadyExisted);
+    }
+    let mut args = vec!["clone".to_string(), "-p".to_string()];
+    args.extend(property_args(fs));
+    args.push(format!("{source_dataset}@{snapshot}"));
+    args.push(dataset.to_string());
+    zfs_vec(args).await?;
+    Ok(Ensured::Created)
+}
+
+pub(super) async fn destroy(dataset: &str) -> Result<Removed, StorageError> {
+    if !exists(dataset).await? {
+        return Ok(Removed::AlreadyAbsent);
+    }
+    match destroy_with_retry(&["-r", dataset]).await {
+        Ok(()) => Ok(Removed::Removed),
+        Err(err) if says_missing(&err) => Ok(Removed::AlreadyAbsent),
+        Err(err) => Err(err),
+    }
+}
