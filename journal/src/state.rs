@@ -457,3 +457,418 @@ impl Replay {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Outcome, RunHeader};
+    use std::collections::BTreeMap;
+
+    fn run_id() -> RunId {
+        RunId::from_u128(0xfeed)
+    }
+
+    fn created() -> Event {
+        Event {
+            run: run_id(),
+            seq: 1,
+            instance: None,
+            step: None,
+            attempt: 0,
+            at_ms: 100,
+            kind: EventKind::RunCreated(RunHeader {
+                id: run_id(),
+                command: vec!["reroot".into(), "rebuild".into()],
+                user: "u".into(),
+                host: "h".into(),
+                started_at_ms: 99,
+                config_digests: vec![],
+                instances: vec!["b".into(), "a".into()],
+                options: BTreeMap::new(),
+            }),
+        }
+    }
+
+    /// A replay plus a helper to offer the next event.
+    struct R(Replay);
+
+    impl R {
+        fn new() -> R {
+            R(Replay::new(&created()).unwrap())
+        }
+        fn ev(
+            &self,
+            inst: Option<&str>,
+            step: Option<&str>,
+            attempt: u32,
+            kind: EventKind,
+        ) -> Event {
+            Event {
+                run: run_id(),
+                seq: self.0.state().last_seq + 1,
+                instance: inst.map(String::from),
+                step: step.map(String::from),
+                attempt,
+                at_ms: 1000 + self.0.state().last_seq as i64,
+                kind,
+            }
+        }
+        fn step(&mut self, attempt: u32, kind: EventKind) -> Result<(), String> {
+            let e = self.ev(Some("a"), Some("stop"), attempt, kind);
+            self.0.apply(&e)
+        }
+        fn run(&mut self, kind: EventKind) -> Result<(), String> {
+            let e = self.ev(None, None, 0, kind);
+            self.0.apply(&e)
+        }
+        fn ok_step(mut self, attempt: u32, kind: EventKind) -> R {
+            self.step(attempt, kind).unwrap();
+            self
+        }
+    }
+
+    fn ok() -> EventKind {
+        EventKind::StepSucceeded {
+            output: "out".into(),
+        }
+    }
+    fn fail() -> EventKind {
+        EventKind::StepFailed {
+            error: "boom".into(),
+        }
+    }
+    fn undo_fail() -> EventKind {
+        EventKind::UndoFailed {
+            error: "nope".into(),
+        }
+    }
+
+    /// Brings step a/stop to `status` at attempt 1.
+    fn at(status: Option<StepStatus>) -> R {
+        let r = R::new();
+        match status {
+            None => r,
+            Some(StepStatus::Started) => r.ok_step(1, EventKind::StepStarted),
+            Some(StepStatus::Succeeded) => r.ok_step(1, EventKind::StepStarted).ok_step(1, ok()),
+            Some(StepStatus::Failed) => r.ok_step(1, EventKind::StepStarted).ok_step(1, fail()),
+            Some(StepStatus::UndoStarted) => {
+                at(Some(StepStatus::Succeeded)).ok_step(1, EventKind::UndoStarted)
+            }
+            Some(StepStatus::UndoFinished) => {
+                at(Some(StepStatus::UndoStarted)).ok_step(1, EventKind::UndoFinished)
+            }
+            Some(StepStatus::UndoFailed) => {
+                at(Some(StepStatus::UndoStarted)).ok_step(1, undo_fail())
+            }
+        }
+    }
+
+    /// The full table of step transitions from the crate docs: for each current status and
+    /// each step event kind, whether it is legal with the same attempt number (1) and with the
+    /// next one (2).
+    #[test]
+    fn step_transition_table() {
+        use StepStatus as S;
+        let kinds: Vec<(&str, EventKind)> = vec![
+            ("StepStarted", EventKind::StepStarted),
+            ("StepSucceeded", ok()),
+            ("StepFailed", fail()),
+            ("UndoStarted", EventKind::UndoStarted),
+            ("UndoFinished", EventKind::UndoFinished),
+            ("UndoFailed", undo_fail()),
+        ];
+        // (from, kind, legal with attempt 1, legal with attempt 2)
+        let table: &[(Option<S>, &str, bool, bool)] = &[
+            (None, "StepStarted", true, true),
+            (None, "StepSucceeded", false, false),
+            (None, "StepFailed", false, false),
+            (None, "UndoStarted", false, false),
+            (None, "UndoFinished", false, false),
+            (None, "UndoFailed", false, false),
+            (Some(S::Started), "StepStarted", false, true),
+            (Some(S::Started), "StepSucceeded", true, false),
+            (Some(S::Started), "StepFailed", true, false),
+            (Some(S::Started), "UndoStarted", false, false),
+            (Some(S::Started), "UndoFinished", false, false),
+            (Some(S::Started), "UndoFailed", false, false),
+            (Some(S::Succeeded), "StepStarted", false, false),
+            (Some(S::Succeeded), "StepSucceeded", false, false),
+            (Some(S::Succeeded), "StepFailed", false, false),
+            (Some(S::Succeeded), "UndoStarted", true, true),
+            (Some(S::Succeeded), "UndoFinished", false, false),
+            (Some(S::Succeeded), "UndoFailed", false, false),
+            (Some(S::Failed), "StepStarted", false, true),
+            (Some(S::Failed), "StepSucceeded", false, false),
+            (Some(S::Failed), "StepFailed", false, false),
+            (Some(S::Failed), "UndoStarted", true, true),
+            (Some(S::Failed), "UndoFinished", false, false),
+            (Some(S::Failed), "UndoFailed", false, false),
+            (Some(S::UndoStarted), "StepStarted", false, false),
+            (Some(S::UndoStarted), "StepSucceeded", false, false),
+            (Some(S::UndoStarted), "StepFailed", false, false),
+            (Some(S::UndoStarted), "UndoStarted", false, true),
+            (Some(S::UndoStarted), "UndoFinished", true, false),
+            (Some(S::UndoStarted), "UndoFailed", true, false),
+            (Some(S::UndoFinished), "StepStarted", false, false),
+            (Some(S::UndoFinished), "StepSucceeded", false, false),
+            (Some(S::UndoFinished), "StepFailed", false, false),
+            (Some(S::UndoFinished), "UndoStarted", false, false),
+            (Some(S::UndoFinished), "UndoFinished", false, false),
+            (Some(S::UndoFinished), "UndoFailed", false, false),
+            (Some(S::UndoFailed), "StepStarted", false, false),
+            (Some(S::UndoFailed), "StepSucceeded", false, false),
+            (Some(S::UndoFailed), "StepFailed", false, false),
+            (Some(S::UndoFailed), "UndoStarted", false, true),
+            (Some(S::UndoFailed), "UndoFinished", false, false),
+            (Some(S::UndoFailed), "UndoFailed", false, false),
+        ];
+        assert_eq!(table.len(), 7 * kinds.len());
+        for &(from, name, legal1, legal2) in table {
+            let kind = &kinds.iter().find(|(n, _)| *n == name).unwrap().1;
+            for (attempt, legal) in [(1, legal1), (2, legal2)] {
+                let mut r = at(from);
+                let before = r.0.state().clone();
+                let res = r.step(attempt, kind.clone());
+                assert_eq!(
+                    res.is_ok(),
+                    legal,
+                    "{name} (attempt {attempt}) after {from:?}: got {res:?}"
+                );
+                if res.is_err() {
+                    assert_eq!(r.0.state(), &before, "a refused event must change nothing");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn attempt_zero_and_backwards_attempts_are_refused() {
+        let mut r = R::new();
+        assert!(r
+            .step(0, EventKind::StepStarted)
+            .unwrap_err()
+            .contains("attempt"));
+        let mut r = at(Some(StepStatus::Failed)).ok_step(3, EventKind::StepStarted);
+        assert!(r.step(2, EventKind::StepStarted).is_err(), "attempt 3 -> 2");
+        assert!(r.step(2, ok()).is_err(), "end of attempt 2 while 3 runs");
+        r.step(3, ok()).unwrap();
+        assert!(
+            r.step(2, EventKind::UndoStarted).is_err(),
+            "undo going back to attempt 2"
+        );
+        r.step(3, EventKind::UndoStarted).unwrap();
+    }
+
+    #[test]
+    fn shape_rules() {
+        let mut r = R::new();
+        let e = r.ev(Some("a"), None, 1, EventKind::StepStarted);
+        assert!(r.0.apply(&e).is_err(), "step event without step");
+        let e = r.ev(None, Some("stop"), 1, EventKind::StepStarted);
+        assert!(r.0.apply(&e).is_err(), "step event without instance");
+        let e = r.ev(Some(""), Some("stop"), 1, EventKind::StepStarted);
+        assert!(r.0.apply(&e).is_err(), "empty instance name");
+        let e = r.ev(
+            Some("a"),
+            None,
+            0,
+            EventKind::RunPaused { reason: "x".into() },
+        );
+        assert!(r.0.apply(&e).is_err(), "run event naming an instance");
+        let e = r.ev(None, Some("stop"), 0, EventKind::Note { text: "x".into() });
+        assert!(r.0.apply(&e).is_err(), "note naming a step but no instance");
+        let e = r.ev(
+            Some("a"),
+            Some("stop"),
+            0,
+            EventKind::Note { text: "x".into() },
+        );
+        r.0.apply(&e).unwrap();
+        assert_eq!(r.0.state().notes, vec!["x".to_string()]);
+    }
+
+    #[test]
+    fn sequence_and_run_id_are_checked() {
+        let mut r = R::new();
+        let mut e = r.ev(Some("a"), Some("stop"), 1, EventKind::StepStarted);
+        e.seq += 1;
+        assert!(r.0.apply(&e).unwrap_err().contains("sequence"));
+        e.seq -= 1;
+        e.run = RunId::from_u128(1);
+        assert!(r.0.apply(&e).is_err());
+        let mut again = created();
+        again.seq = 2;
+        assert!(r.0.apply(&again).unwrap_err().contains("RunCreated"));
+        // A run must begin with RunCreated at seq 1.
+        let mut first = r.ev(None, None, 0, EventKind::Note { text: "n".into() });
+        first.seq = 1;
+        assert!(Replay::new(&first).is_err());
+        let mut c = created();
+        c.seq = 2;
+        assert!(Replay::new(&c).is_err());
+        let mut c = created();
+        c.run = RunId::from_u128(7);
+        assert!(
+            Replay::new(&c).is_err(),
+            "header id must match the event's run"
+        );
+    }
+
+    #[test]
+    fn run_level_rules() {
+        // Paused and resumed: anything goes.
+        let mut r = R::new();
+        r.run(EventKind::RunPaused {
+            reason: "budget".into(),
+        })
+        .unwrap();
+        assert_eq!(r.0.state().status, RunStatus::Paused);
+        r.step(1, EventKind::StepStarted).unwrap();
+        r.run(EventKind::RunResumed { pid: 1 }).unwrap();
+        assert_eq!(r.0.state().status, RunStatus::Running);
+        r.step(1, ok()).unwrap();
+        // Finished as failed: only resume, undo events, notes and a new finish.
+        r.run(EventKind::RunFinished {
+            outcome: Outcome::Failed,
+        })
+        .unwrap();
+        assert_eq!(r.0.state().status, RunStatus::Failed);
+        let e = r.ev(Some("a"), Some("other"), 1, EventKind::StepStarted);
+        assert!(r.0.apply(&e).unwrap_err().contains("finished"));
+        assert!(r.run(EventKind::RunPaused { reason: "x".into() }).is_err());
+        r.run(EventKind::Note {
+            text: "looked at it".into(),
+        })
+        .unwrap();
+        r.step(1, EventKind::UndoStarted).unwrap();
+        r.step(1, EventKind::UndoFinished).unwrap();
+        r.run(EventKind::RunFinished {
+            outcome: Outcome::Undone,
+        })
+        .unwrap();
+        assert_eq!(r.0.state().status, RunStatus::Undone);
+        // Nothing after undone, not even a note or a resume.
+        for kind in [
+            EventKind::Note { text: "x".into() },
+            EventKind::RunResumed { pid: 2 },
+            EventKind::RunFinished {
+                outcome: Outcome::Undone,
+            },
+        ] {
+            assert!(r.run(kind).unwrap_err().contains("undone"));
+        }
+        assert!(r.step(2, EventKind::UndoStarted).is_err());
+
+        // Succeeded, then resumed: steps may run again; a new finish closes it.
+        let mut r = at(Some(StepStatus::Succeeded));
+        r.run(EventKind::RunFinished {
+            outcome: Outcome::Succeeded,
+        })
+        .unwrap();
+        assert!(r.step(2, EventKind::StepStarted).is_err());
+        r.run(EventKind::RunResumed { pid: 3 }).unwrap();
+        let e = r.ev(Some("b"), Some("start"), 1, EventKind::StepStarted);
+        r.0.apply(&e).unwrap();
+        r.run(EventKind::RunFinished {
+            outcome: Outcome::Failed,
+        })
+        .unwrap();
+        r.run(EventKind::RunFinished {
+            outcome: Outcome::Failed,
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn replay_builds_the_state() {
+        let mut r = R::new();
+        let mut push = |inst: &str, step: &str, attempt: u32, kind: EventKind| {
+            let e = r.ev(Some(inst), Some(step), attempt, kind);
+            r.0.apply(&e).unwrap();
+        };
+        push("c", "stop", 1, EventKind::StepStarted);
+        push("a", "stop", 1, EventKind::StepStarted);
+        push("a", "stop", 2, EventKind::StepStarted); // retry after a crash
+        push("a", "stop", 2, ok());
+        push("a", "snapshot", 1, EventKind::StepStarted);
+        push(
+            "a",
+            "snapshot",
+            1,
+            EventKind::StepFailed {
+                error: "disk full".into(),
+            },
+        );
+        push(
+            "c",
+            "stop",
+            1,
+            EventKind::StepFailed {
+                error: "interrupted".into(),
+            },
+        );
+        push("c", "stop", 1, EventKind::UndoStarted);
+        push("c", "stop", 1, undo_fail());
+        let st = r.0.state().clone();
+        // Instances: header order first (b, a), then first-seen (c).
+        let names: Vec<_> = st.instances.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["b", "a", "c"]);
+        let a: Vec<_> = st.instances[1]
+            .steps
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(a, ["stop", "snapshot"], "steps in first-seen order");
+        let stop = st.step("a", "stop").unwrap();
+        assert_eq!(stop.status, StepStatus::Succeeded);
+        assert_eq!(stop.attempt, 2);
+        assert_eq!(stop.output.as_deref(), Some("out"));
+        assert_eq!(stop.started_at_ms, 1003, "the retry's start");
+        assert_eq!(stop.ended_at_ms, Some(1004));
+        let snap = st.step("a", "snapshot").unwrap();
+        assert_eq!(snap.status, StepStatus::Failed);
+        assert_eq!(snap.error.as_deref(), Some("disk full"));
+        let c = st.step("c", "stop").unwrap();
+        assert_eq!(c.status, StepStatus::UndoFailed);
+        assert_eq!(c.error.as_deref(), Some("nope"));
+        assert_eq!(st.last_seq, 10);
+        assert_eq!(st.status, RunStatus::Running);
+        assert!(st.step("b", "stop").is_none());
+
+        // The same through Replay::run, from a list.
+        let mut events = vec![created()];
+        let mut rr = R::new();
+        for kind in [
+            EventKind::StepStarted,
+            ok(),
+            EventKind::UndoStarted,
+            EventKind::UndoFinished,
+        ] {
+            let e = rr.ev(Some("a"), Some("stop"), 1, kind);
+            rr.0.apply(&e).unwrap();
+            events.push(e);
+        }
+        let st = Replay::run(&events).unwrap();
+        let s = st.step("a", "stop").unwrap();
+        assert_eq!(s.status, StepStatus::UndoFinished);
+        assert_eq!(s.output.as_deref(), Some("out"), "undo keeps the output");
+        // Corrupt order is reported with the offending sequence number.
+        events.swap(2, 3);
+        let (seq, _) = Replay::run(&events).unwrap_err();
+        assert_eq!(seq, 4);
+    }
+
+    #[test]
+    fn status_words_parse() {
+        for s in [
+            RunStatus::Running,
+            RunStatus::Paused,
+            RunStatus::Succeeded,
+            RunStatus::Failed,
+            RunStatus::Undone,
+        ] {
+            assert_eq!(s.as_str().parse::<RunStatus>().unwrap(), s);
+        }
+        assert!("done".parse::<RunStatus>().unwrap_err().contains("done"));
+    }
+}

@@ -1,0 +1,526 @@
+//! The journal's public API as the engine and the CLI use it: runs, events, replay, queries,
+//! locking, reading from a second process, export and import.
+
+use journal::{
+    EventKind, Journal, Outcome, Reader, RunFilter, RunHeader, RunId, RunStatus, Source, StepStatus,
+};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+const CHILD: &str = env!("CARGO_BIN_EXE_journal-child");
+
+fn header(instances: &[&str], started_at_ms: i64) -> RunHeader {
+    let mut options = BTreeMap::new();
+    options.insert("parallel".to_string(), "2".to_string());
+    RunHeader {
+        id: RunHeader::new_id(),
+        command: vec!["reroot".into(), "rebuild".into(), "web".into()],
+        user: "alice".into(),
+        host: "host1".into(),
+        started_at_ms,
+        config_digests: vec![("reroot.yaml".into(), "abc123".into())],
+        instances: instances.iter().map(|s| s.to_string()).collect(),
+        options,
+    }
+}
+
+fn step(j: &Journal, run: RunId, inst: &str, step: &str, attempt: u32, kind: EventKind) -> u64 {
+    j.append(run, Some(inst), Some(step), attempt, kind)
+        .unwrap_or_else(|e| panic!("append {inst}/{step}: {e}"))
+        .seq
+}
+
+fn ok(output: &str) -> EventKind {
+    EventKind::StepSucceeded {
+        output: output.into(),
+    }
+}
+
+/// A run that rebuilds web-1 fully and fails on web-2, then finishes failed.
+fn failed_run(j: &Journal, started: i64) -> RunId {
+    let run = j
+        .create_run(header(&["web-1", "web-2"], started))
+        .unwrap()
+        .run;
+    for s in ["stop", "snapshot"] {
+        step(j, run, "web-1", s, 1, EventKind::StepStarted);
+        step(j, run, "web-1", s, 1, ok(&format!("{{\"{s}\":true}}")));
+    }
+    step(j, run, "web-2", "stop", 1, EventKind::StepStarted);
+    step(
+        j,
+        run,
+        "web-2",
+        "stop",
+        1,
+        EventKind::StepFailed {
+            error: "timeout".into(),
+        },
+    );
+    j.append(
+        run,
+        None,
+        None,
+        0,
+        EventKind::RunFinished {
+            outcome: Outcome::Failed,
+        },
+    )
+    .unwrap();
+    run
+}
+
+#[test]
+fn record_replay_and_query() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path()).unwrap();
+    let r1 = failed_run(&j, 1_000);
+    let r2 = j.create_run(header(&["db-1"], 2_000)).unwrap().run;
+    step(&j, r2, "db-1", "stop", 1, EventKind::StepStarted);
+    j.append(
+        r2,
+        Some("db-1"),
+        None,
+        0,
+        EventKind::Note {
+            text: "operator looked".into(),
+        },
+    )
+    .unwrap();
+
+    let st = j.replay(r1).unwrap();
+    assert_eq!(st.status, RunStatus::Failed);
+    assert_eq!(st.last_seq, 8);
+    let snap = st.step("web-1", "snapshot").unwrap();
+    assert_eq!(snap.status, StepStatus::Succeeded);
+    assert_eq!(snap.output.as_deref(), Some("{\"snapshot\":true}"));
+    assert_eq!(
+        st.step("web-2", "stop").unwrap().error.as_deref(),
+        Some("timeout")
+    );
+    assert_eq!(st.header.user, "alice");
+
+    let events = j.events(r1).unwrap();
+    assert_eq!(events.len(), 8);
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.seq, i as u64 + 1);
+        assert_eq!(e.run, r1);
+    }
+
+    // Listing: newest first, filters.
+    let all = j.runs(&RunFilter::default()).unwrap();
+    assert_eq!(all.iter().map(|s| s.id).collect::<Vec<_>>(), vec![r2, r1]);
+    assert_eq!(all[1].events, 8);
+    assert_eq!(all[1].status, RunStatus::Failed);
+    assert_eq!(all[0].status, RunStatus::Running);
+    let failed = j
+        .runs(&RunFilter {
+            statuses: vec![RunStatus::Failed],
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(failed.iter().map(|s| s.id).collect::<Vec<_>>(), vec![r1]);
+    let late = j
+        .runs(&RunFilter {
+            since_ms: Some(1_500),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(late.iter().map(|s| s.id).collect::<Vec<_>>(), vec![r2]);
+    let early = j
+        .runs(&RunFilter {
+            until_ms: Some(1_500),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(early.iter().map(|s| s.id).collect::<Vec<_>>(), vec![r1]);
+    let web2 = j
+        .runs(&RunFilter {
+            instance: Some("web-2".into()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(web2.iter().map(|s| s.id).collect::<Vec<_>>(), vec![r1]);
+    let limited = j
+        .runs(&RunFilter {
+            limit: Some(1),
+            ..Default::default()
+        })
+        .unwrap();
+    assert_eq!(limited.len(), 1);
+    assert_eq!(limited[0].id, r2);
+    let unfinished = j.unfinished().unwrap();
+    assert_eq!(
+        unfinished.iter().map(|s| s.id).collect::<Vec<_>>(),
+        vec![r2]
+    );
+
+    // An instance's history: its events plus run-level events of the runs targeting it.
+    let hist = j.instance_history("web-2").unwrap();
+    let kinds: Vec<_> = hist.iter().map(|e| e.kind.name()).collect();
+    assert_eq!(
+        kinds,
+        ["RunCreated", "StepStarted", "StepFailed", "RunFinished"]
+    );
+    let hist = j.instance_history("db-1").unwrap();
+    assert_eq!(hist.len(), 3, "{hist:?}");
+    assert!(j.instance_history("nope").unwrap().is_empty());
+
+    // Run id prefixes.
+    let short = &r1.simple().to_string()[..8];
+    assert_eq!(j.resolve_run(short).unwrap(), r1);
+    assert_eq!(j.resolve_run(&r1.to_string().to_uppercase()).unwrap(), r1);
+    assert!(matches!(
+        j.resolve_run("zz"),
+        Err(journal::Error::InvalidInput { .. })
+    ));
+    let ids = [r1.simple().to_string(), r2.simple().to_string()];
+    let unused = "0123456789abcdef"
+        .chars()
+        .find(|c| ids.iter().all(|id| !id.starts_with(*c)))
+        .unwrap();
+    assert!(matches!(
+        j.resolve_run(&unused.to_string()),
+        Err(journal::Error::NotFound { .. })
+    ));
+    assert!(j.verify().unwrap().is_ok());
+    assert!(matches!(
+        j.replay(RunId::from_u128(5)),
+        Err(journal::Error::NotFound { .. })
+    ));
+
+    // Reopen: everything is still there, from the database.
+    drop(j);
+    let r = Reader::open(dir.path()).unwrap();
+    assert_eq!(r.source(), Source::Database);
+    assert_eq!(r.replay(r1).unwrap(), st);
+    assert_eq!(r.runs(&RunFilter::default()).unwrap(), all);
+    let report = r.verify().unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.events, 8 + 3);
+    drop(r);
+    let j = Journal::open(dir.path()).unwrap();
+    step(&j, r2, "db-1", "stop", 1, ok(""));
+    assert_eq!(j.replay(r2).unwrap().last_seq, 4);
+}
+
+#[test]
+fn illegal_events_are_refused_and_nothing_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path()).unwrap();
+    let run = j.create_run(header(&["a"], 1)).unwrap().run;
+    let log = dir.path().join("events.ndjson");
+    let before_log = std::fs::read(&log).unwrap();
+    let before = j.replay(run).unwrap();
+    let cases: Vec<(Option<&str>, Option<&str>, u32, EventKind)> = vec![
+        (Some("a"), Some("stop"), 1, ok("x")), // succeeded before started
+        (Some("a"), Some("stop"), 1, EventKind::UndoStarted), // undo of a step never started
+        (Some("a"), Some("stop"), 0, EventKind::StepStarted), // attempt 0
+        (Some("a"), None, 1, EventKind::StepStarted), // no step
+        (None, None, 0, EventKind::RunCreated(header(&[], 1))), // created twice
+    ];
+    for (inst, st, attempt, kind) in cases {
+        let name = kind.name();
+        match j.append(run, inst, st, attempt, kind) {
+            Err(journal::Error::IllegalTransition { run: r, seq, .. }) => {
+                assert_eq!(r, run);
+                assert_eq!(seq, 2);
+            }
+            other => panic!("{name}: expected IllegalTransition, got {other:?}"),
+        }
+    }
+    assert_eq!(j.replay(run).unwrap(), before);
+    assert_eq!(
+        std::fs::read(&log).unwrap(),
+        before_log,
+        "the live log is unchanged"
+    );
+    // Succeeded twice.
+    step(&j, run, "a", "stop", 1, EventKind::StepStarted);
+    step(&j, run, "a", "stop", 1, ok("x"));
+    assert!(j.append(run, Some("a"), Some("stop"), 1, ok("y")).is_err());
+    // Unknown run.
+    assert!(matches!(
+        j.append(
+            RunId::from_u128(9),
+            None,
+            None,
+            0,
+            EventKind::Note { text: "x".into() }
+        ),
+        Err(journal::Error::NotFound { .. })
+    ));
+    // Duplicate run id.
+    let mut h = header(&[], 1);
+    h.id = run;
+    assert!(matches!(
+        j.create_run(h),
+        Err(journal::Error::InvalidInput { .. })
+    ));
+    // Undone closes the run for good.
+    step(&j, run, "a", "stop", 1, EventKind::UndoStarted);
+    step(&j, run, "a", "stop", 1, EventKind::UndoFinished);
+    j.append(
+        run,
+        None,
+        None,
+        0,
+        EventKind::RunFinished {
+            outcome: Outcome::Undone,
+        },
+    )
+    .unwrap();
+    let err = j
+        .append(
+            run,
+            None,
+            None,
+            0,
+            EventKind::Note {
+                text: "late".into(),
+            },
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("undone"), "{err}");
+    assert!(j.verify().unwrap().is_ok());
+}
+
+#[test]
+fn concurrent_appends_share_flushes_and_stay_ordered() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Arc::new(Journal::open(dir.path()).unwrap());
+    let instances: Vec<String> = (0..8).map(|i| format!("i{i}")).collect();
+    let refs: Vec<&str> = instances.iter().map(String::as_str).collect();
+    let run = j.create_run(header(&refs, 1)).unwrap().run;
+    let mut handles = Vec::new();
+    for inst in instances.clone() {
+        let j = j.clone();
+        handles.push(std::thread::spawn(move || {
+            let mut seqs = Vec::new();
+            for n in 0..50 {
+                let s = format!("s{n}");
+                seqs.push(step(&j, run, &inst, &s, 1, EventKind::StepStarted));
+                seqs.push(step(&j, run, &inst, &s, 1, ok("")));
+            }
+            seqs
+        }));
+    }
+    let mut all: Vec<u64> = handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap())
+        .collect();
+    all.sort();
+    assert_eq!(all, (2..=801).collect::<Vec<u64>>());
+    let st = j.replay(run).unwrap();
+    for inst in &instances {
+        let i = st.instance(inst).unwrap();
+        assert_eq!(i.steps.len(), 50);
+        assert!(i.steps.iter().all(|s| s.status == StepStatus::Succeeded));
+    }
+    let report = j.verify().unwrap();
+    assert!(report.is_ok(), "{report:?}");
+    assert_eq!(report.events, 801);
+}
+
+#[test]
+fn a_second_writer_gets_locked_naming_pid_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    // In this process.
+    let j = Journal::open(dir.path()).unwrap();
+    let run = j.create_run(header(&[], 1)).unwrap().run;
+    match Journal::open(dir.path()) {
+        Err(journal::Error::Locked {
+            pid, run: r, role, ..
+        }) => {
+            assert_eq!(pid, Some(std::process::id()));
+            assert_eq!(r, Some(run));
+            assert_eq!(role, "writer");
+        }
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    drop(j);
+
+    // From another process.
+    let mut child = Command::new(CHILD)
+        .args(["hold", dir.path().to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let held: RunId = line
+        .trim()
+        .strip_prefix("ready ")
+        .unwrap_or_else(|| panic!("child said {line:?}"))
+        .parse()
+        .unwrap();
+    let err = Journal::open(dir.path()).unwrap_err();
+    match &err {
+        journal::Error::Locked { pid, run, .. } => {
+            assert_eq!(*pid, Some(child.id()));
+            assert_eq!(*run, Some(held));
+        }
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    let msg = err.to_string();
+    assert!(
+        msg.contains(&child.id().to_string()) && msg.contains(&held.to_string()),
+        "{msg}"
+    );
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    // Released when the holder exits.
+    let j = Journal::open(dir.path()).unwrap();
+    assert_eq!(j.replay(held).unwrap().last_seq, 1);
+}
+
+#[test]
+fn another_process_reads_while_the_writer_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path()).unwrap();
+    let run = failed_run(&j, 10);
+    j.append(run, None, None, 0, EventKind::RunResumed { pid: 1 })
+        .unwrap();
+    step(&j, run, "web-2", "stop", 2, EventKind::StepStarted);
+    let read = |dir: &Path| {
+        let out = Command::new(CHILD)
+            .args(["read", dir.to_str().unwrap(), &run.to_string()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "reader failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    assert_eq!(
+        read(dir.path()).trim(),
+        "source=LiveLog events=10 status=running verify=ok"
+    );
+    // In this process too, a reader falls back to the live log.
+    let r = Reader::open(dir.path()).unwrap();
+    assert_eq!(r.source(), Source::LiveLog);
+    assert_eq!(r.replay(run).unwrap(), j.replay(run).unwrap());
+    assert_eq!(
+        r.runs(&RunFilter::default()).unwrap(),
+        j.runs(&RunFilter::default()).unwrap()
+    );
+    assert_eq!(
+        r.instance_history("web-1").unwrap(),
+        j.instance_history("web-1").unwrap()
+    );
+    // A reader's snapshot does not move; a new one sees new events.
+    step(&j, run, "web-2", "stop", 2, ok(""));
+    assert_eq!(r.events(run).unwrap().len(), 10);
+    assert_eq!(
+        read(dir.path()).trim(),
+        "source=LiveLog events=11 status=running verify=ok"
+    );
+    // Once the writer is gone, readers use the database.
+    drop(j);
+    assert_eq!(
+        read(dir.path()).trim(),
+        "source=Database events=11 status=running verify=ok"
+    );
+}
+
+#[test]
+fn a_writer_waits_for_a_short_lived_reader() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(Journal::open(dir.path()).unwrap());
+    let r = Reader::open(dir.path()).unwrap();
+    assert_eq!(r.source(), Source::Database);
+    let t = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        drop(r);
+    });
+    let start = std::time::Instant::now();
+    let j = Journal::open(dir.path()).unwrap();
+    assert!(start.elapsed() >= std::time::Duration::from_millis(250));
+    t.join().unwrap();
+    drop(j);
+}
+
+#[test]
+fn export_and_import_round_trip() {
+    let src = tempfile::tempdir().unwrap();
+    let j = Journal::open(src.path()).unwrap();
+    let r1 = failed_run(&j, 1);
+    let r2 = failed_run(&j, 2);
+    let mut all = Vec::new();
+    j.export_ndjson(None, &mut all).unwrap();
+    let mut one = Vec::new();
+    j.export_ndjson(Some(r2), &mut one).unwrap();
+    let text = String::from_utf8(all.clone()).unwrap();
+    let first: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(first["format"], "reroot-journal");
+    assert_eq!(first["version"], 1);
+    assert_eq!(text.lines().count(), 1 + 16);
+
+    let dst = tempfile::tempdir().unwrap();
+    let n = journal::import_ndjson(dst.path(), &mut &one[..]).unwrap();
+    assert_eq!(n, 8);
+    // Importing again adds nothing; importing everything adds the other run.
+    assert_eq!(
+        journal::import_ndjson(dst.path(), &mut &one[..]).unwrap(),
+        0
+    );
+    assert_eq!(
+        journal::import_ndjson(dst.path(), &mut &all[..]).unwrap(),
+        8
+    );
+    let r = Reader::open(dst.path()).unwrap();
+    assert_eq!(r.replay(r1).unwrap(), j.replay(r1).unwrap());
+    assert_eq!(r.events(r2).unwrap(), j.events(r2).unwrap());
+    assert!(r.verify().unwrap().is_ok());
+    drop(r);
+
+    // The live log is itself importable.
+    let live = std::fs::read(src.path().join("events.ndjson")).unwrap();
+    let dst2 = tempfile::tempdir().unwrap();
+    assert_eq!(
+        journal::import_ndjson(dst2.path(), &mut &live[..]).unwrap(),
+        16
+    );
+
+    // Damaged input is refused, naming the line, and changes nothing.
+    let dst3 = tempfile::tempdir().unwrap();
+    let damaged = text.replacen("timeout", "timeoux", 1);
+    let err = journal::import_ndjson(dst3.path(), &mut damaged.as_bytes()).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("line") && msg.contains("checksum"), "{msg}");
+    // A missing line breaks the sequence.
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.remove(3);
+    let gap = lines.join("\n");
+    let err = journal::import_ndjson(dst3.path(), &mut gap.as_bytes()).unwrap_err();
+    assert!(err.to_string().contains("line 4"), "{err}");
+    let r = Reader::open(dst3.path()).unwrap();
+    assert!(r.runs(&RunFilter::default()).unwrap().is_empty());
+    drop(r);
+    // A newer format is a clear error.
+    let newer = text.replacen("\"version\":1", "\"version\":2", 1);
+    match journal::import_ndjson(dst3.path(), &mut newer.as_bytes()) {
+        Err(journal::Error::NewerFormat {
+            found: 2,
+            supported: 1,
+            ..
+        }) => {}
+        other => panic!("expected NewerFormat, got {other:?}"),
+    }
+    // Conflicting content for an existing run is refused.
+    let conflicting = Journal::open(dst3.path()).unwrap();
+    let mut h = header(&["web-1", "web-2"], 1);
+    h.id = r1;
+    conflicting.create_run(h).unwrap();
+    let err = conflicting.import_ndjson(&mut &all[..]).unwrap_err();
+    assert!(err.to_string().contains("differs"), "{err}");
+}
