@@ -105,7 +105,7 @@ fn append(dir: &Path, threads: usize) -> Result<(), Box<dyn std::error::Error>> 
     let unfinished = j.unfinished()?;
     let resume = unfinished
         .first()
-        .filter(|s| s.instances == instances && std::process::id() % 2 == 0)
+        .filter(|s| s.instances == instances && std::process::id().is_multiple_of(2))
         .map(|s| s.id);
     let run = match resume {
         Some(run) => {
@@ -169,7 +169,7 @@ fn append(dir: &Path, threads: usize) -> Result<(), Box<dyn std::error::Error>> 
                     EventKind::StepSucceeded { output },
                 )?;
                 ack(&out, &ev);
-                if n % 7 == 0 {
+                if n.is_multiple_of(7) {
                     let ev = j.append(
                         run,
                         Some(&inst),
