@@ -6,6 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod cloudconfig_cmd;
+pub mod config_cmd;
+
 /// Options every command understands.
 #[derive(Debug, Clone, Args)]
 pub struct Global {
@@ -48,6 +51,16 @@ pub struct Cli {
 pub enum Command {
     /// Show the server: kind, version, storage pools, instance count.
     Server,
+    /// Show and check instance config files.
+    Config {
+        #[command(subcommand)]
+        command: config_cmd::ConfigCommand,
+    },
+    /// Show or apply #cloud-config files.
+    Cloudconfig {
+        #[command(subcommand)]
+        command: cloudconfig_cmd::CloudConfigCommand,
+    },
 }
 
 /// Entry point of the binary.
@@ -94,5 +107,7 @@ pub type CliError = Box<dyn std::error::Error + Send + Sync>;
 async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Server => Err("server: not wired yet".into()),
+        Command::Config { command } => config_cmd::run(command, &cli.global),
+        Command::Cloudconfig { command } => cloudconfig_cmd::run(command, &cli.global).await,
     }
 }

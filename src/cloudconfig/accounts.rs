@@ -33,7 +33,13 @@ pub struct GroupEntry {
 
 impl GroupEntry {
     fn line(&self) -> String {
-        format!("{}:{}:{}:{}", self.name, self.password, self.gid, self.members.join(","))
+        format!(
+            "{}:{}:{}:{}",
+            self.name,
+            self.password,
+            self.gid,
+            self.members.join(",")
+        )
     }
 }
 
@@ -112,7 +118,12 @@ impl AccountFile {
             gid: f[2].parse().ok()?,
             members: f
                 .get(3)
-                .map(|m| m.split(',').filter(|x| !x.is_empty()).map(str::to_string).collect())
+                .map(|m| {
+                    m.split(',')
+                        .filter(|x| !x.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
                 .unwrap_or_default(),
         })
     }
@@ -149,7 +160,9 @@ impl AccountFile {
                 f[1] = password.to_string();
                 self.set_line(name, f.join(":"));
             }
-            None => self.lines.push(format!("{name}:{password}:19000:0:99999:7:::")),
+            None => self
+                .lines
+                .push(format!("{name}:{password}:19000:0:99999:7:::")),
         }
     }
 
@@ -174,7 +187,8 @@ impl AccountFile {
 mod tests {
     use super::*;
 
-    const PASSWD: &str = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
+    const PASSWD: &str =
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n";
 
     #[test]
     fn reads_and_edits_users_keeping_other_lines() {

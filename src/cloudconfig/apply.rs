@@ -37,7 +37,10 @@ fn parent(path: &str) -> Option<&str> {
 
 /// Apply every step in order; the first failure stops with an error naming the file, the
 /// step and (for commands) the argument vector, exit code and stderr.
-pub async fn apply<G: Guest + Sync>(guest: &G, plan: &Plan) -> Result<Vec<Outcome>, CloudConfigError> {
+pub async fn apply<G: Guest + Sync>(
+    guest: &G,
+    plan: &Plan,
+) -> Result<Vec<Outcome>, CloudConfigError> {
     let mut outcomes = Vec::new();
     for step in &plan.steps {
         let a = Applier {
@@ -47,7 +50,11 @@ pub async fn apply<G: Guest + Sync>(guest: &G, plan: &Plan) -> Result<Vec<Outcom
         };
         let (what, changed) = match &step.action {
             Action::WriteFile(w) => (
-                format!("{} {}", if w.append { "append to" } else { "write" }, w.path),
+                format!(
+                    "{} {}",
+                    if w.append { "append to" } else { "write" },
+                    w.path
+                ),
                 a.write_file(w).await?,
             ),
             Action::Run { key, argv } => {
@@ -84,7 +91,10 @@ impl<G: Guest + Sync> Applier<'_, G> {
     }
 
     async fn exec(&self, key: &str, argv: &[String]) -> Result<ExecOutput, CloudConfigError> {
-        self.guest.exec(argv).await.map_err(|e| self.guest_err(key, e))
+        self.guest
+            .exec(argv)
+            .await
+            .map_err(|e| self.guest_err(key, e))
     }
 
     /// Run a command that must succeed.
@@ -108,18 +118,39 @@ impl<G: Guest + Sync> Applier<'_, G> {
     }
 
     async fn read(&self, key: &str, path: &str) -> Result<Option<Vec<u8>>, CloudConfigError> {
-        self.guest.read_file(path).await.map_err(|e| self.guest_err(key, e))
+        self.guest
+            .read_file(path)
+            .await
+            .map_err(|e| self.guest_err(key, e))
     }
 
-    async fn write(&self, key: &str, path: &str, content: &[u8], uid: u32, gid: u32, mode: u32) -> Result<(), CloudConfigError> {
+    async fn write(
+        &self,
+        key: &str,
+        path: &str,
+        content: &[u8],
+        uid: u32,
+        gid: u32,
+        mode: u32,
+    ) -> Result<(), CloudConfigError> {
         self.guest
             .write_file(path, content, uid, gid, mode)
             .await
             .map_err(|e| self.guest_err(key, e))
     }
 
-    async fn mkdir_p(&self, key: &str, path: &str, uid: u32, gid: u32, mode: u32) -> Result<(), CloudConfigError> {
-        self.guest.mkdir_p(path, uid, gid, mode).await.map_err(|e| self.guest_err(key, e))
+    async fn mkdir_p(
+        &self,
+        key: &str,
+        path: &str,
+        uid: u32,
+        gid: u32,
+        mode: u32,
+    ) -> Result<(), CloudConfigError> {
+        self.guest
+            .mkdir_p(path, uid, gid, mode)
+            .await
+            .map_err(|e| self.guest_err(key, e))
     }
 
     async fn is_dir(&self, key: &str, path: &str) -> Result<bool, CloudConfigError> {
@@ -128,11 +159,18 @@ impl<G: Guest + Sync> Applier<'_, G> {
     }
 
     async fn accounts(&self, key: &str, path: &str) -> Result<AccountFile, CloudConfigError> {
-        Ok(AccountFile::parse(&self.read(key, path).await?.unwrap_or_default()))
+        Ok(AccountFile::parse(
+            &self.read(key, path).await?.unwrap_or_default(),
+        ))
     }
 
     /// Numeric ids of `user` and `group` (names looked up in the container).
-    async fn owner(&self, key: &str, user: &str, group: Option<&str>) -> Result<(u32, u32), CloudConfigError> {
+    async fn owner(
+        &self,
+        key: &str,
+        user: &str,
+        group: Option<&str>,
+    ) -> Result<(u32, u32), CloudConfigError> {
         let passwd = self.accounts(key, "/etc/passwd").await?;
         let groups = self.accounts(key, "/etc/group").await?;
         let entry = passwd.user(user);
@@ -145,7 +183,9 @@ impl<G: Guest + Sync> Applier<'_, G> {
             Some(g) => match (g.parse::<u32>(), groups.group(g)) {
                 (Ok(n), _) => n,
                 (_, Some(e)) => e.gid,
-                _ => return Err(self.invalid(key, format!("owner: no group `{g}` in the container"))),
+                _ => {
+                    return Err(self.invalid(key, format!("owner: no group `{g}` in the container")))
+                }
             },
             None => match entry {
                 Some(e) => e.gid,
@@ -189,13 +229,15 @@ impl<G: Guest + Sync> Applier<'_, G> {
                 format!("{zoneinfo} does not exist in the container (is tzdata installed?)"),
             ));
         }
-        self.run_strs(key, &["ln", "-sf", &zoneinfo, "/etc/localtime"]).await?;
+        self.run_strs(key, &["ln", "-sf", &zoneinfo, "/etc/localtime"])
+            .await?;
         let wanted = format!("{zone}\n");
         let current = self.read(key, "/etc/timezone").await?;
         if current.as_deref() == Some(wanted.as_bytes()) {
             return Ok(false);
         }
-        self.write(key, "/etc/timezone", wanted.as_bytes(), 0, 0, 0o644).await?;
+        self.write(key, "/etc/timezone", wanted.as_bytes(), 0, 0, 0o644)
+            .await?;
         Ok(true)
     }
 
@@ -206,13 +248,19 @@ impl<G: Guest + Sync> Applier<'_, G> {
             other => {
                 return Err(self.invalid(
                     &u.key,
-                    format!("users are not supported on {}", other.map_or("an unknown OS".into(), |o| o.to_string())),
+                    format!(
+                        "users are not supported on {}",
+                        other.map_or("an unknown OS".into(), |o| o.to_string())
+                    ),
                 ))
             }
         };
         let passwd = self.accounts(&u.key, "/etc/passwd").await?;
         let Some(entry) = passwd.user(&u.name) else {
-            return Err(self.invalid(&u.key, format!("user `{}` is still missing after creating it", u.name)));
+            return Err(self.invalid(
+                &u.key,
+                format!("user `{}` is still missing after creating it", u.name),
+            ));
         };
         changed |= self.authorized_keys(u, &entry).await?;
         changed |= self.sudo(u).await?;
@@ -311,7 +359,11 @@ impl<G: Guest + Sync> Applier<'_, G> {
         let key = &u.key;
         let alpine = self.os == Some(OsType::Alpine);
         let mut changed = false;
-        let existed = self.accounts(key, "/etc/passwd").await?.user(&u.name).is_some();
+        let existed = self
+            .accounts(key, "/etc/passwd")
+            .await?
+            .user(&u.name)
+            .is_some();
         if alpine {
             let groups = self.accounts(key, "/etc/group").await?;
             for g in u.primary_group.iter().chain(u.groups.iter()) {
@@ -321,7 +373,8 @@ impl<G: Guest + Sync> Applier<'_, G> {
                 }
             }
             if !existed {
-                let mut argv: Vec<String> = vec!["adduser".into(), "-D".into(), "-h".into(), u.home()];
+                let mut argv: Vec<String> =
+                    vec!["adduser".into(), "-D".into(), "-h".into(), u.home()];
                 if u.no_create_home {
                     argv.push("-H".into());
                 }
@@ -334,7 +387,11 @@ impl<G: Guest + Sync> Applier<'_, G> {
                 if let Some(g) = &u.primary_group {
                     argv.extend(["-G".into(), g.clone()]);
                 }
-                argv.extend(["-g".into(), u.gecos.clone().unwrap_or_default(), u.name.clone()]);
+                argv.extend([
+                    "-g".into(),
+                    u.gecos.clone().unwrap_or_default(),
+                    u.name.clone(),
+                ]);
                 self.run(key, &argv).await?;
                 changed = true;
             }
@@ -357,7 +414,12 @@ impl<G: Guest + Sync> Applier<'_, G> {
                 });
             }
         }
-        let primary_gid = |groups: &AccountFile| u.primary_group.as_ref().and_then(|g| groups.group(g)).map(|g| g.gid);
+        let primary_gid = |groups: &AccountFile| {
+            u.primary_group
+                .as_ref()
+                .and_then(|g| groups.group(g))
+                .map(|g| g.gid)
+        };
         match passwd.user(&u.name) {
             None => {
                 let uid = match u.uid {
@@ -369,7 +431,11 @@ impl<G: Guest + Sync> Applier<'_, G> {
                     None => match groups.group(&u.name) {
                         Some(g) => g.gid,
                         None => {
-                            let gid = if groups.ids().contains(&uid) { groups.next_free_id(&[]) } else { uid };
+                            let gid = if groups.ids().contains(&uid) {
+                                groups.next_free_id(&[])
+                            } else {
+                                uid
+                            };
                             groups.set_group(&GroupEntry {
                                 name: u.name.clone(),
                                 password: "x".into(),
@@ -382,7 +448,11 @@ impl<G: Guest + Sync> Applier<'_, G> {
                 };
                 passwd.set_user(&PasswdEntry {
                     name: u.name.clone(),
-                    password: if shadow.is_some() { "x".into() } else { "*".into() },
+                    password: if shadow.is_some() {
+                        "x".into()
+                    } else {
+                        "*".into()
+                    },
                     uid,
                     gid,
                     gecos: u.gecos.clone().unwrap_or_default(),
@@ -445,16 +515,19 @@ impl<G: Guest + Sync> Applier<'_, G> {
             }
         }
         if groups != g0 {
-            self.write(key, "/etc/group", &groups.to_bytes(), 0, 0, 0o644).await?;
+            self.write(key, "/etc/group", &groups.to_bytes(), 0, 0, 0o644)
+                .await?;
             changed = true;
         }
         if passwd != p0 {
-            self.write(key, "/etc/passwd", &passwd.to_bytes(), 0, 0, 0o644).await?;
+            self.write(key, "/etc/passwd", &passwd.to_bytes(), 0, 0, 0o644)
+                .await?;
             changed = true;
         }
         if let (Some(s), true) = (&shadow, shadow != s0) {
             let gid = groups.group("shadow").map_or(0, |g| g.gid);
-            self.write(key, "/etc/shadow", &s.to_bytes(), 0, gid, 0o640).await?;
+            self.write(key, "/etc/shadow", &s.to_bytes(), 0, gid, 0o640)
+                .await?;
             changed = true;
         }
         if !u.no_create_home {
@@ -475,7 +548,11 @@ impl<G: Guest + Sync> Applier<'_, G> {
         self.mkdir_p(&key, &dir, e.uid, e.gid, 0o700).await?;
         let path = format!("{dir}/authorized_keys");
         let existing = self.read(&key, &path).await?;
-        let text = existing.as_deref().map(String::from_utf8_lossy).unwrap_or_default().into_owned();
+        let text = existing
+            .as_deref()
+            .map(String::from_utf8_lossy)
+            .unwrap_or_default()
+            .into_owned();
         let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
         let before = lines.len();
         for k in &u.ssh_authorized_keys {
@@ -487,7 +564,8 @@ impl<G: Guest + Sync> Applier<'_, G> {
         let mut out = lines.join("\n");
         out.push('\n');
         if changed || !text.ends_with('\n') {
-            self.write(&key, &path, out.as_bytes(), e.uid, e.gid, 0o600).await?;
+            self.write(&key, &path, out.as_bytes(), e.uid, e.gid, 0o600)
+                .await?;
         }
         Ok(changed)
     }
@@ -502,9 +580,19 @@ impl<G: Guest + Sync> Applier<'_, G> {
             let lines: Vec<String> = u
                 .sudo
                 .iter()
-                .map(|r| if r.starts_with(&prefix) { r.clone() } else { format!("{prefix}{r}") })
+                .map(|r| {
+                    if r.starts_with(&prefix) {
+                        r.clone()
+                    } else {
+                        format!("{prefix}{r}")
+                    }
+                })
                 .collect();
-            (format!("/etc/sudoers.d/{}", u.name), lines.join("\n") + "\n", 0o440)
+            (
+                format!("/etc/sudoers.d/{}", u.name),
+                lines.join("\n") + "\n",
+                0o440,
+            )
         } else if self.is_dir(&key, "/etc/doas.d").await? {
             if u.sudo != [super::parse::SUDO_ALL] {
                 return Err(self.invalid(
@@ -512,7 +600,11 @@ impl<G: Guest + Sync> Applier<'_, G> {
                     "only `sudo: true` can be expressed for doas (the container has /etc/doas.d, not /etc/sudoers.d)".into(),
                 ));
             }
-            (format!("/etc/doas.d/{}.conf", u.name), format!("permit nopass {}\n", u.name), 0o600)
+            (
+                format!("/etc/doas.d/{}.conf", u.name),
+                format!("permit nopass {}\n", u.name),
+                0o600,
+            )
         } else {
             return Err(self.invalid(
                 &key,
@@ -521,7 +613,8 @@ impl<G: Guest + Sync> Applier<'_, G> {
         };
         let existing = self.read(&key, &path).await?;
         let changed = existing.as_deref() != Some(content.as_bytes());
-        self.write(&key, &path, content.as_bytes(), 0, 0, mode).await?;
+        self.write(&key, &path, content.as_bytes(), 0, 0, mode)
+            .await?;
         Ok(changed)
     }
 }
@@ -537,7 +630,10 @@ pub async fn detect_ostype<G: Guest + Sync>(guest: &G) -> Result<OsType, super::
         let text = String::from_utf8_lossy(&b);
         let mut ids = Vec::new();
         for line in text.lines() {
-            if let Some(v) = line.strip_prefix("ID=").or_else(|| line.strip_prefix("ID_LIKE=")) {
+            if let Some(v) = line
+                .strip_prefix("ID=")
+                .or_else(|| line.strip_prefix("ID_LIKE="))
+            {
                 ids.extend(v.trim_matches('"').split_whitespace().map(str::to_string));
             }
         }

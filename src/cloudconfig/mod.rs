@@ -16,6 +16,7 @@
 
 mod accounts;
 mod apply;
+mod lxd_guest;
 
 mod parse;
 mod plan;
@@ -26,8 +27,11 @@ use std::path::PathBuf;
 pub use crate::config::OsType;
 pub use accounts::{AccountFile, GroupEntry, PasswdEntry};
 pub use apply::{apply, detect_ostype, Outcome};
+pub use lxd_guest::{LxdGuest, DEFAULT_EXEC_TIMEOUT};
 
-pub use parse::{parse_file, parse_str, valid_account_name, CloudConfig, User, WriteFile, MAX_CONTENT, SUDO_ALL};
+pub use parse::{
+    parse_file, parse_str, valid_account_name, CloudConfig, User, WriteFile, MAX_CONTENT, SUDO_ALL,
+};
 pub use plan::{display_argv, plan, Action, Plan, Step};
 
 use crate::config::ConfigError;
@@ -48,7 +52,10 @@ pub struct GuestError(pub String);
 /// One container, as cloud-config needs it.
 pub trait Guest {
     /// The content of a file; `None` if it does not exist.
-    fn read_file(&self, path: &str) -> impl Future<Output = Result<Option<Vec<u8>>, GuestError>> + Send;
+    fn read_file(
+        &self,
+        path: &str,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, GuestError>> + Send;
     /// Create or overwrite a file with this owner and mode. The parent must exist.
     fn write_file(
         &self,
@@ -60,7 +67,13 @@ pub trait Guest {
     ) -> impl Future<Output = Result<(), GuestError>> + Send;
     /// Create a directory and its missing parents with this owner and mode; existing
     /// directories are left as they are.
-    fn mkdir_p(&self, path: &str, uid: u32, gid: u32, mode: u32) -> impl Future<Output = Result<(), GuestError>> + Send;
+    fn mkdir_p(
+        &self,
+        path: &str,
+        uid: u32,
+        gid: u32,
+        mode: u32,
+    ) -> impl Future<Output = Result<(), GuestError>> + Send;
     /// Run an argument vector as root and wait for it.
     fn exec(&self, argv: &[String]) -> impl Future<Output = Result<ExecOutput, GuestError>> + Send;
 }
@@ -131,16 +144,17 @@ pub async fn apply_files<G: Guest + Sync>(
     let configs = parse_files(files)?;
     let os = match ostype {
         Some(o) => o,
-        None => detect_ostype(guest).await.map_err(|source| CloudConfigError::Guest {
-            file: files.first().cloned().unwrap_or_default(),
-            key: "(OS type detection)".into(),
-            source,
-        })?,
+        None => detect_ostype(guest)
+            .await
+            .map_err(|source| CloudConfigError::Guest {
+                file: files.first().cloned().unwrap_or_default(),
+                key: "(OS type detection)".into(),
+                source,
+            })?,
     };
     let plan = plan(&configs, Some(os))?;
     apply(guest, &plan).await
 }
-
 
 #[cfg(test)]
 mod tests;

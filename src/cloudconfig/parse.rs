@@ -107,7 +107,8 @@ pub fn valid_account_name(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 32
         && s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
 }
 
 /// Read and parse a cloud-config file.
@@ -151,7 +152,10 @@ pub fn parse_str(file: &Path, text: &str) -> Result<CloudConfig, ConfigError> {
                         if valid_timezone(&tz) {
                             cc.timezone = Some(tz);
                         } else {
-                            w.invalid(&key, format!("`{tz}` is not a timezone name like Europe/Athens"));
+                            w.invalid(
+                                &key,
+                                format!("`{tz}` is not a timezone name like Europe/Athens"),
+                            );
                         }
                     }
                 }
@@ -169,7 +173,9 @@ pub fn parse_str(file: &Path, text: &str) -> Result<CloudConfig, ConfigError> {
 fn valid_timezone(tz: &str) -> bool {
     !tz.starts_with('/')
         && !tz.split('/').any(|c| c.is_empty() || c == "." || c == "..")
-        && tz.chars().all(|c| c.is_ascii_alphanumeric() || "_+-/".contains(c))
+        && tz
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_+-/".contains(c))
 }
 
 fn items<T>(
@@ -209,7 +215,11 @@ fn command(w: &mut Walker, v: &Value, key: &str) -> Option<Vec<String>> {
             }
         }
         other => {
-            w.wrong_type(key, "a string (run by sh -c) or a list (an argument vector)", other);
+            w.wrong_type(
+                key,
+                "a string (run by sh -c) or a list (an argument vector)",
+                other,
+            );
             None
         }
     }
@@ -232,10 +242,14 @@ fn decode(w: &mut Walker, key: &str, content: &str, encoding: &str) -> Option<Ve
         "gzip+b64" | "gz+b64" | "gzip+base64" | "gz+base64" => {
             let packed = b64(w)?;
             let mut out = Vec::new();
-            let mut dec = flate2::read::GzDecoder::new(packed.as_slice()).take(MAX_CONTENT as u64 + 1);
+            let mut dec =
+                flate2::read::GzDecoder::new(packed.as_slice()).take(MAX_CONTENT as u64 + 1);
             match dec.read_to_end(&mut out) {
                 Ok(_) if out.len() > MAX_CONTENT => {
-                    w.invalid(key, format!("decompressed content is larger than {MAX_CONTENT} bytes"));
+                    w.invalid(
+                        key,
+                        format!("decompressed content is larger than {MAX_CONTENT} bytes"),
+                    );
                     None
                 }
                 Ok(_) => Some(out),
@@ -246,13 +260,24 @@ fn decode(w: &mut Walker, key: &str, content: &str, encoding: &str) -> Option<Ve
             }
         }
         other => {
-            let known = ["plain", "b64", "base64", "gzip+b64", "gz+b64", "gzip+base64", "gz+base64"];
+            let known = [
+                "plain",
+                "b64",
+                "base64",
+                "gzip+b64",
+                "gz+b64",
+                "gzip+base64",
+                "gz+base64",
+            ];
             let hint = yaml::suggest(other, known)
                 .map(|s| format!(" (did you mean `{s}`?)"))
                 .unwrap_or_default();
             w.invalid(
                 &key.replace(".content", ".encoding"),
-                format!("unknown encoding `{other}`{hint}; known: {}", known.join(", ")),
+                format!(
+                    "unknown encoding `{other}`{hint}; known: {}",
+                    known.join(", ")
+                ),
             );
             None
         }
@@ -346,7 +371,10 @@ fn write_file(w: &mut Walker, v: &Value, key: &str) -> Option<WriteFile> {
 fn user(w: &mut Walker, v: &Value, key: &str) -> Option<User> {
     let m = match v {
         Value::String(s) if s == "default" => {
-            w.invalid(key, "the cloud-init `default` user is not supported: list users with a name");
+            w.invalid(
+                key,
+                "the cloud-init `default` user is not supported: list users with a name",
+            );
             return None;
         }
         Value::Mapping(m) => m,
@@ -450,7 +478,13 @@ fn user(w: &mut Walker, v: &Value, key: &str) -> Option<User> {
                 Value::Bool(true) => u.sudo = vec![SUDO_ALL.to_string()],
                 Value::Bool(false) | Value::Null => u.sudo.clear(),
                 Value::String(s) => u.sudo = vec![s.trim().to_string()],
-                Value::Sequence(_) => u.sudo = w.string_list(v, &k).into_iter().map(|(s, _)| s.trim().to_string()).collect(),
+                Value::Sequence(_) => {
+                    u.sudo = w
+                        .string_list(v, &k)
+                        .into_iter()
+                        .map(|(s, _)| s.trim().to_string())
+                        .collect()
+                }
                 other => w.wrong_type(&k, "true, false, a rule or a list of rules", other),
             },
             "lock_passwd" => u.lock_passwd = w.bool(v, &k).unwrap_or(true),
@@ -458,7 +492,10 @@ fn user(w: &mut Walker, v: &Value, key: &str) -> Option<User> {
         }
     }
     if u.sudo.iter().any(|r| r.is_empty() || r.contains('\n')) {
-        w.invalid(&yaml::join(key, "sudo"), "a sudo rule is one non-empty line");
+        w.invalid(
+            &yaml::join(key, "sudo"),
+            "a sudo rule is one non-empty line",
+        );
     }
     if u.name.is_empty() && !m.contains_key("name") {
         w.invalid(key, "missing `name`");

@@ -74,7 +74,13 @@ fn package_commands(
                 out.push(s(&["apt-get", "update"]));
                 *updated = true;
             }
-            let mut argv = s(&["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-y", "install"]);
+            let mut argv = s(&[
+                "env",
+                "DEBIAN_FRONTEND=noninteractive",
+                "apt-get",
+                "-y",
+                "install",
+            ]);
             argv.extend(cc.packages.iter().cloned());
             out.push(argv);
         }
@@ -175,8 +181,7 @@ pub fn display_argv(argv: &[String]) -> String {
     argv.iter()
         .map(|a| {
             if !a.is_empty()
-                && a
-                    .chars()
+                && a.chars()
                     .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
             {
                 a.clone()

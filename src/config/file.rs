@@ -104,9 +104,9 @@ fn lxdops_only(key: &str) -> Option<String> {
         "stop",
         "snapshot",
     ];
-    LXDOPS_ONLY.contains(&key).then(|| {
-        format!("`{key}` is an lxdops key that reroot does not support; remove it")
-    })
+    LXDOPS_ONLY
+        .contains(&key)
+        .then(|| format!("`{key}` is an lxdops key that reroot does not support; remove it"))
 }
 
 fn mk<T>(value: T, file: &Path, key: &str) -> Field<T> {
@@ -130,7 +130,11 @@ pub(crate) fn check_header(
     accepted: &[&str],
     expected: &'static str,
 ) -> Result<(), ConfigError> {
-    let first = text.trim_start_matches('\u{feff}').lines().next().unwrap_or("");
+    let first = text
+        .trim_start_matches('\u{feff}')
+        .lines()
+        .next()
+        .unwrap_or("");
     let first = first.trim_end();
     if accepted.contains(&first) {
         Ok(())
@@ -221,12 +225,22 @@ pub(crate) fn parse(file: &Path, text: &str) -> Result<(RawConfig, Vec<ConfigErr
             "origin" => raw.origin = w.string(v, &key).map(|s| mk(s, file, &key)),
             "device-template" => raw.device_template = w.string(v, &key).map(|s| mk(s, file, &key)),
             "device-origin" => raw.device_origin = w.string(v, &key).map(|s| mk(s, file, &key)),
-            "source-config" => raw.source_config = w.nonempty_string(v, &key).map(|s| mk(s, file, &key)),
+            "source-config" => {
+                raw.source_config = w.nonempty_string(v, &key).map(|s| mk(s, file, &key))
+            }
             "lxc-options" => {
-                raw.lxc_options = w.string_list(v, &key).into_iter().map(|(s, k)| mk(s, file, &k)).collect()
+                raw.lxc_options = w
+                    .string_list(v, &key)
+                    .into_iter()
+                    .map(|(s, k)| mk(s, file, &k))
+                    .collect()
             }
             "profiles" => {
-                raw.profiles = w.string_list(v, &key).into_iter().map(|(s, k)| mk(s, file, &k)).collect()
+                raw.profiles = w
+                    .string_list(v, &key)
+                    .into_iter()
+                    .map(|(s, k)| mk(s, file, &k))
+                    .collect()
             }
             "profile-pattern" => raw.profile_pattern = w.string(v, &key).map(|s| mk(s, file, &key)),
             "device-owner" => raw.device_owner = w.string(v, &key).map(|s| mk(s, file, &key)),
@@ -244,24 +258,39 @@ pub(crate) fn parse(file: &Path, text: &str) -> Result<(RawConfig, Vec<ConfigErr
                 }
             }
             "include" => {
-                raw.include = w.string_list(v, &key).into_iter().map(|(s, k)| mk(s, file, &k)).collect()
+                raw.include = w
+                    .string_list(v, &key)
+                    .into_iter()
+                    .map(|(s, k)| mk(s, file, &k))
+                    .collect()
             }
             "cloud-config-files" => {
-                raw.cloud_config_files =
-                    w.string_list(v, &key).into_iter().map(|(s, k)| mk(s, file, &k)).collect()
+                raw.cloud_config_files = w
+                    .string_list(v, &key)
+                    .into_iter()
+                    .map(|(s, k)| mk(s, file, &k))
+                    .collect()
             }
             "stop-timeout" => raw.stop_timeout = w.u64(v, &key).map(|n| mk(n, file, &key)),
-            "health-check" => raw.health_check = health_check(&mut w, v, &key).map(|h| mk(h, file, &key)),
+            "health-check" => {
+                raw.health_check = health_check(&mut w, v, &key).map(|h| mk(h, file, &key))
+            }
             _ => {}
         }
     }
     match (os_name, &raw.ostype) {
-        (Some(o), Some(_)) => w.invalid(&o.key, "give the OS type once: `ostype` or `os.name`, not both"),
+        (Some(o), Some(_)) => w.invalid(
+            &o.key,
+            "give the OS type once: `ostype` or `os.name`, not both",
+        ),
         (Some(o), None) => raw.ostype = Some(o),
         (None, _) => {}
     }
     match (os_image, &raw.image) {
-        (Some(i), Some(_)) => w.invalid(&i.key, "give the image once: `image` or `os.image`, not both"),
+        (Some(i), Some(_)) => w.invalid(
+            &i.key,
+            "give the image once: `image` or `os.image`, not both",
+        ),
         (Some(i), None) => raw.image = Some(i),
         (None, _) => {}
     }
@@ -413,7 +442,8 @@ fn health_check(w: &mut Walker, v: &Value, key: &str) -> Option<RawHealthCheck> 
                     command = Some(vec!["sh".to_string(), "-c".to_string(), s.clone()])
                 }
                 Value::Sequence(_) => {
-                    let argv: Vec<String> = w.string_list(v, &k).into_iter().map(|(s, _)| s).collect();
+                    let argv: Vec<String> =
+                        w.string_list(v, &k).into_iter().map(|(s, _)| s).collect();
                     if argv.is_empty() {
                         w.invalid(&k, "the command list must not be empty");
                     } else {

@@ -27,9 +27,22 @@ pub(crate) struct Tree {
     pub files: Vec<ConfigFileDigest>,
 }
 
-/// The absolute form of a path (without resolving symlinks).
+/// The absolute form of a path, with `.` and `..` removed lexically (symlinks are not
+/// resolved; file identity uses `canonicalize`).
 pub(crate) fn absolute(p: &Path) -> PathBuf {
-    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+    use std::path::Component;
+    let abs = std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    let mut out = PathBuf::new();
+    for c in abs.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
 }
 
 /// Substitute a conditional path (include or cloud-config file): `None` drops it.
@@ -42,7 +55,7 @@ pub(crate) fn conditional_path(
         Ok(s) if s.trim().is_empty() => None,
         Ok(s) => {
             let base = field.file.parent().unwrap_or(Path::new("/"));
-            Some(base.join(s))
+            Some(absolute(&base.join(s)))
         }
         Err(SubstError::Unknown(_)) => None,
         Err(SubstError::Empty) => {
@@ -57,7 +70,11 @@ pub(crate) fn conditional_path(
 
 /// Read `top` and everything it includes, and merge. `None` if the top file itself could not
 /// be read; problems go to `errors`.
-pub(crate) fn read_tree(top: &Path, props: &Properties, errors: &mut Vec<ConfigError>) -> Option<Tree> {
+pub(crate) fn read_tree(
+    top: &Path,
+    props: &Properties,
+    errors: &mut Vec<ConfigError>,
+) -> Option<Tree> {
     let mut state = State {
         stack: Vec::new(),
         visited: HashSet::new(),
@@ -125,7 +142,11 @@ fn visit(path: &Path, state: &mut State, props: &Properties, errors: &mut Vec<Co
     state.out.push(raw);
 }
 
-fn scalar<T>(base: Option<Field<T>>, top: Option<Field<T>>, empty: impl Fn(&T) -> bool) -> Option<Field<T>> {
+fn scalar<T>(
+    base: Option<Field<T>>,
+    top: Option<Field<T>>,
+    empty: impl Fn(&T) -> bool,
+) -> Option<Field<T>> {
     match top {
         Some(t) if !empty(&t.value) => Some(t),
         _ => base.or(top),

@@ -72,7 +72,10 @@ fn global_values(opts: &LoadOptions) -> Result<Vec<properties::GlobalValue>, Vec
 fn resolve_all(
     files: &[PathBuf],
     opts: &LoadOptions,
-) -> (Vec<(ResolvedInstance, properties::Properties)>, Vec<ConfigError>) {
+) -> (
+    Vec<(ResolvedInstance, properties::Properties)>,
+    Vec<ConfigError>,
+) {
     let mut errors = Vec::new();
     if opts.name.is_some() && files.len() > 1 {
         errors.push(ConfigError::NameWithManyFiles { count: files.len() });
@@ -84,7 +87,8 @@ fn resolve_all(
     };
     let mut out = Vec::new();
     for f in files {
-        if let Some(r) = resolve::resolve_file(f, opts.name.as_deref(), opts, &globals, &mut errors) {
+        if let Some(r) = resolve::resolve_file(f, opts.name.as_deref(), opts, &globals, &mut errors)
+        {
             out.push(r);
         }
     }
@@ -108,7 +112,10 @@ pub fn verify(files: &[PathBuf], opts: &LoadOptions) -> Vec<ConfigError> {
 }
 
 /// The effective properties of each instance.
-pub fn properties(files: &[PathBuf], opts: &LoadOptions) -> Result<Vec<InstanceProperties>, ConfigError> {
+pub fn properties(
+    files: &[PathBuf],
+    opts: &LoadOptions,
+) -> Result<Vec<InstanceProperties>, ConfigError> {
     let (resolved, errors) = resolve_all(files, opts);
     if let Some(e) = ConfigError::from_list(errors) {
         return Err(e);

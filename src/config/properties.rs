@@ -36,8 +36,10 @@ impl Properties {
     /// Add layers of global values, lowest precedence first.
     pub fn global(&mut self, globals: &[GlobalValue]) {
         for g in globals {
-            self.map
-                .insert(g.name.clone(), (g.value.clone(), PropertySource::Global(g.file.clone())));
+            self.map.insert(
+                g.name.clone(),
+                (g.value.clone(), PropertySource::Global(g.file.clone())),
+            );
         }
     }
 
@@ -199,7 +201,9 @@ pub(crate) fn substitute<'a>(
 /// Parse a `-P key=value` argument.
 pub fn parse_property_arg(arg: &str) -> Result<(String, String), ConfigError> {
     match arg.split_once('=') {
-        Some((k, v)) if !k.is_empty() && !k.contains(['(', ')']) => Ok((k.to_string(), v.to_string())),
+        Some((k, v)) if !k.is_empty() && !k.contains(['(', ')']) => {
+            Ok((k.to_string(), v.to_string()))
+        }
         _ => Err(ConfigError::BadPropertyArg {
             arg: arg.to_string(),
         }),
@@ -217,7 +221,10 @@ mod tests {
     #[test]
     fn substitutes_every_reference() {
         let p = props(&[("instance", "web"), ("pool", "tank")]);
-        assert_eq!(substitute("(pool)/reroot/(instance)", &p).unwrap(), "tank/reroot/web");
+        assert_eq!(
+            substitute("(pool)/reroot/(instance)", &p).unwrap(),
+            "tank/reroot/web"
+        );
         assert_eq!(substitute("plain", &p).unwrap(), "plain");
         assert_eq!(substitute("a(b", &p).unwrap(), "a(b");
         assert_eq!(substitute("x((instance))", &p).unwrap(), "x(web)");
@@ -226,7 +233,10 @@ mod tests {
     #[test]
     fn unknown_and_empty_references_fail() {
         let p = props(&[("instance", "web")]);
-        assert_eq!(substitute("(nope)/x", &p), Err(SubstError::Unknown("nope".into())));
+        assert_eq!(
+            substitute("(nope)/x", &p),
+            Err(SubstError::Unknown("nope".into()))
+        );
         assert_eq!(substitute("a()b", &p), Err(SubstError::Empty));
     }
 
@@ -242,8 +252,14 @@ mod tests {
 
     #[test]
     fn property_args_need_a_key() {
-        assert_eq!(parse_property_arg("a=b=c").unwrap(), ("a".into(), "b=c".into()));
-        assert_eq!(parse_property_arg("a=").unwrap(), ("a".into(), String::new()));
+        assert_eq!(
+            parse_property_arg("a=b=c").unwrap(),
+            ("a".into(), "b=c".into())
+        );
+        assert_eq!(
+            parse_property_arg("a=").unwrap(),
+            ("a".into(), String::new())
+        );
         assert!(parse_property_arg("=x").is_err());
         assert!(parse_property_arg("novalue").is_err());
     }

@@ -22,7 +22,10 @@ pub fn check_instance_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > 63 {
         return Err("must be 1 to 63 characters long".into());
     }
-    if let Some(c) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-')) {
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+    {
         return Err(format!(
             "may only contain ASCII letters, digits and hyphens (found `{c}`)"
         ));
@@ -54,8 +57,13 @@ fn check_dataset(s: &str) -> Result<(), String> {
         if c == "." || c == ".." {
             return Err(format!("`{c}` is not allowed in a zfs dataset name"));
         }
-        if let Some(bad) = c.chars().find(|ch| !(ch.is_ascii_alphanumeric() || "_-.:".contains(*ch))) {
-            return Err(format!("character `{bad}` is not allowed in a zfs dataset name"));
+        if let Some(bad) = c
+            .chars()
+            .find(|ch| !(ch.is_ascii_alphanumeric() || "_-.:".contains(*ch)))
+        {
+            return Err(format!(
+                "character `{bad}` is not allowed in a zfs dataset name"
+            ));
         }
         if i == 0 && !c.starts_with(|ch: char| ch.is_ascii_alphabetic()) {
             return Err("a zfs pool name starts with a letter".into());
@@ -143,13 +151,22 @@ impl Subst<'_> {
 }
 
 /// The properties that include paths see: `(instance)`, `-P` (when `cli`) and global ones.
-pub(crate) fn include_properties(name: &str, opts: &LoadOptions, globals: &[GlobalValue], cli: bool) -> Properties {
+pub(crate) fn include_properties(
+    name: &str,
+    opts: &LoadOptions,
+    globals: &[GlobalValue],
+    cli: bool,
+) -> Properties {
     let mut p = Properties::default();
     p.global(globals);
     if cli {
-        p.layer(opts.properties.iter().cloned(), || PropertySource::CommandLine);
+        p.layer(opts.properties.iter().cloned(), || {
+            PropertySource::CommandLine
+        });
     }
-    p.layer([("instance".to_string(), name.to_string())], || PropertySource::BuiltIn);
+    p.layer([("instance".to_string(), name.to_string())], || {
+        PropertySource::BuiltIn
+    });
     p
 }
 
@@ -165,10 +182,14 @@ fn instance_properties(
     let mut p = Properties::default();
     p.global(globals);
     for (k, f) in &merged.properties {
-        p.layer([(k.clone(), f.value.clone())], || PropertySource::Config(f.file.clone()));
+        p.layer([(k.clone(), f.value.clone())], || {
+            PropertySource::Config(f.file.clone())
+        });
     }
     if cli {
-        p.layer(opts.properties.iter().cloned(), || PropertySource::CommandLine);
+        p.layer(opts.properties.iter().cloned(), || {
+            PropertySource::CommandLine
+        });
     }
     p.layer(builtins(name, project), || PropertySource::BuiltIn);
     p
@@ -237,7 +258,11 @@ fn resolve_tree(
         errors,
     };
 
-    let image = m.image.as_ref().and_then(|f| s.field(f)).filter(|v| !v.is_empty());
+    let image = m
+        .image
+        .as_ref()
+        .and_then(|f| s.field(f))
+        .filter(|v| !v.is_empty());
     let origin = m.origin.as_ref().and_then(|f| {
         let v = s.field(f)?;
         match parse_origin(&v) {
@@ -253,7 +278,11 @@ fn resolve_tree(
         None => format!("{name}{PROFILE_SUFFIX}"),
     };
     if let Some(f) = &m.profile_pattern {
-        if profile.is_empty() || profile.contains(['/', ' ', '\t']) || profile == "." || profile == ".." {
+        if profile.is_empty()
+            || profile.contains(['/', ' ', '\t'])
+            || profile == "."
+            || profile == ".."
+        {
             s.invalid(f, format!("`{profile}` is not a valid profile name"));
         }
     }
@@ -325,7 +354,8 @@ fn resolve_tree(
     // profiles
     let mut profiles = Vec::new();
     let mut seen: HashMap<String, ()> = HashMap::new();
-    let config_profiles: Vec<&Field<String>> = m.profiles.iter().chain(extra_profiles.iter()).collect();
+    let config_profiles: Vec<&Field<String>> =
+        m.profiles.iter().chain(extra_profiles.iter()).collect();
     for f in &config_profiles {
         let v = f.value.trim().to_string();
         if v.is_empty() || v.contains('/') {
@@ -342,7 +372,10 @@ fn resolve_tree(
             continue;
         }
         if v == profile {
-            s.invalid(f, format!("`{v}` is the instance's own profile; it is attached anyway"));
+            s.invalid(
+                f,
+                format!("`{v}` is the instance's own profile; it is attached anyway"),
+            );
             continue;
         }
         profiles.push(v);
@@ -356,7 +389,9 @@ fn resolve_tree(
     // cloud-config files
     let mut cloud_config_files: Vec<PathBuf> = Vec::new();
     for f in &m.cloud_config_files {
-        let Some(p) = conditional_path(f, &props, s.errors) else { continue };
+        let Some(p) = conditional_path(f, &props, s.errors) else {
+            continue;
+        };
         let p: PathBuf = p.components().collect();
         if cloud_config_files.contains(&p) {
             s.errors.push(ConfigError::Duplicate {
@@ -368,7 +403,10 @@ fn resolve_tree(
             continue;
         }
         if !p.is_file() {
-            s.invalid(f, format!("cloud-config file {} does not exist", p.display()));
+            s.invalid(
+                f,
+                format!("cloud-config file {} does not exist", p.display()),
+            );
         } else if let Err(e) = crate::cloudconfig::parse_file(&p) {
             s.errors.extend(e.into_list());
         }
@@ -379,7 +417,10 @@ fn resolve_tree(
         command: h.value.command.clone(),
         timeout: h.value.timeout,
     });
-    let stop_timeout = m.stop_timeout.as_ref().map_or(DEFAULT_STOP_TIMEOUT, |f| f.value);
+    let stop_timeout = m
+        .stop_timeout
+        .as_ref()
+        .map_or(DEFAULT_STOP_TIMEOUT, |f| f.value);
 
     let device_source = device_source(m, &project, &filesystems, opts, globals, &mut s);
 
@@ -389,7 +430,11 @@ fn resolve_tree(
     let instance = ResolvedInstance {
         name: name.to_string(),
         project,
-        description: m.description.as_ref().map(|f| f.value.clone()).unwrap_or_default(),
+        description: m
+            .description
+            .as_ref()
+            .map(|f| f.value.clone())
+            .unwrap_or_default(),
         config_file: m.file.clone(),
         ostype: m.ostype.as_ref().map(|f| f.value),
         image,
@@ -453,7 +498,9 @@ fn resolve_storage(m: &RawConfig, s: &mut Subst<'_>) -> (Vec<Filesystem>, Vec<De
     let mut filesystems: Vec<Filesystem> = Vec::new();
     for (id, f) in &m.filesystems {
         let fs = &f.value;
-        let Some(value) = s.field(&fs.pattern) else { continue };
+        let Some(value) = s.field(&fs.pattern) else {
+            continue;
+        };
         let kind = fs.kind.unwrap_or(if value.starts_with('/') {
             FilesystemKind::Dir
         } else {
@@ -461,7 +508,9 @@ fn resolve_storage(m: &RawConfig, s: &mut Subst<'_>) -> (Vec<Filesystem>, Vec<De
         });
         let path = match kind {
             FilesystemKind::Zfs => match check_dataset(&value) {
-                Ok(()) => FilesystemPath::Zfs { dataset: value.clone() },
+                Ok(()) => FilesystemPath::Zfs {
+                    dataset: value.clone(),
+                },
                 Err(e) => {
                     s.bad_path(&fs.pattern, &value, e);
                     continue;
@@ -512,7 +561,9 @@ fn resolve_storage(m: &RawConfig, s: &mut Subst<'_>) -> (Vec<Filesystem>, Vec<De
     let mut devices: Vec<Device> = Vec::new();
     for (name, f) in &m.devices {
         let d = &f.value;
-        let Some(path) = s.field(&d.path) else { continue };
+        let Some(path) = s.field(&d.path) else {
+            continue;
+        };
         let path = match check_absolute(&path, "a device path") {
             Ok(p) => p.display().to_string(),
             Err(e) => {
@@ -545,7 +596,9 @@ fn resolve_storage(m: &RawConfig, s: &mut Subst<'_>) -> (Vec<Filesystem>, Vec<De
                         fsf,
                         format!(
                             "no filesystem `{id}`{}",
-                            suggestion.map(|x| format!(" (did you mean `{x}`?)")).unwrap_or_default()
+                            suggestion
+                                .map(|x| format!(" (did you mean `{x}`?)"))
+                                .unwrap_or_default()
                         ),
                     );
                     continue;
@@ -566,7 +619,11 @@ fn resolve_storage(m: &RawConfig, s: &mut Subst<'_>) -> (Vec<Filesystem>, Vec<De
                         continue;
                     }
                 };
-                let host = fs.path.default_dir().join(&sub);
+                let host = if sub.as_os_str().is_empty() {
+                    fs.path.default_dir()
+                } else {
+                    fs.path.default_dir().join(&sub)
+                };
                 (Some(id.to_string()), sub, host)
             }
             None => {
@@ -622,7 +679,10 @@ fn device_source(
                 (i.to_string(), Some(snap.to_string()))
             }
             _ => {
-                s.invalid(spec, format!("`{value}`: expected [PROJECT_]INSTANCE@SNAPSHOT"));
+                s.invalid(
+                    spec,
+                    format!("`{value}`: expected [PROJECT_]INSTANCE@SNAPSHOT"),
+                );
                 return None;
             }
         }
@@ -658,7 +718,10 @@ fn device_source(
             let rel = s.field(f)?;
             let path = f.file.parent().unwrap_or(Path::new("/")).join(rel);
             if !path.is_file() {
-                s.invalid(f, format!("source config {} does not exist", path.display()));
+                s.invalid(
+                    f,
+                    format!("source config {} does not exist", path.display()),
+                );
                 return None;
             }
             let inc = merge::absolute(&path);
@@ -690,10 +753,11 @@ fn device_source(
     };
     let (src_fs, src_devices) = resolve_storage(src_merged, &mut sub);
     if !local_errors.is_empty() {
-        s.errors.extend(local_errors.into_iter().map(|e| ConfigError::InSource {
-            instance: src_name.clone(),
-            error: Box::new(e),
-        }));
+        s.errors
+            .extend(local_errors.into_iter().map(|e| ConfigError::InSource {
+                instance: src_name.clone(),
+                error: Box::new(e),
+            }));
         return None;
     }
     let instance = SourceInstance {

@@ -24,7 +24,8 @@ pub enum OsType {
 
 impl OsType {
     /// Every accepted spelling, for messages.
-    pub const NAMES: &'static [&'static str] = &["alpine", "debian", "ubuntu", "busybox", "openwrt"];
+    pub const NAMES: &'static [&'static str] =
+        &["alpine", "debian", "ubuntu", "busybox", "openwrt"];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -78,7 +79,9 @@ impl FromStr for FilesystemKind {
             "zfs" => Ok(FilesystemKind::Zfs),
             "btrfs" => Ok(FilesystemKind::Btrfs),
             "dir" => Ok(FilesystemKind::Dir),
-            _ => Err(format!("unknown filesystem kind `{s}` (known: zfs, btrfs, dir)")),
+            _ => Err(format!(
+                "unknown filesystem kind `{s}` (known: zfs, btrfs, dir)"
+            )),
         }
     }
 }

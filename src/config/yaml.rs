@@ -79,7 +79,11 @@ where
     let w = norm(word);
     let mut best: Option<(usize, &str)> = None;
     for c in candidates {
-        let d = if norm(c) == w { 0 } else { distance(&w, &norm(c)) };
+        let d = if norm(c) == w {
+            0
+        } else {
+            distance(&w, &norm(c))
+        };
         let limit = (c.chars().count().max(word.chars().count()) / 3).max(1);
         if d <= limit && best.is_none_or(|(bd, _)| d < bd) {
             best = Some((d, c));
@@ -157,7 +161,11 @@ impl Walker {
 
     /// The entries of a map with free-form keys (ids, property names): keys must be
     /// non-empty strings.
-    pub fn entries<'v>(&mut self, map: &'v Mapping, prefix: &str) -> Vec<(&'v str, String, &'v Value)> {
+    pub fn entries<'v>(
+        &mut self,
+        map: &'v Mapping,
+        prefix: &str,
+    ) -> Vec<(&'v str, String, &'v Value)> {
         let mut out = Vec::new();
         for (k, v) in map {
             if let Some(name) = self.key_name(k, prefix) {
@@ -175,7 +183,11 @@ impl Walker {
         match k {
             Value::String(s) => Some(s.as_str()),
             other => {
-                let at = if prefix.is_empty() { "(top level)" } else { prefix };
+                let at = if prefix.is_empty() {
+                    "(top level)"
+                } else {
+                    prefix
+                };
                 self.invalid(at, format!("keys must be strings, found {}", kind(other)));
                 None
             }
@@ -258,9 +270,17 @@ mod tests {
 
     #[test]
     fn suggestions_catch_typos_and_separators() {
-        let keys = ["filesystems", "devices", "profile-pattern", "cloud-config-files"];
+        let keys = [
+            "filesystems",
+            "devices",
+            "profile-pattern",
+            "cloud-config-files",
+        ];
         assert_eq!(suggest("filesytems", keys).as_deref(), Some("filesystems"));
-        assert_eq!(suggest("profile_pattern", keys).as_deref(), Some("profile-pattern"));
+        assert_eq!(
+            suggest("profile_pattern", keys).as_deref(),
+            Some("profile-pattern")
+        );
         assert_eq!(suggest("Devices", keys).as_deref(), Some("devices"));
         assert_eq!(suggest("zzz", keys), None);
     }
