@@ -170,7 +170,14 @@ impl Client {
         let prefix = |n: usize| format!("/{}", components[..n].join("/"));
         let mut existing = components.len();
         while existing > 0 {
-            match self.file_type(instance, &prefix(existing)).await? {
+            // A path below a regular file gives a bare 500 to HEAD: keep going up, the file
+            // itself is reported below.
+            let found = match self.file_type(instance, &prefix(existing)).await {
+                Ok(found) => found,
+                Err(Error::Server { .. }) if existing > 1 => None,
+                Err(e) => return Err(e),
+            };
+            match found {
                 None => existing -= 1,
                 Some(FileType::Directory) => break,
                 Some(other) => {
