@@ -1,13 +1,15 @@
 //! Filling a new device directory from the same device of the template instance with
 //! `rsync -a <template>/ <dir>/`. Never with `--delete`: files already in the target are kept
-//! (same-named files are updated from the template).
+//! (same-named files are updated from the template). The target directory keeps its own owner
+//! (given when it was created), whatever the template directory's owner is.
 
 use std::ffi::OsString;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use super::command::{self, RSYNC_TIMEOUT};
 use super::device::absolute;
-use super::{blocking, StorageError};
+use super::{blocking, io_error, StorageError};
 
 /// Copies the content of `template` into `dir` (`rsync -a template/ dir/`), preserving modes,
 /// owners and times. Meant only for device directories this run has just created. A missing
@@ -29,6 +31,13 @@ pub async fn rsync_template(template: &Path, dir: &Path) -> Result<(), StorageEr
         s.push("/");
         s
     };
+    let d = dir.clone();
+    let owner = blocking(move || {
+        std::fs::metadata(&d)
+            .map(|m| (m.uid(), m.gid()))
+            .map_err(io_error("inspect", &d))
+    })
+    .await?;
     command::run(
         "rsync",
         [
@@ -39,5 +48,10 @@ pub async fn rsync_template(template: &Path, dir: &Path) -> Result<(), StorageEr
         RSYNC_TIMEOUT,
     )
     .await?;
-    Ok(())
+    // `rsync -a src/ dst/` gives dst the owner of src: put the device directory's owner back.
+    blocking(move || {
+        std::os::unix::fs::chown(&dir, Some(owner.0), Some(owner.1))
+            .map_err(io_error("chown", &dir))
+    })
+    .await
 }
