@@ -214,7 +214,9 @@ pub fn parse_property_arg(arg: &str) -> Result<(String, String), ConfigError> {
 mod tests {
     use super::*;
 
-    fn props(pairs: &[(&'static str, &'static str)]) -> impl Fn(&str) -> Option<&'static str> + '_ {
+    fn props<'a>(
+        pairs: &'a [(&'static str, &'static str)],
+    ) -> impl Fn(&str) -> Option<&'static str> + 'a {
         move |k| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| *v)
     }
 
