@@ -6,7 +6,9 @@
 //! - [`rollback`] to `s1` makes a writable snapshot `/srv/pool/.app@s1.rollback`, renames the
 //!   live subvolume to `/srv/pool/app@pre-rollback-<unix time>` (then made read-only: it is
 //!   listed as a snapshot like any other), and renames the writable copy to `/srv/pool/app`.
-//!   Each step can be re-run after a crash; none deletes data.
+//!   Each step can be re-run after a crash; none deletes data. (A rollback finished after an
+//!   interruption between the two renames reports `kept_as: None`; the kept state is then the
+//!   newest `pre-rollback-*` snapshot, possibly still writable.)
 //!
 //! A subvolume is recognised by its inode number (256 on btrfs), confirmed with
 //! `btrfs subvolume show`.

@@ -260,16 +260,11 @@ impl Filesystem {
     pub async fn snapshot(&self, name: &str) -> Result<SnapshotOutcome, StorageError> {
         self.validate()?;
         validate_snapshot_name(name)?;
-        if let FsKind::Dir { .. } = self.kind {
-            return Ok(SnapshotOutcome::Skipped(SkipReason::PlainDirectory));
-        }
-        if self.transient {
-            return Ok(SnapshotOutcome::Skipped(SkipReason::Transient));
-        }
         match &self.kind {
+            FsKind::Dir { .. } => Ok(SnapshotOutcome::Skipped(SkipReason::PlainDirectory)),
+            _ if self.transient => Ok(SnapshotOutcome::Skipped(SkipReason::Transient)),
             FsKind::Zfs { dataset } => zfs::snapshot(self, dataset, name).await,
             FsKind::Btrfs { path } => btrfs::snapshot(self, path, name).await,
-            FsKind::Dir { .. } => Ok(SnapshotOutcome::Skipped(SkipReason::PlainDirectory)),
         }
     }
 
@@ -321,23 +316,18 @@ impl Filesystem {
     pub async fn rollback(&self, name: &str) -> Result<RollbackOutcome, StorageError> {
         self.validate()?;
         validate_snapshot_name(name)?;
-        if let FsKind::Dir { path } = &self.kind {
-            return Err(StorageError::Unsupported {
+        match &self.kind {
+            FsKind::Dir { path } => Err(StorageError::Unsupported {
                 id: self.id.clone(),
                 location: self.kind.location(),
                 problem: format!(
                     "a plain directory has no snapshots: cannot roll {} back to `{name}`",
                     path.display()
                 ),
-            });
-        }
-        if self.transient {
-            return Ok(RollbackOutcome::Skipped(SkipReason::Transient));
-        }
-        match &self.kind {
+            }),
+            _ if self.transient => Ok(RollbackOutcome::Skipped(SkipReason::Transient)),
             FsKind::Zfs { dataset } => zfs::rollback(self, dataset, name).await,
             FsKind::Btrfs { path } => btrfs::rollback(self, path, name).await,
-            FsKind::Dir { .. } => unreachable!("plain directories are rejected above"),
         }
     }
 
