@@ -1,0 +1,130 @@
+//! The one thing the engine knows about a step: its name, an idempotent `apply` and an
+//! idempotent `undo`.
+//!
+//! A step looks at the live state first and does nothing if its effect is already there, so the
+//! engine may call `apply` again after a crash that cut it short. `undo` likewise checks before
+//! it acts, and must cope with an `apply` that was interrupted half-way.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+
+use journal::RunId;
+use serde::de::DeserializeOwned;
+
+/// A boxed, sendable future: what a step's `apply` and `undo` return, so that a pipeline can be
+/// a list of different step types behind `dyn Step`.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Why a step failed: a message for people, already naming what was being done.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepError(pub String);
+
+impl StepError {
+    /// An error with the given message.
+    pub fn new(message: impl Into<String>) -> StepError {
+        StepError(message.into())
+    }
+}
+
+impl fmt::Display for StepError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StepError {}
+
+impl From<String> for StepError {
+    fn from(s: String) -> StepError {
+        StepError(s)
+    }
+}
+
+impl From<&str> for StepError {
+    fn from(s: &str) -> StepError {
+        StepError(s.to_string())
+    }
+}
+
+impl From<serde_json::Error> for StepError {
+    fn from(e: serde_json::Error) -> StepError {
+        StepError(format!("cannot encode or decode step data: {e}"))
+    }
+}
+
+/// The recorded outputs of an instance's steps that have succeeded so far in this run, by step
+/// name. This is how a later step, or an undo, learns what an earlier step saw or did.
+#[derive(Debug, Clone, Default)]
+pub struct Outputs {
+    by_step: BTreeMap<String, serde_json::Value>,
+}
+
+impl Outputs {
+    /// Records a step's output (the engine does this from the journal).
+    pub fn insert(&mut self, step: &str, value: serde_json::Value) {
+        self.by_step.insert(step.to_string(), value);
+    }
+
+    /// The raw output of a step, if it succeeded.
+    pub fn raw(&self, step: &str) -> Option<&serde_json::Value> {
+        self.by_step.get(step)
+    }
+
+    /// The output of a step, decoded; an error names the step when it is missing or malformed.
+    pub fn get<T: DeserializeOwned>(&self, step: &str) -> Result<T, StepError> {
+        let value = self
+            .by_step
+            .get(step)
+            .ok_or_else(|| StepError(format!("the output of step `{step}` is not recorded")))?;
+        serde_json::from_value(value.clone()).map_err(|e| {
+            StepError(format!(
+                "the recorded output of step `{step}` is malformed: {e}"
+            ))
+        })
+    }
+
+    /// The output of a step, decoded, or `None` if that step has no recorded output.
+    pub fn try_get<T: DeserializeOwned>(&self, step: &str) -> Result<Option<T>, StepError> {
+        match self.by_step.get(step) {
+            None => Ok(None),
+            Some(_) => self.get(step).map(Some),
+        }
+    }
+}
+
+/// What a step is given when it runs.
+pub struct StepCx<'a, E> {
+    /// Everything the steps share: clients, the plan, options.
+    pub env: &'a E,
+    /// The run this is part of.
+    pub run: RunId,
+    /// The instance the step works on.
+    pub instance: &'a str,
+    /// 1 for the first attempt, 2 after a crash or a failure, and so on.
+    pub attempt: u32,
+    /// Outputs of this instance's steps that succeeded earlier in the run (for `undo`, the
+    /// step's own output too, if it succeeded).
+    pub outputs: &'a Outputs,
+    /// When each of this instance's steps started and ended (ms since the epoch), from the
+    /// journal.
+    pub times: &'a BTreeMap<String, (i64, Option<i64>)>,
+}
+
+/// One idempotent unit of work with its compensation.
+pub trait Step<E>: Send + Sync {
+    /// The step's name, as recorded in the journal and shown to users.
+    fn name(&self) -> &'static str;
+
+    /// Does the step's work, unless the live state shows it is already done. Returns data
+    /// that later steps or the undo need; it is recorded in the journal.
+    fn apply<'a>(
+        &'a self,
+        cx: &'a StepCx<'a, E>,
+    ) -> BoxFuture<'a, Result<serde_json::Value, StepError>>;
+
+    /// Removes the step's effect, unless the live state shows it is already gone. Called for a
+    /// step that succeeded, failed or was cut short, so it must cope with a partial effect.
+    fn undo<'a>(&'a self, cx: &'a StepCx<'a, E>) -> BoxFuture<'a, Result<(), StepError>>;
+}
