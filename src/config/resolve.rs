@@ -221,7 +221,12 @@ pub(crate) fn resolve_file(
     }
     let include_props = include_properties(&name, opts, globals, true);
     let tree = read_tree(&top, &include_props, errors)?;
-    if errors.len() > before {
+    // Unknown keys change nothing else, so resolution goes on to find more problems; after
+    // any other problem it would only report consequences.
+    if errors[before..]
+        .iter()
+        .any(|e| !matches!(e, ConfigError::UnknownKey { .. }))
+    {
         return None;
     }
     resolve_tree(&tree, &name, opts, globals, errors)
