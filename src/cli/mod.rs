@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 pub mod cloudconfig_cmd;
 pub mod config_cmd;
+pub mod server_cmd;
 
 /// Options every command understands.
 #[derive(Debug, Clone, Args)]
@@ -106,7 +107,7 @@ pub type CliError = Box<dyn std::error::Error + Send + Sync>;
 
 async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
-        Command::Server => Err("server: not wired yet".into()),
+        Command::Server => server_cmd::run(&cli.global).await,
         Command::Config { command } => config_cmd::run(command, &cli.global),
         Command::Cloudconfig { command } => cloudconfig_cmd::run(command, &cli.global).await,
     }

@@ -272,10 +272,13 @@ mod tests {
         RequestInfo::new("POST", "/1.0/profiles")
     }
 
+    /// HTTP status, operation id (for failed operations), LXD's message, expected kind.
+    type Case = (u16, Option<&'static str>, &'static str, fn(&Error) -> bool);
+
     #[test]
     fn kinds_follow_status_and_message() {
         // Messages captured from LXD 5.0.2.
-        let cases: &[(u16, Option<&str>, &str, fn(&Error) -> bool)] = &[
+        let cases: &[Case] = &[
             (404, None, "Instance not found", Error::is_not_found),
             (500, None, "Error inserting \"p\" into database: The profile already exists", Error::is_conflict),
             (409, None, "Volume by that name already exists", Error::is_conflict),

@@ -160,12 +160,12 @@ pub(crate) fn describe_socket_problem(socket: &Path, detail: &str) -> String {
     use std::os::unix::fs::FileTypeExt;
     match std::fs::metadata(socket) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            format!("the socket {} does not exist", socket.display())
+            "the socket does not exist".to_string()
         }
         Ok(m) if !m.file_type().is_socket() => {
-            format!("{} exists but is not a unix socket", socket.display())
+            "the path exists but is not a unix socket".to_string()
         }
-        _ => format!("the socket {} does not answer: {detail}", socket.display()),
+        _ => format!("no answer: {detail}"),
     }
 }
 

@@ -16,7 +16,7 @@ pub type Device = BTreeMap<String, String>;
 pub type Devices = BTreeMap<String, Device>;
 
 /// A value read together with its ETag, to send back in `If-Match` on update.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Versioned<T> {
     pub value: T,
     /// The `Etag` header as received (with its quotes), if LXD sent one.
@@ -41,7 +41,7 @@ impl std::fmt::Display for ServerKind {
 }
 
 /// `GET /1.0`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct ServerInfo {
     #[serde(default)]
     pub api_extensions: Vec<String>,
@@ -54,7 +54,7 @@ pub struct ServerInfo {
 }
 
 /// `environment` of [`ServerInfo`].
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct ServerEnvironment {
     /// `lxd` or `incus`.
     #[serde(default)]
@@ -76,7 +76,7 @@ pub struct ServerEnvironment {
 }
 
 /// A background operation (`/1.0/operations/<id>`).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct Operation {
     #[serde(default)]
     pub id: String,
@@ -103,7 +103,7 @@ pub struct Operation {
 }
 
 /// An instance (`GET /1.0/instances/<name>` or `?recursion=1`).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct Instance {
     pub name: String,
     /// `Running`, `Stopped`, `Frozen`, `Error`...
@@ -162,7 +162,7 @@ impl Instance {
 }
 
 /// Full replacement of an instance's writable fields (`PUT /1.0/instances/<name>`).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct InstancePut {
     pub architecture: String,
     pub config: Config,
@@ -176,7 +176,7 @@ pub struct InstancePut {
 /// A merge of some fields (`PATCH /1.0/instances/<name>`): keys given replace their old
 /// values, others are kept; a config value `""` removes the key. Devices cannot be removed by
 /// PATCH: use `put_instance`.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct InstancePatch {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub config: Option<Config>,
@@ -190,7 +190,7 @@ pub struct InstancePatch {
 }
 
 /// `GET /1.0/instances/<name>/state` (the parts reroot uses; the rest is in `extra`).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct InstanceState {
     #[serde(default)]
     pub status: String,
@@ -215,7 +215,7 @@ impl InstanceState {
 }
 
 /// Where a new instance comes from.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum InstanceSource {
     /// An image, by alias or fingerprint (exactly one of the two is set).
@@ -234,7 +234,7 @@ pub enum InstanceSource {
 }
 
 /// Body of `POST /1.0/instances`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NewInstance {
     pub name: String,
     #[serde(rename = "type")]
@@ -327,7 +327,7 @@ impl NewInstance {
 }
 
 /// An instance snapshot (`GET /1.0/instances/<name>/snapshots?recursion=1`).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct Snapshot {
     /// The snapshot's own name (without `instance/`).
     pub name: String,
@@ -349,7 +349,7 @@ pub struct Snapshot {
 }
 
 /// A profile.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct Profile {
     pub name: String,
     #[serde(default)]
@@ -364,7 +364,7 @@ pub struct Profile {
 }
 
 /// The writable part of a profile (`PUT`/`PATCH /1.0/profiles/<name>`).
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct ProfilePut {
     pub description: String,
     pub config: Config,
@@ -382,7 +382,7 @@ impl Profile {
 }
 
 /// A storage pool.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct StoragePool {
     pub name: String,
     #[serde(default)]
@@ -398,7 +398,7 @@ pub struct StoragePool {
 }
 
 /// A storage volume.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct StorageVolume {
     pub name: String,
     /// `custom`, `container`, `image`...
@@ -418,7 +418,7 @@ pub struct StorageVolume {
 }
 
 /// Body of a custom volume creation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NewVolume {
     pub name: String,
     #[serde(rename = "type")]
@@ -446,7 +446,7 @@ impl NewVolume {
 }
 
 /// An image alias.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct ImageAlias {
     pub name: String,
     /// Fingerprint of the image it points to.

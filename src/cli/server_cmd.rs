@@ -1,0 +1,131 @@
+//! `reroot server`: which daemon answers on the socket (LXD or Incus), its version, storage
+//! pools and instance count, as text or, with `--json`, as one JSON object.
+
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+use super::{CliError, Global};
+use crate::lxd::{self, Client, ConnectOptions};
+
+#[derive(Debug, Serialize)]
+struct ServerReport {
+    kind: lxd::ServerKind,
+    version: String,
+    api_version: String,
+    socket: String,
+    project: String,
+    storage_driver: String,
+    api_extensions: usize,
+    storage_pools: Vec<PoolReport>,
+    instances: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct PoolReport {
+    name: String,
+    driver: String,
+    status: String,
+}
+
+/// Runs `reroot server` with the global `--socket`, `--project` and `--json` flags.
+pub async fn run(global: &Global) -> Result<ExitCode, CliError> {
+    let client = Client::connect(ConnectOptions {
+        socket: global.socket.clone(),
+        project: global.project.clone(),
+        ..ConnectOptions::default()
+    })
+    .await?;
+    let report = report(&client).await?;
+    if global.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", render(&report));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn report(client: &Client) -> Result<ServerReport, lxd::Error> {
+    let info = client.server_info();
+    let pools = client.list_storage_pools().await?;
+    let instances = client.list_instance_names().await?.len();
+    Ok(ServerReport {
+        kind: client.server_kind(),
+        version: info.environment.server_version.clone(),
+        api_version: info.api_version.clone(),
+        socket: client.socket().display().to_string(),
+        project: client.project().unwrap_or("default").to_string(),
+        storage_driver: info.environment.storage.clone(),
+        api_extensions: info.api_extensions.len(),
+        storage_pools: pools
+            .into_iter()
+            .map(|p| PoolReport {
+                name: p.name,
+                driver: p.driver,
+                status: p.status,
+            })
+            .collect(),
+        instances,
+    })
+}
+
+fn render(r: &ServerReport) -> String {
+    let kind = match r.kind {
+        lxd::ServerKind::Lxd => "LXD",
+        lxd::ServerKind::Incus => "Incus",
+    };
+    let mut out = format!(
+        "server:     {kind} {} (API {}, {} extensions)\nsocket:     {}\nproject:    {}\ninstances:  {}\n",
+        r.version, r.api_version, r.api_extensions, r.socket, r.project, r.instances
+    );
+    if r.storage_pools.is_empty() {
+        out.push_str("pools:      none\n");
+    } else {
+        out.push_str("pools:\n");
+        let width = r
+            .storage_pools
+            .iter()
+            .map(|p| p.name.len())
+            .max()
+            .unwrap_or(0);
+        for p in &r.storage_pools {
+            out.push_str(&format!(
+                "  {:width$}  {}  {}\n",
+                p.name, p.driver, p.status
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_and_json_reports() {
+        let r = ServerReport {
+            kind: lxd::ServerKind::Lxd,
+            version: "5.0.2".into(),
+            api_version: "1.0".into(),
+            socket: "/var/lib/lxd/unix.socket".into(),
+            project: "default".into(),
+            storage_driver: "btrfs".into(),
+            api_extensions: 318,
+            storage_pools: vec![PoolReport {
+                name: "default".into(),
+                driver: "btrfs".into(),
+                status: "Created".into(),
+            }],
+            instances: 4,
+        };
+        let text = render(&r);
+        assert!(text.contains("server:     LXD 5.0.2"), "{text}");
+        assert!(text.contains("instances:  4"), "{text}");
+        assert!(text.contains("  default  btrfs  Created"), "{text}");
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["kind"], "lxd");
+        assert_eq!(v["storage_pools"][0]["driver"], "btrfs");
+        assert_eq!(v["instances"], 4);
+    }
+}
