@@ -183,18 +183,39 @@ pub struct NdjsonHeader {
     pub run: Option<RunId>,
     /// When the file was started, in milliseconds since the Unix epoch.
     pub written_at_ms: i64,
+    /// CRC-32 of the fields above (see [`NdjsonHeader::checksum`]), 8 lower-case hex digits.
+    #[serde(default)]
+    pub crc: String,
 }
 
 impl NdjsonHeader {
     /// A header of the current version.
     pub fn new(scope: &str, run: Option<RunId>) -> NdjsonHeader {
-        NdjsonHeader {
+        let mut h = NdjsonHeader {
             format: NDJSON_FORMAT.to_string(),
             version: u32::from(FORMAT_VERSION),
             scope: scope.to_string(),
             run,
             written_at_ms: crate::event::now_ms(),
-        }
+            crc: String::new(),
+        };
+        h.crc = format!("{:08x}", h.checksum());
+        h
+    }
+
+    /// CRC-32 of `format|version|scope|run|written_at_ms` (run as hyphenated id or `-`).
+    pub fn checksum(&self) -> u32 {
+        let run = self
+            .run
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "-".into());
+        crc32fast::hash(
+            format!(
+                "{}|{}|{}|{}|{}",
+                self.format, self.version, self.scope, run, self.written_at_ms
+            )
+            .as_bytes(),
+        )
     }
 
     /// The header as one JSON line, with its newline.
@@ -204,8 +225,9 @@ impl NdjsonHeader {
         s
     }
 
-    /// Parses and checks a header line (`what` names the file for messages).
-    pub fn parse(line: &str, what: &str) -> Result<NdjsonHeader, Error> {
+    /// Parses and checks a header line (`what` names the file for messages). With `canonical`,
+    /// the line must be exactly as this crate writes it (see [`parse_line`]).
+    pub fn parse(line: &str, what: &str, canonical: bool) -> Result<NdjsonHeader, Error> {
         let h: NdjsonHeader =
             serde_json::from_str(line.trim_end()).map_err(|e| Error::Corrupt {
                 run: None,
@@ -234,6 +256,32 @@ impl NdjsonHeader {
                 run: None,
                 seq: None,
                 detail: format!("{what}: format version 0 does not exist"),
+            });
+        }
+        if h.crc != format!("{:08x}", h.checksum()) {
+            return Err(Error::Corrupt {
+                run: None,
+                seq: None,
+                detail: format!("{what}: line 1 (the header) fails its checksum"),
+            });
+        }
+        if canonical && h.to_line().trim_end() != line.trim_end_matches(['\n', '\r']) {
+            return Err(Error::Corrupt {
+                run: None,
+                seq: None,
+                detail: format!(
+                    "{what}: line 1 (the header) is not written as the journal writes it"
+                ),
+            });
+        }
+        if !matches!(h.scope.as_str(), "live-log" | "journal" | "run") {
+            return Err(Error::Corrupt {
+                run: None,
+                seq: None,
+                detail: format!(
+                    "{what}: header scope {:?} is not live-log, journal or run",
+                    h.scope
+                ),
             });
         }
         Ok(h)
@@ -288,17 +336,24 @@ pub fn to_line(d: &Decoded) -> String {
     s
 }
 
-/// Parses one NDJSON event line, rebuilds its envelope and checks its CRC.
-/// Returns the decoded event and its envelope bytes. Errors are plain descriptions.
-pub fn parse_line(line: &str) -> Result<(Decoded, Vec<u8>), String> {
+/// Parses one NDJSON event line (without its newline), rebuilds its envelope and checks its
+/// CRC. With `canonical`, the line must also be exactly as this crate writes it (as the live
+/// log's lines are), so that no changed byte goes unnoticed, even one JSON would not see (an
+/// upper-case hex digit in a run id, say). Returns the decoded event and its envelope bytes.
+/// Errors are plain descriptions.
+pub fn parse_line(line: &str, canonical: bool) -> Result<(Decoded, Vec<u8>), String> {
     let l: LineIn = serde_json::from_str(line).map_err(|e| format!("not an event line: {e}"))?;
+    let lower_hex = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    };
+    if l.prev.len() != 16 || l.crc.len() != 8 || !lower_hex(&l.prev) || !lower_hex(&l.crc) {
+        return Err("fields \"prev\" and \"crc\" must be 16 and 8 lower-case hex digits".into());
+    }
     let prev = u64::from_str_radix(&l.prev, 16)
         .map_err(|_| format!("field \"prev\" is not 16 hex digits: {:?}", l.prev))?;
     let crc = u32::from_str_radix(&l.crc, 16)
         .map_err(|_| format!("field \"crc\" is not 8 hex digits: {:?}", l.crc))?;
-    if l.prev.len() != 16 || l.crc.len() != 8 {
-        return Err("fields \"prev\" and \"crc\" must have 16 and 8 hex digits".into());
-    }
     let event = Event {
         run: l.run,
         seq: l.seq,
@@ -318,6 +373,9 @@ pub fn parse_line(line: &str) -> Result<(Decoded, Vec<u8>), String> {
             "checksum mismatch: recorded {crc:08x}, computed {:08x}",
             decoded.crc
         ));
+    }
+    if canonical && to_line(&decoded).trim_end_matches('\n') != line {
+        return Err("the line is not written as the journal writes it (changed bytes)".into());
     }
     Ok((decoded, bytes))
 }
@@ -499,8 +557,8 @@ mod tests {
             decode(&bytes),
             Err(DecodeError::NewerFormat(FORMAT_VERSION + 1))
         );
-        let line = "{\"format\":\"reroot-journal\",\"version\":2,\"scope\":\"journal\",\"written_at_ms\":1}";
-        match NdjsonHeader::parse(line, "x.ndjson") {
+        let line = "{\"format\":\"reroot-journal\",\"version\":2,\"scope\":\"journal\",\"written_at_ms\":1,\"crc\":\"x\"}";
+        match NdjsonHeader::parse(line, "x.ndjson", false) {
             Err(Error::NewerFormat {
                 found: 2,
                 supported: 1,
@@ -511,17 +569,44 @@ mod tests {
     }
 
     #[test]
+    fn header_round_trip_and_damage() {
+        let h = NdjsonHeader::new("journal", Some(sample_run()));
+        let line = h.to_line();
+        assert_eq!(NdjsonHeader::parse(&line, "x", true).unwrap(), h);
+        let damaged = line.replace("journal\"", "journaL\"");
+        assert!(NdjsonHeader::parse(&damaged, "x", false).is_err());
+        let other_time = line.replace(&h.written_at_ms.to_string(), "1");
+        assert!(NdjsonHeader::parse(&other_time, "x", false).is_err());
+    }
+
+    #[test]
     fn line_round_trip_and_damage() {
         let bytes = encode(&sample_event(), 77).unwrap();
         let d = decode(&bytes).unwrap();
         let line = to_line(&d);
         assert!(line.ends_with('\n'));
-        let (d2, bytes2) = parse_line(line.trim_end()).unwrap();
+        let (d2, bytes2) = parse_line(line.trim_end(), true).unwrap();
         assert_eq!(d2, d);
         assert_eq!(bytes2, bytes);
         let damaged = line.replace("web-01", "web-02");
-        let err = parse_line(damaged.trim_end()).unwrap_err();
+        let err = parse_line(damaged.trim_end(), true).unwrap_err();
         assert!(err.contains("checksum mismatch"), "{err}");
+        let run_upper = line.replace(
+            &sample_run().to_string(),
+            &sample_run().to_string().to_uppercase(),
+        );
+        assert!(parse_line(run_upper.trim_end(), false).is_ok(), "same data");
+        assert!(
+            parse_line(run_upper.trim_end(), true).is_err(),
+            "not canonical"
+        );
+        let upper = line.replace(&format!("{:08x}", d.crc), &format!("{:08X}", d.crc));
+        if upper != line {
+            assert!(
+                parse_line(upper.trim_end(), true).is_err(),
+                "upper-case hex accepted"
+            );
+        }
     }
 
     #[test]

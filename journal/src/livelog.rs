@@ -54,7 +54,7 @@ pub(crate) fn split_lines(bytes: &[u8]) -> (Vec<RawLine<'_>>, usize) {
 /// Parses an event line into a decoded envelope (checksum verified).
 pub(crate) fn parse_raw(line: &RawLine<'_>) -> Result<(Decoded, Vec<u8>), String> {
     let text = std::str::from_utf8(line.bytes).map_err(|_| "not UTF-8".to_string())?;
-    codec::parse_line(text)
+    codec::parse_line(text, true)
 }
 
 /// One run as read from the live log.
@@ -106,7 +106,7 @@ impl LogSnapshot {
         match iter.next() {
             Some(first) => {
                 let text = String::from_utf8_lossy(first.bytes);
-                NdjsonHeader::parse(&text, &what)?;
+                NdjsonHeader::parse(&text, &what, true)?;
             }
             None => return Ok(snap), // Empty or only a torn header: no events yet.
         }

@@ -160,6 +160,7 @@ enum Backend {
 pub struct Reader {
     dir: PathBuf,
     backend: Backend,
+    notes: Vec<String>,
 }
 
 /// What a run looks like to the listing code, whatever the backend.
@@ -182,7 +183,23 @@ impl Reader {
         match lock::try_lock(dir, Role::Reader)? {
             Some(lock) => {
                 let clean = read_clean(dir)?;
-                let store = Store::open(dir)?;
+                let store = match Store::open(dir) {
+                    Ok(s) => s,
+                    // A crash can leave sled unable to open its database; every acknowledged
+                    // event is in the live log, and the next writer rebuilds the database.
+                    Err(Error::Corrupt { detail, .. })
+                        if clean.is_none() && livelog::log_path(dir).exists() =>
+                    {
+                        drop(lock);
+                        let mut r = Self::open_live_log(dir)?;
+                        r.notes.push(format!(
+                            "the database cannot be opened ({detail}); read the live log \
+                             instead; the next writer rebuilds the database from it"
+                        ));
+                        return Ok(r);
+                    }
+                    Err(e) => return Err(e),
+                };
                 Ok(Reader {
                     dir: dir.to_path_buf(),
                     backend: Backend::Store(StoreBackend {
@@ -191,6 +208,7 @@ impl Reader {
                         index_trusted: clean.is_some(),
                         clean,
                     }),
+                    notes: Vec::new(),
                 })
             }
             None => Self::open_live_log(dir),
@@ -202,6 +220,7 @@ impl Reader {
         Ok(Reader {
             dir: dir.to_path_buf(),
             backend: Backend::Log(LogSnapshot::load(dir)?),
+            notes: Vec::new(),
         })
     }
 
@@ -209,6 +228,7 @@ impl Reader {
         Reader {
             dir: dir.to_path_buf(),
             backend: Backend::Store(backend),
+            notes: Vec::new(),
         }
     }
 
@@ -469,6 +489,12 @@ impl Reader {
     /// chain and transitions, the indexes, and that the database and the live log hold the same
     /// events. Returns a report; `Err` only when the journal cannot be read at all.
     pub fn verify(&self) -> Result<VerifyReport, Error> {
+        let mut report = self.verify_backend()?;
+        report.notes.splice(0..0, self.notes.iter().cloned());
+        Ok(report)
+    }
+
+    fn verify_backend(&self) -> Result<VerifyReport, Error> {
         match &self.backend {
             Backend::Store(b) => {
                 let expect = b.clean;
@@ -689,7 +715,8 @@ pub(crate) fn verify_store(
     let mut iter = lines.iter();
     match iter.next() {
         Some(first) => {
-            if let Err(e) = NdjsonHeader::parse(&String::from_utf8_lossy(first.bytes), &lwhat) {
+            if let Err(e) = NdjsonHeader::parse(&String::from_utf8_lossy(first.bytes), &lwhat, true)
+            {
                 report.problems.push(Problem {
                     run: None,
                     seq: None,

@@ -119,21 +119,32 @@ impl Store {
     /// lock file.
     pub fn open(dir: &Path) -> Result<Store, Error> {
         let path = dir.join(DB_DIR);
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(&path)
             .mode(sled::Mode::LowSpace)
             .cache_capacity(64 << 20)
             // Durability comes from the journal's own flush before each acknowledgement.
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Corruption { .. } => Error::corrupt(
+            .flush_every_ms(None);
+        // sled is beta: treat a panic while it recovers a damaged database like an error.
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()))
+            .map_err(|_| {
+                Error::corrupt(
                     None,
                     None,
-                    format!("database {} is damaged: {e}", path.display()),
-                ),
-                other => Error::Storage(other),
+                    format!(
+                        "database {} is damaged: sled panicked opening it",
+                        path.display()
+                    ),
+                )
             })?;
+        let db = opened.map_err(|e| match e {
+            sled::Error::Corruption { .. } => Error::corrupt(
+                None,
+                None,
+                format!("database {} is damaged: {e}", path.display()),
+            ),
+            other => Error::Storage(other),
+        })?;
         let meta = db.open_tree("meta")?;
         match meta.get("format")? {
             Some(v) => {

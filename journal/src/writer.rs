@@ -19,6 +19,9 @@ use std::time::{Duration, Instant};
 /// giving up with [`Error::Locked`]. A writer holding it is reported at once.
 pub const WRITER_WAIT: Duration = Duration::from_secs(10);
 
+/// Where a database that could not be opened after a crash is moved before it is rebuilt.
+pub(crate) const DAMAGED_DB_DIR: &str = "db.damaged";
+
 /// An import line: its number, the event and its envelope.
 type ImportLine = (usize, Decoded, Vec<u8>);
 
@@ -71,6 +74,7 @@ struct Writer {
 pub struct Journal {
     reader: Reader,
     w: Writer,
+    notes: Vec<String>,
 }
 
 impl std::ops::Deref for Journal {
@@ -112,8 +116,31 @@ impl Journal {
             return Err(lock::locked_error(dir));
         };
         let clean = reader::read_clean(dir)?;
-        let store = Arc::new(Store::open(dir)?);
         let log_path = livelog::log_path(dir);
+        let mut notes = Vec::new();
+        let store = match Store::open(dir) {
+            Ok(s) => s,
+            // After a crash, every acknowledged event is in the live log (made durable before
+            // the acknowledgement): a database that sled cannot open is rebuilt from it. The
+            // damaged one is kept beside it for inspection.
+            Err(Error::Corrupt { detail, .. }) if clean.is_none() && log_path.exists() => {
+                let db = dir.join(crate::store::DB_DIR);
+                let aside = dir.join(DAMAGED_DB_DIR);
+                if aside.exists() {
+                    std::fs::remove_dir_all(&aside).map_err(|e| Error::io(&aside, e))?;
+                }
+                std::fs::rename(&db, &aside).map_err(|e| Error::io(&db, e))?;
+                sync_dir(dir)?;
+                notes.push(format!(
+                    "the database could not be opened after a crash ({detail}); it was moved to \
+                     {} and rebuilt from the live log",
+                    aside.display()
+                ));
+                Store::open(dir)?
+            }
+            Err(e) => return Err(e),
+        };
+        let store = Arc::new(store);
         let log_len = std::fs::metadata(&log_path).map(|m| m.len()).ok();
         let events = match (clean, log_len) {
             (Some(mark), Some(len)) if mark.log_len == len => mark.events,
@@ -131,7 +158,11 @@ impl Journal {
                     ),
                 ))
             }
-            (None, _) => reconcile(dir, &store)?,
+            (None, _) => {
+                let (events, mut repaired) = reconcile(dir, &store)?;
+                notes.append(&mut repaired);
+                events
+            }
         };
         if clean.is_some() {
             let p = dir.join(CLEAN_FILE);
@@ -163,7 +194,13 @@ impl Journal {
                 clean: None,
             },
         );
-        Ok(Journal { reader, w })
+        Ok(Journal { reader, w, notes })
+    }
+
+    /// What opening repaired after a crash (empty after a clean close): for the user's
+    /// information, e.g. "3 events were copied from the live log to the database".
+    pub fn recovery_notes(&self) -> &[String] {
+        &self.notes
     }
 
     /// Starts a run: records `RunCreated(header)` as event 1 and returns it once durable.
@@ -310,7 +347,7 @@ impl Journal {
             no += 1;
             let text = line.trim_end_matches(['\n', '\r']);
             if no == 1 {
-                NdjsonHeader::parse(text, "import input").map_err(|e| match e {
+                NdjsonHeader::parse(text, "import input", false).map_err(|e| match e {
                     Error::Corrupt { detail, .. } => Error::InvalidInput { detail },
                     other => other,
                 })?;
@@ -319,7 +356,7 @@ impl Journal {
             if text.trim().is_empty() {
                 continue;
             }
-            let (d, bytes) = codec::parse_line(text).map_err(|d| bad(no, d))?;
+            let (d, bytes) = codec::parse_line(text, false).map_err(|d| bad(no, d))?;
             let run = d.event.run;
             let pos = *run_pos.entry(run).or_insert_with(|| {
                 runs.push((run, Vec::new()));
@@ -668,7 +705,8 @@ impl Writer {
 /// - Each run's events in both must be identical where both have them; the longer side's extra
 ///   events (never acknowledged, since acknowledgement waits for both) are copied to the other.
 /// - The runs and instances indexes are rewritten from the replayed runs.
-fn reconcile(dir: &Path, store: &Store) -> Result<u64, Error> {
+fn reconcile(dir: &Path, store: &Store) -> Result<(u64, Vec<String>), Error> {
+    let mut notes = Vec::new();
     let what = store.what();
     struct Scan {
         chain: RunChain,
@@ -725,7 +763,7 @@ fn reconcile(dir: &Path, store: &Store) -> Result<u64, Error> {
             keep_len = 0;
         }
         Some(first) => {
-            NdjsonHeader::parse(&String::from_utf8_lossy(first.bytes), &lwhat)?;
+            NdjsonHeader::parse(&String::from_utf8_lossy(first.bytes), &lwhat, true)?;
             keep_len = first.bytes.len() + 1;
             let mut bad: Option<(usize, String)> = None;
             for line in &lines[1..] {
@@ -798,6 +836,10 @@ fn reconcile(dir: &Path, store: &Store) -> Result<u64, Error> {
         .map_err(|e| Error::io(&path, e))?;
     let io = |e| Error::io(&path, e);
     if keep_len < bytes.len() {
+        notes.push(format!(
+            "cut {} bytes of unfinished writes from the end of {lwhat}",
+            bytes.len() - keep_len
+        ));
         log.set_len(keep_len as u64).map_err(io)?;
     }
     let mut tail: Vec<u8> = Vec::new();
@@ -805,6 +847,7 @@ fn reconcile(dir: &Path, store: &Store) -> Result<u64, Error> {
         tail.extend_from_slice(NdjsonHeader::new("live-log", None).to_line().as_bytes());
     }
     // Events the database has and the log lacks.
+    let mut copied_to_log = 0u64;
     for run in &order {
         let logged = in_log.get(run).copied().unwrap_or(0);
         for kv in store
@@ -817,7 +860,19 @@ fn reconcile(dir: &Path, store: &Store) -> Result<u64, Error> {
             };
             let d = crate::store::decode_stored(*run, seq, &v, &what)?;
             tail.extend_from_slice(codec::to_line(&d).as_bytes());
+            copied_to_log += 1;
         }
+    }
+    if copied_to_log > 0 {
+        notes.push(format!(
+            "copied {copied_to_log} event(s) from the database to the live log"
+        ));
+    }
+    if !to_db.is_empty() {
+        notes.push(format!(
+            "copied {} event(s) from the live log to the database",
+            to_db.len()
+        ));
     }
     // Events the log has and the database lacks.
     for (d, raw) in &to_db {
@@ -845,7 +900,7 @@ fn reconcile(dir: &Path, store: &Store) -> Result<u64, Error> {
     log.sync_all().map_err(io)?;
     store.flush()?;
     sync_dir(dir)?;
-    Ok(total)
+    Ok((total, notes))
 }
 
 /// Imports an NDJSON export (or a live log) into the journal in `dir`, creating it if needed:
