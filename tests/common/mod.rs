@@ -36,7 +36,7 @@ pub fn lxd_options() -> ConnectOptions {
     ConnectOptions {
         socket: Some(lxd_socket()),
         project: None,
-        request_timeout: Duration::from_secs(20),
+        request_timeout: Duration::from_secs(30),
         operation_timeout: Duration::from_secs(60),
     }
 }
@@ -46,6 +46,20 @@ pub async fn lxd_client() -> Client {
     match Client::connect(lxd_options()).await {
         Ok(c) => c,
         Err(e) => panic!("LXD is not running or not answering ({e}): run scripts/testbed.sh"),
+    }
+}
+
+/// Force-stops and deletes an instance, retrying for up to a minute while LXD is still busy
+/// with it (e.g. a clean stop that timed out but is still going on). Missing = done.
+pub async fn remove_instance(client: &Client, name: &str) -> Result<(), reroot::lxd::Error> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let _ = client.stop_instance(name, Stop::Force).await;
+        match client.delete_instance(name).await {
+            Ok(_) => return Ok(()),
+            Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
     }
 }
 
@@ -105,8 +119,7 @@ impl Drop for LxdCleanup {
                     Err(e) => return eprintln!("cleanup: cannot connect: {e}"),
                 };
                 for name in &instances {
-                    let _ = client.stop_instance(name, Stop::Force).await;
-                    if let Err(e) = client.delete_instance(name).await {
+                    if let Err(e) = remove_instance(&client, name).await {
                         eprintln!("cleanup: instance {name}: {e}");
                     }
                 }
