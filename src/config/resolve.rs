@@ -393,6 +393,7 @@ fn resolve_tree(
 
     // cloud-config files
     let mut cloud_config_files: Vec<PathBuf> = Vec::new();
+    let mut parsed_cloud = Vec::new();
     for f in &m.cloud_config_files {
         let Some(p) = conditional_path(f, &props, s.errors) else {
             continue;
@@ -412,12 +413,22 @@ fn resolve_tree(
                 f,
                 format!("cloud-config file {} does not exist", p.display()),
             );
-        } else if let Err(e) = crate::cloudconfig::parse_file(&p) {
-            s.errors.extend(e.into_list());
+        } else {
+            match crate::cloudconfig::parse_file(&p) {
+                Ok(c) => parsed_cloud.push(c),
+                Err(e) => s.errors.extend(e.into_list()),
+            }
         }
         cloud_config_files.push(p);
     }
 
+    // What the OS type cannot do (packages on busybox, users on openwrt) is found now, not
+    // halfway through a rebuild. Without an OS type, apply detects it from the container.
+    if let (Some(os), true) = (&m.ostype, parsed_cloud.len() == cloud_config_files.len()) {
+        if let Err(e) = crate::cloudconfig::plan(&parsed_cloud, Some(os.value)) {
+            s.errors.extend(e.into_list());
+        }
+    }
     let health_check = m.health_check.as_ref().map(|h| HealthCheck {
         command: h.value.command.clone(),
         timeout: h.value.timeout,

@@ -720,3 +720,24 @@ fn yaml_syntax_errors_name_the_file() {
         "{e:?}"
     );
 }
+
+#[test]
+fn cloud_config_files_are_checked_against_the_os_type() {
+    let d = Dir::new();
+    d.write("pkgs.cfg", "#cloud-config\npackages: [curl]\n");
+    let f = d.write(
+        "web.yaml",
+        "#lxdops\nostype: busybox\ncloud-config-files: [pkgs.cfg]\n",
+    );
+    let e = errors(&f, &opts());
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].ends_with("pkgs.cfg: packages: busybox has no package manager"),
+        "{e:?}"
+    );
+    let g = d.write(
+        "deb.yaml",
+        "#lxdops\nostype: debian\ncloud-config-files: [pkgs.cfg]\n",
+    );
+    assert!(errors(&g, &opts()).is_empty());
+}
