@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{lxd_client, lxd_socket, unique_name, LxdCleanup};
+use common::{lxd_client, lxd_socket, unique_name, LxdCleanup, LXD_LOCK};
 use reroot::lxd::{
     Client, ConnectOptions, Device, Error, ExecRequest, FileOptions, FileType, InstancePatch,
     NewInstance, NewVolume, OptionalExt, ProfilePut, ServerKind, Stop,
@@ -72,6 +72,7 @@ async fn server_info_pools_and_image_aliases() {
 
 #[tokio::test]
 async fn missing_instance_is_not_found_and_delete_is_done() {
+    let _serial = LXD_LOCK.lock().await;
     let lxd = lxd_client().await;
     let name = unique_name("missing");
     let err = lxd.get_instance(&name).await.unwrap_err();
@@ -124,6 +125,7 @@ async fn unreachable_socket_is_a_transport_error_naming_the_path() {
 
 #[tokio::test]
 async fn instance_lifecycle_exec_and_idempotent_state_changes() {
+    let _serial = LXD_LOCK.lock().await;
     let lxd = lxd_client().await;
     let cleanup = LxdCleanup::new();
     let name = cleanup.instance(&unique_name("life"));
@@ -219,6 +221,7 @@ async fn instance_lifecycle_exec_and_idempotent_state_changes() {
 
 #[tokio::test]
 async fn clean_stop_is_bounded_and_waits_for_init() {
+    let _serial = LXD_LOCK.lock().await;
     let lxd = lxd_client().await;
     let cleanup = LxdCleanup::new();
     let name = new_container(&lxd, &cleanup, "clean").await;
@@ -246,6 +249,7 @@ async fn clean_stop_is_bounded_and_waits_for_init() {
 
 #[tokio::test]
 async fn copy_from_template_snapshot() {
+    let _serial = LXD_LOCK.lock().await;
     let lxd = lxd_client().await;
     let cleanup = LxdCleanup::new();
     let tpl = cleanup.instance(&unique_name("tpl"));
@@ -291,6 +295,7 @@ async fn copy_from_template_snapshot() {
 
 #[tokio::test]
 async fn snapshots_create_list_restore_rename_delete() {
+    let _serial = LXD_LOCK.lock().await;
     let lxd = lxd_client().await;
     let cleanup = LxdCleanup::new();
     let name = new_container(&lxd, &cleanup, "snap").await;
@@ -338,6 +343,7 @@ async fn snapshots_create_list_restore_rename_delete() {
 
 #[tokio::test]
 async fn stale_etag_is_refused_and_put_removes_a_device() {
+    let _serial = LXD_LOCK.lock().await;
     let lxd = lxd_client().await;
     let cleanup = LxdCleanup::new();
     let name = new_container(&lxd, &cleanup, "etag").await;
@@ -389,6 +395,7 @@ async fn stale_etag_is_refused_and_put_removes_a_device() {
 
 #[tokio::test]
 async fn profiles_create_update_delete() {
+    let _serial = LXD_LOCK.lock().await;
     let lxd = lxd_client().await;
     let cleanup = LxdCleanup::new();
     let prof = cleanup.profile(&unique_name("prof"));
@@ -455,6 +462,7 @@ async fn profiles_create_update_delete() {
 
 #[tokio::test]
 async fn files_push_read_mkdir_symlink_delete() {
+    let _serial = LXD_LOCK.lock().await;
     let lxd = lxd_client().await;
     let cleanup = LxdCleanup::new();
     let name = new_container(&lxd, &cleanup, "files").await;
@@ -521,6 +529,7 @@ async fn files_push_read_mkdir_symlink_delete() {
 
 #[tokio::test]
 async fn custom_volumes_create_copy_snapshot_delete() {
+    let _serial = LXD_LOCK.lock().await;
     let lxd = lxd_client().await;
     let cleanup = LxdCleanup::new();
     let vol = cleanup.volume(POOL, &unique_name("vol"));

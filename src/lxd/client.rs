@@ -21,7 +21,8 @@ pub struct ConnectOptions {
     pub socket: Option<PathBuf>,
     /// Project for every request; `None` = the server's default project.
     pub project: Option<String>,
-    /// Bound of one HTTP request.
+    /// Bound of one HTTP request. Default 60 s: LXD 5.0.2 was seen to stall every request for
+    /// ~30 s when a container start/stop hook overlaps other operations.
     pub request_timeout: Duration,
     /// Default bound of the wait for an operation (start, copy, delete...).
     pub operation_timeout: Duration,
@@ -32,7 +33,7 @@ impl Default for ConnectOptions {
         ConnectOptions {
             socket: None,
             project: None,
-            request_timeout: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(60),
             operation_timeout: Duration::from_secs(120),
         }
     }
