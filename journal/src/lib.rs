@@ -1,6 +1,154 @@
 //! The reroot journal: an event-sourced, crash-safe record of every run.
 //!
 //! This crate knows events and bytes; it knows nothing of LXD or of what a step means.
+//!
+//! A *run* is created with its [`RunHeader`] and then receives ordered [`Event`]s: run-level
+//! events (created, paused, resumed, finished), step events of an instance (started,
+//! succeeded, failed, undo started, undo finished, undo failed) and notes. Every event carries
+//! its run id, its sequence number in the run (1, 2, 3, ... without gaps), instance, step,
+//! attempt number and time. Folding a run's events ([`Replay`]) gives its [`RunState`]: for
+//! each instance, each step's status, in first-seen order. The model is the saga log of
+//! oxidecomputer/steno.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), journal::Error> {
+//! use journal::{EventKind, Journal, RunHeader};
+//! let j = Journal::open(std::path::Path::new("/var/lib/reroot/journal"))?;
+//! let header = RunHeader {
+//!     id: RunHeader::new_id(),
+//!     command: vec!["reroot".into(), "rebuild".into(), "web-1".into()],
+//!     user: "alice".into(),
+//!     host: "host1".into(),
+//!     started_at_ms: journal::now_ms(),
+//!     config_digests: vec![("reroot.yaml".into(), "9f86d081".into())],
+//!     instances: vec!["web-1".into()],
+//!     options: Default::default(),
+//! };
+//! let run = j.create_run(header)?.run;
+//! j.append(run, Some("web-1"), Some("stop"), 1, EventKind::StepStarted)?;
+//! j.append(run, Some("web-1"), Some("stop"), 1, EventKind::StepSucceeded { output: "{}".into() })?;
+//! let state = j.replay(run)?; // also: runs, events, instance_history, unfinished, verify...
+//! # Ok(()) }
+//! ```
+//!
+//! # Transition rules
+//!
+//! Checked before an event is appended (an illegal one is refused with
+//! [`Error::IllegalTransition`] and nothing is written) and again on every replay and `verify`
+//! (where an illegal event means corruption).
+//!
+//! Per step (an instance's step, named by both):
+//!
+//! | current status   | allowed next event                                              |
+//! |------------------|-----------------------------------------------------------------|
+//! | (none)           | `StepStarted`                                                   |
+//! | `Started`        | `StepSucceeded`, `StepFailed` (same attempt); `StepStarted` with a higher attempt (a retry after a crash) |
+//! | `Succeeded`      | `UndoStarted` (same or higher attempt)                          |
+//! | `Failed`         | `StepStarted` with a higher attempt (retry); `UndoStarted` (same or higher attempt) |
+//! | `UndoStarted`    | `UndoFinished`, `UndoFailed` (same attempt); `UndoStarted` with a higher attempt (retry) |
+//! | `UndoFailed`     | `UndoStarted` with a higher attempt                             |
+//! | `UndoFinished`   | nothing: final                                                  |
+//!
+//! So, for example: succeeded before started, succeeded twice, undo of a step that never
+//! started or that is only `Started` (the engine first records `StepFailed { "interrupted" }`
+//! for a step a crash cut short), anything after `UndoFinished`, and attempt numbers going
+//! backwards are all refused. Step events carry an attempt number of 1 or more.
+//!
+//! Shape: step events name a non-empty instance and step; run-level events name neither; a
+//! note may name an instance, or an instance and a step.
+//!
+//! Per run:
+//! - `RunCreated` is the first event (sequence number 1), exactly once, and its header's id is
+//!   the run's id.
+//! - `RunPaused` sets the status to Paused, `RunResumed` to Running. While Running or Paused
+//!   any other event may follow (steps already in flight may end while the run is paused).
+//! - After `RunFinished { Succeeded | Failed }` only `RunResumed`, undo events, notes and a new
+//!   `RunFinished` may follow: a finished run can still be undone. `RunResumed` makes it
+//!   Running again (then anything may follow), and a new `RunFinished` closes it again.
+//! - Nothing at all follows `RunFinished { Undone }`.
+//!
+//! # Files
+//!
+//! A journal is a directory:
+//! - `db/`: the sled 0.34 database (see "Storage layout" below);
+//! - `events.ndjson`: the live log, every event as one NDJSON line;
+//! - `lock`: the writer lock (`flock`), holding the holder's pid, role and current run;
+//! - `clean`: present only after a clean close: the live log's length and the number of events
+//!   then;
+//! - `db.damaged/`: only after sled could not open its database after a crash (see below).
+//!
+//! ## Encoding
+//!
+//! Each event is stored in a versioned envelope (format version 1):
+//! `[version: u8][previous event's hash: u64 LE][CRC-32 of version, hash and payload: u32 LE]
+//! [payload]`, where the payload is the [`Event`] in bincode 2 with `config::standard()`
+//! (variable-length integers, little-endian), pinned in [`codec`]. An event's hash is the
+//! 64-bit FNV-1a of its whole envelope, and the next event of the run carries it: a hash chain
+//! (FNV-1a: a few lines, no dependency, fixed forever by its definition; it guards against
+//! accidents, not attackers). A reader meeting a newer version fails with
+//! [`Error::NewerFormat`]. Unit tests pin the exact bytes of sample events.
+//!
+//! ## Storage layout
+//!
+//! - `events`: key = run id (16 bytes) + sequence number (u64 big-endian), value = envelope;
+//! - `runs`: key = run id, value = checksummed header and status (rewritten on run-level
+//!   events; an index that replay can rebuild);
+//! - `instances`: key = name length (u16 BE) + instance name + run id: which runs touch an
+//!   instance;
+//! - `meta`: `format` = the database's format version.
+//!
+//! ## NDJSON
+//!
+//! Line 1 is a header object `{"format":"reroot-journal","version":1,"scope":..,"run":..,
+//! "written_at_ms":..,"crc":..}` (scope `live-log`, `journal` or `run`). Every other line is an
+//! event: its fields, then `prev` (16 hex digits) and `crc` (8 hex digits) of its envelope, so
+//! a reader rebuilds the envelope from the JSON and checks the CRC and the chain. The live log
+//! must be byte-for-byte as written (canonical); imports accept any JSON with the right
+//! checksums.
+//!
+//! # Durability and group commit
+//!
+//! [`Journal::append`] returns only once the event is durable: its line is written to the live
+//! log and `fdatasync`ed, and the database is flushed (`sled::Db::flush`). Concurrent appends
+//! share these flushes: each append records its event (database insert, line queued) under a
+//! short lock and takes a ticket; the first waiter finding no flush in progress becomes the
+//! leader, takes every queued line, writes and syncs them and flushes the database once, then
+//! wakes every waiter whose ticket is covered. An append is never acknowledged before both
+//! copies are durable.
+//!
+//! # Crashes
+//!
+//! A clean close leaves `clean`. When a writer opens a journal without it (the previous writer
+//! died), it reconciles the two copies before anything else:
+//! - the database is checked run by run; the live log line by line;
+//! - an unfinished or unreadable end of the live log, with no good line after it, is cut off
+//!   (a write cut short); damage followed by good lines is refused as corruption;
+//! - where both hold an event they must be identical; events only one side holds (written but
+//!   never acknowledged) are copied to the other, so no event is lost and none is invented;
+//! - the indexes are rewritten from the replayed runs;
+//! - if sled cannot open its database at all, the database is moved to `db.damaged/` and
+//!   rebuilt from the live log (every acknowledged event is there).
+//!
+//! What open repaired is in [`Journal::recovery_notes`]. A clean journal whose live log has
+//! another length than recorded is refused ([`Error::Corrupt`]); [`rebuild_live_log`]
+//! rewrites it from the database.
+//!
+//! # Locking and readers
+//!
+//! One process writes a journal: [`Journal::open`] takes an exclusive `flock` on `lock` and
+//! writes its pid, role and current run into it; a second writer gets [`Error::Locked`]
+//! naming them. sled lets only one process open the database, so [`Reader::open`] uses the
+//! database when the lock is free (holding it while the reader lives: keep readers short; a
+//! writer waits up to [`WRITER_WAIT`] for one) and otherwise reads the live log, verifying
+//! every line and ignoring only an unfinished final line (a write in progress). [`Journal`]
+//! dereferences to a [`Reader`] of its own database.
+//!
+//! # Verification
+//!
+//! [`Reader::verify`] checks every stored event's checksum, each run's sequence numbers, hash
+//! chain and transitions, the indexes, and that the live log holds exactly the database's events
+//! (and, after a clean close, the recorded length and count). It reports problems with their run
+//! and sequence number, the first problem first.
 
 pub mod codec;
 pub mod event;
@@ -14,7 +162,7 @@ mod writer;
 pub use event::{now_ms, Event, EventKind, Outcome, RunHeader, RunId};
 pub use reader::{Problem, Reader, RunFilter, RunSummary, Source, VerifyReport};
 pub use state::{InstanceState, Replay, RunState, RunStatus, StepState, StepStatus};
-pub use writer::{import_ndjson, rebuild_live_log, Journal, WRITER_WAIT};
+pub use writer::{import_ndjson, rebuild_live_log, Journal, WriterOptions, WRITER_WAIT};
 
 use std::path::PathBuf;
 

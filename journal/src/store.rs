@@ -7,7 +7,8 @@
 //!   rewritten at each run-level event. It is an index: replaying the run's events rebuilds it.
 //! - `instances`: key = instance name length (u16 big-endian) + name + run id; empty value. One
 //!   entry per (instance, run), for an instance's history.
-//! - `meta`: `format` = the format version of the database (one byte).
+//! - `meta`: `format` = the format version of the database (one byte); `clean_events` = the
+//!   number of events at the last clean close (removed while a writer has it open).
 
 use crate::codec::{self, DecodeError, Decoded};
 use crate::event::{RunHeader, RunId};
@@ -112,6 +113,7 @@ pub(crate) struct Store {
     pub events: sled::Tree,
     pub runs: sled::Tree,
     pub instances: sled::Tree,
+    pub meta: sled::Tree,
 }
 
 impl Store {
@@ -165,6 +167,7 @@ impl Store {
             events: db.open_tree("events")?,
             runs: db.open_tree("runs")?,
             instances: db.open_tree("instances")?,
+            meta,
             path,
             db,
         })
@@ -308,6 +311,25 @@ impl Store {
                 decode_stored(run, seq, &v, &self.what()).map(Some)
             }
         }
+    }
+
+    /// The number of events the database held when its writer closed cleanly, as recorded in
+    /// `meta` (`None` while a writer has it open). Compared with the `clean` file at open: a
+    /// database that lost its latest writes disagrees.
+    pub fn clean_events(&self) -> Result<Option<u64>, Error> {
+        Ok(self.meta.get("clean_events")?.and_then(|v| {
+            let b: [u8; 8] = v.as_ref().try_into().ok()?;
+            Some(u64::from_be_bytes(b))
+        }))
+    }
+
+    /// Records (or clears) the clean-close event count.
+    pub fn set_clean_events(&self, events: Option<u64>) -> Result<(), Error> {
+        match events {
+            Some(n) => self.meta.insert("clean_events", &n.to_be_bytes())?,
+            None => self.meta.remove("clean_events")?,
+        };
+        Ok(())
     }
 
     /// Makes everything written so far durable.

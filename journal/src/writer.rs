@@ -64,6 +64,22 @@ struct Writer {
     /// The live log, open for appending. Locked by whoever writes a batch, before taking the
     /// batch from `state`, so batches reach the file in the order they were taken.
     log: Mutex<File>,
+    /// Without group commit: held by an append from its start to its flush.
+    serial: Option<Mutex<()>>,
+}
+
+/// How a [`Journal`] writes. The default is what reroot uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WriterOptions {
+    /// Concurrent appends share flushes (default). `false` flushes once per append, one append
+    /// at a time: the naive design, kept as a baseline for the benchmark.
+    pub group_commit: bool,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions { group_commit: true }
+    }
 }
 
 /// The writer of a journal directory. `Send + Sync`: share it with `Arc` between threads or
@@ -102,6 +118,11 @@ impl Journal {
     /// repairs the end of the live log and copies events between it and the database so both
     /// hold the same events (see the crate docs).
     pub fn open(dir: &Path) -> Result<Journal, Error> {
+        Self::open_with(dir, WriterOptions::default())
+    }
+
+    /// [`Journal::open`] with options.
+    pub fn open_with(dir: &Path, options: WriterOptions) -> Result<Journal, Error> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         let started = Instant::now();
         let lock = loop {
@@ -117,34 +138,9 @@ impl Journal {
         };
         let clean = reader::read_clean(dir)?;
         let log_path = livelog::log_path(dir);
-        let mut notes = Vec::new();
-        let store = match Store::open(dir) {
-            Ok(s) => s,
-            // After a crash, every acknowledged event is in the live log (made durable before
-            // the acknowledgement): a database that sled cannot open is rebuilt from it. The
-            // damaged one is kept beside it for inspection.
-            Err(Error::Corrupt { detail, .. }) if clean.is_none() && log_path.exists() => {
-                let db = dir.join(crate::store::DB_DIR);
-                let aside = dir.join(DAMAGED_DB_DIR);
-                if aside.exists() {
-                    std::fs::remove_dir_all(&aside).map_err(|e| Error::io(&aside, e))?;
-                }
-                std::fs::rename(&db, &aside).map_err(|e| Error::io(&db, e))?;
-                sync_dir(dir)?;
-                notes.push(format!(
-                    "the database could not be opened after a crash ({detail}); it was moved to \
-                     {} and rebuilt from the live log",
-                    aside.display()
-                ));
-                Store::open(dir)?
-            }
-            Err(e) => return Err(e),
-        };
-        let store = Arc::new(store);
         let log_len = std::fs::metadata(&log_path).map(|m| m.len()).ok();
-        let events = match (clean, log_len) {
-            (Some(mark), Some(len)) if mark.log_len == len => mark.events,
-            (Some(mark), _) => {
+        if let Some(mark) = clean {
+            if log_len != Some(mark.log_len) {
                 return Err(Error::corrupt(
                     None,
                     None,
@@ -156,19 +152,66 @@ impl Journal {
                         log_len.map_or("missing".to_string(), |l| format!("{l} bytes")),
                         mark.log_len
                     ),
-                ))
+                ));
             }
-            (None, _) => {
-                let (events, mut repaired) = reconcile(dir, &store)?;
-                notes.append(&mut repaired);
-                events
-            }
-        };
-        if clean.is_some() {
+            // From here on the journal is open: if this process dies, even while sled opens
+            // its database (which writes to it), the next writer must reconcile.
             let p = dir.join(CLEAN_FILE);
             std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
             sync_dir(dir)?;
         }
+        let mut notes = Vec::new();
+        let mut rebuilt = false;
+        let store = match Store::open(dir) {
+            Ok(s) => s,
+            // Every acknowledged event is in the live log (made durable before the
+            // acknowledgement), and reconcile checks every line of it: a database that sled
+            // cannot open (a crash while sled wrote it, or damage) is rebuilt from the log. The
+            // damaged one is kept beside it for inspection.
+            Err(Error::Corrupt { detail, .. }) if log_len.is_some() => {
+                let db = dir.join(crate::store::DB_DIR);
+                let aside = dir.join(DAMAGED_DB_DIR);
+                if aside.exists() {
+                    std::fs::remove_dir_all(&aside).map_err(|e| Error::io(&aside, e))?;
+                }
+                std::fs::rename(&db, &aside).map_err(|e| Error::io(&db, e))?;
+                sync_dir(dir)?;
+                notes.push(format!(
+                    "the database could not be opened ({detail}){}; it was moved to {} and \
+                     rebuilt from the live log",
+                    if clean.is_some() {
+                        " although the journal was closed cleanly: it was damaged"
+                    } else {
+                        " after a crash"
+                    },
+                    aside.display()
+                ));
+                rebuilt = true;
+                Store::open(dir)?
+            }
+            Err(e) => return Err(e),
+        };
+        let store = Arc::new(store);
+        let fast = match clean {
+            Some(mark) if !rebuilt => store.clean_events()? == Some(mark.events),
+            _ => false,
+        };
+        let events = match clean {
+            Some(mark) if fast => mark.events,
+            _ => {
+                let (events, mut repaired) = reconcile(dir, &store)?;
+                if clean.is_some() && !rebuilt {
+                    notes.push(
+                        "the database disagreed with the live log although the journal was \
+                         closed cleanly (it was damaged); it was repaired from the live log"
+                            .to_string(),
+                    );
+                }
+                notes.append(&mut repaired);
+                events
+            }
+        };
+        store.set_clean_events(None)?;
         let log = OpenOptions::new()
             .append(true)
             .open(&log_path)
@@ -184,6 +227,7 @@ impl Journal {
             commit: Mutex::new(CommitState::default()),
             cond: Condvar::new(),
             log: Mutex::new(log),
+            serial: (!options.group_commit).then(|| Mutex::new(())),
         };
         let reader = Reader::from_store(
             dir,
@@ -206,6 +250,7 @@ impl Journal {
     /// Starts a run: records `RunCreated(header)` as event 1 and returns it once durable.
     /// Refused if a run with that id exists.
     pub fn create_run(&self, header: RunHeader) -> Result<Event, Error> {
+        let _serial = self.w.serial.as_ref().map(lock_mutex);
         let run = header.id;
         let event = Event {
             run,
@@ -266,6 +311,7 @@ impl Journal {
         attempt: u32,
         kind: EventKind,
     ) -> Result<Event, Error> {
+        let _serial = self.w.serial.as_ref().map(lock_mutex);
         let (event, ticket) = {
             let mut st = self.w.lock_state()?;
             self.w.load_run(&mut st, run)?;
@@ -678,6 +724,7 @@ impl Writer {
                 .map_err(|e| Error::io(livelog::log_path(&self.dir), e))?
                 .len()
         };
+        self.store.set_clean_events(Some(events))?;
         self.store.flush()?;
         let mark = CleanMark { log_len, events };
         let tmp = self.dir.join("clean.tmp");
