@@ -11,5 +11,6 @@ pub mod cloudconfig;
 pub mod config;
 pub mod engine;
 pub mod lxd;
+pub mod report;
 pub mod steps;
 pub mod storage;

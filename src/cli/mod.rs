@@ -8,6 +8,8 @@ use clap::{Args, Parser, Subcommand};
 
 pub mod cloudconfig_cmd;
 pub mod config_cmd;
+pub mod journal_cmd;
+pub mod run_cmd;
 pub mod server_cmd;
 
 /// Options every command understands.
@@ -62,6 +64,23 @@ pub enum Command {
         #[command(subcommand)]
         command: cloudconfig_cmd::CloudConfigCommand,
     },
+    /// Rebuild instances: replace each root with a fresh copy of its template, keeping its data.
+    Rebuild(run_cmd::RebuildArgs),
+    /// Continue an interrupted or failed run (forward, or its undo if one was begun).
+    Resume(run_cmd::ResumeArgs),
+    /// Put a run's instances back where they were before it.
+    Undo(run_cmd::UndoArgs),
+    /// Delete the retired old roots of a succeeded run (the run can no longer be undone).
+    Prune(run_cmd::PruneArgs),
+    /// List runs, newest first.
+    History(journal_cmd::HistoryArgs),
+    /// Show a run: each instance's steps with result, duration and downtime.
+    Show(journal_cmd::ShowArgs),
+    /// Check, export or import the journal.
+    Journal {
+        #[command(subcommand)]
+        command: journal_cmd::JournalCommand,
+    },
 }
 
 /// Entry point of the binary.
@@ -110,5 +129,12 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Server => server_cmd::run(&cli.global).await,
         Command::Config { command } => config_cmd::run(command, &cli.global),
         Command::Cloudconfig { command } => cloudconfig_cmd::run(command, &cli.global).await,
+        Command::Rebuild(args) => run_cmd::rebuild(args, &cli.global).await,
+        Command::Resume(args) => run_cmd::resume(args, &cli.global).await,
+        Command::Undo(args) => run_cmd::undo(args, &cli.global).await,
+        Command::Prune(args) => run_cmd::prune(args, &cli.global).await,
+        Command::History(args) => journal_cmd::history(args, &cli.global),
+        Command::Show(args) => journal_cmd::show(args, &cli.global),
+        Command::Journal { command } => journal_cmd::journal(command, &cli.global),
     }
 }

@@ -1,1 +1,134 @@
-//! steps (being written)
+//! The steps of a rebuild, each one effect with its undo beside it, and the pipeline that puts
+//! them in order.
+//!
+//! A rebuild replaces an instance's root with a fresh copy of its template while its data
+//! stays on its external filesystems:
+//!
+//! | step | effect | undo |
+//! |---|---|---|
+//! | `preflight` | checks the source, records the instance as it is | nothing |
+//! | `prepare` | copies the new root under a temporary name | deletes it |
+//! | `stop` | stops the old root (clean, then forced) | starts it again if it ran |
+//! | `snapshot` | snapshots the external filesystems at this consistent point | rolls back only with `--data` |
+//! | `retire` | renames the old root out of the way (kept for undo) | renames it back |
+//! | `swap` | renames the new root to the instance's name | renames it back to the temporary name |
+//! | `reattach` | filesystems, device directories, device profile, attached | restores the profile |
+//! | `files` | pushes the early cloud-config files (non-deferred `write_files`) | nothing |
+//! | `start` | starts the new root; records the downtime | stops it |
+//! | `cloud-config` | applies the rest of the cloud-config | nothing (the root goes with undo) |
+//! | `verify` | running, and the health check passes | nothing |
+//!
+//! Every `apply` looks at the live state first and does nothing if its effect is there, so a
+//! step cut short by a crash is simply applied again. The new root carries the run id in its
+//! config (`user.reroot.run`): that is how a step tells the new root from the old one. No step
+//! deletes or overwrites an external filesystem or a device directory.
+
+pub mod plan;
+
+mod cloud;
+mod names;
+mod preflight;
+mod prepare;
+mod profile;
+mod reattach;
+mod rename;
+mod snapshot;
+mod start;
+mod stop;
+mod verify;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use crate::engine::{Step, StepError};
+use crate::lxd;
+
+pub use names::{retired_name, snapshot_name, temporary_name, MAX_NAME_LEN, RUN_KEY, SOURCE_KEY};
+pub use plan::{InstancePlan, PLANS_OPTION};
+pub use preflight::Preflight as PreflightRecord;
+
+/// Options of a rebuild that are not part of any config.
+#[derive(Debug, Clone, Default)]
+pub struct RebuildOptions {
+    /// Overrides every plan's clean-stop timeout (seconds; 0 = force at once).
+    pub stop_timeout_s: Option<u64>,
+    /// On undo, roll the external filesystems back to the run's snapshots.
+    pub undo_data: bool,
+}
+
+/// What the rebuild steps share: the LXD client, the plans and the options.
+pub struct RebuildEnv {
+    lxd: lxd::Client,
+    plans: BTreeMap<String, InstancePlan>,
+    /// The options.
+    pub options: RebuildOptions,
+}
+
+impl RebuildEnv {
+    /// An environment for these plans (instance names must be unique).
+    pub fn new(lxd: lxd::Client, plans: Vec<InstancePlan>, options: RebuildOptions) -> RebuildEnv {
+        let plans = plans.into_iter().map(|p| (p.name.clone(), p)).collect();
+        RebuildEnv {
+            lxd,
+            plans,
+            options,
+        }
+    }
+
+    /// The plan of an instance.
+    pub fn plan(&self, instance: &str) -> Result<&InstancePlan, StepError> {
+        self.plans
+            .get(instance)
+            .ok_or_else(|| StepError::new(format!("no plan for instance {instance} in this run")))
+    }
+
+    /// The LXD client for the instance's project.
+    pub fn lxd(&self, plan: &InstancePlan) -> lxd::Client {
+        if self.lxd.project() == Some(plan.project.as_str()) {
+            self.lxd.clone()
+        } else {
+            self.lxd.with_project(&plan.project)
+        }
+    }
+}
+
+/// The rebuild pipeline, in order.
+pub fn rebuild_pipeline() -> Vec<Arc<dyn Step<RebuildEnv>>> {
+    vec![
+        Arc::new(preflight::PreflightStep),
+        Arc::new(prepare::Prepare),
+        Arc::new(stop::StopOld),
+        Arc::new(snapshot::SnapshotData),
+        Arc::new(rename::Retire),
+        Arc::new(rename::Swap),
+        Arc::new(reattach::Reattach),
+        Arc::new(cloud::EarlyFiles),
+        Arc::new(start::Start),
+        Arc::new(cloud::CloudConfig),
+        Arc::new(verify::Verify),
+    ]
+}
+
+impl From<lxd::Error> for StepError {
+    fn from(e: lxd::Error) -> StepError {
+        StepError::new(e.to_string())
+    }
+}
+
+impl From<crate::storage::StorageError> for StepError {
+    fn from(e: crate::storage::StorageError) -> StepError {
+        StepError::new(e.to_string())
+    }
+}
+
+impl From<crate::cloudconfig::CloudConfigError> for StepError {
+    fn from(e: crate::cloudconfig::CloudConfigError) -> StepError {
+        StepError::new(e.to_string())
+    }
+}
+
+impl From<crate::config::ConfigError> for StepError {
+    fn from(e: crate::config::ConfigError) -> StepError {
+        StepError::new(e.to_string())
+    }
+}

@@ -1,0 +1,502 @@
+//! `reroot rebuild`, `resume`, `undo` and `prune`: the commands that start or continue a run.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::ExitCode;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use clap::Args;
+use journal::{EventKind, Journal, RunHeader, RunId, RunState, RunStatus, StepStatus};
+
+use super::config_cmd::ConfigFileArgs;
+use super::{CliError, Global};
+use crate::config;
+use crate::engine::{Direction, Engine, EngineOptions, Faults, RunReport};
+use crate::lxd::{self, OptionalExt};
+use crate::report;
+use crate::steps::{
+    rebuild_pipeline, retired_name, InstancePlan, RebuildEnv, RebuildOptions, PLANS_OPTION, RUN_KEY,
+};
+
+/// Note recorded when an undo is asked for (`undo` or `undo --data`); `resume` reads it.
+const UNDO_NOTE: &str = "undo requested";
+const UNDO_DATA_NOTE: &str = "undo requested with --data";
+/// Note recorded per instance by `prune`; an undo after it is refused.
+const PRUNED_NOTE: &str = "pruned";
+
+/// `reroot rebuild`.
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    #[command(flatten)]
+    pub config: ConfigFileArgs,
+    /// How many instances to rebuild at once.
+    #[arg(long, default_value_t = 1)]
+    pub parallel: usize,
+    /// How many instances may fail before no new instance starts (those under way finish).
+    #[arg(long, default_value_t = 0)]
+    pub max_failures: usize,
+    /// Seconds of clean stop before a forced stop, for every instance (0 = force at once);
+    /// default: each config's `stop-timeout`.
+    #[arg(long, value_name = "SECONDS")]
+    pub stop_timeout: Option<u64>,
+    /// Print each instance's steps and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `reroot resume`.
+#[derive(Debug, Args)]
+pub struct ResumeArgs {
+    /// The run (id or its first characters); default: the only unfinished run.
+    pub run: Option<String>,
+}
+
+/// `reroot undo`.
+#[derive(Debug, Args)]
+pub struct UndoArgs {
+    /// The run (id or its first characters).
+    pub run: String,
+    /// Only these instances (default: every instance of the run).
+    pub instances: Vec<String>,
+    /// Also roll the external filesystems back to the snapshots the run took.
+    #[arg(long)]
+    pub data: bool,
+    /// How many instances to undo at once.
+    #[arg(long, default_value_t = 1)]
+    pub parallel: usize,
+}
+
+/// `reroot prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// The run (id or its first characters).
+    pub run: String,
+    /// Print what would be deleted and change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+async fn connect(global: &Global) -> Result<lxd::Client, CliError> {
+    Ok(lxd::Client::connect(lxd::ConnectOptions {
+        socket: global.socket.clone(),
+        project: global.project.clone(),
+        ..lxd::ConnectOptions::default()
+    })
+    .await?)
+}
+
+fn open_journal(global: &Global) -> Result<Arc<Journal>, CliError> {
+    let j = Journal::open(&global.journal)
+        .map_err(|e| format!("journal {}: {e}", global.journal.display()))?;
+    for note in j.recovery_notes() {
+        eprintln!("reroot: journal: {note}");
+    }
+    Ok(Arc::new(j))
+}
+
+fn whoami() -> String {
+    std::env::var("SUDO_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "root".into())
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Plans stored in a run's header.
+fn plans_of(state: &RunState) -> Result<Vec<InstancePlan>, CliError> {
+    let text = state
+        .header
+        .options
+        .get(PLANS_OPTION)
+        .ok_or_else(|| format!("run {} has no rebuild plans in its header", state.header.id))?;
+    Ok(serde_json::from_str(text).map_err(|e| {
+        format!(
+            "run {}: its stored plans cannot be read: {e}",
+            state.header.id
+        )
+    })?)
+}
+
+fn options_of(state: &RunState, undo_data: bool) -> RebuildOptions {
+    RebuildOptions {
+        stop_timeout_s: state
+            .header
+            .options
+            .get("stop_timeout")
+            .and_then(|v| v.parse().ok()),
+        undo_data,
+    }
+}
+
+/// Instances that are part of a run that is neither finished nor undone: a second run must
+/// not touch them until that one is resumed or undone.
+fn leased(journal: &Journal) -> Result<BTreeMap<String, RunId>, CliError> {
+    let mut out = BTreeMap::new();
+    for run in journal.unfinished()? {
+        for i in run.instances {
+            out.insert(i, run.id);
+        }
+    }
+    for run in journal.runs(&journal::RunFilter {
+        statuses: vec![RunStatus::Failed],
+        ..Default::default()
+    })? {
+        let state = journal.replay(run.id)?;
+        let steps = rebuild_pipeline().len();
+        for inst in &state.instances {
+            let changed = inst.steps.iter().any(|s| s.name != "preflight");
+            let complete = inst.steps.len() == steps
+                && inst.steps.iter().all(|s| s.status == StepStatus::Succeeded);
+            let undone = inst
+                .steps
+                .iter()
+                .all(|s| s.status == StepStatus::UndoFinished);
+            if changed && !complete && !undone {
+                out.entry(inst.name.clone()).or_insert(run.id);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// How to drive one pass over a run.
+struct Pass<'a> {
+    instances: &'a [String],
+    direction: Direction,
+    options: RebuildOptions,
+    parallel: usize,
+    max_failures: usize,
+}
+
+async fn drive(
+    journal: Arc<Journal>,
+    lxd: lxd::Client,
+    state: &RunState,
+    pass: Pass<'_>,
+) -> Result<(RunReport, RunState), CliError> {
+    let Pass {
+        instances,
+        direction,
+        options,
+        parallel,
+        max_failures,
+    } = pass;
+    let plans = plans_of(state)?;
+    let env = Arc::new(RebuildEnv::new(lxd, plans, options));
+    let engine = Engine::new(
+        journal.clone(),
+        env,
+        rebuild_pipeline(),
+        EngineOptions {
+            parallel,
+            max_failures,
+            faults: Faults::from_env(),
+        },
+    );
+    let flag = engine.interrupt_flag();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            eprintln!("reroot: interrupted: instances under way will finish; no new one starts");
+            flag.store(true, Ordering::SeqCst);
+        }
+    });
+    let report = engine.drive(state.header.id, instances, direction).await?;
+    let state = journal.replay(state.header.id)?;
+    Ok((report, state))
+}
+
+fn finish(global: &Global, report: &RunReport, state: &RunState) -> Result<ExitCode, CliError> {
+    if global.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "report": report,
+                "downtime_ms": state.instances.iter()
+                    .map(|i| (i.name.clone(), report::downtime_ms(state, &i.name)))
+                    .collect::<BTreeMap<_, _>>(),
+            }))?
+        );
+    } else {
+        print!("{}", report::pass_summary(report, state));
+    }
+    Ok(if report.is_success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// `reroot rebuild CONFIG...`.
+pub async fn rebuild(args: RebuildArgs, global: &Global) -> Result<ExitCode, CliError> {
+    let resolved = config::load(&args.config.files, &args.config.load_options(global)?)?;
+    let mut plans = Vec::new();
+    let mut seen = BTreeSet::new();
+    for r in &resolved {
+        if !seen.insert(r.name.clone()) {
+            return Err(format!(
+                "instance {} is named by more than one config ({})",
+                r.name,
+                r.config_file.display()
+            )
+            .into());
+        }
+        plans.push(InstancePlan::from_resolved(r)?);
+    }
+    if args.dry_run {
+        let steps: Vec<&str> = rebuild_pipeline().iter().map(|s| s.name()).collect();
+        for p in &plans {
+            println!(
+                "{}: from {} with profiles [{}] + {}; steps: {}",
+                p.name,
+                p.source.describe(),
+                p.profiles.join(", "),
+                p.device_profile,
+                steps.join(" → ")
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let lxd = connect(global).await?;
+    let journal = open_journal(global)?;
+    let leases = leased(&journal)?;
+    for p in &plans {
+        if let Some(run) = leases.get(&p.name) {
+            return Err(format!(
+                "instance {} is part of run {} which is not finished: `reroot resume {}` or \
+                 `reroot undo {}` first",
+                p.name,
+                report::short_id(run),
+                report::short_id(run),
+                report::short_id(run)
+            )
+            .into());
+        }
+    }
+    let mut options = BTreeMap::new();
+    options.insert(PLANS_OPTION.to_string(), serde_json::to_string(&plans)?);
+    if let Some(t) = args.stop_timeout {
+        options.insert("stop_timeout".to_string(), t.to_string());
+    }
+    options.insert("parallel".to_string(), args.parallel.to_string());
+    options.insert("max_failures".to_string(), args.max_failures.to_string());
+    let header = RunHeader {
+        id: RunHeader::new_id(),
+        command: std::env::args().collect(),
+        user: whoami(),
+        host: hostname(),
+        started_at_ms: journal::now_ms(),
+        config_digests: plans.iter().flat_map(|p| p.config_files.clone()).collect(),
+        instances: plans.iter().map(|p| p.name.clone()).collect(),
+        options,
+    };
+    let run = header.id;
+    journal.create_run(header)?;
+    eprintln!("reroot: run {run}");
+    let state = journal.replay(run)?;
+    let instances = state.header.instances.clone();
+    let (report, state) = drive(
+        journal.clone(),
+        lxd,
+        &state,
+        Pass {
+            instances: &instances,
+            direction: Direction::Forward,
+            options: options_of(&state, false),
+            parallel: args.parallel,
+            max_failures: args.max_failures,
+        },
+    )
+    .await?;
+    finish(global, &report, &state)
+}
+
+fn resolve(journal: &Journal, run: &str) -> Result<RunId, CliError> {
+    Ok(journal.resolve_run(run)?)
+}
+
+fn undo_requested(state: &RunState) -> Option<bool> {
+    state
+        .notes
+        .iter()
+        .rev()
+        .find(|n| n.starts_with(UNDO_NOTE))
+        .map(|n| n == UNDO_DATA_NOTE)
+}
+
+/// `reroot resume [RUN]`.
+pub async fn resume(args: ResumeArgs, global: &Global) -> Result<ExitCode, CliError> {
+    let journal = open_journal(global)?;
+    let run = match &args.run {
+        Some(r) => resolve(&journal, r)?,
+        None => {
+            // Runs cut short by a crash or stopped by a failure.
+            let open = journal.runs(&journal::RunFilter {
+                statuses: vec![RunStatus::Running, RunStatus::Paused, RunStatus::Failed],
+                ..Default::default()
+            })?;
+            match open.as_slice() {
+                [one] => one.id,
+                [] => return Err("no interrupted or failed run to resume".into()),
+                many => {
+                    let ids: Vec<String> = many.iter().map(|r| report::short_id(&r.id)).collect();
+                    return Err(format!(
+                        "several runs can be resumed ({}); name one: `reroot resume RUN`",
+                        ids.join(", ")
+                    )
+                    .into());
+                }
+            }
+        }
+    };
+    let state = journal.replay(run)?;
+    let instances = state.header.instances.clone();
+    let (direction, data) = match undo_requested(&state) {
+        Some(data) => (Direction::Undo, data),
+        None => (Direction::Forward, false),
+    };
+    match (state.status, direction) {
+        (RunStatus::Undone, _) => return Err(format!("run {run} is already undone").into()),
+        (RunStatus::Succeeded, Direction::Forward) => {
+            return Err(format!("run {run} already succeeded; nothing to resume").into())
+        }
+        _ => {}
+    }
+    let parallel = state
+        .header
+        .options
+        .get("parallel")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let max_failures = state
+        .header
+        .options
+        .get("max_failures")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    eprintln!(
+        "reroot: resuming run {run} ({})",
+        if direction == Direction::Undo {
+            "undo"
+        } else {
+            "rebuild"
+        }
+    );
+    let lxd = connect(global).await?;
+    let (report, state) = drive(
+        journal,
+        lxd,
+        &state,
+        Pass {
+            instances: &instances,
+            direction,
+            options: options_of(&state, data),
+            parallel,
+            max_failures,
+        },
+    )
+    .await?;
+    finish(global, &report, &state)
+}
+
+/// `reroot undo RUN [INSTANCE...]`.
+pub async fn undo(args: UndoArgs, global: &Global) -> Result<ExitCode, CliError> {
+    let journal = open_journal(global)?;
+    let run = resolve(&journal, &args.run)?;
+    let state = journal.replay(run)?;
+    if state.status == RunStatus::Undone {
+        return Err(format!("run {run} is already undone").into());
+    }
+    if let Some(note) = state.notes.iter().find(|n| n.starts_with(PRUNED_NOTE)) {
+        return Err(
+            format!("run {run} cannot be undone: its retired roots were deleted ({note})").into(),
+        );
+    }
+    let instances = if args.instances.is_empty() {
+        state.header.instances.clone()
+    } else {
+        for i in &args.instances {
+            if !state.header.instances.contains(i) {
+                return Err(format!("instance {i} is not part of run {run}").into());
+            }
+        }
+        args.instances.clone()
+    };
+    let note = if args.data { UNDO_DATA_NOTE } else { UNDO_NOTE };
+    journal.append(run, None, None, 0, EventKind::Note { text: note.into() })?;
+    let lxd = connect(global).await?;
+    let (report, state) = drive(
+        journal,
+        lxd,
+        &state,
+        Pass {
+            instances: &instances,
+            direction: Direction::Undo,
+            options: options_of(&state, args.data),
+            parallel: args.parallel,
+            max_failures: usize::MAX,
+        },
+    )
+    .await?;
+    finish(global, &report, &state)
+}
+
+/// `reroot prune RUN`: deletes the retired old roots of a finished run. Its data lives on the
+/// external filesystems, which are not touched; after this the run can no longer be undone.
+pub async fn prune(args: PruneArgs, global: &Global) -> Result<ExitCode, CliError> {
+    let journal = open_journal(global)?;
+    let run = resolve(&journal, &args.run)?;
+    let state = journal.replay(run)?;
+    if state.status != RunStatus::Succeeded {
+        return Err(format!(
+            "run {run} is {}: only a succeeded run is pruned (resume or undo it first)",
+            state.status
+        )
+        .into());
+    }
+    let plans = plans_of(&state)?;
+    let lxd = connect(global).await?;
+    let mut failed = false;
+    for plan in &plans {
+        let client = lxd.with_project(&plan.project);
+        let retired = retired_name(&plan.name, run);
+        let Some(inst) = client.get_instance(&retired).await.optional()? else {
+            println!("{}: no retired root {retired}", plan.name);
+            continue;
+        };
+        if inst.value.config.contains_key(RUN_KEY)
+            && inst.value.config.get(RUN_KEY) == Some(&run.to_string())
+        {
+            eprintln!("reroot: {retired} is this run's new root, not a retired one; left alone");
+            failed = true;
+            continue;
+        }
+        if args.dry_run {
+            println!("{}: would delete retired root {retired}", plan.name);
+            continue;
+        }
+        client.stop_instance(&retired, lxd::Stop::Force).await?;
+        client.delete_instance(&retired).await?;
+        journal.append(
+            run,
+            Some(&plan.name),
+            None,
+            0,
+            EventKind::Note {
+                text: format!(
+                    "{PRUNED_NOTE} {}: deleted retired root {retired}",
+                    plan.name
+                ),
+            },
+        )?;
+        println!("{}: deleted retired root {retired}", plan.name);
+    }
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,110 @@
+//! Cloud-config in a rebuild, in two parts: the early files (non-deferred `write_files`) are
+//! pushed into the stopped new root by the `files` step, just before it starts; the rest
+//! (packages, users, timezone, deferred files, runcmd) is applied by the `cloud-config` step
+//! once it runs.
+//!
+//! The files' text was stored in the plan when the run started, so a resumed run applies
+//! exactly what the first attempt would have.
+
+use std::path::Path;
+
+use super::plan::InstancePlan;
+use super::RebuildEnv;
+use crate::cloudconfig::{self, Action, LxdGuest, OsType};
+use crate::engine::{BoxFuture, Step, StepCx, StepError};
+use crate::lxd;
+
+/// Which part of the cloud-config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Part {
+    /// Non-deferred `write_files`: plain file pushes, fine on a stopped container.
+    EarlyFiles,
+    /// Everything else, in the usual order; needs the container running.
+    Rest,
+}
+
+fn is_early(action: &Action) -> bool {
+    matches!(action, Action::WriteFile(w) if !w.defer)
+}
+
+/// Applies one part of the plan's cloud-config to `instance`; returns how many actions changed
+/// something.
+pub(super) async fn apply_part(
+    lxd: &lxd::Client,
+    instance: &str,
+    plan: &InstancePlan,
+    part: Part,
+) -> Result<usize, StepError> {
+    if plan.cloud_config.is_empty() {
+        return Ok(0);
+    }
+    let mut configs = Vec::new();
+    for file in &plan.cloud_config {
+        configs.push(cloudconfig::parse_str(Path::new(&file.path), &file.text)?);
+    }
+    let guest = LxdGuest::new(lxd, instance);
+    let ostype = match &plan.ostype {
+        Some(s) => s.parse::<OsType>().map_err(StepError::new)?,
+        None => cloudconfig::detect_ostype(&guest)
+            .await
+            .map_err(|e| StepError::new(format!("cannot detect the OS type of {instance}: {e}")))?,
+    };
+    let mut full = cloudconfig::plan(&configs, Some(ostype))?;
+    full.steps
+        .retain(|s| is_early(&s.action) == (part == Part::EarlyFiles));
+    let outcomes = cloudconfig::apply(&guest, &full).await?;
+    Ok(outcomes.iter().filter(|o| o.changed).count())
+}
+
+/// `files`: pushes the early files into the stopped new root, under its final name.
+pub(super) struct EarlyFiles;
+
+impl Step<RebuildEnv> for EarlyFiles {
+    fn name(&self) -> &'static str {
+        "files"
+    }
+
+    fn apply<'a>(
+        &'a self,
+        cx: &'a StepCx<'a, RebuildEnv>,
+    ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
+        Box::pin(async move {
+            let plan = cx.env.plan(cx.instance)?;
+            let lxd = cx.env.lxd(plan);
+            let changed = apply_part(&lxd, cx.instance, plan, Part::EarlyFiles).await?;
+            Ok(serde_json::json!({ "changed": changed }))
+        })
+    }
+
+    /// Nothing to undo: the files live in the new root, which the undo of `prepare` removes.
+    fn undo<'a>(&'a self, _cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// `cloud-config`: applies the rest of the cloud-config to the running new root.
+pub(super) struct CloudConfig;
+
+impl Step<RebuildEnv> for CloudConfig {
+    fn name(&self) -> &'static str {
+        "cloud-config"
+    }
+
+    fn apply<'a>(
+        &'a self,
+        cx: &'a StepCx<'a, RebuildEnv>,
+    ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
+        Box::pin(async move {
+            let plan = cx.env.plan(cx.instance)?;
+            let lxd = cx.env.lxd(plan);
+            let changed = apply_part(&lxd, cx.instance, plan, Part::Rest).await?;
+            Ok(serde_json::json!({ "changed": changed }))
+        })
+    }
+
+    /// Nothing to undo: what it changed lives in the new root, which the undo of `prepare`
+    /// removes.
+    fn undo<'a>(&'a self, _cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(async { Ok(()) })
+    }
+}

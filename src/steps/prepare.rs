@@ -1,0 +1,106 @@
+//! `prepare`: builds the new root under a temporary name while the old one still runs, so the
+//! copy stays out of the downtime.
+//!
+//! The early cloud-config files are not pushed here but by the `files` step after the swap:
+//! on LXD 5.0.2 a file push into a stopped instance that is then renamed makes its first start
+//! wait 15-40 s (LXD keeps the file session under the old name; seen on the testbed), while a
+//! push under the final name costs a few milliseconds of downtime.
+
+use super::names::{built_by, temporary_name, RUN_KEY, SOURCE_KEY};
+use super::plan::RootSource;
+use super::preflight::Preflight;
+use super::RebuildEnv;
+use crate::engine::{BoxFuture, Step, StepCx, StepError};
+use crate::lxd::{NewInstance, OptionalExt, Stop};
+
+pub(super) struct Prepare;
+
+impl Step<RebuildEnv> for Prepare {
+    fn name(&self) -> &'static str {
+        "prepare"
+    }
+
+    fn apply<'a>(
+        &'a self,
+        cx: &'a StepCx<'a, RebuildEnv>,
+    ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
+        Box::pin(async move {
+            let plan = cx.env.plan(cx.instance)?;
+            let lxd = cx.env.lxd(plan);
+            let pre: Preflight = cx.outputs.get("preflight")?;
+            let tmp = temporary_name(cx.instance, cx.run);
+            let result = serde_json::json!({ "temporary": tmp });
+
+            // Already swapped in a previous attempt: nothing left to prepare.
+            if let Some(i) = lxd.get_instance(cx.instance).await.optional()? {
+                if built_by(&i.value, cx.run) {
+                    return Ok(result);
+                }
+            }
+            match lxd.get_instance(&tmp).await.optional()? {
+                Some(i) if !built_by(&i.value, cx.run) => {
+                    return Err(StepError::new(format!(
+                        "an instance named {tmp} exists and was not made by this run"
+                    )));
+                }
+                Some(_) => {}
+                None => {
+                    let new = match &plan.source {
+                        RootSource::Snapshot { instance, snapshot } => {
+                            NewInstance::copy_of_snapshot(&tmp, instance, snapshot)
+                        }
+                        RootSource::Image { alias } => NewInstance::from_image_alias(&tmp, alias),
+                    };
+                    let mut config = plan.config.clone();
+                    config.extend(pre.hwaddrs.clone());
+                    config.insert(RUN_KEY.to_string(), cx.run.to_string());
+                    config.insert(SOURCE_KEY.to_string(), plan.source.describe());
+                    let profiles = if pre.existed {
+                        // Keep the instance's profiles, less the device profile, which
+                        // `reattach` attaches once the filesystems are ready.
+                        pre.profiles
+                            .iter()
+                            .filter(|p| **p != plan.device_profile)
+                            .cloned()
+                            .collect()
+                    } else {
+                        plan.profiles.clone()
+                    };
+                    let new = new
+                        .profiles(profiles)
+                        .config(config)
+                        .description(&format!("built by reroot run {}", cx.run));
+                    if let Err(e) = lxd.create_instance(&new).await {
+                        // A create whose answer was lost may have happened: look before failing.
+                        let made = lxd.get_instance(&tmp).await.optional()?;
+                        if !made.is_some_and(|i| built_by(&i.value, cx.run)) {
+                            return Err(e.into());
+                        }
+                    }
+                }
+            }
+            Ok(result)
+        })
+    }
+
+    /// Deletes the new root if it still has its temporary name (the undo of `swap` has put it
+    /// back there). Never touches an instance this run did not make.
+    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(async move {
+            let plan = cx.env.plan(cx.instance)?;
+            let lxd = cx.env.lxd(plan);
+            let tmp = temporary_name(cx.instance, cx.run);
+            let Some(i) = lxd.get_instance(&tmp).await.optional()? else {
+                return Ok(());
+            };
+            if !built_by(&i.value, cx.run) {
+                return Err(StepError::new(format!(
+                    "{tmp} was not made by this run; leaving it alone"
+                )));
+            }
+            lxd.stop_instance(&tmp, Stop::Force).await?;
+            lxd.delete_instance(&tmp).await?;
+            Ok(())
+        })
+    }
+}

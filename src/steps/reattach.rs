@@ -1,0 +1,202 @@
+//! `reattach`: makes sure the new root gets the instance's data. Missing external filesystems
+//! are created (or cloned, with `device-origin`), missing device directories are created with
+//! the right owner and seeded from the template, the device profile holds exactly the planned
+//! disk devices, and it is attached to the new root. Existing filesystems and directories are
+//! never touched.
+
+use super::names::built_by;
+use super::preflight::Preflight;
+use super::profile::{device_host_dir, filesystem, wanted_devices};
+use super::snapshot::to_storage;
+use super::RebuildEnv;
+use crate::engine::{BoxFuture, Step, StepCx, StepError};
+use crate::lxd::{self, InstancePatch, OptionalExt, ProfilePut};
+use crate::storage::{self, Ensured, IdMap, Owner};
+
+pub(super) struct Reattach;
+
+/// The host owner of new directories: the configured `device-owner`, else the host ids that
+/// the instance's root (0:0 inside) maps to.
+async fn owner(
+    lxd: &lxd::Client,
+    instance: &str,
+    configured: Option<(u32, u32)>,
+) -> Result<Owner, StepError> {
+    if let Some((uid, gid)) = configured {
+        return Ok(Owner { uid, gid });
+    }
+    let inst = lxd.get_instance(instance).await?.value;
+    let map = IdMap::from_instance_config(inst.config.iter().chain(inst.expanded_config.iter()))?;
+    Ok(map.owner(Owner { uid: 0, gid: 0 })?)
+}
+
+impl Step<RebuildEnv> for Reattach {
+    fn name(&self) -> &'static str {
+        "reattach"
+    }
+
+    fn apply<'a>(
+        &'a self,
+        cx: &'a StepCx<'a, RebuildEnv>,
+    ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
+        Box::pin(async move {
+            let plan = cx.env.plan(cx.instance)?;
+            let lxd = cx.env.lxd(plan);
+            let current = lxd.get_instance(cx.instance).await?;
+            if !built_by(&current.value, cx.run) {
+                return Err(StepError::new(format!(
+                    "{} is not the new root of this run",
+                    cx.instance
+                )));
+            }
+            let owner = owner(&lxd, cx.instance, plan.device_owner).await?;
+
+            let mut new_filesystems = Vec::new();
+            for fs in &plan.filesystems {
+                let target = to_storage(fs);
+                let made = match &fs.clone_of {
+                    Some(src) => {
+                        target
+                            .clone_from(&to_storage(&src.filesystem), &src.snapshot)
+                            .await?
+                    }
+                    None => target.create().await?,
+                };
+                if made == Ensured::Created {
+                    if fs.clone_of.is_none() {
+                        storage::set_owner(&target.host_dir().await?, owner).await?;
+                    }
+                    new_filesystems.push(fs.id.clone());
+                }
+            }
+
+            let mut new_dirs = Vec::new();
+            for d in &plan.devices {
+                let Some(fs_id) = &d.filesystem else {
+                    continue; // standalone: an existing host directory, never created
+                };
+                let dir = device_host_dir(plan, d).await?;
+                let fresh = if d.dir.is_empty() {
+                    new_filesystems.contains(fs_id)
+                } else {
+                    storage::ensure_device_dir(&dir, Some(owner)).await? == Ensured::Created
+                };
+                if !fresh {
+                    continue;
+                }
+                new_dirs.push(dir.display().to_string());
+                let transient = filesystem(plan, fs_id)?.transient;
+                if let (Some(t), false) = (&d.template, transient) {
+                    let root = to_storage(&t.filesystem).host_dir().await?;
+                    let src = if t.subdir.is_empty() {
+                        root
+                    } else {
+                        root.join(&t.subdir)
+                    };
+                    if !src.is_dir() {
+                        return Err(StepError::new(format!(
+                            "template directory {} of device {} does not exist",
+                            src.display(),
+                            d.name
+                        )));
+                    }
+                    storage::rsync_template(&src, &dir).await?;
+                }
+            }
+
+            let devices = wanted_devices(plan).await?;
+            match lxd.get_profile(&plan.device_profile).await.optional()? {
+                None => {
+                    let put = ProfilePut {
+                        description: format!("disk devices of {} (reroot)", plan.name),
+                        config: Default::default(),
+                        devices,
+                    };
+                    if let Err(e) = lxd.create_profile(&plan.device_profile, &put).await {
+                        if !e.is_conflict() {
+                            return Err(e.into());
+                        }
+                        lxd.put_profile(&plan.device_profile, &put, None).await?;
+                    }
+                }
+                Some(p) if p.value.devices != devices => {
+                    let mut put = p.value.to_put();
+                    put.devices = devices;
+                    lxd.put_profile(&plan.device_profile, &put, p.etag.as_deref())
+                        .await?;
+                }
+                Some(_) => {}
+            }
+            let profiles = &current.value.profiles;
+            if !profiles.contains(&plan.device_profile) {
+                let mut list = profiles.clone();
+                list.push(plan.device_profile.clone());
+                let patch = InstancePatch {
+                    profiles: Some(list),
+                    ..Default::default()
+                };
+                lxd.patch_instance(cx.instance, &patch, current.etag.as_deref())
+                    .await?;
+            }
+            Ok(serde_json::json!({
+                "owner": format!("{}:{}", owner.uid, owner.gid),
+                "new_filesystems": new_filesystems,
+                "new_directories": new_dirs,
+            }))
+        })
+    }
+
+    /// Puts the device profile back as it was before the run (or removes it if the run made
+    /// it). Filesystems and directories the step created are kept: no undo deletes data.
+    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(async move {
+            let plan = cx.env.plan(cx.instance)?;
+            let lxd = cx.env.lxd(plan);
+            let pre: Preflight = cx.outputs.get("preflight")?;
+            match pre.device_profile {
+                Some(before) => {
+                    if let Some(now) = lxd.get_profile(&plan.device_profile).await.optional()? {
+                        if now.value.devices != before.devices {
+                            lxd.put_profile(&plan.device_profile, &before, now.etag.as_deref())
+                                .await?;
+                        }
+                    } else {
+                        lxd.create_profile(&plan.device_profile, &before).await?;
+                    }
+                }
+                None => {
+                    // Made by this run: detach it from the new root, then remove it.
+                    if let Some(i) = lxd.get_instance(cx.instance).await.optional()? {
+                        if built_by(&i.value, cx.run)
+                            && i.value.profiles.contains(&plan.device_profile)
+                        {
+                            let list = i
+                                .value
+                                .profiles
+                                .iter()
+                                .filter(|p| **p != plan.device_profile)
+                                .cloned()
+                                .collect();
+                            let patch = InstancePatch {
+                                profiles: Some(list),
+                                ..Default::default()
+                            };
+                            lxd.patch_instance(cx.instance, &patch, i.etag.as_deref())
+                                .await?;
+                        }
+                    }
+                    if let Err(e) = lxd.delete_profile(&plan.device_profile).await {
+                        if !e.is_in_use() {
+                            return Err(e.into());
+                        }
+                        tracing::warn!(
+                            profile = plan.device_profile,
+                            "device profile is used by another instance; leaving it"
+                        );
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
+}

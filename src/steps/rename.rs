@@ -1,0 +1,119 @@
+//! `retire` and `swap`: the two renames that put the new root in the old one's place. The old
+//! root is kept under its retired name until `reroot prune`, so undo can bring it back.
+
+use super::names::{built_by, retired_name, temporary_name};
+use super::RebuildEnv;
+use crate::engine::{BoxFuture, Step, StepCx, StepError};
+use crate::lxd::{OptionalExt, Stop};
+
+/// `retire`: renames the (stopped) old root to `<instance>-old-<run8>`.
+pub(super) struct Retire;
+
+impl Step<RebuildEnv> for Retire {
+    fn name(&self) -> &'static str {
+        "retire"
+    }
+
+    fn apply<'a>(
+        &'a self,
+        cx: &'a StepCx<'a, RebuildEnv>,
+    ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
+        Box::pin(async move {
+            let plan = cx.env.plan(cx.instance)?;
+            let lxd = cx.env.lxd(plan);
+            let retired = retired_name(cx.instance, cx.run);
+            match lxd.get_instance(cx.instance).await.optional()? {
+                Some(i) if !built_by(&i.value, cx.run) => {
+                    if i.value.is_running() {
+                        return Err(StepError::new(format!(
+                            "{} is running again; it must stay stopped to be retired",
+                            cx.instance
+                        )));
+                    }
+                    if lxd.instance_exists(&retired).await? {
+                        return Err(StepError::new(format!(
+                            "both {} and {retired} exist; refusing to guess which is the old root",
+                            cx.instance
+                        )));
+                    }
+                    lxd.rename_instance(cx.instance, &retired).await?;
+                    Ok(serde_json::json!({ "retired": retired }))
+                }
+                // Already retired (and maybe swapped) by a previous attempt, or launching.
+                _ => {
+                    let exists = lxd.instance_exists(&retired).await?;
+                    Ok(serde_json::json!({ "retired": exists.then_some(retired) }))
+                }
+            }
+        })
+    }
+
+    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(async move {
+            let plan = cx.env.plan(cx.instance)?;
+            let lxd = cx.env.lxd(plan);
+            let retired = retired_name(cx.instance, cx.run);
+            if !lxd.instance_exists(&retired).await? {
+                return Ok(());
+            }
+            if lxd.instance_exists(cx.instance).await? {
+                return Err(StepError::new(format!(
+                    "cannot bring {retired} back: {} is taken",
+                    cx.instance
+                )));
+            }
+            lxd.rename_instance(&retired, cx.instance).await?;
+            Ok(())
+        })
+    }
+}
+
+/// `swap`: renames the new root from its temporary name to the instance's name.
+pub(super) struct Swap;
+
+impl Step<RebuildEnv> for Swap {
+    fn name(&self) -> &'static str {
+        "swap"
+    }
+
+    fn apply<'a>(
+        &'a self,
+        cx: &'a StepCx<'a, RebuildEnv>,
+    ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
+        Box::pin(async move {
+            let plan = cx.env.plan(cx.instance)?;
+            let lxd = cx.env.lxd(plan);
+            let tmp = temporary_name(cx.instance, cx.run);
+            if let Some(i) = lxd.get_instance(cx.instance).await.optional()? {
+                if built_by(&i.value, cx.run) {
+                    return Ok(serde_json::json!(null));
+                }
+                return Err(StepError::new(format!(
+                    "{} still exists and is not the new root",
+                    cx.instance
+                )));
+            }
+            lxd.rename_instance(&tmp, cx.instance).await?;
+            Ok(serde_json::json!(null))
+        })
+    }
+
+    /// Moves the new root back to its temporary name (stopping it first), so the old root can
+    /// take its name again.
+    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(async move {
+            let plan = cx.env.plan(cx.instance)?;
+            let lxd = cx.env.lxd(plan);
+            let Some(i) = lxd.get_instance(cx.instance).await.optional()? else {
+                return Ok(());
+            };
+            if !built_by(&i.value, cx.run) {
+                return Ok(());
+            }
+            let tmp = temporary_name(cx.instance, cx.run);
+            lxd.stop_instance(cx.instance, Stop::Force).await?;
+            lxd.rename_instance(cx.instance, &tmp).await?;
+            Ok(())
+        })
+    }
+}

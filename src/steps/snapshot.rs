@@ -1,0 +1,83 @@
+//! `snapshot`: with the application stopped, snapshots the instance's external filesystems
+//! (ZFS snapshot, read-only btrfs snapshot; plain directories and transient filesystems are
+//! skipped), named after the run. The snapshots are kept: they are the way back for the data.
+
+use super::plan::{FilesystemKind, FilesystemPlan};
+use super::{snapshot_name, RebuildEnv};
+use crate::engine::{BoxFuture, Step, StepCx, StepError};
+use crate::storage::{self, FsKind, RollbackOutcome, SnapshotOutcome};
+
+/// The storage module's view of a planned filesystem.
+pub(super) fn to_storage(fs: &FilesystemPlan) -> storage::Filesystem {
+    storage::Filesystem {
+        id: fs.id.clone(),
+        kind: match &fs.kind {
+            FilesystemKind::Zfs { dataset } => FsKind::Zfs {
+                dataset: dataset.clone(),
+            },
+            FilesystemKind::Btrfs { path } => FsKind::Btrfs { path: path.into() },
+            FilesystemKind::Dir { path } => FsKind::Dir { path: path.into() },
+        },
+        transient: fs.transient,
+        zfs_properties: fs.zfs_properties.clone(),
+    }
+}
+
+pub(super) struct SnapshotData;
+
+impl Step<RebuildEnv> for SnapshotData {
+    fn name(&self) -> &'static str {
+        "snapshot"
+    }
+
+    fn apply<'a>(
+        &'a self,
+        cx: &'a StepCx<'a, RebuildEnv>,
+    ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
+        Box::pin(async move {
+            let plan = cx.env.plan(cx.instance)?;
+            let name = snapshot_name(cx.run);
+            let mut taken = Vec::new();
+            for fs in &plan.filesystems {
+                let fs = to_storage(fs);
+                if !fs.supports_snapshots() || !fs.exists().await? {
+                    continue;
+                }
+                match fs.snapshot(&name).await? {
+                    SnapshotOutcome::Taken | SnapshotOutcome::AlreadyExisted => {
+                        taken.push(fs.kind.location())
+                    }
+                    SnapshotOutcome::Skipped(_) => {}
+                }
+            }
+            Ok(serde_json::json!({ "snapshot": name, "filesystems": taken }))
+        })
+    }
+
+    /// Rolls the filesystems back to the run's snapshot only when the undo was asked for with
+    /// `--data`; otherwise the data is left as it is (the snapshot stays for later use).
+    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(async move {
+            if !cx.env.options.undo_data {
+                return Ok(());
+            }
+            let plan = cx.env.plan(cx.instance)?;
+            let name = snapshot_name(cx.run);
+            for fs in &plan.filesystems {
+                let fs = to_storage(fs);
+                if !fs.supports_snapshots() || !fs.has_snapshot(&name).await? {
+                    continue;
+                }
+                match fs.rollback(&name).await? {
+                    RollbackOutcome::RolledBack { kept_as } => tracing::info!(
+                        filesystem = fs.kind.location(),
+                        kept_as = kept_as.as_deref().unwrap_or("-"),
+                        "rolled back to {name}"
+                    ),
+                    RollbackOutcome::Skipped(_) => {}
+                }
+            }
+            Ok(())
+        })
+    }
+}

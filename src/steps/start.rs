@@ -1,0 +1,54 @@
+//! `start`: starts the new root. The downtime ends here: it is recorded, from the start of
+//! `stop` to now, in this step's output.
+
+use super::names::built_by;
+use super::preflight::Preflight;
+use super::RebuildEnv;
+use crate::engine::{BoxFuture, Step, StepCx, StepError};
+use crate::lxd::{OptionalExt, Stop};
+
+pub(super) struct Start;
+
+impl Step<RebuildEnv> for Start {
+    fn name(&self) -> &'static str {
+        "start"
+    }
+
+    fn apply<'a>(
+        &'a self,
+        cx: &'a StepCx<'a, RebuildEnv>,
+    ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
+        Box::pin(async move {
+            let plan = cx.env.plan(cx.instance)?;
+            let lxd = cx.env.lxd(plan);
+            let current = lxd.get_instance(cx.instance).await?;
+            if !built_by(&current.value, cx.run) {
+                return Err(StepError::new(format!(
+                    "{} is not the new root of this run",
+                    cx.instance
+                )));
+            }
+            lxd.start_instance(cx.instance).await?;
+            let pre: Preflight = cx.outputs.get("preflight")?;
+            // Downtime: the old root was running until `stop` began.
+            let downtime_ms = match (pre.running, cx.times.get("stop")) {
+                (true, Some((stop_started, _))) => Some(journal::now_ms() - stop_started),
+                _ => None,
+            };
+            Ok(serde_json::json!({ "downtime_ms": downtime_ms }))
+        })
+    }
+
+    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(async move {
+            let plan = cx.env.plan(cx.instance)?;
+            let lxd = cx.env.lxd(plan);
+            if let Some(i) = lxd.get_instance(cx.instance).await.optional()? {
+                if built_by(&i.value, cx.run) {
+                    lxd.stop_instance(cx.instance, Stop::Force).await?;
+                }
+            }
+            Ok(())
+        })
+    }
+}

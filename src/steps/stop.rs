@@ -1,0 +1,88 @@
+//! `stop`: stops the old root, cleanly within a bound and then by force. The downtime starts
+//! here.
+
+use std::time::Duration;
+
+use super::names::built_by;
+use super::preflight::Preflight;
+use super::RebuildEnv;
+use crate::engine::{BoxFuture, Step, StepCx, StepError};
+use crate::lxd::{OptionalExt, Stop};
+
+pub(super) struct StopOld;
+
+impl Step<RebuildEnv> for StopOld {
+    fn name(&self) -> &'static str {
+        "stop"
+    }
+
+    fn apply<'a>(
+        &'a self,
+        cx: &'a StepCx<'a, RebuildEnv>,
+    ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
+        Box::pin(async move {
+            let plan = cx.env.plan(cx.instance)?;
+            let lxd = cx.env.lxd(plan);
+            let Some(current) = lxd.get_instance(cx.instance).await.optional()? else {
+                // Launching, or already retired or swapped by a previous attempt.
+                return Ok(serde_json::json!({ "how": "absent" }));
+            };
+            if built_by(&current.value, cx.run) || !current.value.is_running() {
+                return Ok(serde_json::json!({ "how": "already stopped" }));
+            }
+            let timeout = cx.env.options.stop_timeout_s.unwrap_or(plan.stop_timeout_s);
+            let mut how = "forced";
+            if timeout > 0 {
+                let clean = Stop::Clean {
+                    timeout: Duration::from_secs(timeout),
+                };
+                match lxd.stop_instance(cx.instance, clean).await {
+                    Ok(_) => how = "clean",
+                    Err(e) => tracing::info!(
+                        instance = cx.instance,
+                        error = %e,
+                        "clean stop did not finish in {timeout} s; forcing"
+                    ),
+                }
+            }
+            if how == "forced" {
+                lxd.stop_instance(cx.instance, Stop::Force).await?;
+            }
+            let state = lxd.instance_state(cx.instance).await?;
+            if !state.is_stopped() {
+                return Err(StepError::new(format!(
+                    "{} is still {} after a forced stop",
+                    cx.instance, state.status
+                )));
+            }
+            Ok(serde_json::json!({ "how": how }))
+        })
+    }
+
+    /// Starts the old root again if it was running before the run, once it is back under its
+    /// name (the undo of `retire` has run by then).
+    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(async move {
+            let plan = cx.env.plan(cx.instance)?;
+            let lxd = cx.env.lxd(plan);
+            let pre: Preflight = cx.outputs.get("preflight")?;
+            if !pre.running {
+                return Ok(());
+            }
+            match lxd.get_instance(cx.instance).await.optional()? {
+                Some(i) if !built_by(&i.value, cx.run) => {
+                    lxd.start_instance(cx.instance).await?;
+                    Ok(())
+                }
+                Some(_) => Err(StepError::new(format!(
+                    "{} is still the new root; the old root cannot be started",
+                    cx.instance
+                ))),
+                None => Err(StepError::new(format!(
+                    "the old root of {} is not back under its name",
+                    cx.instance
+                ))),
+            }
+        })
+    }
+}

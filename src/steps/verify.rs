@@ -1,0 +1,70 @@
+//! `verify`: the new root is running, and the health check (if any) exits 0 within its
+//! deadline, tried once a second.
+
+use std::time::{Duration, Instant};
+
+use super::names::built_by;
+use super::RebuildEnv;
+use crate::engine::{BoxFuture, Step, StepCx, StepError};
+use crate::lxd::ExecRequest;
+
+pub(super) struct Verify;
+
+impl Step<RebuildEnv> for Verify {
+    fn name(&self) -> &'static str {
+        "verify"
+    }
+
+    fn apply<'a>(
+        &'a self,
+        cx: &'a StepCx<'a, RebuildEnv>,
+    ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
+        Box::pin(async move {
+            let plan = cx.env.plan(cx.instance)?;
+            let lxd = cx.env.lxd(plan);
+            let inst = lxd.get_instance(cx.instance).await?.value;
+            if !built_by(&inst, cx.run) {
+                return Err(StepError::new(format!(
+                    "{} is not the new root of this run",
+                    cx.instance
+                )));
+            }
+            if !inst.is_running() {
+                return Err(StepError::new(format!(
+                    "{} is {}, not running",
+                    cx.instance, inst.status
+                )));
+            }
+            let Some(health) = &plan.health else {
+                return Ok(serde_json::json!({ "health": "none" }));
+            };
+            let deadline = Instant::now() + Duration::from_secs(health.timeout_s.max(1));
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                let left = deadline.saturating_duration_since(Instant::now());
+                let req =
+                    ExecRequest::new(&health.command).timeout(left.max(Duration::from_secs(1)));
+                let last = match lxd.exec(cx.instance, &req).await {
+                    Ok(out) if out.success() => {
+                        return Ok(serde_json::json!({ "health": "ok", "tries": tries }));
+                    }
+                    Ok(out) => format!("exit code {}: {}", out.exit_code, out.stderr_text().trim()),
+                    Err(e) => e.to_string(),
+                };
+                if Instant::now() + Duration::from_secs(1) > deadline {
+                    return Err(StepError::new(format!(
+                        "health check `{}` did not succeed within {} s ({tries} tries); last: {last}",
+                        health.command.join(" "),
+                        health.timeout_s
+                    )));
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        })
+    }
+
+    fn undo<'a>(&'a self, _cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
