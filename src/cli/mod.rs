@@ -11,6 +11,7 @@ pub mod config_cmd;
 pub mod journal_cmd;
 pub mod run_cmd;
 pub mod server_cmd;
+pub mod snapshot_cmd;
 
 /// Options every command understands.
 #[derive(Debug, Clone, Args)]
@@ -72,6 +73,8 @@ pub enum Command {
     Undo(run_cmd::UndoArgs),
     /// Delete the retired old roots of a succeeded run (the run can no longer be undone).
     Prune(run_cmd::PruneArgs),
+    /// Snapshot instances' roots (e.g. a template) and their filesystems.
+    Snapshot(snapshot_cmd::SnapshotArgs),
     /// List runs, newest first.
     History(journal_cmd::HistoryArgs),
     /// Show a run: each instance's steps with result, duration and downtime.
@@ -133,6 +136,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Resume(args) => run_cmd::resume(args, &cli.global).await,
         Command::Undo(args) => run_cmd::undo(args, &cli.global).await,
         Command::Prune(args) => run_cmd::prune(args, &cli.global).await,
+        Command::Snapshot(args) => snapshot_cmd::run(args, &cli.global).await,
         Command::History(args) => journal_cmd::history(args, &cli.global),
         Command::Show(args) => journal_cmd::show(args, &cli.global),
         Command::Journal { command } => journal_cmd::journal(command, &cli.global),

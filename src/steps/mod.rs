@@ -46,6 +46,7 @@ use crate::lxd;
 pub use names::{retired_name, snapshot_name, temporary_name, MAX_NAME_LEN, RUN_KEY, SOURCE_KEY};
 pub use plan::{InstancePlan, PLANS_OPTION};
 pub use preflight::Preflight as PreflightRecord;
+pub use snapshot::to_storage as storage_filesystem;
 
 /// Options of a rebuild that are not part of any config.
 #[derive(Debug, Clone, Default)]

@@ -8,7 +8,7 @@ use crate::engine::{BoxFuture, Step, StepCx, StepError};
 use crate::storage::{self, FsKind, RollbackOutcome, SnapshotOutcome};
 
 /// The storage module's view of a planned filesystem.
-pub(super) fn to_storage(fs: &FilesystemPlan) -> storage::Filesystem {
+pub fn to_storage(fs: &FilesystemPlan) -> storage::Filesystem {
     storage::Filesystem {
         id: fs.id.clone(),
         kind: match &fs.kind {
