@@ -39,6 +39,10 @@ pub struct RebuildArgs {
     /// default: each config's `stop-timeout`.
     #[arg(long, value_name = "SECONDS")]
     pub stop_timeout: Option<u64>,
+    /// How many times a failed step is tried again (after 2 s, 4 s, ...) before the instance
+    /// is given up; steps are idempotent, so this rides out a busy daemon.
+    #[arg(long, default_value_t = 2)]
+    pub retries: u32,
     /// Print each instance's steps and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -121,6 +125,16 @@ fn plans_of(state: &RunState) -> Result<Vec<InstancePlan>, CliError> {
     })?)
 }
 
+/// A number the run was started with (`--parallel`, ...), or `default`.
+fn option_or<T: std::str::FromStr>(state: &RunState, key: &str, default: T) -> T {
+    state
+        .header
+        .options
+        .get(key)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 fn options_of(state: &RunState, undo_data: bool) -> RebuildOptions {
     RebuildOptions {
         stop_timeout_s: state
@@ -166,6 +180,7 @@ fn leased(journal: &Journal) -> Result<BTreeMap<String, RunId>, CliError> {
 /// How to drive one pass over a run.
 struct Pass<'a> {
     instances: &'a [String],
+    retries: u32,
     direction: Direction,
     options: RebuildOptions,
     parallel: usize,
@@ -180,6 +195,7 @@ async fn drive(
 ) -> Result<(RunReport, RunState), CliError> {
     let Pass {
         instances,
+        retries,
         direction,
         options,
         parallel,
@@ -194,7 +210,9 @@ async fn drive(
         EngineOptions {
             parallel,
             max_failures,
+            retries,
             faults: Faults::from_env(),
+            ..EngineOptions::default()
         },
     );
     let flag = engine.interrupt_flag();
@@ -283,6 +301,7 @@ pub async fn rebuild(args: RebuildArgs, global: &Global) -> Result<ExitCode, Cli
     }
     options.insert("parallel".to_string(), args.parallel.to_string());
     options.insert("max_failures".to_string(), args.max_failures.to_string());
+    options.insert("retries".to_string(), args.retries.to_string());
     let header = RunHeader {
         id: RunHeader::new_id(),
         command: std::env::args().collect(),
@@ -304,6 +323,7 @@ pub async fn rebuild(args: RebuildArgs, global: &Global) -> Result<ExitCode, Cli
         &state,
         Pass {
             instances: &instances,
+            retries: args.retries,
             direction: Direction::Forward,
             options: options_of(&state, false),
             parallel: args.parallel,
@@ -365,18 +385,8 @@ pub async fn resume(args: ResumeArgs, global: &Global) -> Result<ExitCode, CliEr
         }
         _ => {}
     }
-    let parallel = state
-        .header
-        .options
-        .get("parallel")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1);
-    let max_failures = state
-        .header
-        .options
-        .get("max_failures")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
+    let parallel = option_or(&state, "parallel", 1);
+    let max_failures = option_or(&state, "max_failures", 0);
     eprintln!(
         "reroot: resuming run {run} ({})",
         if direction == Direction::Undo {
@@ -392,6 +402,7 @@ pub async fn resume(args: ResumeArgs, global: &Global) -> Result<ExitCode, CliEr
         &state,
         Pass {
             instances: &instances,
+            retries: option_or(&state, "retries", 2),
             direction,
             options: options_of(&state, data),
             parallel,
@@ -434,6 +445,7 @@ pub async fn undo(args: UndoArgs, global: &Global) -> Result<ExitCode, CliError>
         &state,
         Pass {
             instances: &instances,
+            retries: option_or(&state, "retries", 2),
             direction: Direction::Undo,
             options: options_of(&state, args.data),
             parallel: args.parallel,

@@ -28,6 +28,12 @@ pub struct EngineOptions {
     pub parallel: usize,
     /// How many failed instances are tolerated before no new instance starts.
     pub max_failures: usize,
+    /// How many times a failed step is applied again, in the same pass, before its instance
+    /// is given up (each attempt is journaled). Steps are idempotent, so this is safe; it rides
+    /// out passing trouble such as a daemon busy for a few seconds.
+    pub retries: u32,
+    /// The wait before the first retry; each further retry waits one more such delay.
+    pub retry_delay: std::time::Duration,
     /// Where to die on purpose (tests only).
     pub faults: Faults,
 }
@@ -37,6 +43,8 @@ impl Default for EngineOptions {
         EngineOptions {
             parallel: 1,
             max_failures: 0,
+            retries: 0,
+            retry_delay: std::time::Duration::from_secs(2),
             faults: Faults::none(),
         }
     }
@@ -303,60 +311,70 @@ impl<E: Send + Sync + 'static> Engine<E> {
             if prev.is_some_and(|p| p.status == StepStatus::Succeeded) {
                 continue;
             }
-            let attempt = prev.map_or(1, |p| p.attempt + 1);
-            self.record(
-                run,
-                Some(instance),
-                Some(name),
-                attempt,
-                EventKind::StepStarted,
-            )
-            .await?;
-            let started = journal::now_ms();
-            self.fault(instance, name, Moment::BeforeApply)?;
-            let result = {
-                let cx = StepCx {
-                    env: &*self.env,
+            let mut attempt = prev.map_or(1, |p| p.attempt + 1);
+            let mut retries_left = self.options.retries;
+            loop {
+                self.record(
                     run,
-                    instance,
+                    Some(instance),
+                    Some(name),
                     attempt,
-                    outputs: &outputs,
-                    times: &times,
+                    EventKind::StepStarted,
+                )
+                .await?;
+                let started = journal::now_ms();
+                self.fault(instance, name, Moment::BeforeApply)?;
+                let result = {
+                    let cx = StepCx {
+                        env: &*self.env,
+                        run,
+                        instance,
+                        attempt,
+                        outputs: &outputs,
+                        times: &times,
+                    };
+                    step.apply(&cx).await
                 };
-                step.apply(&cx).await
-            };
-            self.fault(instance, name, Moment::AfterApply)?;
-            match result {
-                Ok(value) => {
-                    let output = value.to_string();
-                    self.record(
-                        run,
-                        Some(instance),
-                        Some(name),
-                        attempt,
-                        EventKind::StepSucceeded { output },
-                    )
-                    .await?;
-                    outputs.insert(name, value);
-                    times.insert(name.to_string(), (started, Some(journal::now_ms())));
-                    self.fault(instance, name, Moment::AfterRecord)?;
-                }
-                Err(e) => {
-                    tracing::warn!(run = %run, instance, step = name, error = %e, "step failed");
-                    self.record(
-                        run,
-                        Some(instance),
-                        Some(name),
-                        attempt,
-                        EventKind::StepFailed {
-                            error: e.to_string(),
-                        },
-                    )
-                    .await?;
-                    return Ok(InstanceOutcome::Failed {
-                        step: name.to_string(),
-                        error: e.to_string(),
-                    });
+                self.fault(instance, name, Moment::AfterApply)?;
+                match result {
+                    Ok(value) => {
+                        let output = value.to_string();
+                        self.record(
+                            run,
+                            Some(instance),
+                            Some(name),
+                            attempt,
+                            EventKind::StepSucceeded { output },
+                        )
+                        .await?;
+                        outputs.insert(name, value);
+                        times.insert(name.to_string(), (started, Some(journal::now_ms())));
+                        self.fault(instance, name, Moment::AfterRecord)?;
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(run = %run, instance, step = name, attempt, error = %e, "step failed");
+                        self.record(
+                            run,
+                            Some(instance),
+                            Some(name),
+                            attempt,
+                            EventKind::StepFailed {
+                                error: e.to_string(),
+                            },
+                        )
+                        .await?;
+                        if retries_left == 0 {
+                            return Ok(InstanceOutcome::Failed {
+                                step: name.to_string(),
+                                error: e.to_string(),
+                            });
+                        }
+                        let done = self.options.retries - retries_left + 1;
+                        retries_left -= 1;
+                        tokio::time::sleep(self.options.retry_delay * done).await;
+                        attempt += 1;
+                    }
                 }
             }
         }

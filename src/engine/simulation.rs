@@ -248,6 +248,7 @@ fn engine(j: &Arc<Journal>, env: &Arc<Env>, parallel: usize, faults: Faults) -> 
             parallel,
             max_failures: usize::MAX,
             faults,
+            ..EngineOptions::default()
         },
     )
 }
@@ -485,7 +486,7 @@ async fn a_failing_step_stops_its_instance_and_the_budget_stops_new_ones() {
         EngineOptions {
             parallel: 1,
             max_failures: 0,
-            faults: Faults::none(),
+            ..EngineOptions::default()
         },
     )
     .drive(run, &instances, Direction::Forward)
@@ -507,4 +508,58 @@ async fn a_failing_step_stops_its_instance_and_the_budget_stops_new_ones() {
         let steps = state.instance(untouched).map_or(0, |i| i.steps.len());
         assert_eq!(steps, 0, "{untouched} must not have been touched");
     }
+}
+
+#[tokio::test]
+async fn a_passing_failure_is_retried_and_every_attempt_is_journaled() {
+    static FAILS_LEFT: AtomicUsize = AtomicUsize::new(2);
+    let dir = tempfile::tempdir().unwrap();
+    let instances = names(1);
+    let env = Arc::new(Mutex::new(world(&instances)));
+    let j = Arc::new(Journal::open(dir.path()).unwrap());
+    let h = header(&instances);
+    let run = h.id;
+    j.create_run(h).unwrap();
+    let mut steps = pipeline();
+    steps.insert(
+        1,
+        Arc::new(SimStep {
+            name: "flaky",
+            apply: |_, _, _| {
+                if FAILS_LEFT.fetch_sub(1, Ordering::SeqCst) > 0 {
+                    Err("daemon busy".into())
+                } else {
+                    Ok(json!(null))
+                }
+            },
+            undo: |_, _, _| Ok(()),
+        }),
+    );
+    let options = EngineOptions {
+        retries: 2,
+        retry_delay: std::time::Duration::from_millis(1),
+        ..EngineOptions::default()
+    };
+    let report = Engine::new(j.clone(), env.clone(), steps, options)
+        .drive(run, &instances, Direction::Forward)
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{report:?}");
+    let events = j.events(run).unwrap();
+    let flaky: Vec<_> = events
+        .iter()
+        .filter(|e| e.step.as_deref() == Some("flaky"))
+        .map(|e| (e.attempt, e.kind.name()))
+        .collect();
+    assert_eq!(
+        flaky,
+        vec![
+            (1, "StepStarted"),
+            (1, "StepFailed"),
+            (2, "StepStarted"),
+            (2, "StepFailed"),
+            (3, "StepStarted"),
+            (3, "StepSucceeded"),
+        ]
+    );
 }
