@@ -28,8 +28,8 @@ pub struct EngineOptions {
     pub parallel: usize,
     /// How many failed instances are tolerated before no new instance starts.
     pub max_failures: usize,
-    /// How many times a failed step is applied again, in the same pass, before its instance
-    /// is given up (each attempt is journaled). Steps are idempotent, so this is safe; it rides
+    /// How many times a step that failed with a transient error is applied again, in the same
+    /// pass, before its instance is given up (each attempt is journaled). Steps are idempotent, so this is safe; it rides
     /// out passing trouble such as a daemon busy for a few seconds.
     pub retries: u32,
     /// The wait before the first retry; each further retry waits one more such delay.
@@ -353,7 +353,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
                         break;
                     }
                     Err(e) => {
-                        tracing::warn!(run = %run, instance, step = name, attempt, error = %e, "step failed");
+                        tracing::info!(run = %run, instance, step = name, attempt, error = %e, "step failed");
                         self.record(
                             run,
                             Some(instance),
@@ -364,7 +364,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
                             },
                         )
                         .await?;
-                        if retries_left == 0 {
+                        if retries_left == 0 || !e.is_transient() {
                             return Ok(InstanceOutcome::Failed {
                                 step: name.to_string(),
                                 error: e.to_string(),
@@ -447,7 +447,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
                     self.fault(instance, name, Moment::AfterUndoRecord)?;
                 }
                 Err(e) => {
-                    tracing::warn!(run = %run, instance, step = name, error = %e, "undo failed");
+                    tracing::info!(run = %run, instance, step = name, error = %e, "undo failed");
                     self.record(
                         run,
                         Some(instance),

@@ -527,7 +527,7 @@ async fn a_passing_failure_is_retried_and_every_attempt_is_journaled() {
             name: "flaky",
             apply: |_, _, _| {
                 if FAILS_LEFT.fetch_sub(1, Ordering::SeqCst) > 0 {
-                    Err("daemon busy".into())
+                    Err(StepError::transient("daemon busy"))
                 } else {
                     Ok(json!(null))
                 }

@@ -17,20 +17,40 @@ use serde::de::DeserializeOwned;
 /// a list of different step types behind `dyn Step`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-/// Why a step failed: a message for people, already naming what was being done.
+/// Why a step failed: a message for people, already naming what was being done, and whether
+/// trying again soon may help.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StepError(pub String);
+pub struct StepError {
+    message: String,
+    transient: bool,
+}
 
 impl StepError {
-    /// An error with the given message.
+    /// A lasting error: trying again will fail the same way (a missing template, a name taken).
     pub fn new(message: impl Into<String>) -> StepError {
-        StepError(message.into())
+        StepError {
+            message: message.into(),
+            transient: false,
+        }
+    }
+
+    /// A passing error: a timeout, a lost connection, a busy daemon. The engine may retry.
+    pub fn transient(message: impl Into<String>) -> StepError {
+        StepError {
+            message: message.into(),
+            transient: true,
+        }
+    }
+
+    /// True if trying again soon may succeed.
+    pub fn is_transient(&self) -> bool {
+        self.transient
     }
 }
 
 impl fmt::Display for StepError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
@@ -38,19 +58,19 @@ impl std::error::Error for StepError {}
 
 impl From<String> for StepError {
     fn from(s: String) -> StepError {
-        StepError(s)
+        StepError::new(s)
     }
 }
 
 impl From<&str> for StepError {
     fn from(s: &str) -> StepError {
-        StepError(s.to_string())
+        StepError::new(s)
     }
 }
 
 impl From<serde_json::Error> for StepError {
     fn from(e: serde_json::Error) -> StepError {
-        StepError(format!("cannot encode or decode step data: {e}"))
+        StepError::new(format!("cannot encode or decode step data: {e}"))
     }
 }
 
@@ -74,12 +94,11 @@ impl Outputs {
 
     /// The output of a step, decoded; an error names the step when it is missing or malformed.
     pub fn get<T: DeserializeOwned>(&self, step: &str) -> Result<T, StepError> {
-        let value = self
-            .by_step
-            .get(step)
-            .ok_or_else(|| StepError(format!("the output of step `{step}` is not recorded")))?;
+        let value = self.by_step.get(step).ok_or_else(|| {
+            StepError::new(format!("the output of step `{step}` is not recorded"))
+        })?;
         serde_json::from_value(value.clone()).map_err(|e| {
-            StepError(format!(
+            StepError::new(format!(
                 "the recorded output of step `{step}` is malformed: {e}"
             ))
         })

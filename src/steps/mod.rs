@@ -111,14 +111,27 @@ pub fn rebuild_pipeline() -> Vec<Arc<dyn Step<RebuildEnv>>> {
 }
 
 impl From<lxd::Error> for StepError {
+    /// Timeouts, transport failures, lost operations and server errors may pass; not found,
+    /// conflicts, refusals and bad requests will not.
     fn from(e: lxd::Error) -> StepError {
-        StepError::new(e.to_string())
+        let passing = e.is_timeout()
+            || e.is_transport()
+            || e.is_outcome_unknown()
+            || matches!(e, lxd::Error::Server { .. });
+        if passing {
+            StepError::transient(e.to_string())
+        } else {
+            StepError::new(e.to_string())
+        }
     }
 }
 
 impl From<crate::storage::StorageError> for StepError {
     fn from(e: crate::storage::StorageError) -> StepError {
-        StepError::new(e.to_string())
+        match e {
+            crate::storage::StorageError::Timeout { .. } => StepError::transient(e.to_string()),
+            _ => StepError::new(e.to_string()),
+        }
     }
 }
 
