@@ -36,6 +36,21 @@ pub(crate) fn built_by(instance: &crate::lxd::Instance, run: RunId) -> bool {
     instance.config.get(RUN_KEY).map(String::as_str) == Some(run.to_string().as_str())
 }
 
+/// The instance under `name`, which must be the new root built by `run`.
+pub(crate) async fn new_root(
+    lxd: &crate::lxd::Client,
+    name: &str,
+    run: RunId,
+) -> Result<crate::lxd::Versioned<crate::lxd::Instance>, crate::engine::StepError> {
+    let current = lxd.get_instance(name).await?;
+    if !built_by(&current.value, run) {
+        return Err(crate::engine::StepError::new(format!(
+            "{name} is not the new root of this run"
+        )));
+    }
+    Ok(current)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -4,7 +4,7 @@
 //! disk devices, and it is attached to the new root. Existing filesystems and directories are
 //! never touched.
 
-use super::names::built_by;
+use super::names::{built_by, new_root};
 use super::preflight::Preflight;
 use super::profile::{device_host_dir, filesystem, wanted_devices};
 use super::snapshot::to_storage;
@@ -42,13 +42,7 @@ impl Step<RebuildEnv> for Reattach {
         Box::pin(async move {
             let plan = cx.env.plan(cx.instance)?;
             let lxd = cx.env.lxd(plan);
-            let current = lxd.get_instance(cx.instance).await?;
-            if !built_by(&current.value, cx.run) {
-                return Err(StepError::new(format!(
-                    "{} is not the new root of this run",
-                    cx.instance
-                )));
-            }
+            let current = new_root(&lxd, cx.instance, cx.run).await?;
             let owner = owner(&lxd, cx.instance, plan.device_owner).await?;
 
             let mut new_filesystems = Vec::new();

@@ -1,7 +1,7 @@
 //! `start`: starts the new root. The downtime ends here: it is recorded, from the start of
 //! `stop` to now, in this step's output.
 
-use super::names::built_by;
+use super::names::{built_by, new_root};
 use super::preflight::Preflight;
 use super::RebuildEnv;
 use crate::engine::{BoxFuture, Step, StepCx, StepError};
@@ -21,13 +21,7 @@ impl Step<RebuildEnv> for Start {
         Box::pin(async move {
             let plan = cx.env.plan(cx.instance)?;
             let lxd = cx.env.lxd(plan);
-            let current = lxd.get_instance(cx.instance).await?;
-            if !built_by(&current.value, cx.run) {
-                return Err(StepError::new(format!(
-                    "{} is not the new root of this run",
-                    cx.instance
-                )));
-            }
+            new_root(&lxd, cx.instance, cx.run).await?;
             lxd.start_instance(cx.instance).await?;
             let pre: Preflight = cx.outputs.get("preflight")?;
             // Downtime: the old root was running until `stop` began.

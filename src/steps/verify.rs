@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::names::built_by;
+use super::names::new_root;
 use super::RebuildEnv;
 use crate::engine::{BoxFuture, Step, StepCx, StepError};
 use crate::lxd::ExecRequest;
@@ -22,13 +22,7 @@ impl Step<RebuildEnv> for Verify {
         Box::pin(async move {
             let plan = cx.env.plan(cx.instance)?;
             let lxd = cx.env.lxd(plan);
-            let inst = lxd.get_instance(cx.instance).await?.value;
-            if !built_by(&inst, cx.run) {
-                return Err(StepError::new(format!(
-                    "{} is not the new root of this run",
-                    cx.instance
-                )));
-            }
+            let inst = new_root(&lxd, cx.instance, cx.run).await?.value;
             if !inst.is_running() {
                 return Err(StepError::new(format!(
                     "{} is {}, not running",
