@@ -294,7 +294,9 @@ impl NdjsonHeader {
 struct LineOut<'a> {
     run: &'a RunId,
     seq: u64,
+    #[serde(skip_serializing_if = "is_none")]
     instance: &'a Option<String>,
+    #[serde(skip_serializing_if = "is_none")]
     step: &'a Option<String>,
     attempt: u32,
     at_ms: i64,
@@ -303,12 +305,18 @@ struct LineOut<'a> {
     crc: String,
 }
 
+fn is_none(v: &&Option<String>) -> bool {
+    v.is_none()
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LineIn {
     run: RunId,
     seq: u64,
+    #[serde(default)]
     instance: Option<String>,
+    #[serde(default)]
     step: Option<String>,
     attempt: u32,
     at_ms: i64,

@@ -372,8 +372,8 @@ impl Reader {
     /// A run's state: the fold of its verified events.
     pub fn replay(&self, run: RunId) -> Result<RunState, Error> {
         match &self.backend {
-            Backend::Store(b) => match b.store.read_run(run)? {
-                Some((_, chain)) => Ok(chain.replay.into_state()),
+            Backend::Store(b) => match b.store.fold_run(run, drop)? {
+                Some(chain) => Ok(chain.replay.into_state()),
                 None => Err(Error::NotFound {
                     what: format!("run {run}"),
                 }),

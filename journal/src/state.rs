@@ -322,14 +322,17 @@ impl Replay {
             (Some(i), Some(s)) => (i.as_str(), s.as_str()),
             _ => return Err("step event without instance or step".into()),
         };
-        let what = format!(
-            "{} of step {step:?} of instance {instance:?}",
-            ev.kind.name()
-        );
+        // Built only for an error message.
+        let what = || {
+            format!(
+                "{} of step {step:?} of instance {instance:?}",
+                ev.kind.name()
+            )
+        };
         let Some(cur) = self.find_step(instance, step) else {
             return match ev.kind {
                 EventKind::StepStarted => Ok(()),
-                _ => Err(format!("{what}: the step never started")),
+                _ => Err(format!("{}: the step never started", what())),
             };
         };
         let a = ev.attempt;
@@ -341,7 +344,8 @@ impl Replay {
                 Ok(())
             } else {
                 Err(format!(
-                    "{what}: attempt {a} after attempt {c} ({:?}); {rule}",
+                    "{}: attempt {a} after attempt {c} ({:?}); {rule}",
+                    what(),
                     cur.status
                 ))
             }
@@ -363,13 +367,15 @@ impl Replay {
                 need(a == c, "an end must carry the attempt it ends")
             }
             (S::UndoFinished, _) => Err(format!(
-                "{what}: the step's undo already finished; nothing may follow"
+                "{}: the step's undo already finished; nothing may follow",
+                what()
             )),
             (S::Started, K::UndoStarted) => Err(format!(
-                "{what}: the step is only Started (record StepFailed, e.g. \"interrupted\", \
-                 before undoing it)"
+                "{}: the step is only Started (record StepFailed, e.g. \"interrupted\", \
+                 before undoing it)",
+                what()
             )),
-            (status, _) => Err(format!("{what}: not allowed after {status:?}")),
+            (status, _) => Err(format!("{}: not allowed after {status:?}", what())),
         }
     }
 

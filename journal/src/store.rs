@@ -271,8 +271,19 @@ impl Store {
     /// Reads a run's events, decoding each and checking checksums, sequence numbers, the hash
     /// chain and the transition rules. `Ok(None)` if the run has no events.
     pub fn read_run(&self, run: RunId) -> Result<Option<(Vec<Decoded>, RunChain)>, Error> {
-        let what = self.what();
         let mut out = Vec::new();
+        Ok(self
+            .fold_run(run, |d| out.push(d))?
+            .map(|chain| (out, chain)))
+    }
+
+    /// Like [`Store::read_run`], handing each checked event to `each` instead of keeping it.
+    pub fn fold_run(
+        &self,
+        run: RunId,
+        mut each: impl FnMut(Decoded),
+    ) -> Result<Option<RunChain>, Error> {
+        let what = self.what();
         let mut chain: Option<RunChain> = None;
         for kv in self.raw_events(run) {
             let (k, v) = kv?;
@@ -291,9 +302,9 @@ impl Store {
             res.map_err(|detail| {
                 Error::corrupt(Some(run), Some(seq), format!("{what}: {detail}"))
             })?;
-            out.push(d);
+            each(d);
         }
-        Ok(chain.map(|c| (out, c)))
+        Ok(chain)
     }
 
     /// The last stored event of a run, decoded.
