@@ -15,6 +15,12 @@ use crate::storage::{self, Ensured, IdMap, Owner};
 
 pub(super) struct Reattach;
 
+/// Held while a process makes filesystems: the instances of a parallel run may have datasets
+/// under a parent that does not exist yet, and of two concurrent `zfs create -p` one fails
+/// (seen on the testbed's zfs-fuse: "dataset already exists", or "cannot mount ...:
+/// Input/output error").
+static MAKING_FILESYSTEMS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// The host owner of new directories: the configured `device-owner`, else the host ids that
 /// the instance's root (0:0 inside) maps to.
 async fn owner(
@@ -46,6 +52,7 @@ impl Step<RebuildEnv> for Reattach {
             let owner = owner(&lxd, cx.instance, plan.device_owner).await?;
 
             let mut new_filesystems = Vec::new();
+            let one_at_a_time = MAKING_FILESYSTEMS.lock().await;
             for fs in &plan.filesystems {
                 let target = to_storage(fs);
                 let made = match &fs.clone_of {
@@ -63,6 +70,7 @@ impl Step<RebuildEnv> for Reattach {
                     new_filesystems.push(fs.id.clone());
                 }
             }
+            drop(one_at_a_time);
 
             let mut new_dirs = Vec::new();
             for d in &plan.devices {
