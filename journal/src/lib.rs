@@ -101,15 +101,19 @@
 //!
 //! Line 1 is a header object `{"format":"reroot-journal","version":1,"scope":..,"run":..,
 //! "written_at_ms":..,"crc":..}` (scope `live-log`, `journal` or `run`). Every other line is an
-//! event: its fields, then `prev` (16 hex digits) and `crc` (8 hex digits) of its envelope, so
-//! a reader rebuilds the envelope from the JSON and checks the CRC and the chain. The live log
+//! event: its fields (`instance` and `step` left out when absent), then `prev` (16 hex digits)
+//! and `crc` (8 hex digits) of its envelope, so a reader rebuilds the envelope from the JSON and
+//! checks the CRC and the chain. An export lists runs oldest first, each run's events in order;
+//! the live log interleaves runs in the order events were recorded. The live log
 //! must be byte-for-byte as written (canonical); imports accept any JSON with the right
 //! checksums.
 //!
 //! # Durability and group commit
 //!
 //! [`Journal::append`] returns only once the event is durable: its line is written to the live
-//! log and `fdatasync`ed, and the database is flushed (`sled::Db::flush`). Concurrent appends
+//! log and `fdatasync`ed, and the database is flushed (`sled::Db::flush`, which on Linux uses
+//! `sync_file_range`; the live log is the copy that also survives a power loss, and recovery
+//! restores the database from it). Concurrent appends
 //! share these flushes: each append records its event (database insert, line queued) under a
 //! short lock and takes a ticket; the first waiter finding no flush in progress becomes the
 //! leader, takes every queued line, writes and syncs them and flushes the database once, then

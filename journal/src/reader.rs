@@ -596,6 +596,12 @@ pub(crate) fn verify_store(
     report.runs = runs.len() as u64;
     // 2. The runs index and the instances index.
     let indexed: HashSet<RunId> = store.indexed_runs()?.into_iter().collect();
+    let mut instance_index: HashSet<Vec<u8>> = HashSet::new();
+    if strict {
+        for kv in store.instances.iter() {
+            instance_index.insert(kv?.0.to_vec());
+        }
+    }
     for id in &order {
         let seen = &runs[id];
         let Some(chain) = &seen.chain else { continue };
@@ -633,7 +639,7 @@ pub(crate) fn verify_store(
         if strict {
             let touching = st.instances.iter().map(|i| i.name.as_str());
             for inst in touching {
-                if !store.instance_runs(inst)?.contains(id) {
+                if !instance_index.contains(&store::instance_key(inst, Some(*id))) {
                     report.problems.push(Problem {
                         run: Some(*id),
                         seq: None,

@@ -7,6 +7,32 @@
 use crate::event::{Event, EventKind, Outcome, RunHeader, RunId};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// FNV-1a for the replay's small string maps: much cheaper than SipHash for short names, and
+/// the keys are instance and step names, not attacker-chosen in bulk.
+#[derive(Default, Clone, Copy)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+
+type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
 
 /// Where a step stands, after its latest event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -150,9 +176,9 @@ impl RunState {
 #[derive(Debug, Clone)]
 pub struct Replay {
     state: RunState,
-    instance_index: HashMap<String, usize>,
+    instance_index: FnvMap<String, usize>,
     /// Per instance slot: step name to its slot.
-    step_index: Vec<HashMap<String, usize>>,
+    step_index: Vec<FnvMap<String, usize>>,
 }
 
 impl Replay {
@@ -191,7 +217,7 @@ impl Replay {
                 last_seq: 1,
                 notes: Vec::new(),
             },
-            instance_index: HashMap::new(),
+            instance_index: FnvMap::default(),
             step_index: Vec::new(),
         };
         for name in &header.instances {
@@ -233,7 +259,7 @@ impl Replay {
             steps: Vec::new(),
         });
         self.instance_index.insert(name.to_string(), i);
-        self.step_index.push(HashMap::new());
+        self.step_index.push(FnvMap::default());
         i
     }
 
