@@ -121,6 +121,12 @@ impl Journal {
         Self::open_with(dir, WriterOptions::default())
     }
 
+    /// Opens the journal in `dir` for reading, from another process or this one: the database
+    /// when no writer holds it, else the live log. Same as [`Reader::open`].
+    pub fn open_reader(dir: &Path) -> Result<Reader, Error> {
+        Reader::open(dir)
+    }
+
     /// [`Journal::open`] with options.
     pub fn open_with(dir: &Path, options: WriterOptions) -> Result<Journal, Error> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
