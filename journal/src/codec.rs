@@ -14,7 +14,7 @@
 //! whole envelope (so it covers the previous hash too: a chain). The CRC catches damaged bytes;
 //! the chain catches events lost, reordered or swapped between copies.
 
-use crate::event::{Event, EventKind, RunId};
+use crate::event::{Event, EventKind, EventView, RunId};
 use crate::Error;
 use serde::{Deserialize, Serialize};
 
@@ -100,8 +100,8 @@ pub enum DecodeError {
     Damaged(String),
 }
 
-/// Decodes and checks an envelope: version, CRC, payload, nothing left over.
-pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
+/// Checks an envelope's version and CRC; returns the recorded previous hash and CRC.
+fn check_envelope(bytes: &[u8]) -> Result<(u64, u32), DecodeError> {
     if bytes.len() < ENVELOPE_HEADER {
         return Err(DecodeError::Damaged(format!(
             "record is {} bytes, shorter than the {ENVELOPE_HEADER}-byte envelope",
@@ -131,6 +131,12 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
             "checksum mismatch: recorded {recorded:08x}, computed {computed:08x}"
         )));
     }
+    Ok((u64::from_le_bytes(prev), recorded))
+}
+
+/// Decodes and checks an envelope: version, CRC, payload, nothing left over.
+pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
+    let (prev, crc) = check_envelope(bytes)?;
     let payload = &bytes[ENVELOPE_HEADER..];
     let (event, used): (Event, usize) =
         bincode::serde::decode_from_slice(payload, bincode_config())
@@ -143,8 +149,36 @@ pub fn decode(bytes: &[u8]) -> Result<Decoded, DecodeError> {
     }
     Ok(Decoded {
         event,
-        prev: u64::from_le_bytes(prev),
-        crc: recorded,
+        prev,
+        crc,
+        hash: fnv1a64(bytes),
+    })
+}
+
+/// A checked envelope decoded as a borrowed view (no string copies): replay's fast path.
+#[derive(Debug, Clone)]
+pub(crate) struct ViewDecoded<'a> {
+    pub event: EventView<'a>,
+    pub prev: u64,
+    pub hash: u64,
+}
+
+/// Like [`decode`], borrowing the event's strings from `bytes`.
+pub(crate) fn decode_view(bytes: &[u8]) -> Result<ViewDecoded<'_>, DecodeError> {
+    let (prev, _) = check_envelope(bytes)?;
+    let payload = &bytes[ENVELOPE_HEADER..];
+    let (event, used): (EventView<'_>, usize) =
+        bincode::serde::borrow_decode_from_slice(payload, bincode_config())
+            .map_err(|e| DecodeError::Damaged(format!("cannot decode event: {e}")))?;
+    if used != payload.len() {
+        return Err(DecodeError::Damaged(format!(
+            "{} bytes left over after the event",
+            payload.len() - used
+        )));
+    }
+    Ok(ViewDecoded {
+        event,
+        prev,
         hash: fnv1a64(bytes),
     })
 }
@@ -532,6 +566,23 @@ mod tests {
     }
 
     #[test]
+    fn the_borrowed_view_decodes_the_same_bytes() {
+        for ev in [sample_event(), {
+            let mut e = sample_event();
+            e.kind = EventKind::Note { text: "n".into() };
+            e.instance = None;
+            e.step = None;
+            e
+        }] {
+            let bytes = encode(&ev, 5).unwrap();
+            let v = decode_view(&bytes).unwrap();
+            assert_eq!(format!("{:?}", v.event), format!("{:?}", ev.view()));
+            assert_eq!(v.hash, decode(&bytes).unwrap().hash);
+            assert_eq!(v.prev, 5);
+        }
+    }
+
+    #[test]
     fn every_single_byte_flip_is_detected() {
         let bytes = encode(&sample_event(), 9).unwrap();
         for i in 0..bytes.len() {
@@ -542,6 +593,7 @@ mod tests {
                     Err(_) => {}
                     Ok(d) => panic!("flip of bit {bit} of byte {i} accepted: {d:?}"),
                 }
+                assert!(decode_view(&b).is_err());
             }
         }
     }

@@ -372,7 +372,7 @@ impl Reader {
     /// A run's state: the fold of its verified events.
     pub fn replay(&self, run: RunId) -> Result<RunState, Error> {
         match &self.backend {
-            Backend::Store(b) => match b.store.fold_run(run, drop)? {
+            Backend::Store(b) => match b.store.replay_run(run)? {
                 Some(chain) => Ok(chain.replay.into_state()),
                 None => Err(Error::NotFound {
                     what: format!("run {run}"),
@@ -567,14 +567,7 @@ pub(crate) fn verify_store(
         if seen.broken {
             continue;
         }
-        let res = store::decode_stored(run, seq, &v, &what).and_then(|d| {
-            let r = match seen.chain.as_mut() {
-                None => RunChain::start(&d).map(|c| seen.chain = Some(c)),
-                Some(c) => c.push(&d),
-            };
-            r.map_err(|detail| Error::corrupt(Some(run), Some(seq), format!("{what}: {detail}")))?;
-            Ok(d.hash)
-        });
+        let res = store::check_stored(&mut seen.chain, run, seq, &v, &what);
         match res {
             Ok(h) => {
                 seen.hashes.push(h);

@@ -4,7 +4,7 @@
 //! written) and re-checks every stored event on replay and `verify` (an illegal one there means
 //! the journal is corrupt). The rules are listed in the crate docs.
 
-use crate::event::{Event, EventKind, Outcome, RunHeader, RunId};
+use crate::event::{Event, EventView, KindView, Outcome, RunHeader, RunId};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -185,8 +185,12 @@ impl Replay {
     /// Starts a replay from a run's first event, which must be `RunCreated` with sequence
     /// number 1 and the header's run id.
     pub fn new(first: &Event) -> Result<Replay, String> {
-        let header = match &first.kind {
-            EventKind::RunCreated(h) => h,
+        Self::new_view(&first.view())
+    }
+
+    pub(crate) fn new_view(first: &EventView<'_>) -> Result<Replay, String> {
+        let header: &RunHeader = match &first.kind {
+            KindView::RunCreated(h) => h,
             other => {
                 return Err(format!(
                     "a run must begin with RunCreated, not {}",
@@ -271,6 +275,10 @@ impl Replay {
 
     /// Checks `ev` against the rules without changing anything.
     pub fn check(&self, ev: &Event) -> Result<(), String> {
+        self.check_view(&ev.view())
+    }
+
+    pub(crate) fn check_view(&self, ev: &EventView<'_>) -> Result<(), String> {
         let st = &self.state;
         if ev.run != st.header.id {
             return Err(format!(
@@ -284,12 +292,12 @@ impl Replay {
                 ev.seq, st.last_seq
             ));
         }
-        if let EventKind::RunCreated(_) = ev.kind {
+        if let KindView::RunCreated(_) = ev.kind {
             return Err("RunCreated may only be the first event of a run".into());
         }
         // Shape: which events name an instance and a step.
         if ev.kind.is_step_event() {
-            match (&ev.instance, &ev.step) {
+            match (ev.instance, ev.step) {
                 (Some(i), Some(s)) if !i.is_empty() && !s.is_empty() => {}
                 _ => {
                     return Err(format!(
@@ -325,9 +333,9 @@ impl Replay {
             RunStatus::Succeeded | RunStatus::Failed => {
                 let allowed = matches!(
                     ev.kind,
-                    EventKind::RunResumed { .. }
-                        | EventKind::RunFinished { .. }
-                        | EventKind::Note { .. }
+                    KindView::RunResumed { .. }
+                        | KindView::RunFinished { .. }
+                        | KindView::Note { .. }
                 ) || ev.kind.is_undo_event();
                 if !allowed {
                     return Err(format!(
@@ -344,8 +352,8 @@ impl Replay {
             return Ok(());
         }
         // Step rules.
-        let (instance, step) = match (&ev.instance, &ev.step) {
-            (Some(i), Some(s)) => (i.as_str(), s.as_str()),
+        let (instance, step) = match (ev.instance, ev.step) {
+            (Some(i), Some(s)) => (i, s),
             _ => return Err("step event without instance or step".into()),
         };
         // Built only for an error message.
@@ -357,13 +365,13 @@ impl Replay {
         };
         let Some(cur) = self.find_step(instance, step) else {
             return match ev.kind {
-                EventKind::StepStarted => Ok(()),
+                KindView::StepStarted => Ok(()),
                 _ => Err(format!("{}: the step never started", what())),
             };
         };
         let a = ev.attempt;
         let c = cur.attempt;
-        use EventKind as K;
+        use KindView as K;
         use StepStatus as S;
         let need = |ok: bool, rule: &str| -> Result<(), String> {
             if ok {
@@ -407,36 +415,40 @@ impl Replay {
 
     /// Checks `ev` and, if it is legal, folds it into the state.
     pub fn apply(&mut self, ev: &Event) -> Result<(), String> {
-        self.check(ev)?;
+        self.apply_view(&ev.view())
+    }
+
+    pub(crate) fn apply_view(&mut self, ev: &EventView<'_>) -> Result<(), String> {
+        self.check_view(ev)?;
         self.state.last_seq = ev.seq;
         match &ev.kind {
-            EventKind::RunCreated(_) => {}
-            EventKind::RunResumed { .. } => self.state.status = RunStatus::Running,
-            EventKind::RunPaused { .. } => self.state.status = RunStatus::Paused,
-            EventKind::RunFinished { outcome } => {
+            KindView::RunCreated(_) => {}
+            KindView::RunResumed { .. } => self.state.status = RunStatus::Running,
+            KindView::RunPaused { .. } => self.state.status = RunStatus::Paused,
+            KindView::RunFinished { outcome } => {
                 self.state.status = match outcome {
                     Outcome::Succeeded => RunStatus::Succeeded,
                     Outcome::Failed => RunStatus::Failed,
                     Outcome::Undone => RunStatus::Undone,
                 }
             }
-            EventKind::Note { text } => {
-                if let Some(i) = &ev.instance {
+            KindView::Note { text } => {
+                if let Some(i) = ev.instance {
                     self.instance_slot(i);
                 }
-                self.state.notes.push(text.clone());
+                self.state.notes.push(text.to_string());
             }
             kind => {
-                let (Some(instance), Some(step)) = (&ev.instance, &ev.step) else {
+                let (Some(instance), Some(step)) = (ev.instance, ev.step) else {
                     return Err("step event without instance or step".into());
                 };
                 let i = self.instance_slot(instance);
-                let s = match self.step_index[i].get(step.as_str()) {
+                let s = match self.step_index[i].get(step) {
                     Some(&s) => s,
                     None => {
                         let steps = &mut self.state.instances[i].steps;
                         steps.push(StepState {
-                            name: step.clone(),
+                            name: step.to_string(),
                             status: StepStatus::Started,
                             attempt: ev.attempt,
                             output: None,
@@ -444,42 +456,42 @@ impl Replay {
                             started_at_ms: ev.at_ms,
                             ended_at_ms: None,
                         });
-                        self.step_index[i].insert(step.clone(), steps.len() - 1);
+                        self.step_index[i].insert(step.to_string(), steps.len() - 1);
                         steps.len() - 1
                     }
                 };
                 let st = &mut self.state.instances[i].steps[s];
                 st.attempt = ev.attempt;
                 match kind {
-                    EventKind::StepStarted => {
+                    KindView::StepStarted => {
                         st.status = StepStatus::Started;
                         st.started_at_ms = ev.at_ms;
                         st.ended_at_ms = None;
                     }
-                    EventKind::UndoStarted => {
+                    KindView::UndoStarted => {
                         st.status = StepStatus::UndoStarted;
                         st.started_at_ms = ev.at_ms;
                         st.ended_at_ms = None;
                     }
-                    EventKind::StepSucceeded { output } => {
+                    KindView::StepSucceeded { output } => {
                         st.status = StepStatus::Succeeded;
-                        st.output = Some(output.clone());
+                        st.output = Some(output.to_string());
                         st.error = None;
                         st.ended_at_ms = Some(ev.at_ms);
                     }
-                    EventKind::StepFailed { error } => {
+                    KindView::StepFailed { error } => {
                         st.status = StepStatus::Failed;
-                        st.error = Some(error.clone());
+                        st.error = Some(error.to_string());
                         st.ended_at_ms = Some(ev.at_ms);
                     }
-                    EventKind::UndoFinished => {
+                    KindView::UndoFinished => {
                         st.status = StepStatus::UndoFinished;
                         st.error = None;
                         st.ended_at_ms = Some(ev.at_ms);
                     }
-                    EventKind::UndoFailed { error } => {
+                    KindView::UndoFailed { error } => {
                         st.status = StepStatus::UndoFailed;
-                        st.error = Some(error.clone());
+                        st.error = Some(error.to_string());
                         st.ended_at_ms = Some(ev.at_ms);
                     }
                     _ => {}
@@ -493,7 +505,7 @@ impl Replay {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Outcome, RunHeader};
+    use crate::event::{EventKind, Outcome, RunHeader};
     use std::collections::BTreeMap;
 
     fn run_id() -> RunId {

@@ -10,8 +10,8 @@
 //! - `meta`: `format` = the format version of the database (one byte); `clean_events` = the
 //!   number of events at the last clean close (removed while a writer has it open).
 
-use crate::codec::{self, DecodeError, Decoded};
-use crate::event::{RunHeader, RunId};
+use crate::codec::{self, DecodeError, Decoded, ViewDecoded};
+use crate::event::{EventView, RunHeader, RunId};
 use crate::state::{Replay, RunStatus};
 use crate::Error;
 use serde::{Deserialize, Serialize};
@@ -51,22 +51,41 @@ impl RunChain {
 
     /// Checks and folds the next event.
     pub fn push(&mut self, d: &Decoded) -> Result<(), String> {
+        self.push_view(&d.event.view(), d.prev, d.hash)
+    }
+
+    /// Starts with a run's first event, as a view.
+    pub fn start_view(d: &ViewDecoded<'_>) -> Result<RunChain, String> {
+        if d.prev != 0 {
+            return Err(format!(
+                "the first event carries previous hash {:016x}, expected 0",
+                d.prev
+            ));
+        }
+        Ok(RunChain {
+            replay: Replay::new_view(&d.event)?,
+            last_hash: d.hash,
+        })
+    }
+
+    /// Checks and folds the next event, as a view with its recorded previous hash and hash.
+    pub fn push_view(&mut self, ev: &EventView<'_>, prev: u64, hash: u64) -> Result<(), String> {
         let last = self.replay.state().last_seq;
-        if d.event.seq != last + 1 {
+        if ev.seq != last + 1 {
             return Err(format!(
                 "sequence number {} follows {last}: events are missing or repeated",
-                d.event.seq
+                ev.seq
             ));
         }
-        if d.prev != self.last_hash {
+        if prev != self.last_hash {
             return Err(format!(
-                "hash chain broken: the event carries previous hash {:016x}, event {last} \
+                "hash chain broken: the event carries previous hash {prev:016x}, event {last} \
                  hashes to {:016x}",
-                d.prev, self.last_hash
+                self.last_hash
             ));
         }
-        self.replay.apply(&d.event)?;
-        self.last_hash = d.hash;
+        self.replay.apply_view(ev)?;
+        self.last_hash = hash;
         Ok(())
     }
 }
@@ -103,6 +122,58 @@ pub(crate) fn decode_stored(
             format!("{what}: {detail}"),
         )),
     }
+}
+
+/// Like [`decode_stored`], as a borrowed view.
+pub(crate) fn decode_stored_view<'a>(
+    run: RunId,
+    seq: u64,
+    bytes: &'a [u8],
+    what: &str,
+) -> Result<ViewDecoded<'a>, Error> {
+    match codec::decode_view(bytes) {
+        Ok(d) => {
+            if d.event.run != run || d.event.seq != seq {
+                return Err(Error::corrupt(
+                    Some(run),
+                    Some(seq),
+                    format!(
+                        "{what}: record stored as event {seq} of run {run} holds event {} of run {}",
+                        d.event.seq, d.event.run
+                    ),
+                ));
+            }
+            Ok(d)
+        }
+        Err(DecodeError::NewerFormat(v)) => Err(Error::NewerFormat {
+            found: u32::from(v),
+            supported: u32::from(codec::FORMAT_VERSION),
+            location: format!("{what}: event {seq} of run {run}"),
+        }),
+        Err(DecodeError::Damaged(detail)) => Err(Error::corrupt(
+            Some(run),
+            Some(seq),
+            format!("{what}: {detail}"),
+        )),
+    }
+}
+
+/// Checks one stored record against the run's chain so far (starting it at the first), using
+/// the borrowed view. Returns the record's hash.
+pub(crate) fn check_stored(
+    chain: &mut Option<RunChain>,
+    run: RunId,
+    seq: u64,
+    bytes: &[u8],
+    what: &str,
+) -> Result<u64, Error> {
+    let d = decode_stored_view(run, seq, bytes, what)?;
+    let res = match chain.as_mut() {
+        None => RunChain::start_view(&d).map(|c| *chain = Some(c)),
+        Some(c) => c.push_view(&d.event, d.prev, d.hash),
+    };
+    res.map_err(|detail| Error::corrupt(Some(run), Some(seq), format!("{what}: {detail}")))?;
+    Ok(d.hash)
 }
 
 /// An open journal database.
@@ -275,6 +346,25 @@ impl Store {
         Ok(self
             .fold_run(run, |d| out.push(d))?
             .map(|chain| (out, chain)))
+    }
+
+    /// Replays a run straight from the stored bytes, checking everything [`Store::read_run`]
+    /// checks, without building the events. `Ok(None)` if the run has no events.
+    pub fn replay_run(&self, run: RunId) -> Result<Option<RunChain>, Error> {
+        let what = self.what();
+        let mut chain: Option<RunChain> = None;
+        for kv in self.raw_events(run) {
+            let (k, v) = kv?;
+            let Some((_, seq)) = codec::split_event_key(&k) else {
+                return Err(Error::corrupt(
+                    Some(run),
+                    None,
+                    format!("{what}: bad event key"),
+                ));
+            };
+            check_stored(&mut chain, run, seq, &v, &what)?;
+        }
+        Ok(chain)
     }
 
     /// Like [`Store::read_run`], handing each checked event to `each` instead of keeping it.
