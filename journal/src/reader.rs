@@ -548,7 +548,7 @@ pub(crate) fn verify_store(
     let mut order: Vec<RunId> = Vec::new();
     for kv in store.events.iter() {
         let (k, v) = kv?;
-        let Some((run, seq)) = codec::split_event_key(&k) else {
+        let Some((run, first)) = codec::split_event_key(&k) else {
             report.problems.push(Problem {
                 run: None,
                 seq: None,
@@ -567,23 +567,25 @@ pub(crate) fn verify_store(
         if seen.broken {
             continue;
         }
-        let res = store::check_stored(&mut seen.chain, run, seq, &v, &what);
-        match res {
-            Ok(h) => {
-                seen.hashes.push(h);
-                report.events += 1;
-            }
-            Err(e) => {
-                seen.broken = true;
-                report.problems.push(Problem {
-                    run: Some(run),
-                    seq: Some(seq),
-                    detail: match e {
-                        Error::Corrupt { detail, .. } => detail,
-                        other => other.to_string(),
-                    },
-                });
-            }
+        let mut count = 0u64;
+        let res = store::for_each_in_value(run, first, &v, &what, &mut |seq, bytes, _| {
+            let h = store::check_stored(&mut seen.chain, run, seq, bytes, &what)?;
+            seen.hashes.push(h);
+            count += 1;
+            Ok(())
+        });
+        report.events += count;
+        if let Err(e) = res {
+            seen.broken = true;
+            let (seq, detail) = match e {
+                Error::Corrupt { seq, detail, .. } => (seq, detail),
+                other => (Some(first), other.to_string()),
+            };
+            report.problems.push(Problem {
+                run: Some(run),
+                seq,
+                detail,
+            });
         }
     }
     report.runs = runs.len() as u64;

@@ -30,6 +30,8 @@ type ImportLine = (usize, Decoded, Vec<u8>);
 struct RunCache {
     chain: RunChain,
     instances: HashSet<String>,
+    /// Events stored one per key since the run's last chunk, to be packed into the next one.
+    loose: Vec<(u64, Vec<u8>)>,
 }
 
 #[derive(Debug, Default)]
@@ -293,6 +295,7 @@ impl Journal {
                 RunCache {
                     chain,
                     instances: HashSet::new(),
+                    loose: Vec::new(),
                 },
             );
             let res = self.w.write_event(&mut st, &event, 0);
@@ -508,6 +511,12 @@ impl Journal {
                         status: state.status,
                     })
                     .map_err(|e| self.w.poison(&mut st, e))?;
+                let packed = self
+                    .w
+                    .store
+                    .loose_tail(run)
+                    .and_then(|mut loose| self.w.store.compact(run, &mut loose));
+                packed.map_err(|e| self.w.poison(&mut st, e))?;
             }
             if count == 0 {
                 return Ok(0);
@@ -570,7 +579,19 @@ impl Writer {
             .iter()
             .map(|i| i.name.clone())
             .collect();
-        st.runs.insert(run, RunCache { chain, instances });
+        let mut loose = self.store.loose_tail(run)?;
+        // Imported or recovered events may not be packed yet.
+        if let Err(e) = self.store.compact(run, &mut loose) {
+            return Err(self.poison(st, e));
+        }
+        st.runs.insert(
+            run,
+            RunCache {
+                chain,
+                instances,
+                loose,
+            },
+        );
         Ok(())
     }
 
@@ -601,6 +622,17 @@ impl Writer {
                 detail,
             };
             return Err(self.poison(st, e));
+        }
+        cache.loose.push((event.seq, bytes));
+        if cache.loose.len() >= crate::store::CHUNK_EVENTS {
+            let mut loose = std::mem::take(&mut cache.loose);
+            let res = self.store.compact(run, &mut loose);
+            if let Some(cache) = st.runs.get_mut(&run) {
+                cache.loose = loose;
+            }
+            if let Err(e) = res {
+                return Err(self.poison(st, e));
+            }
         }
         let mut new_instances = Vec::new();
         if let EventKind::RunCreated(h) = &event.kind {
@@ -769,34 +801,35 @@ fn reconcile(dir: &Path, store: &Store) -> Result<(u64, Vec<String>), Error> {
     let mut order: Vec<RunId> = Vec::new();
     for kv in store.events.iter() {
         let (k, v) = kv?;
-        let Some((run, seq)) = codec::split_event_key(&k) else {
+        let Some((run, first)) = codec::split_event_key(&k) else {
             return Err(Error::corrupt(
                 None,
                 None,
                 format!("{what}: bad key in events tree"),
             ));
         };
-        let d = crate::store::decode_stored(run, seq, &v, &what)?;
-        match runs.get_mut(&run) {
-            None => {
-                let chain = RunChain::start(&d)
-                    .map_err(|e| Error::corrupt(Some(run), Some(seq), format!("{what}: {e}")))?;
-                order.push(run);
-                runs.insert(
-                    run,
-                    Scan {
-                        chain,
-                        hashes: vec![d.hash],
-                    },
-                );
+        crate::store::for_each_in_value(run, first, &v, &what, &mut |seq, bytes, _| {
+            let d = crate::store::decode_stored_view(run, seq, bytes, &what)?;
+            let fail = |e: String| Error::corrupt(Some(run), Some(seq), format!("{what}: {e}"));
+            match runs.get_mut(&run) {
+                None => {
+                    let chain = RunChain::start_view(&d).map_err(fail)?;
+                    order.push(run);
+                    runs.insert(
+                        run,
+                        Scan {
+                            chain,
+                            hashes: vec![d.hash],
+                        },
+                    );
+                }
+                Some(s) => {
+                    s.chain.push_view(&d.event, d.prev, d.hash).map_err(fail)?;
+                    s.hashes.push(d.hash);
+                }
             }
-            Some(s) => {
-                s.chain
-                    .push(&d)
-                    .map_err(|e| Error::corrupt(Some(run), Some(seq), format!("{what}: {e}")))?;
-                s.hashes.push(d.hash);
-            }
-        }
+            Ok(())
+        })?;
     }
     // The live log.
     let path = livelog::log_path(dir);
@@ -903,18 +936,17 @@ fn reconcile(dir: &Path, store: &Store) -> Result<(u64, Vec<String>), Error> {
     let mut copied_to_log = 0u64;
     for run in &order {
         let logged = in_log.get(run).copied().unwrap_or(0);
-        for kv in store
-            .events
-            .range(codec::event_key(*run, logged + 1)..=codec::event_key(*run, u64::MAX))
-        {
-            let (k, v) = kv?;
-            let Some((_, seq)) = codec::split_event_key(&k) else {
-                continue;
-            };
-            let d = crate::store::decode_stored(*run, seq, &v, &what)?;
-            tail.extend_from_slice(codec::to_line(&d).as_bytes());
-            copied_to_log += 1;
+        if runs[run].hashes.len() as u64 <= logged {
+            continue;
         }
+        store.for_each_record(*run, |seq, bytes, _| {
+            if seq > logged {
+                let d = crate::store::decode_stored(*run, seq, bytes, &what)?;
+                tail.extend_from_slice(codec::to_line(&d).as_bytes());
+                copied_to_log += 1;
+            }
+            Ok(())
+        })?;
     }
     if copied_to_log > 0 {
         notes.push(format!(
