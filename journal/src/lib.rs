@@ -90,7 +90,9 @@
 //!
 //! ## Storage layout
 //!
-//! - `events`: key = run id (16 bytes) + sequence number (u64 big-endian), value = envelope;
+//! - `events`: key = run id (16 bytes) + sequence number (u64 big-endian), value = envelope,
+//!   or a chunk of 32 consecutive envelopes keyed by the first (a writer packs each full group
+//!   in one atomic batch: sled's own cost per key is a few hundred bytes);
 //! - `runs`: key = run id, value = checksummed header and status (rewritten on run-level
 //!   events; an index that replay can rebuild);
 //! - `instances`: key = name length (u16 BE) + instance name + run id: which runs touch an
