@@ -217,6 +217,14 @@ pub enum Error {
         /// Where it was found.
         location: String,
     },
+    /// The data was written in an older format that this build does not read.
+    #[error("{location} was written in an older journal format: {detail}")]
+    OldFormat {
+        /// Where it was found.
+        location: String,
+        /// Which format, and what to do.
+        detail: String,
+    },
     /// Something asked for does not exist.
     #[error("{what} not found")]
     NotFound {

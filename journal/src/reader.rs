@@ -175,6 +175,7 @@ impl Reader {
     /// Opens the journal in `dir` for reading: the database if no writer holds it, else the live
     /// log. Fails with `NotFound` if `dir` holds no journal.
     pub fn open(dir: &Path) -> Result<Reader, Error> {
+        livelog::refuse_old_format(dir)?;
         if !dir.join(store::DB_DIR).exists() && !livelog::log_path(dir).exists() {
             return Err(Error::NotFound {
                 what: format!("journal in {}", dir.display()),
@@ -504,7 +505,7 @@ impl Reader {
                 let mut notes = Vec::new();
                 if let Some(n) = snap.torn_tail {
                     notes.push(format!(
-                        "{}: the final line ({n} bytes) is unfinished: a write in progress \
+                        "{}: its last {n} bytes are an unfinished record: a write in progress \
                          or cut short; ignored",
                         snap.path.display()
                     ));
@@ -669,11 +670,26 @@ pub(crate) fn verify_store(
         }
         Err(e) => return Err(Error::io(&path, e)),
     };
-    let (lines, complete) = livelog::split_lines(&bytes);
     let lwhat = path.display().to_string();
+    let has_header = match livelog::check_header(&bytes, &lwhat) {
+        Ok(h) => h,
+        Err(e) => {
+            report.problems.push(Problem {
+                run: None,
+                seq: None,
+                detail: e.to_string(),
+            });
+            return Ok(report);
+        }
+    };
+    let (records, complete) = if has_header {
+        livelog::split_records(&bytes)
+    } else {
+        (Vec::new(), 0)
+    };
     if complete < bytes.len() {
         let msg = format!(
-            "{lwhat}: the final line ({} bytes) is unfinished",
+            "{lwhat}: its last {} bytes are an unfinished record",
             bytes.len() - complete
         );
         if strict {
@@ -713,41 +729,27 @@ pub(crate) fn verify_store(
             });
         }
     }
-    let mut iter = lines.iter();
-    match iter.next() {
-        Some(first) => {
-            if let Err(e) = NdjsonHeader::parse(&String::from_utf8_lossy(first.bytes), &lwhat, true)
-            {
-                report.problems.push(Problem {
-                    run: None,
-                    seq: None,
-                    detail: e.to_string(),
-                });
-                return Ok(report);
-            }
+    if !has_header {
+        if report.events > 0 {
+            report.problems.push(Problem {
+                run: None,
+                seq: None,
+                detail: format!("{lwhat} has no file header"),
+            });
         }
-        None => {
-            if report.events > 0 {
-                report.problems.push(Problem {
-                    run: None,
-                    seq: None,
-                    detail: format!("{lwhat} has no header line"),
-                });
-            }
-            return Ok(report);
-        }
+        return Ok(report);
     }
     let mut in_log: HashMap<RunId, u64> = HashMap::new();
     let mut log_only = 0u64;
     let mut log_broken: HashSet<RunId> = HashSet::new();
-    for line in iter {
-        let (d, _) = match livelog::parse_raw(line) {
+    for rec in &records {
+        let (d, _) = match rec.decode() {
             Ok(v) => v,
             Err(detail) => {
                 report.problems.push(Problem {
                     run: None,
                     seq: None,
-                    detail: format!("{lwhat} line {}: {detail}", line.no),
+                    detail: format!("{}: {detail}", rec.place(&lwhat)),
                 });
                 continue;
             }
@@ -762,7 +764,7 @@ pub(crate) fn verify_store(
             report.problems.push(Problem {
                 run: Some(run),
                 seq: Some(seq),
-                detail: format!("{lwhat} line {}: {detail}", line.no),
+                detail: format!("{}: {detail}", rec.place(&lwhat)),
             });
             log_broken.insert(run);
         };

@@ -37,7 +37,7 @@ struct RunCache {
 #[derive(Debug, Default)]
 struct WriterState {
     runs: HashMap<RunId, RunCache>,
-    /// Live-log lines of recorded events not yet handed to a flush.
+    /// Live-log records of recorded events not yet handed to a flush.
     pending: Vec<u8>,
     /// Number of events recorded by this handle (tickets for group commit).
     written: u64,
@@ -132,6 +132,7 @@ impl Journal {
     /// [`Journal::open`] with options.
     pub fn open_with(dir: &Path, options: WriterOptions) -> Result<Journal, Error> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        livelog::refuse_old_format(dir)?;
         let started = Instant::now();
         let lock = loop {
             if let Some(l) = lock::try_lock(dir, Role::Writer)? {
@@ -386,43 +387,83 @@ impl Journal {
         // Parse and check everything before writing anything.
         let mut runs: Vec<(RunId, Vec<ImportLine>)> = Vec::new();
         let mut run_pos: HashMap<RunId, usize> = HashMap::new();
-        let mut line = String::new();
-        let mut no = 0usize;
+        let binary = input
+            .fill_buf()
+            .map_err(|e| Error::io("import input", e))?
+            .starts_with(&livelog::LOG_MAGIC[..4]);
+        let unit = if binary { "record" } else { "line" };
         let bad = |no: usize, detail: String| Error::InvalidInput {
-            detail: format!("import line {no}: {detail}"),
+            detail: format!("import {unit} {no}: {detail}"),
         };
-        loop {
-            line.clear();
-            let n = input
-                .read_line(&mut line)
-                .map_err(|e| Error::io("import input", e))?;
-            if n == 0 {
-                break;
-            }
-            no += 1;
-            let text = line.trim_end_matches(['\n', '\r']);
-            if no == 1 {
-                NdjsonHeader::parse(text, "import input", false).map_err(|e| match e {
-                    Error::Corrupt { detail, .. } => Error::InvalidInput { detail },
-                    other => other,
-                })?;
-                continue;
-            }
-            if text.trim().is_empty() {
-                continue;
-            }
-            let (d, bytes) = codec::parse_line(text, false).map_err(|d| bad(no, d))?;
+        let mut add = |no: usize, d: Decoded, bytes: Vec<u8>| {
             let run = d.event.run;
             let pos = *run_pos.entry(run).or_insert_with(|| {
                 runs.push((run, Vec::new()));
                 runs.len() - 1
             });
             runs[pos].1.push((no, d, bytes));
-        }
-        if no == 0 {
-            return Err(Error::InvalidInput {
-                detail: "import input is empty: expected a journal NDJSON header line".into(),
-            });
+        };
+        if binary {
+            // A copy of a live log: a file header, then framed envelopes.
+            let mut all = Vec::new();
+            input
+                .read_to_end(&mut all)
+                .map_err(|e| Error::io("import input", e))?;
+            let as_input = |e: Error| match e {
+                Error::Corrupt { detail, .. } => Error::InvalidInput { detail },
+                other => other,
+            };
+            if !livelog::check_header(&all, "import input (a live log)").map_err(as_input)? {
+                return Err(Error::InvalidInput {
+                    detail: "import input (a live log) ends inside its file header".into(),
+                });
+            }
+            let (records, complete) = livelog::split_records(&all);
+            for rec in &records {
+                let (d, bytes) = rec.decode().map_err(|d| bad(rec.no, d))?;
+                add(rec.no, d, bytes);
+            }
+            if complete < all.len() {
+                return Err(Error::InvalidInput {
+                    detail: format!(
+                        "import input (a live log): its last {} bytes, from byte {complete}, \
+                         are an unfinished record; copy the live log again once its writer \
+                         has finished the write",
+                        all.len() - complete
+                    ),
+                });
+            }
+        } else {
+            let mut line = String::new();
+            let mut no = 0usize;
+            loop {
+                line.clear();
+                let n = input
+                    .read_line(&mut line)
+                    .map_err(|e| Error::io("import input", e))?;
+                if n == 0 {
+                    break;
+                }
+                no += 1;
+                let text = line.trim_end_matches(['\n', '\r']);
+                if no == 1 {
+                    NdjsonHeader::parse(text, "import input", false).map_err(|e| match e {
+                        Error::Corrupt { detail, .. } => Error::InvalidInput { detail },
+                        other => other,
+                    })?;
+                    continue;
+                }
+                if text.trim().is_empty() {
+                    continue;
+                }
+                let (d, bytes) = codec::parse_line(text, false).map_err(|d| bad(no, d))?;
+                add(no, d, bytes);
+            }
+            if no == 0 {
+                return Err(Error::InvalidInput {
+                    detail: "import input is empty: expected a journal NDJSON header line".into(),
+                });
+            }
         }
         let ticket = {
             let mut st = self.w.lock_state()?;
@@ -595,7 +636,7 @@ impl Writer {
         Ok(())
     }
 
-    /// Encodes and records a checked event (database insert, index updates, live-log line
+    /// Encodes and records a checked event (database insert, index updates, live-log record
     /// queued). Returns its group-commit ticket.
     fn write_event(&self, st: &mut WriterState, event: &Event, prev: u64) -> Result<u64, Error> {
         let bytes = codec::encode(event, prev)?;
@@ -672,19 +713,19 @@ impl Writer {
         Ok(ticket)
     }
 
-    /// Inserts an encoded event into the database and queues its live-log line.
+    /// Inserts an encoded event into the database and queues its live-log record.
     fn store_raw(&self, st: &mut WriterState, d: &Decoded, bytes: &[u8]) -> Result<u64, Error> {
         let key = codec::event_key(d.event.run, d.event.seq);
         if let Err(e) = self.store.events.insert(key, bytes) {
             return Err(self.poison(st, Error::Storage(e)));
         }
-        st.pending.extend_from_slice(codec::to_line(d).as_bytes());
+        livelog::frame(bytes, &mut st.pending);
         st.written += 1;
         st.events += 1;
         Ok(st.written)
     }
 
-    /// Writes a batch of lines to the live log, then makes the log and the database durable.
+    /// Writes a batch of records to the live log, then makes the log and the database durable.
     fn flush_locked(&self, log: &File, buf: &[u8]) -> Result<(), String> {
         let path = livelog::log_path(&self.dir);
         let mut f = log;
@@ -784,9 +825,9 @@ impl Writer {
 /// number of events.
 ///
 /// - The database is checked run by run (checksums, chain, transitions); damage stops the open.
-/// - The live log is checked line by line. Damage at its end (an unfinished line, or trailing
-///   lines that do not parse, with no good line after them) is cut off: a write cut short.
-///   Damage followed by good lines stops the open.
+/// - The live log is checked record by record. Damage at its end (an unfinished record, or
+///   trailing records or bytes that do not check, with no intact record after them) is cut
+///   off: a write cut short. Damage followed by intact records stops the open.
 /// - Each run's events in both must be identical where both have them; the longer side's extra
 ///   events (never acknowledged, since acknowledgement waits for both) are copied to the other.
 /// - The runs and instances indexes are rewritten from the replayed runs.
@@ -839,78 +880,73 @@ fn reconcile(dir: &Path, store: &Store) -> Result<(u64, Vec<String>), Error> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => return Err(Error::io(&path, e)),
     };
-    let (lines, _) = livelog::split_lines(&bytes);
     let mut keep_len: usize;
     let mut to_db: Vec<(Decoded, Vec<u8>)> = Vec::new();
     let mut in_log: HashMap<RunId, u64> = HashMap::new();
-    match lines.first() {
-        None => {
-            // New journal, or a crash while writing the header: start the log over.
-            keep_len = 0;
-        }
-        Some(first) => {
-            NdjsonHeader::parse(&String::from_utf8_lossy(first.bytes), &lwhat, true)?;
-            keep_len = first.bytes.len() + 1;
-            let mut bad: Option<(usize, String)> = None;
-            for line in &lines[1..] {
-                let parsed = livelog::parse_raw(line);
-                let (d, raw) = match parsed {
-                    Err(detail) => {
-                        bad.get_or_insert((line.no, detail));
-                        continue;
-                    }
-                    Ok(v) => v,
-                };
-                if let Some((no, detail)) = &bad {
-                    return Err(Error::corrupt(
-                        None,
-                        None,
-                        format!(
-                            "{lwhat} line {no}: {detail}; later lines are intact, so this is \
-                             damage, not a write cut short by a crash"
-                        ),
-                    ));
+    if !livelog::check_header(&bytes, &lwhat)? {
+        // New journal, or a crash while writing the header: start the log over.
+        keep_len = 0;
+    } else {
+        keep_len = livelog::LOG_HEADER;
+        let (records, _) = livelog::split_records(&bytes);
+        let mut bad: Option<(String, String)> = None;
+        for rec in &records {
+            let (d, raw) = match rec.decode() {
+                Err(detail) => {
+                    bad.get_or_insert((rec.place(&lwhat), detail));
+                    continue;
                 }
-                let run = d.event.run;
-                let seq = d.event.seq;
-                let fail = |detail: String| {
-                    Error::corrupt(
-                        Some(run),
-                        Some(seq),
-                        format!("{lwhat} line {}: {detail}", line.no),
-                    )
-                };
-                let count = in_log.entry(run).or_insert(0);
-                if seq != *count + 1 {
-                    return Err(fail(format!("sequence number {seq} follows {count}")));
-                }
-                *count = seq;
-                match runs.get_mut(&run) {
-                    Some(s) if (seq as usize) <= s.hashes.len() => {
-                        if s.hashes[(seq - 1) as usize] != d.hash {
-                            return Err(fail("differs from the same event in the database".into()));
-                        }
-                    }
-                    Some(s) => {
-                        s.chain.push(&d).map_err(fail)?;
-                        s.hashes.push(d.hash);
-                        to_db.push((d, raw));
-                    }
-                    None => {
-                        let chain = RunChain::start(&d).map_err(fail)?;
-                        order.push(run);
-                        runs.insert(
-                            run,
-                            Scan {
-                                chain,
-                                hashes: vec![d.hash],
-                            },
-                        );
-                        to_db.push((d, raw));
-                    }
-                }
-                keep_len = line.start + line.bytes.len() + 1;
+                Ok(v) => v,
+            };
+            if let Some((place, detail)) = &bad {
+                return Err(Error::corrupt(
+                    None,
+                    None,
+                    format!(
+                        "{place}: {detail}; later records are intact, so this is damage, not \
+                         a write cut short by a crash"
+                    ),
+                ));
             }
+            let run = d.event.run;
+            let seq = d.event.seq;
+            let fail = |detail: String| {
+                Error::corrupt(
+                    Some(run),
+                    Some(seq),
+                    format!("{}: {detail}", rec.place(&lwhat)),
+                )
+            };
+            let count = in_log.entry(run).or_insert(0);
+            if seq != *count + 1 {
+                return Err(fail(format!("sequence number {seq} follows {count}")));
+            }
+            *count = seq;
+            match runs.get_mut(&run) {
+                Some(s) if (seq as usize) <= s.hashes.len() => {
+                    if s.hashes[(seq - 1) as usize] != d.hash {
+                        return Err(fail("differs from the same event in the database".into()));
+                    }
+                }
+                Some(s) => {
+                    s.chain.push(&d).map_err(fail)?;
+                    s.hashes.push(d.hash);
+                    to_db.push((d, raw));
+                }
+                None => {
+                    let chain = RunChain::start(&d).map_err(fail)?;
+                    order.push(run);
+                    runs.insert(
+                        run,
+                        Scan {
+                            chain,
+                            hashes: vec![d.hash],
+                        },
+                    );
+                    to_db.push((d, raw));
+                }
+            }
+            keep_len = rec.end;
         }
     }
     // Cut the log's damaged or unfinished end; write the header if there is none.
@@ -930,7 +966,7 @@ fn reconcile(dir: &Path, store: &Store) -> Result<(u64, Vec<String>), Error> {
     }
     let mut tail: Vec<u8> = Vec::new();
     if keep_len == 0 {
-        tail.extend_from_slice(NdjsonHeader::new("live-log", None).to_line().as_bytes());
+        tail.extend_from_slice(&livelog::file_header());
     }
     // Events the database has and the log lacks.
     let mut copied_to_log = 0u64;
@@ -941,8 +977,8 @@ fn reconcile(dir: &Path, store: &Store) -> Result<(u64, Vec<String>), Error> {
         }
         store.for_each_record(*run, |seq, bytes, _| {
             if seq > logged {
-                let d = crate::store::decode_stored(*run, seq, bytes, &what)?;
-                tail.extend_from_slice(codec::to_line(&d).as_bytes());
+                crate::store::decode_stored(*run, seq, bytes, &what)?;
+                livelog::frame(bytes, &mut tail);
                 copied_to_log += 1;
             }
             Ok(())
@@ -1007,20 +1043,23 @@ pub fn rebuild_live_log(dir: &Path) -> Result<u64, Error> {
     let lock = lock::try_lock(dir, Role::Writer)?.ok_or_else(|| lock::locked_error(dir))?;
     let store = Store::open(dir)?;
     let path = livelog::log_path(dir);
-    let tmp = dir.join("events.ndjson.rebuild");
+    let tmp = dir.join(format!("{}.rebuild", livelog::LOG_FILE));
     let mut out = std::io::BufWriter::new(File::create(&tmp).map_err(|e| Error::io(&tmp, e))?);
     let io = |e| Error::io(&tmp, e);
-    out.write_all(NdjsonHeader::new("live-log", None).to_line().as_bytes())
-        .map_err(io)?;
+    out.write_all(&livelog::file_header()).map_err(io)?;
     let mut n = 0u64;
+    let mut buf = Vec::new();
     for run in store.runs_with_events()? {
-        let (events, _) = store.read_run(run)?.ok_or_else(|| Error::NotFound {
+        // Check the whole run (checksums, chain, transitions) before copying its records.
+        store.replay_run(run)?.ok_or_else(|| Error::NotFound {
             what: format!("run {run}"),
         })?;
-        for d in &events {
-            out.write_all(codec::to_line(d).as_bytes()).map_err(io)?;
+        store.for_each_record(run, |_, bytes, _| {
+            buf.clear();
+            livelog::frame(bytes, &mut buf);
             n += 1;
-        }
+            out.write_all(&buf).map_err(io)
+        })?;
     }
     let f = out
         .into_inner()

@@ -486,12 +486,12 @@ fn every_bit_flip_and_truncation_of_the_live_log_is_detected() {
     let clean = base.path().join("clean");
     let original = make_journal(&clean);
     assert!(inspect(&clean).is_ok());
-    let log = clean.join("events.ndjson");
+    let log = clean.join("events.log");
     let bytes = std::fs::read(&log).unwrap();
     let mut rng = Rng(seed());
     let dir = base.path().join("work");
     copy_dir(&clean, &dir);
-    let target = dir.join("events.ndjson");
+    let target = dir.join("events.log");
     for _ in 0..300 {
         let at = rng.below(bytes.len() as u64);
         let bit = rng.below(8) as u8;
@@ -531,12 +531,12 @@ fn damage_to_the_live_log_is_detected_while_a_writer_runs() {
     let dir = tempfile::tempdir().unwrap();
     make_journal(dir.path());
     let j = Journal::open(dir.path()).unwrap();
-    let log = dir.path().join("events.ndjson");
+    let log = dir.path().join("events.log");
     let bytes = std::fs::read(&log).unwrap();
     let r = Reader::open(dir.path()).unwrap();
     assert_eq!(r.source(), Source::LiveLog);
     assert!(r.verify().unwrap().is_ok());
-    // Damage a line in the middle.
+    // Damage a record in the middle.
     let pos = find_all(&bytes, b"needle-1-020")[0];
     let mut damaged = bytes.clone();
     damaged[pos + 3] ^= 0x04;
@@ -546,13 +546,14 @@ fn damage_to_the_live_log_is_detected_while_a_writer_runs() {
     let report = r.verify().unwrap();
     let p = report.first_problem().expect("damage not reported");
     assert!(p.detail.contains("checksum"), "{p}");
-    assert!(p.run.is_some() || p.detail.contains("line"), "{p}");
+    assert!(p.run.is_some() || p.detail.contains("record"), "{p}");
     // The damaged run cannot be read; the writer's own verify sees it too.
     assert!(j.verify().unwrap().first_problem().is_some());
-    // An unfinished final line (a write in progress) is tolerated.
+    // An unfinished final record (a write in progress) is tolerated: here the start of a copy
+    // of the first record after the file header.
     std::fs::write(&log, &bytes).unwrap();
     let mut torn = bytes.clone();
-    torn.extend_from_slice(b"{\"run\":\"0000");
+    torn.extend_from_slice(&bytes[16..40]);
     std::fs::write(&log, &torn).unwrap();
     let r = Reader::open(dir.path()).unwrap();
     let report = r.verify().unwrap();

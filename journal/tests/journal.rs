@@ -211,7 +211,7 @@ fn illegal_events_are_refused_and_nothing_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let j = Journal::open(dir.path()).unwrap();
     let run = j.create_run(header(&["a"], 1)).unwrap().run;
-    let log = dir.path().join("events.ndjson");
+    let log = dir.path().join("events.log");
     let before_log = std::fs::read(&log).unwrap();
     let before = j.replay(run).unwrap();
     let cases: Vec<(Option<&str>, Option<&str>, u32, EventKind)> = vec![
@@ -484,7 +484,7 @@ fn export_and_import_round_trip() {
     drop(r);
 
     // The live log is itself importable.
-    let live = std::fs::read(src.path().join("events.ndjson")).unwrap();
+    let live = std::fs::read(src.path().join("events.log")).unwrap();
     let dst2 = tempfile::tempdir().unwrap();
     assert_eq!(
         journal::import_ndjson(dst2.path(), &mut &live[..]).unwrap(),
@@ -523,4 +523,29 @@ fn export_and_import_round_trip() {
     conflicting.create_run(h).unwrap();
     let err = conflicting.import_ndjson(&mut &all[..]).unwrap_err();
     assert!(err.to_string().contains("differs"), "{err}");
+}
+
+#[test]
+fn a_journal_with_an_ndjson_live_log_is_refused_clearly() {
+    // Development builds kept the live log as NDJSON in events.ndjson (live-log format 1).
+    let dir = tempfile::tempdir().unwrap();
+    let j = Journal::open(dir.path()).unwrap();
+    j.create_run(header(&["a"], 1)).unwrap();
+    j.close().unwrap();
+    let log = dir.path().join("events.log");
+    std::fs::rename(&log, dir.path().join("events.ndjson")).unwrap();
+    for err in [
+        Journal::open(dir.path()).err(),
+        Reader::open(dir.path()).err(),
+        Reader::open_live_log(dir.path()).err(),
+    ] {
+        match err {
+            Some(journal::Error::OldFormat { location, detail }) => {
+                assert!(location.ends_with("events.ndjson"), "{location}");
+                assert!(detail.contains("export"), "{detail}");
+            }
+            other => panic!("expected OldFormat, got {other:?}"),
+        }
+    }
+    assert!(!log.exists(), "nothing was written");
 }
