@@ -5,8 +5,9 @@
 //! - events per second with group commit, and the baseline of one flush per append, measured
 //!   in the same run;
 //! - replay of a journal of 1,000,000 events (100,000 in quick mode), from the database and
-//!   from the live log;
-//! - bytes per event on disk.
+//!   from the binary live log (`events.log`);
+//! - bytes per event on disk: every file of the journal directory, the database (`db/`) and the
+//!   live log together.
 
 use journal::codec::{self, NdjsonHeader};
 use journal::{
@@ -62,6 +63,22 @@ fn dir_bytes(dir: &Path) -> u64 {
         }
     }
     total
+}
+
+/// Bytes of one file (0 if missing).
+fn file_bytes(path: &Path) -> u64 {
+    std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
+}
+
+/// Prints how a journal's bytes per event split between its files.
+fn breakdown(total: u64, db: u64, log: u64, events: u64) {
+    let per = |b: u64| b as f64 / events.max(1) as f64;
+    println!(
+        "  (of which database db/ {:.0}, live log events.log {:.0}, other files {:.0})",
+        per(db),
+        per(log),
+        per(total - db - log)
+    );
 }
 
 struct AppendResult {
@@ -194,6 +211,8 @@ fn main() {
     let appended_events = report.events;
     drop(j);
     let append_bytes = dir_bytes(&base.path().join("appends"));
+    let append_db = dir_bytes(&base.path().join("appends").join("db"));
+    let append_log = file_bytes(&base.path().join("appends").join("events.log"));
     // Baseline: one flush per append, appends one at a time.
     let jb = Arc::new(
         Journal::open_with(
@@ -260,6 +279,7 @@ fn main() {
         format!("{:.0}", append_bytes as f64 / appended_events as f64),
         "< 300",
     );
+    breakdown(append_bytes, append_db, append_log, appended_events);
 
     // A big journal, imported in bulk.
     let (runs, per_run) = if quick { (100, 1000) } else { (1000, 1000) };
@@ -321,14 +341,11 @@ fn main() {
     }
     let bytes = dir_bytes(&dir);
     let db = dir_bytes(&dir.join("db"));
+    let log = file_bytes(&dir.join("events.log"));
     line(
         "bytes/event on disk, bulk journal",
         format!("{:.0}", bytes as f64 / imported as f64),
         "< 300",
     );
-    println!(
-        "  (of which database {:.0}, live log {:.0})",
-        db as f64 / imported as f64,
-        (bytes - db) as f64 / imported as f64
-    );
+    breakdown(bytes, db, log, imported as u64);
 }

@@ -1,5 +1,5 @@
-//! Bytes: the versioned envelope around each stored event, the hash chain, and the NDJSON lines
-//! of the live log and of exports.
+//! Bytes: the versioned envelope around each stored event (in the database and, framed, in the
+//! live log), the hash chain, and the NDJSON lines of exports.
 //!
 //! The envelope (format version 1), as stored in the database:
 //!
@@ -203,14 +203,14 @@ pub fn split_event_key(key: &[u8]) -> Option<(RunId, u64)> {
     Some((run, u64::from_be_bytes(seq)))
 }
 
-/// The first line of every NDJSON file (live log or export).
+/// The first line of every NDJSON file (an export, or the old NDJSON live log).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NdjsonHeader {
     /// Always [`NDJSON_FORMAT`].
     pub format: String,
     /// The format version of the lines that follow.
     pub version: u32,
-    /// `"live-log"` for the journal's live log, `"journal"` or `"run"` for an export.
+    /// `"journal"` or `"run"` for an export (`"live-log"` for the old NDJSON live log).
     pub scope: String,
     /// For a one-run export, the run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
