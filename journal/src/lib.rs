@@ -111,8 +111,8 @@
 //! record longer than the rest of the file, or bytes from which no intact record starts, are an
 //! unfinished end; anything else that fails a check is damage. Pinned in [`codec`]'s and the
 //! live log's unit tests. The live log is about a third of the size of the NDJSON it replaced
-//! (under 80 against about 210 bytes per event in the benchmark), which keeps both copies together under 300 bytes
-//! per event.
+//! (under 80 against about 210 bytes per event in the benchmark), which keeps both copies
+//! together under 300 bytes per event.
 //!
 //! Live-log format version 1 was an NDJSON file, `events.ndjson`, written by development builds
 //! only. This build does not read or convert it: a journal directory holding `events.ndjson`
