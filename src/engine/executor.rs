@@ -19,7 +19,7 @@ use journal::{EventKind, Journal, Outcome, RunId, RunState, StepStatus};
 use tokio::sync::Semaphore;
 
 use super::fault::{FaultPoint, Faults, Moment};
-use super::step::{Outputs, Step, StepCx};
+use super::step::{Outputs, Step, StepCx, StepError};
 
 /// How the executor runs.
 #[derive(Debug, Clone)]
@@ -312,7 +312,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
                 continue;
             }
             let mut attempt = prev.map_or(1, |p| p.attempt + 1);
-            let mut retries_left = self.options.retries;
+            let mut retried = 0;
             loop {
                 self.record(
                     run,
@@ -364,15 +364,14 @@ impl<E: Send + Sync + 'static> Engine<E> {
                             },
                         )
                         .await?;
-                        if retries_left == 0 || !e.is_transient() {
+                        let Some(wait) = self.retry_wait(&e, retried) else {
                             return Ok(InstanceOutcome::Failed {
                                 step: name.to_string(),
                                 error: e.to_string(),
                             });
-                        }
-                        let done = self.options.retries - retries_left + 1;
-                        retries_left -= 1;
-                        tokio::time::sleep(self.options.retry_delay * done).await;
+                        };
+                        retried += 1;
+                        tokio::time::sleep(wait).await;
                         attempt += 1;
                     }
                 }
@@ -413,59 +412,75 @@ impl<E: Send + Sync + 'static> Engine<E> {
                 StepStatus::UndoStarted | StepStatus::UndoFailed => attempt += 1,
                 StepStatus::Succeeded | StepStatus::Failed => {}
             }
-            self.record(
-                run,
-                Some(instance),
-                Some(name),
-                attempt,
-                EventKind::UndoStarted,
-            )
-            .await?;
-            self.fault(instance, name, Moment::BeforeUndo)?;
-            let result = {
-                let cx = StepCx {
-                    env: &*self.env,
+            let mut retried = 0;
+            loop {
+                self.record(
                     run,
-                    instance,
+                    Some(instance),
+                    Some(name),
                     attempt,
-                    outputs: &outputs,
-                    times: &times,
+                    EventKind::UndoStarted,
+                )
+                .await?;
+                self.fault(instance, name, Moment::BeforeUndo)?;
+                let result = {
+                    let cx = StepCx {
+                        env: &*self.env,
+                        run,
+                        instance,
+                        attempt,
+                        outputs: &outputs,
+                        times: &times,
+                    };
+                    step.undo(&cx).await
                 };
-                step.undo(&cx).await
-            };
-            self.fault(instance, name, Moment::AfterUndo)?;
-            match result {
-                Ok(()) => {
-                    self.record(
-                        run,
-                        Some(instance),
-                        Some(name),
-                        attempt,
-                        EventKind::UndoFinished,
-                    )
-                    .await?;
-                    self.fault(instance, name, Moment::AfterUndoRecord)?;
-                }
-                Err(e) => {
-                    tracing::info!(run = %run, instance, step = name, error = %e, "undo failed");
-                    self.record(
-                        run,
-                        Some(instance),
-                        Some(name),
-                        attempt,
-                        EventKind::UndoFailed {
-                            error: e.to_string(),
-                        },
-                    )
-                    .await?;
-                    return Ok(InstanceOutcome::UndoFailed {
-                        step: name.to_string(),
-                        error: e.to_string(),
-                    });
+                self.fault(instance, name, Moment::AfterUndo)?;
+                match result {
+                    Ok(()) => {
+                        self.record(
+                            run,
+                            Some(instance),
+                            Some(name),
+                            attempt,
+                            EventKind::UndoFinished,
+                        )
+                        .await?;
+                        self.fault(instance, name, Moment::AfterUndoRecord)?;
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::info!(run = %run, instance, step = name, attempt, error = %e, "undo failed");
+                        self.record(
+                            run,
+                            Some(instance),
+                            Some(name),
+                            attempt,
+                            EventKind::UndoFailed {
+                                error: e.to_string(),
+                            },
+                        )
+                        .await?;
+                        let Some(wait) = self.retry_wait(&e, retried) else {
+                            return Ok(InstanceOutcome::UndoFailed {
+                                step: name.to_string(),
+                                error: e.to_string(),
+                            });
+                        };
+                        retried += 1;
+                        tokio::time::sleep(wait).await;
+                        attempt += 1;
+                    }
                 }
             }
         }
         Ok(InstanceOutcome::Undone)
+    }
+
+    /// How long to wait before applying (or undoing) a step again after `e`, having retried it
+    /// `retried` times already; `None` when it is not to be retried.
+    fn retry_wait(&self, e: &StepError, retried: u32) -> Option<std::time::Duration> {
+        (e.is_transient() && retried < self.options.retries)
+            .then(|| self.options.retry_delay * (retried + 1))
     }
 
     fn fault(&self, instance: &str, step: &str, moment: Moment) -> Result<(), EngineError> {

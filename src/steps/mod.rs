@@ -93,6 +93,16 @@ impl RebuildEnv {
     }
 }
 
+/// The error of a start or stop. Its operation failing in LXD (a start hook that timed out, a
+/// stop that LXD gave up on: both seen when the daemon is busy) is worth another try; a start
+/// or stop is idempotent, so the engine may retry it.
+pub(crate) fn state_change_error(e: lxd::Error) -> StepError {
+    match e {
+        lxd::Error::OperationFailed { .. } => StepError::transient(e.to_string()),
+        other => other.into(),
+    }
+}
+
 /// The rebuild pipeline, in order.
 pub fn rebuild_pipeline() -> Vec<Arc<dyn Step<RebuildEnv>>> {
     vec![

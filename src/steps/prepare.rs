@@ -98,7 +98,9 @@ impl Step<RebuildEnv> for Prepare {
                     "{tmp} was not made by this run; leaving it alone"
                 )));
             }
-            lxd.stop_instance(&tmp, Stop::Force).await?;
+            lxd.stop_instance(&tmp, Stop::Force)
+                .await
+                .map_err(super::state_change_error)?;
             lxd.delete_instance(&tmp).await?;
             Ok(())
         })

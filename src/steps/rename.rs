@@ -111,7 +111,9 @@ impl Step<RebuildEnv> for Swap {
                 return Ok(());
             }
             let tmp = temporary_name(cx.instance, cx.run);
-            lxd.stop_instance(cx.instance, Stop::Force).await?;
+            lxd.stop_instance(cx.instance, Stop::Force)
+                .await
+                .map_err(super::state_change_error)?;
             lxd.rename_instance(cx.instance, &tmp).await?;
             Ok(())
         })

@@ -22,7 +22,9 @@ impl Step<RebuildEnv> for Start {
             let plan = cx.env.plan(cx.instance)?;
             let lxd = cx.env.lxd(plan);
             new_root(&lxd, cx.instance, cx.run).await?;
-            lxd.start_instance(cx.instance).await?;
+            lxd.start_instance(cx.instance)
+                .await
+                .map_err(super::state_change_error)?;
             let pre: Preflight = cx.outputs.get("preflight")?;
             // Downtime: the old root was running until `stop` began.
             let downtime_ms = match (pre.running, cx.times.get("stop")) {
@@ -39,7 +41,9 @@ impl Step<RebuildEnv> for Start {
             let lxd = cx.env.lxd(plan);
             if let Some(i) = lxd.get_instance(cx.instance).await.optional()? {
                 if built_by(&i.value, cx.run) {
-                    lxd.stop_instance(cx.instance, Stop::Force).await?;
+                    lxd.stop_instance(cx.instance, Stop::Force)
+                        .await
+                        .map_err(super::state_change_error)?;
                 }
             }
             Ok(())

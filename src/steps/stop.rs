@@ -46,7 +46,9 @@ impl Step<RebuildEnv> for StopOld {
                 }
             }
             if how == "forced" {
-                lxd.stop_instance(cx.instance, Stop::Force).await?;
+                lxd.stop_instance(cx.instance, Stop::Force)
+                    .await
+                    .map_err(super::state_change_error)?;
             }
             let state = lxd.instance_state(cx.instance).await?;
             if !state.is_stopped() {
@@ -71,7 +73,9 @@ impl Step<RebuildEnv> for StopOld {
             }
             match lxd.get_instance(cx.instance).await.optional()? {
                 Some(i) if !built_by(&i.value, cx.run) => {
-                    lxd.start_instance(cx.instance).await?;
+                    lxd.start_instance(cx.instance)
+                        .await
+                        .map_err(super::state_change_error)?;
                     Ok(())
                 }
                 Some(_) => Err(StepError::new(format!(
