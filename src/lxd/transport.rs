@@ -1,5 +1,5 @@
-//! The HTTP layer: one pooled hyper connection set over the unix socket, bounded requests,
-//! URL building and the parsing of LXD's response envelope.
+//! The HTTP layer: a hyper client over the unix socket (a fresh connection per request),
+//! bounded requests, URL building and the parsing of LXD's response envelope.
 //!
 //! Nothing here knows about instances or profiles: it sends a request and returns either raw
 //! bytes (files, exec logs) or a [`Reply`] (the `sync`/`async`/`error` envelope, already turned
@@ -45,7 +45,7 @@ impl RawResponse {
     }
 }
 
-/// The pooled connection to one socket.
+/// The client of one socket.
 pub(crate) struct Transport {
     socket: PathBuf,
     http: HyperClient<UnixConnector, Full<Bytes>>,
@@ -53,8 +53,14 @@ pub(crate) struct Transport {
 
 impl Transport {
     pub fn new(socket: PathBuf) -> Self {
+        // No idle pool: one fresh connection per request. With a pool, hyper races a new
+        // connect against the return of a busy connection and, when the busy one wins, keeps
+        // the new one idle without ever writing to it. LXD 5.0.2 reads the first bytes of
+        // each new connection inside its accept loop, so one such silent connection stops the
+        // daemon from accepting any other client (its own start/stop hooks included) until it
+        // closes: requests hung for up to the idle timeout and starts and stops failed.
         let http = HyperClient::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
+            .pool_max_idle_per_host(0)
             .build(UnixConnector);
         Transport { socket, http }
     }
