@@ -22,7 +22,7 @@ pub const WRITER_WAIT: Duration = Duration::from_secs(10);
 /// Where a database that could not be opened after a crash is moved before it is rebuilt.
 pub(crate) const DAMAGED_DB_DIR: &str = "db.damaged";
 
-/// An import line: its number, the event and its envelope.
+/// An imported event: its line (or live-log record) number, the event and its envelope.
 type ImportLine = (usize, Decoded, Vec<u8>);
 
 /// What the writer keeps about a run it appends to.
@@ -174,7 +174,7 @@ impl Journal {
         let store = match Store::open(dir) {
             Ok(s) => s,
             // Every acknowledged event is in the live log (made durable before the
-            // acknowledgement), and reconcile checks every line of it: a database that sled
+            // acknowledgement), and reconcile checks every record of it: a database that sled
             // cannot open (a crash while sled wrote it, or damage) is rebuilt from the log. The
             // damaged one is kept beside it for inspection.
             Err(Error::Corrupt { detail, .. }) if log_len.is_some() => {
@@ -382,7 +382,7 @@ impl Journal {
         )
     }
 
-    /// Imports an NDJSON export (or a live log): see [`import_ndjson`].
+    /// Imports an NDJSON export (or a copy of a binary live log): see [`import_ndjson`].
     pub fn import_ndjson(&self, input: &mut dyn BufRead) -> Result<usize, Error> {
         // Parse and check everything before writing anything.
         let mut runs: Vec<(RunId, Vec<ImportLine>)> = Vec::new();
@@ -1024,11 +1024,13 @@ fn reconcile(dir: &Path, store: &Store) -> Result<(u64, Vec<String>), Error> {
     Ok((total, notes))
 }
 
-/// Imports an NDJSON export (or a live log) into the journal in `dir`, creating it if needed:
-/// checks the header's format version, every line's checksum and each run's sequence numbers,
+/// Imports an NDJSON export (or a copy of a binary live log, recognised by its magic bytes) into
+/// the journal in `dir`, creating it if needed: checks the header's format version, every line's
+/// (or record's) checksum and each run's sequence numbers,
 /// hash chain and transitions, and that events already in the journal are identical. Events
 /// the journal lacks are added (a run may be extended). Returns the number of events added.
-/// Bad input is refused with [`Error::InvalidInput`] naming the line, and nothing is written.
+/// Bad input is refused with [`Error::InvalidInput`] naming the line (or record), and nothing is
+/// written.
 pub fn import_ndjson(dir: &Path, input: &mut dyn BufRead) -> Result<usize, Error> {
     let j = Journal::open(dir)?;
     let n = j.import_ndjson(input)?;

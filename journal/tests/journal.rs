@@ -549,3 +549,39 @@ fn a_journal_with_an_ndjson_live_log_is_refused_clearly() {
     }
     assert!(!log.exists(), "nothing was written");
 }
+
+#[test]
+fn a_damaged_or_unfinished_live_log_copy_is_refused_by_import() {
+    let src = tempfile::tempdir().unwrap();
+    let j = Journal::open(src.path()).unwrap();
+    let run = failed_run(&j, 1);
+    j.close().unwrap();
+    let live = std::fs::read(src.path().join("events.log")).unwrap();
+    assert_eq!(&live[..8], b"RRJLOG\r\n", "the live log is binary");
+    let dst = tempfile::tempdir().unwrap();
+    // A flipped bit inside an event names the record and the checksum.
+    let mut damaged = live.clone();
+    let at = live.len() - 3;
+    damaged[at] ^= 0x10;
+    let err = journal::import_ndjson(dst.path(), &mut &damaged[..]).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, journal::Error::InvalidInput { .. })
+            && msg.contains("record")
+            && msg.contains("checksum"),
+        "{msg}"
+    );
+    // A copy cut inside its last record is refused as unfinished.
+    let err = journal::import_ndjson(dst.path(), &mut &live[..live.len() - 5]).unwrap_err();
+    assert!(err.to_string().contains("unfinished"), "{err}");
+    let r = Reader::open(dst.path()).unwrap();
+    assert!(
+        r.runs(&RunFilter::default()).unwrap().is_empty(),
+        "nothing imported"
+    );
+    drop(r);
+    // The intact copy imports the run.
+    let n = journal::import_ndjson(dst.path(), &mut &live[..]).unwrap();
+    let r = Reader::open(dst.path()).unwrap();
+    assert_eq!(n as u64, r.replay(run).unwrap().last_seq);
+}
