@@ -1,0 +1,377 @@
+//! What a user of `reroot rebuild` relies on, shown on the real LXD daemon, ZFS (zfs-fuse) and
+//! btrfs: data kept byte-identical across a rebuild, the new template in place, the downtime
+//! recorded; `--dry-run` and bad configs change nothing; `undo` restores the old root and leaves
+//! the data unless `--data` asks to roll it back; an instance of a failed run is refused by a new
+//! run until that one is undone.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use reroot::lxd::{Client, ExecRequest, NewInstance};
+use sha2::{Digest, Sha256};
+
+const REROOT: &str = env!("CARGO_BIN_EXE_reroot");
+
+/// A template pair, a journal and a config directory, all named after one unique prefix, and
+/// removed (with every instance, profile, dataset and subvolume of that prefix) when dropped.
+struct Bed {
+    prefix: String,
+    dir: tempfile::TempDir,
+    lxd: Client,
+}
+
+impl Bed {
+    async fn new() -> Bed {
+        assert!(
+            Path::new("/rerootz").is_dir(),
+            "ZFS pool rerootz is not mounted: run scripts/testbed.sh"
+        );
+        let btrfs = Command::new("stat")
+            .args(["-f", "-c", "%T", "/srv/reroot-btrfs"])
+            .output()
+            .expect("stat");
+        assert_eq!(
+            String::from_utf8_lossy(&btrfs.stdout).trim(),
+            "btrfs",
+            "/srv/reroot-btrfs is not a btrfs mount: run scripts/testbed.sh"
+        );
+        let lxd = common::lxd_client().await;
+        let prefix = common::unique_name("rb");
+        let bed = Bed {
+            prefix,
+            dir: tempfile::tempdir().expect("tempdir"),
+            lxd,
+        };
+        for (which, image) in [("old", "reroot-old"), ("new", "reroot-new")] {
+            let name = bed.template(which);
+            bed.lxd
+                .create_instance(&NewInstance::from_image_alias(&name, image))
+                .await
+                .expect("create template");
+            bed.lxd
+                .create_snapshot(&name, "base", None)
+                .await
+                .expect("snapshot template");
+        }
+        bed
+    }
+
+    fn template(&self, which: &str) -> String {
+        format!("{}-tpl-{which}", self.prefix)
+    }
+
+    fn instance(&self) -> String {
+        format!("{}-web", self.prefix)
+    }
+
+    fn journal(&self) -> PathBuf {
+        self.dir.path().join("journal")
+    }
+
+    /// Writes the instance's config file (always the same path, since the instance is named
+    /// after it); `extra` is appended (e.g. a health check).
+    fn config(&self, extra: &str) -> PathBuf {
+        let path = self.dir.path().join(format!("{}.yaml", self.instance()));
+        let text = format!(
+            "#lxdops\n\
+             ostype: busybox\n\
+             origin: (tpl)/base\n\
+             profiles: [default]\n\
+             device-owner: 100000:100000\n\
+             stop-timeout: 0\n\
+             filesystems:\n  \
+               data:\n    pattern: rerootz/{p}/(instance)\n  \
+               logs:\n    kind: btrfs\n    pattern: /srv/reroot-btrfs/{p}-(instance)\n\
+             devices:\n  \
+               www:\n    path: /var/www\n    filesystem: data\n  \
+               log:\n    path: /var/log/app\n    filesystem: logs\n    dir: .\n\
+             {extra}",
+            p = self.prefix
+        );
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
+    fn reroot(&self, args: &[&str]) -> Output {
+        let out = Command::new(REROOT)
+            .arg("--journal")
+            .arg(self.journal())
+            .args(args)
+            .output()
+            .expect("run reroot");
+        eprintln!(
+            "reroot {}: {}\n{}{}",
+            args.join(" "),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    fn rebuild(&self, tpl: &str, config: &Path) -> Output {
+        let tpl = format!("tpl={}", self.template(tpl));
+        self.reroot(&["rebuild", "-P", &tpl, config.to_str().unwrap()])
+    }
+
+    /// The id of the newest run.
+    fn last_run(&self) -> String {
+        let out = self.reroot(&["history", "--json", "--limit", "1"]);
+        assert!(out.status.success());
+        let runs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("history json");
+        runs[0]["id"].as_str().expect("a run id").to_string()
+    }
+
+    fn run_count(&self) -> usize {
+        if !self.journal().exists() {
+            return 0;
+        }
+        let out = self.reroot(&["history", "--json"]);
+        let runs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("history json");
+        runs.as_array().map_or(0, Vec::len)
+    }
+
+    async fn sh(&self, script: &str) -> String {
+        let out = self
+            .lxd
+            .exec(&self.instance(), &ExecRequest::shell(script))
+            .await
+            .expect("exec");
+        assert_eq!(out.exit_code, 0, "`{script}`: {}", out.stderr_text());
+        out.stdout_text()
+    }
+
+    async fn template_version(&self) -> String {
+        self.sh("cat /etc/template-version")
+            .await
+            .trim()
+            .to_string()
+    }
+
+    /// sha256 of the instance's data files, read on the host.
+    fn data_digest(&self, files: &[&str]) -> String {
+        let mut h = Sha256::new();
+        for f in files {
+            let path = match f.strip_prefix("www/") {
+                Some(rest) => format!("/rerootz/{}/{}/www/{rest}", self.prefix, self.instance()),
+                None => format!("/srv/reroot-btrfs/{}-{}/{f}", self.prefix, self.instance()),
+            };
+            h.update(std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}")));
+        }
+        h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// Names of the instances of this bed, other than the templates.
+    async fn instances(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .lxd
+            .list_instance_names()
+            .await
+            .expect("list")
+            .into_iter()
+            .filter(|n| n.starts_with(&self.prefix) && !n.contains("-tpl-"))
+            .collect();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for Bed {
+    fn drop(&mut self) {
+        let prefix = self.prefix.clone();
+        let worker = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let Ok(client) = Client::connect(common::lxd_options()).await else {
+                    return eprintln!("cleanup: cannot connect to LXD");
+                };
+                if let Ok(names) = client.list_instance_names().await {
+                    for n in names.iter().filter(|n| n.starts_with(&prefix)) {
+                        if let Err(e) = common::remove_instance(&client, n).await {
+                            eprintln!("cleanup: {n}: {e}");
+                        }
+                    }
+                }
+                let _ = client.delete_profile(&format!("{prefix}-web.reroot")).await;
+            });
+            let _ = Command::new("zfs")
+                .args(["destroy", "-r", &format!("rerootz/{prefix}")])
+                .status();
+            if let Ok(entries) = std::fs::read_dir("/srv/reroot-btrfs") {
+                let mut subvolumes: Vec<PathBuf> = entries
+                    .flatten()
+                    .map(|e| e.path())
+                    .filter(|p| {
+                        p.file_name()
+                            .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+                    })
+                    .collect();
+                // Snapshots (`name@snap`) sort after their subvolume: delete them first.
+                subvolumes.sort();
+                subvolumes.reverse();
+                for s in subvolumes {
+                    let _ = Command::new("btrfs")
+                        .args(["subvolume", "delete"])
+                        .arg(&s)
+                        .output();
+                }
+            }
+        });
+        let _ = worker.join();
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_keeps_data_switches_template_and_undo_restores() {
+    let _serial = common::LXD_LOCK.lock().await;
+    let bed = Bed::new().await;
+    let config = bed.config("");
+
+    // Launch: the instance does not exist yet.
+    assert!(bed.rebuild("old", &config).status.success());
+    assert_eq!(bed.template_version().await, "old");
+    bed.sh(
+        "echo orders > /var/www/orders.txt; head -c 100000 /dev/urandom > /var/www/blob; \
+            echo line > /var/log/app/app.log; touch /root/only-in-old-root",
+    )
+    .await;
+    let files = ["www/orders.txt", "www/blob", "app.log"];
+    let before = bed.data_digest(&files);
+
+    // --dry-run changes nothing and records no run.
+    let runs = bed.run_count();
+    let tpl_new = format!("tpl={}", bed.template("new"));
+    let dry = bed.reroot(&[
+        "rebuild",
+        "--dry-run",
+        "-P",
+        &tpl_new,
+        config.to_str().unwrap(),
+    ]);
+    assert!(dry.status.success());
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("preflight"));
+    assert_eq!(bed.run_count(), runs);
+    assert_eq!(bed.template_version().await, "old");
+
+    // The rebuild proper.
+    assert!(bed.rebuild("new", &config).status.success());
+    let run = bed.last_run();
+    assert_eq!(bed.template_version().await, "new");
+    assert_eq!(
+        bed.data_digest(&files),
+        before,
+        "data changed by the rebuild"
+    );
+    assert_eq!(
+        bed.sh("cat /var/www/orders.txt /var/log/app/app.log").await,
+        "orders\nline\n",
+        "data not visible inside the new root"
+    );
+    assert_eq!(
+        bed.sh("test -e /root/only-in-old-root && echo old || echo fresh")
+            .await
+            .trim(),
+        "fresh"
+    );
+    let web = bed.instance();
+    assert_eq!(
+        bed.instances().await,
+        vec![web.clone(), format!("{web}-old-{}", &run[..8])],
+        "the old root is kept, retired, until prune"
+    );
+    let show = bed.reroot(&["show", &run, "--json"]);
+    let state: serde_json::Value = serde_json::from_slice(&show.stdout).expect("show json");
+    let start = state["instances"][0]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "start")
+        .expect("a start step")
+        .clone();
+    let output: serde_json::Value =
+        serde_json::from_str(start["output"].as_str().unwrap()).unwrap();
+    let downtime = output["downtime_ms"].as_i64().expect("downtime recorded");
+    assert!(downtime > 0 && downtime < 120_000, "downtime {downtime} ms");
+    assert!(bed.reroot(&["journal", "verify"]).status.success());
+
+    // Data written after the rebuild survives a plain undo; the old root comes back.
+    bed.sh("echo after > /var/www/after.txt").await;
+    assert!(bed.reroot(&["undo", &run]).status.success());
+    assert_eq!(bed.template_version().await, "old");
+    assert_eq!(
+        bed.sh("cat /var/www/after.txt; test -e /root/only-in-old-root && echo old-root")
+            .await,
+        "after\nold-root\n"
+    );
+    assert_eq!(bed.instances().await, vec![web.clone()]);
+
+    // `undo --data` also rolls the filesystems back to the run's snapshot.
+    assert!(bed.rebuild("new", &config).status.success());
+    let run2 = bed.last_run();
+    bed.sh("echo later > /var/www/later.txt; echo more >> /var/log/app/app.log")
+        .await;
+    assert!(bed.reroot(&["undo", &run2, "--data"]).status.success());
+    assert_eq!(bed.template_version().await, "old");
+    assert_eq!(
+        bed.sh(
+            "test -e /var/www/later.txt && echo kept || echo rolled-back; cat /var/log/app/app.log"
+        )
+        .await,
+        "rolled-back\nline\n"
+    );
+    assert_eq!(bed.instances().await, vec![web]);
+    assert!(bed.reroot(&["journal", "verify"]).status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_run_holds_its_instance_until_undone_and_bad_configs_change_nothing() {
+    let _serial = common::LXD_LOCK.lock().await;
+    let bed = Bed::new().await;
+
+    // A config with a misspelt key: a clear error naming file and key, and nothing done.
+    let bad = bed.config("filesytems: {}\n");
+    let out = bed.rebuild("old", &bad);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(err.contains(&format!("{}.yaml", bed.instance())), "{err}");
+    assert!(
+        err.contains("filesytems") && err.contains("filesystems"),
+        "{err}"
+    );
+    assert_eq!(bed.run_count(), 0, "a bad config must not start a run");
+    assert!(bed.instances().await.is_empty());
+
+    // Launch, then a rebuild whose health check never passes: it fails at `verify`.
+    let good = bed.config("");
+    assert!(bed.rebuild("old", &good).status.success());
+    let failing = bed.config("health-check:\n  command: [sh, -c, 'exit 3']\n  timeout: 2\n");
+    let out = bed.rebuild("new", &failing);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FAILED at verify"));
+    let failed_run = bed.last_run();
+
+    // The instance is held by that run: a new rebuild is refused and changes nothing.
+    let runs = bed.run_count();
+    let out = bed.rebuild("new", &good);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains(&failed_run[..8]), "{}", stderr(&out));
+    assert_eq!(bed.run_count(), runs);
+
+    // Undo of the failed run brings the old root back; then the instance is free again.
+    assert!(bed.reroot(&["undo", &failed_run]).status.success());
+    assert_eq!(bed.template_version().await, "old");
+    assert_eq!(bed.instances().await, vec![bed.instance()]);
+    // (The instance has one config file: write the healthy one back.)
+    let good = bed.config("");
+    assert!(bed.rebuild("new", &good).status.success());
+    assert_eq!(bed.template_version().await, "new");
+}
