@@ -547,6 +547,7 @@ pub(crate) fn verify_store(
     }
     let mut runs: HashMap<RunId, Seen> = HashMap::new();
     let mut order: Vec<RunId> = Vec::new();
+    let reading = store.reading();
     for kv in store.events.iter() {
         let (k, v) = kv?;
         let Some((run, first)) = codec::split_event_key(&k) else {
@@ -589,6 +590,7 @@ pub(crate) fn verify_store(
             });
         }
     }
+    drop(reading);
     report.runs = runs.len() as u64;
     // 2. The runs index and the instances index.
     let indexed: HashSet<RunId> = store.indexed_runs()?.into_iter().collect();

@@ -249,9 +249,18 @@ pub(crate) struct Store {
     pub runs: sled::Tree,
     pub instances: sled::Tree,
     pub meta: sled::Tree,
+    /// Held shared while a run's events are read, exclusively while [`Store::compact`] packs
+    /// them: a sled iterator is no snapshot, so a read overlapping a packing batch could see
+    /// the old first key, then none of the removed ones (a gap in the run).
+    packing: std::sync::RwLock<()>,
 }
 
 impl Store {
+    /// Shared hold against [`Store::compact`], for reads of the events tree.
+    pub(crate) fn reading(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.packing.read().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Opens (creating if needed) the database of journal directory `dir`. The caller holds the
     /// lock file.
     pub fn open(dir: &Path) -> Result<Store, Error> {
@@ -305,6 +314,7 @@ impl Store {
             meta,
             path,
             db,
+            packing: std::sync::RwLock::new(()),
         })
     }
 
@@ -398,8 +408,9 @@ impl Store {
         Ok(out)
     }
 
-    /// The stored values of a run, in key order: single envelopes and chunks.
-    pub fn raw_events(&self, run: RunId) -> sled::Iter {
+    /// The stored values of a run, in key order: single envelopes and chunks. Callers hold
+    /// [`Store::reading`] while they iterate.
+    fn raw_events(&self, run: RunId) -> sled::Iter {
         self.events.scan_prefix(run.as_bytes())
     }
 
@@ -411,6 +422,7 @@ impl Store {
         mut each: impl FnMut(u64, &[u8], bool) -> Result<(), Error>,
     ) -> Result<(), Error> {
         let what = self.what();
+        let _reading = self.reading();
         for kv in self.raw_events(run) {
             let (k, v) = kv?;
             let Some((_, first)) = codec::split_event_key(&k) else {
@@ -471,6 +483,7 @@ impl Store {
     /// The last stored event of a run, decoded.
     pub fn last_event(&self, run: RunId) -> Result<Option<Decoded>, Error> {
         let what = self.what();
+        let _reading = self.reading();
         match self.raw_events(run).next_back().transpose()? {
             None => Ok(None),
             Some((k, v)) => {
@@ -498,6 +511,7 @@ impl Store {
     pub fn loose_tail(&self, run: RunId) -> Result<Vec<(u64, Vec<u8>)>, Error> {
         let what = self.what();
         let mut out = Vec::new();
+        let _reading = self.reading();
         let mut iter = self.raw_events(run);
         while let Some(kv) = iter.next_back() {
             let (k, v) = kv?;
@@ -522,6 +536,7 @@ impl Store {
     /// Leaves fewer than [`CHUNK_EVENTS`] in `loose`. `loose` must be consecutive events of the
     /// run, each stored under its own key.
     pub fn compact(&self, run: RunId, loose: &mut Vec<(u64, Vec<u8>)>) -> Result<(), Error> {
+        let _packing = self.packing.write().unwrap_or_else(|p| p.into_inner());
         while loose.len() >= CHUNK_EVENTS {
             let group: Vec<(u64, Vec<u8>)> = loose.drain(..CHUNK_EVENTS).collect();
             let mut batch = sled::Batch::default();

@@ -585,3 +585,49 @@ fn a_damaged_or_unfinished_live_log_copy_is_refused_by_import() {
     let r = Reader::open(dst.path()).unwrap();
     assert_eq!(n as u64, r.replay(run).unwrap().last_seq);
 }
+
+/// Replays in the writer's own process while appends pack events into chunks: a replay must
+/// never see a gap (a sled iterator is no snapshot; the store keeps reads and packing apart).
+/// Found by the engine's crash simulation, where parallel instances replay while others append.
+#[test]
+fn replays_during_appends_never_see_a_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Arc::new(Journal::open(dir.path()).unwrap());
+    let run = j
+        .create_run(header(&["web1"], journal::now_ms()))
+        .unwrap()
+        .run;
+    let writer = {
+        let j = j.clone();
+        std::thread::spawn(move || {
+            for i in 0..400u32 {
+                let name = format!("s{i}");
+                step(&j, run, "web1", &name, 1, EventKind::StepStarted);
+                step(&j, run, "web1", &name, 1, ok("{}"));
+            }
+        })
+    };
+    let mut replays = 0;
+    while !writer.is_finished() {
+        let state = j
+            .replay(run)
+            .unwrap_or_else(|e| panic!("replay {replays} during appends: {e}"));
+        assert_eq!(
+            state.last_seq as usize,
+            1 + 2 * state.instances[0].steps.len()
+                - usize::from(
+                    state.instances[0]
+                        .steps
+                        .last()
+                        .is_some_and(|s| s.status == StepStatus::Started)
+                )
+        );
+        replays += 1;
+    }
+    writer.join().unwrap();
+    assert!(
+        replays > 10,
+        "only {replays} replays overlapped the appends"
+    );
+    assert_eq!(j.replay(run).unwrap().last_seq, 801);
+}
