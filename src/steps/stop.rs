@@ -1,15 +1,41 @@
 //! `stop`: stops the old root, cleanly within a bound and then by force. The downtime starts
 //! here.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::names::built_by;
 use super::preflight::Preflight;
 use super::RebuildEnv;
 use crate::engine::{BoxFuture, Step, StepCx, StepError};
-use crate::lxd::{OptionalExt, Stop};
+use crate::lxd::{self, InstancePatch, OptionalExt, Stop};
 
 pub(super) struct StopOld;
+
+/// How long `stop` waits for LXD to finish an operation that a killed run left on the old root.
+const SETTLE_BOUND: Duration = Duration::from_secs(60);
+
+/// Waits until LXD has no operation under way on a stopped instance. A run killed while LXD
+/// was stopping the old root leaves that stop going on: the instance already shows as Stopped,
+/// but LXD holds the operation lock, under the instance's *name*, until the stop's hooks end
+/// (~0.5 s). Renaming it meanwhile (`retire`) orphans the lock, and the new root, which takes
+/// the name, is refused every change ("Instance is busy running a "stop" operation") for
+/// ~30 s. An empty PATCH takes the same lock and changes nothing: once LXD accepts it, the
+/// instance is settled.
+async fn settle(lxd: &lxd::Client, instance: &str) -> Result<(), StepError> {
+    let deadline = Instant::now() + SETTLE_BOUND;
+    loop {
+        match lxd
+            .patch_instance(instance, &InstancePatch::default(), None)
+            .await
+        {
+            Ok(_) => return Ok(()),
+            Err(e) if e.is_in_use() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
 
 impl Step<RebuildEnv> for StopOld {
     fn name(&self) -> &'static str {
@@ -27,7 +53,12 @@ impl Step<RebuildEnv> for StopOld {
                 // Launching, or already retired or swapped by a previous attempt.
                 return Ok(serde_json::json!({ "how": "absent" }));
             };
-            if built_by(&current.value, cx.run) || !current.value.is_running() {
+            if built_by(&current.value, cx.run) {
+                return Ok(serde_json::json!({ "how": "already stopped" }));
+            }
+            if !current.value.is_running() {
+                // Maybe by the stop of a previous attempt, which LXD may still be finishing.
+                settle(&lxd, cx.instance).await?;
                 return Ok(serde_json::json!({ "how": "already stopped" }));
             }
             let timeout = cx.env.options.stop_timeout_s.unwrap_or(plan.stop_timeout_s);
