@@ -337,7 +337,10 @@ impl Journal {
             if ran.success() {
                 return;
             }
-            eprintln!("crash: {context}: attempt {attempt} to finish run {run} failed:\n{ran}");
+            eprintln!(
+                "crash: {context}: attempt {attempt} to finish run {run} failed:\n{ran}\n{}",
+                self.detail(run).await
+            );
             last = Some(ran);
         }
         panic!(
@@ -360,6 +363,11 @@ impl Journal {
             .as_str()
             .unwrap_or_else(|| panic!("show --json has no status: {shown}"))
             .to_string()
+    }
+
+    /// `reroot show RUN` as text (for failure messages).
+    async fn detail(&self, run: &str) -> String {
+        self.run(&["show", run], None).await.stdout
     }
 
     /// `reroot journal verify` must pass.
@@ -1143,7 +1151,10 @@ async fn sigkill_at_random_times_during_a_parallel_rebuild() {
                         resume_kills += 1;
                     } else if !ran.success() {
                         failures += 1;
-                        eprintln!("crash: {context}: resume failed:\n{ran}");
+                        eprintln!(
+                            "crash: {context}: resume failed:\n{ran}\n{}",
+                            journal.detail(&run).await
+                        );
                         assert!(
                             failures < ATTEMPTS,
                             "{context}: resume failed {failures} times"
