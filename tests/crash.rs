@@ -395,6 +395,11 @@ impl Running {
         }
     }
 
+    /// True while the process has not ended.
+    fn still_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// Kills the process with SIGKILL after `delay` unless it ended before.
     async fn kill_after(mut self, delay: Duration) -> Ran {
         match tokio::time::timeout(delay, self.child.wait()).await {
@@ -1315,9 +1320,13 @@ async fn lxd_daemon_restart_during_a_rebuild() {
         .collect();
     let mut args = vec!["rebuild", "-P", &tpl];
     args.extend(configs.iter().map(String::as_str));
-    let rebuild = journal.spawn(&args, None);
+    let mut rebuild = journal.spawn(&args, None);
     // One instance at a time takes ~2.5 s: the restart lands in the first one's steps.
     tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(
+        rebuild.still_running(),
+        "the rebuild ended before LXD was restarted: nothing was tested"
+    );
     restart_lxd().await;
     progress(started, "LXD restarted");
     // The run must end by itself within its bounds (no hang), failed or not.
