@@ -969,9 +969,9 @@ async fn crash_at_every_step_and_moment_then_resume_or_undo() {
     let _ = bed.launch(&mut [&mut r, &mut u]).await;
     progress(started, &format!("launched {} and {}", r.name, u.name));
 
-    // One scenario at a time: LXD 5.0.2 on this testbed stalls (start hooks time out after
-    // ~90 s) when starts and stops of different instances overlap. `r` alternates templates,
-    // so each resume scenario starts where the last ended; `u` goes old → crash → undo → old.
+    // One scenario at a time (~2.5 s each), so a failure names one crash point. `r` alternates
+    // templates, so each resume scenario starts where the last ended; `u` goes old → crash →
+    // undo → old.
     let mut version = "old";
     for (i, point) in points.iter().enumerate() {
         let target = other(version);
