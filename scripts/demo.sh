@@ -16,7 +16,7 @@ bash scripts/testbed.sh
 echo "==> building reroot (release)"
 cargo build --release --quiet
 reroot="$repo/target/release/reroot"
-export REROOT_JOURNAL=${REROOT_JOURNAL:-/var/lib/reroot/journal}
+export REROOT_JOURNAL=${REROOT_JOURNAL:-/var/lib/reroot/demo/journal}
 demo=/var/lib/reroot/demo
 mkdir -p "$demo"
 stamp=$(date -u +%Y%m%d%H%M%S)

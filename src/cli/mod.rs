@@ -88,6 +88,12 @@ pub enum Command {
 
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, so printing into a closed pipe (`reroot history | head`) would
+    // panic; restore the default so the process ends quietly like other Unix tools.
+    // SAFETY: called first thing, before any other thread exists; changes only this signal.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     init_logging(cli.global.verbose);
     let rt = match tokio::runtime::Builder::new_multi_thread()

@@ -121,12 +121,16 @@ pub fn rebuild_pipeline() -> Vec<Arc<dyn Step<RebuildEnv>>> {
 }
 
 impl From<lxd::Error> for StepError {
-    /// Timeouts, transport failures, lost operations and server errors may pass; not found,
-    /// conflicts, refusals and bad requests will not.
+    /// Timeouts, transport failures, lost operations, server errors and "busy running an
+    /// operation" may pass; not found, conflicts, refusals and bad requests will not.
     fn from(e: lxd::Error) -> StepError {
+        // "Instance is busy running a "stop" operation": another operation holds the
+        // instance for a moment.
+        let busy = e.is_in_use() && e.message().contains("busy running");
         let passing = e.is_timeout()
             || e.is_transport()
             || e.is_outcome_unknown()
+            || busy
             || matches!(e, lxd::Error::Server { .. });
         if passing {
             StepError::transient(e.to_string())
