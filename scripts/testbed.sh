@@ -66,26 +66,62 @@ detach() {
 # ---------------------------------------------------------------------------------------------
 step "ZFS (zfs-fuse) with pool $ZFS_POOL"
 zfs_img="$TESTBED_DIR/zfs.img"
-# A zfs-fuse killed with SIGKILL leaves dead fuse mounts behind ("Transport endpoint is not
-# connected"); they must go, deepest first, before zfs-fuse can mount its datasets again.
-if ! pgrep -x zfs-fuse >/dev/null; then
-    dead=$(awk '$3 == "fuse" || $3 == "fuse.zfs-fuse" {print $2}' /proc/mounts | sort -r)
-    for m in $dead; do
-        if ! stat "$m" >/dev/null 2>&1; then
-            say "unmounting dead fuse mount $m"
-            umount -l "$m" || true
-        fi
+zfs_answers() { zpool list >/dev/null 2>&1; }
+# The mounts zfs-fuse serves: its datasets (type fuse.zfs) and its /zfs-kstat. Deepest first.
+zfs_mounts() {
+    awk '$3 == "fuse.zfs" || ($3 ~ /^fuse/ && $2 == "/zfs-kstat") {print $2}' /proc/mounts | sort -ru
+}
+# A zfs-fuse process that is still there may be one killed a moment ago: give it 5 s to answer,
+# then kill what is left of it.
+if pgrep -x zfs-fuse >/dev/null; then
+    for _ in $(seq 1 25); do
+        zfs_answers && break
+        sleep 0.2
     done
-    say "starting zfs-fuse"
+    if ! zfs_answers; then
+        say "a zfs-fuse process is there but does not answer: killing it"
+        pkill -9 -x zfs-fuse || true
+        for _ in $(seq 1 50); do
+            pgrep -x zfs-fuse >/dev/null || break
+            sleep 0.2
+        done
+    fi
+fi
+if zfs_answers; then
+    say "zfs-fuse already running"
+else
+    # With no zfs-fuse serving them, every zfs-fuse mount is dead ("Transport endpoint is not
+    # connected"): a killed zfs-fuse leaves them behind, possibly stacked on one another, and
+    # zfs cannot mount the datasets again until they are gone.
+    for _ in 1 2 3 4 5; do
+        dead=$(zfs_mounts)
+        [ -n "$dead" ] || break
+        for m in $dead; do
+            say "unmounting dead zfs-fuse mount $m"
+            umount -l "$m" || true
+        done
+    done
+    [ -z "$(zfs_mounts)" ] || fail "cannot unmount dead zfs-fuse mounts: $(zfs_mounts | tr '\n' ' ')"
+    say "starting zfs-fuse (log: $ZFS_LOG)"
     rm -f /run/zfs-fuse.pid /var/run/zfs-fuse.pid
     detach "$ZFS_LOG" zfs-fuse --no-daemon
     for _ in $(seq 1 50); do
-        zpool list >/dev/null 2>&1 && break
+        zfs_answers && break
         sleep 0.2
     done
-    zpool list >/dev/null 2>&1 || fail "zfs-fuse did not answer within 10 s (see $ZFS_LOG)"
-else
-    say "zfs-fuse already running"
+    zfs_answers || fail "zfs-fuse did not answer within 10 s (see $ZFS_LOG)"
+fi
+if zpool list -H -o name "$ZFS_POOL" >/dev/null 2>&1; then
+    health=$(zpool list -H -o health "$ZFS_POOL")
+    if [ "$health" != ONLINE ] && [ ! -f "$zfs_img" ]; then
+        # zfs-fuse remembered the pool (zpool.cache) but its file is gone: the record is stale.
+        say "pool $ZFS_POOL is $health and $zfs_img is gone: forgetting the stale pool"
+        zpool destroy -f "$ZFS_POOL" >/dev/null 2>&1 || zpool export -f "$ZFS_POOL" ||
+            fail "cannot drop the stale pool $ZFS_POOL"
+    else
+        [ "$health" = ONLINE ] || fail "pool $ZFS_POOL is $health (zpool status $ZFS_POOL tells why)"
+        say "pool $ZFS_POOL present"
+    fi
 fi
 if ! zpool list -H -o name "$ZFS_POOL" >/dev/null 2>&1; then
     if [ -f "$zfs_img" ]; then
@@ -96,11 +132,12 @@ if ! zpool list -H -o name "$ZFS_POOL" >/dev/null 2>&1; then
         truncate -s 1G "$zfs_img"
         zpool create -f "$ZFS_POOL" "$zfs_img" || fail "zpool create failed"
     fi
-else
-    say "pool $ZFS_POOL present"
 fi
-zfs mount -a >/dev/null 2>&1 || true
-[ -d "/$ZFS_POOL" ] || fail "pool $ZFS_POOL is not mounted at /$ZFS_POOL"
+mount_out=$(zfs mount -a 2>&1) || true
+if [ "$(zfs get -H -o value mounted "$ZFS_POOL")" != yes ] || ! stat "/$ZFS_POOL" >/dev/null 2>&1; then
+    fail "pool $ZFS_POOL is not mounted at /$ZFS_POOL; zfs mount -a said: ${mount_out:-nothing}"
+fi
+[ -z "$mount_out" ] || say "zfs mount -a: $mount_out"
 
 # ---------------------------------------------------------------------------------------------
 step "btrfs filesystem at $BTRFS_MOUNT"
