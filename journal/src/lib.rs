@@ -93,7 +93,9 @@
 //!
 //! - `events`: key = run id (16 bytes) + sequence number (u64 big-endian), value = envelope,
 //!   or a chunk of 32 consecutive envelopes keyed by the first (a writer packs each full group
-//!   in one atomic batch: sled's own cost per key is a few hundred bytes);
+//!   in one atomic batch: sled's own cost per key is a few hundred bytes); a chunk is
+//!   deflate-compressed behind a CRC-32 (events of one run repeat their ids and names, so it
+//!   shrinks by half or more); uncompressed chunks of earlier versions are still read;
 //! - `runs`: key = run id, value = checksummed header and status (rewritten on run-level
 //!   events; an index that replay can rebuild);
 //! - `instances`: key = name length (u16 BE) + instance name + run id: which runs touch an

@@ -3,10 +3,13 @@
 //! Trees:
 //! - `events`: key = run id (16 bytes) + sequence number (u64 big-endian); value = the event's
 //!   envelope (see [`crate::codec`]), or a chunk of [`CHUNK_EVENTS`] consecutive events keyed by
-//!   the first (`[0xc1][count: u16 LE]([length: u32 LE][envelope])*`). A writer stores each
-//!   event under its own key and packs full groups into chunks in one atomic batch: sled spends
-//!   a few hundred bytes of its own per key and iterates keys slowly, so chunks make the
-//!   database about half the size and replay several times faster.
+//!   the first: `[0xc2][crc32]` + deflate(`[count: u16 LE]([length: u32 LE][envelope])*`), or the same
+//!   body uncompressed after `[0xc1]` (written by earlier versions, still read). A writer
+//!   stores each event under its own key and packs full groups into chunks in one atomic sled
+//!   batch: sled spends a few hundred bytes of its own per key and iterates keys slowly, so
+//!   chunks make the database several times smaller and replay several times faster. Both
+//!   tags are above any format version, so an older reader meets a chunk with a clear
+//!   "newer format" error.
 //! - `runs`: key = run id; value = a small checksummed record of the run's header and status,
 //!   rewritten at each run-level event. It is an index: replaying the run's events rebuilds it.
 //! - `instances`: key = instance name length (u16 big-endian) + name + run id; empty value. One
@@ -180,16 +183,27 @@ pub(crate) fn check_stored(
     Ok(d.hash)
 }
 
-/// First byte of a chunk value (never a format version).
+/// First byte of an uncompressed chunk value (never a format version). Written by earlier
+/// versions; still read.
 pub(crate) const CHUNK_TAG: u8 = 0xc1;
+/// First byte of a compressed chunk value: `[0xc2][crc32 LE of the rest][raw deflate stream of
+/// the uncompressed chunk without its tag]`. The CRC covers every compressed byte, padding
+/// bits too, so any damage is seen before inflating.
+pub(crate) const CHUNK_Z_TAG: u8 = 0xc2;
 /// Events per chunk.
 pub(crate) const CHUNK_EVENTS: usize = 32;
+/// Refuse to inflate a chunk beyond this: a damaged stream must not eat the memory.
+const CHUNK_MAX_BYTES: u64 = 64 << 20;
 
-/// `[CHUNK_TAG][count: u16 LE]` then, per event, `[length: u32 LE][envelope]`.
-pub(crate) fn encode_chunk(envelopes: &[&[u8]]) -> Vec<u8> {
+/// Whether a stored value is a chunk (and not a single envelope).
+pub(crate) fn is_chunk(value: &[u8]) -> bool {
+    matches!(value.first(), Some(&CHUNK_TAG) | Some(&CHUNK_Z_TAG))
+}
+
+/// The uncompressed body: `[count: u16 LE]` then, per event, `[length: u32 LE][envelope]`.
+fn chunk_body(envelopes: &[&[u8]]) -> Vec<u8> {
     let total: usize = envelopes.iter().map(|e| 4 + e.len()).sum();
-    let mut out = Vec::with_capacity(3 + total);
-    out.push(CHUNK_TAG);
+    let mut out = Vec::with_capacity(2 + total);
     out.extend_from_slice(&(envelopes.len() as u16).to_le_bytes());
     for e in envelopes {
         out.extend_from_slice(&(e.len() as u32).to_le_bytes());
@@ -198,11 +212,37 @@ pub(crate) fn encode_chunk(envelopes: &[&[u8]]) -> Vec<u8> {
     out
 }
 
+/// A compressed chunk: `[CHUNK_Z_TAG]` + zlib(body). The events of one run repeat their run
+/// id, instance and step names and close timestamps, so a chunk shrinks to about half.
+pub(crate) fn encode_chunk(envelopes: &[&[u8]]) -> Vec<u8> {
+    use std::io::Write;
+    let body = chunk_body(envelopes);
+    let mut z = flate2::write::DeflateEncoder::new(
+        Vec::with_capacity(5 + body.len() / 2),
+        flate2::Compression::default(),
+    );
+    // Writing into a Vec cannot fail.
+    z.get_mut().extend_from_slice(&[CHUNK_Z_TAG, 0, 0, 0, 0]);
+    z.write_all(&body).expect("compressing into memory");
+    let mut out = z.finish().expect("compressing into memory");
+    let crc = crc32fast::hash(&out[5..]);
+    out[1..5].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// An uncompressed chunk, the format earlier versions wrote (kept for tests of that path).
+#[cfg(test)]
+pub(crate) fn encode_plain_chunk(envelopes: &[&[u8]]) -> Vec<u8> {
+    let mut out = vec![CHUNK_TAG];
+    out.extend_from_slice(&chunk_body(envelopes));
+    out
+}
+
 /// `(sequence number, envelope, whether it sits in a chunk)`.
 pub(crate) type RecordFn<'a> = dyn FnMut(u64, &[u8], bool) -> Result<(), Error> + 'a;
 
 /// Calls `each(seq, envelope, in_chunk)` for the events of one stored value: a single envelope
-/// stored under sequence number `first`, or a chunk starting there.
+/// stored under sequence number `first`, or a chunk (compressed or not) starting there.
 pub(crate) fn for_each_in_value(
     run: RunId,
     first: u64,
@@ -210,31 +250,58 @@ pub(crate) fn for_each_in_value(
     what: &str,
     each: &mut RecordFn<'_>,
 ) -> Result<(), Error> {
-    if value.first() != Some(&CHUNK_TAG) {
-        return each(first, value, false);
-    }
     let bad = |detail: String| Error::corrupt(Some(run), Some(first), format!("{what}: {detail}"));
-    if value.len() < 3 {
+    let inflated;
+    let body = match value.first() {
+        Some(&CHUNK_TAG) => &value[1..],
+        Some(&CHUNK_Z_TAG) => {
+            use std::io::Read;
+            let Some((crc, stream)) = value.get(1..5).map(|c| (c, &value[5..])) else {
+                return Err(bad("compressed chunk shorter than its header".into()));
+            };
+            if crc32fast::hash(stream).to_le_bytes() != crc {
+                return Err(bad("compressed chunk fails its checksum".into()));
+            }
+            let mut out = Vec::with_capacity(value.len() * 3);
+            let mut z = flate2::read::DeflateDecoder::new(stream).take(CHUNK_MAX_BYTES + 1);
+            z.read_to_end(&mut out)
+                .map_err(|e| bad(format!("compressed chunk is damaged: {e}")))?;
+            if out.len() as u64 > CHUNK_MAX_BYTES {
+                return Err(bad("compressed chunk inflates beyond 64 MiB".into()));
+            }
+            let z = z.into_inner();
+            if z.total_in() as usize != stream.len() {
+                return Err(bad(format!(
+                    "compressed chunk has {} bytes after its end",
+                    stream.len().saturating_sub(z.total_in() as usize)
+                )));
+            }
+            inflated = out;
+            &inflated[..]
+        }
+        _ => return each(first, value, false),
+    };
+    if body.len() < 2 {
         return Err(bad("chunk shorter than its header".into()));
     }
-    let count = u16::from_le_bytes([value[1], value[2]]);
-    let mut pos = 3usize;
+    let count = u16::from_le_bytes([body[0], body[1]]);
+    let mut pos = 2usize;
     for i in 0..u64::from(count) {
-        let Some(len) = value.get(pos..pos + 4) else {
+        let Some(len) = body.get(pos..pos + 4) else {
             return Err(bad(format!("chunk cut short at its event {}", i + 1)));
         };
         let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]) as usize;
         pos += 4;
-        let Some(env) = value.get(pos..pos + len) else {
+        let Some(env) = body.get(pos..pos + len) else {
             return Err(bad(format!("chunk cut short in its event {}", i + 1)));
         };
         pos += len;
         each(first + i, env, true)?;
     }
-    if pos != value.len() || count < 2 {
+    if pos != body.len() || count < 2 {
         return Err(bad(format!(
             "chunk of {count} events has {} bytes left over",
-            value.len().saturating_sub(pos)
+            body.len().saturating_sub(pos)
         )));
     }
     Ok(())
@@ -515,7 +582,7 @@ impl Store {
         let mut iter = self.raw_events(run);
         while let Some(kv) = iter.next_back() {
             let (k, v) = kv?;
-            if v.first() == Some(&CHUNK_TAG) {
+            if is_chunk(&v) {
                 break;
             }
             let Some((_, seq)) = codec::split_event_key(&k) else {
@@ -647,21 +714,59 @@ mod tests {
     fn chunks_round_trip_and_damage_is_detected() {
         let a = vec![1u8, 2, 3];
         let b = vec![1u8, 9];
-        let chunk = encode_chunk(&[&a, &b]);
-        assert_eq!(
-            collect(&chunk).unwrap(),
-            vec![(10, a.clone(), true), (11, b.clone(), true)]
-        );
+        for chunk in [encode_chunk(&[&a, &b]), encode_plain_chunk(&[&a, &b])] {
+            assert_eq!(
+                collect(&chunk).unwrap(),
+                vec![(10, a.clone(), true), (11, b.clone(), true)]
+            );
+            for len in 1..chunk.len() {
+                assert!(collect(&chunk[..len]).is_err(), "cut to {len} accepted");
+            }
+            let mut longer = chunk.clone();
+            longer.push(0);
+            assert!(collect(&longer).is_err());
+        }
         // A single envelope (first byte = format version) is one event.
         assert_eq!(collect(&a).unwrap(), vec![(10, a.clone(), false)]);
-        for len in 1..chunk.len() {
-            assert!(collect(&chunk[..len]).is_err(), "cut to {len} accepted");
-        }
-        let mut longer = chunk.clone();
-        longer.push(0);
-        assert!(collect(&longer).is_err());
-        let mut count = chunk.clone();
+        let mut count = encode_plain_chunk(&[&a, &b]);
         count[1] = 3;
         assert!(collect(&count).is_err());
+    }
+
+    #[test]
+    fn every_flip_in_a_compressed_chunk_is_detected() {
+        let envelopes: Vec<Vec<u8>> = (0..CHUNK_EVENTS as u8)
+            .map(|i| {
+                let mut e = b"\x01 run 0123456789abcdef instance web-1 step clone ".to_vec();
+                e.push(i);
+                e
+            })
+            .collect();
+        let refs: Vec<&[u8]> = envelopes.iter().map(|e| e.as_slice()).collect();
+        let chunk = encode_chunk(&refs);
+        let plain = encode_plain_chunk(&refs);
+        assert_eq!(chunk[0], CHUNK_Z_TAG);
+        assert!(
+            chunk.len() * 2 < plain.len(),
+            "{} bytes compressed, {} plain",
+            chunk.len(),
+            plain.len()
+        );
+        let good = collect(&chunk).unwrap();
+        assert_eq!(good.len(), CHUNK_EVENTS);
+        assert_eq!(good, collect(&plain).unwrap());
+        // Byte 0 is the tag: changing it makes the value something else (checked by the
+        // envelope's own checksum). Every other byte is covered by the chunk's CRC.
+        for pos in 1..chunk.len() {
+            for mask in [0x01u8, 0x80, 0xff] {
+                let mut bad = chunk.clone();
+                bad[pos] ^= mask;
+                assert!(
+                    collect(&bad).is_err(),
+                    "flip {mask:#x} at byte {pos} of {} accepted",
+                    chunk.len()
+                );
+            }
+        }
     }
 }
