@@ -311,71 +311,29 @@ impl<E: Send + Sync + 'static> Engine<E> {
             if prev.is_some_and(|p| p.status == StepStatus::Succeeded) {
                 continue;
             }
-            let mut attempt = prev.map_or(1, |p| p.attempt + 1);
-            let mut retried = 0;
-            loop {
-                self.record(
+            let attempt = prev.map_or(1, |p| p.attempt + 1);
+            let (value, started) = match self
+                .drive_step(
                     run,
-                    Some(instance),
-                    Some(name),
+                    instance,
+                    step.as_ref(),
+                    Direction::Forward,
                     attempt,
-                    EventKind::StepStarted,
+                    &outputs,
+                    &times,
                 )
-                .await?;
-                let started = journal::now_ms();
-                self.fault(instance, name, Moment::BeforeApply)?;
-                let result = {
-                    let cx = StepCx {
-                        env: &*self.env,
-                        run,
-                        instance,
-                        attempt,
-                        outputs: &outputs,
-                        times: &times,
-                    };
-                    step.apply(&cx).await
-                };
-                self.fault(instance, name, Moment::AfterApply)?;
-                match result {
-                    Ok(value) => {
-                        let output = value.to_string();
-                        self.record(
-                            run,
-                            Some(instance),
-                            Some(name),
-                            attempt,
-                            EventKind::StepSucceeded { output },
-                        )
-                        .await?;
-                        outputs.insert(name, value);
-                        times.insert(name.to_string(), (started, Some(journal::now_ms())));
-                        self.fault(instance, name, Moment::AfterRecord)?;
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::info!(run = %run, instance, step = name, attempt, error = %e, "step failed");
-                        self.record(
-                            run,
-                            Some(instance),
-                            Some(name),
-                            attempt,
-                            EventKind::StepFailed {
-                                error: e.to_string(),
-                            },
-                        )
-                        .await?;
-                        let Some(wait) = self.retry_wait(&e, retried) else {
-                            return Ok(InstanceOutcome::Failed {
-                                step: name.to_string(),
-                                error: e.to_string(),
-                            });
-                        };
-                        retried += 1;
-                        tokio::time::sleep(wait).await;
-                        attempt += 1;
-                    }
+                .await?
+            {
+                Ok(done) => done,
+                Err(error) => {
+                    return Ok(InstanceOutcome::Failed {
+                        step: name.to_string(),
+                        error,
+                    })
                 }
-            }
+            };
+            outputs.insert(name, value);
+            times.insert(name.to_string(), (started, Some(journal::now_ms())));
         }
         Ok(InstanceOutcome::Succeeded)
     }
@@ -412,68 +370,108 @@ impl<E: Send + Sync + 'static> Engine<E> {
                 StepStatus::UndoStarted | StepStatus::UndoFailed => attempt += 1,
                 StepStatus::Succeeded | StepStatus::Failed => {}
             }
-            let mut retried = 0;
-            loop {
-                self.record(
+            if let Err(error) = self
+                .drive_step(
                     run,
-                    Some(instance),
-                    Some(name),
+                    instance,
+                    step.as_ref(),
+                    Direction::Undo,
                     attempt,
-                    EventKind::UndoStarted,
+                    &outputs,
+                    &times,
                 )
-                .await?;
-                self.fault(instance, name, Moment::BeforeUndo)?;
-                let result = {
-                    let cx = StepCx {
-                        env: &*self.env,
-                        run,
-                        instance,
-                        attempt,
-                        outputs: &outputs,
-                        times: &times,
-                    };
-                    step.undo(&cx).await
-                };
-                self.fault(instance, name, Moment::AfterUndo)?;
-                match result {
-                    Ok(()) => {
-                        self.record(
-                            run,
-                            Some(instance),
-                            Some(name),
-                            attempt,
-                            EventKind::UndoFinished,
-                        )
-                        .await?;
-                        self.fault(instance, name, Moment::AfterUndoRecord)?;
-                        break;
-                    }
-                    Err(e) => {
-                        tracing::info!(run = %run, instance, step = name, attempt, error = %e, "undo failed");
-                        self.record(
-                            run,
-                            Some(instance),
-                            Some(name),
-                            attempt,
-                            EventKind::UndoFailed {
-                                error: e.to_string(),
-                            },
-                        )
-                        .await?;
-                        let Some(wait) = self.retry_wait(&e, retried) else {
-                            return Ok(InstanceOutcome::UndoFailed {
-                                step: name.to_string(),
-                                error: e.to_string(),
-                            });
-                        };
-                        retried += 1;
-                        tokio::time::sleep(wait).await;
-                        attempt += 1;
-                    }
-                }
+                .await?
+            {
+                return Ok(InstanceOutcome::UndoFailed {
+                    step: name.to_string(),
+                    error,
+                });
             }
         }
         Ok(InstanceOutcome::Undone)
+    }
+
+    /// Applies (forward) or undoes one step of one instance from attempt number `attempt` on:
+    /// each attempt is journaled as started, then succeeded/finished or failed, with the fault
+    /// points around it; a transient failure is tried again within the retry budget. Gives the
+    /// step's output and the time its last attempt started, or the error it failed with for
+    /// good (`Ok(Err(_))`: an outcome, not an engine failure).
+    #[allow(clippy::too_many_arguments)]
+    async fn drive_step(
+        &self,
+        run: RunId,
+        instance: &str,
+        step: &dyn Step<E>,
+        direction: Direction,
+        mut attempt: u32,
+        outputs: &Outputs,
+        times: &Times,
+    ) -> Result<Result<(serde_json::Value, i64), String>, EngineError> {
+        let name = step.name();
+        let (before, after, after_record) = match direction {
+            Direction::Forward => (Moment::BeforeApply, Moment::AfterApply, Moment::AfterRecord),
+            Direction::Undo => (
+                Moment::BeforeUndo,
+                Moment::AfterUndo,
+                Moment::AfterUndoRecord,
+            ),
+        };
+        let mut retried = 0;
+        loop {
+            let kind = match direction {
+                Direction::Forward => EventKind::StepStarted,
+                Direction::Undo => EventKind::UndoStarted,
+            };
+            self.record(run, Some(instance), Some(name), attempt, kind)
+                .await?;
+            let started = journal::now_ms();
+            self.fault(instance, name, before)?;
+            let result = {
+                let cx = StepCx {
+                    env: &*self.env,
+                    run,
+                    instance,
+                    attempt,
+                    outputs,
+                    times,
+                };
+                match direction {
+                    Direction::Forward => step.apply(&cx).await,
+                    Direction::Undo => step.undo(&cx).await.map(|()| serde_json::Value::Null),
+                }
+            };
+            self.fault(instance, name, after)?;
+            match result {
+                Ok(value) => {
+                    let kind = match direction {
+                        Direction::Forward => EventKind::StepSucceeded {
+                            output: value.to_string(),
+                        },
+                        Direction::Undo => EventKind::UndoFinished,
+                    };
+                    self.record(run, Some(instance), Some(name), attempt, kind)
+                        .await?;
+                    self.fault(instance, name, after_record)?;
+                    return Ok(Ok((value, started)));
+                }
+                Err(e) => {
+                    tracing::info!(run = %run, instance, step = name, attempt, ?direction, error = %e, "step failed");
+                    let error = e.to_string();
+                    let kind = match direction {
+                        Direction::Forward => EventKind::StepFailed { error },
+                        Direction::Undo => EventKind::UndoFailed { error },
+                    };
+                    self.record(run, Some(instance), Some(name), attempt, kind)
+                        .await?;
+                    let Some(wait) = self.retry_wait(&e, retried) else {
+                        return Ok(Err(e.to_string()));
+                    };
+                    retried += 1;
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+            }
+        }
     }
 
     /// How long to wait before applying (or undoing) a step again after `e`, having retried it
@@ -539,7 +537,10 @@ fn is_undo_status(s: StepStatus) -> bool {
 }
 
 /// The outputs and times of an instance's recorded steps.
-fn recorded(state: &RunState, instance: &str) -> (Outputs, BTreeMap<String, (i64, Option<i64>)>) {
+/// When each step of an instance started and ended (ms since the epoch), by step name.
+type Times = BTreeMap<String, (i64, Option<i64>)>;
+
+fn recorded(state: &RunState, instance: &str) -> (Outputs, Times) {
     let mut outputs = Outputs::default();
     let mut times = BTreeMap::new();
     if let Some(inst) = state.instance(instance) {
