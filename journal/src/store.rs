@@ -104,31 +104,9 @@ pub(crate) fn decode_stored(
     bytes: &[u8],
     what: &str,
 ) -> Result<Decoded, Error> {
-    match codec::decode(bytes) {
-        Ok(d) => {
-            if d.event.run != run || d.event.seq != seq {
-                return Err(Error::corrupt(
-                    Some(run),
-                    Some(seq),
-                    format!(
-                        "{what}: record stored as event {seq} of run {run} holds event {} of run {}",
-                        d.event.seq, d.event.run
-                    ),
-                ));
-            }
-            Ok(d)
-        }
-        Err(DecodeError::NewerFormat(v)) => Err(Error::NewerFormat {
-            found: u32::from(v),
-            supported: u32::from(codec::FORMAT_VERSION),
-            location: format!("{what}: event {seq} of run {run}"),
-        }),
-        Err(DecodeError::Damaged(detail)) => Err(Error::corrupt(
-            Some(run),
-            Some(seq),
-            format!("{what}: {detail}"),
-        )),
-    }
+    let d = codec::decode(bytes).map_err(|e| stored_error(run, seq, what, e))?;
+    check_place(run, seq, what, d.event.run, d.event.seq)?;
+    Ok(d)
 }
 
 /// Like [`decode_stored`], as a borrowed view.
@@ -138,31 +116,43 @@ pub(crate) fn decode_stored_view<'a>(
     bytes: &'a [u8],
     what: &str,
 ) -> Result<ViewDecoded<'a>, Error> {
-    match codec::decode_view(bytes) {
-        Ok(d) => {
-            if d.event.run != run || d.event.seq != seq {
-                return Err(Error::corrupt(
-                    Some(run),
-                    Some(seq),
-                    format!(
-                        "{what}: record stored as event {seq} of run {run} holds event {} of run {}",
-                        d.event.seq, d.event.run
-                    ),
-                ));
-            }
-            Ok(d)
-        }
-        Err(DecodeError::NewerFormat(v)) => Err(Error::NewerFormat {
+    let d = codec::decode_view(bytes).map_err(|e| stored_error(run, seq, what, e))?;
+    check_place(run, seq, what, d.event.run, d.event.seq)?;
+    Ok(d)
+}
+
+/// The error for a stored envelope of event `seq` of `run` that does not decode.
+fn stored_error(run: RunId, seq: u64, what: &str, e: DecodeError) -> Error {
+    match e {
+        DecodeError::NewerFormat(v) => Error::NewerFormat {
             found: u32::from(v),
             supported: u32::from(codec::FORMAT_VERSION),
             location: format!("{what}: event {seq} of run {run}"),
-        }),
-        Err(DecodeError::Damaged(detail)) => Err(Error::corrupt(
+        },
+        DecodeError::Damaged(detail) => {
+            Error::corrupt(Some(run), Some(seq), format!("{what}: {detail}"))
+        }
+    }
+}
+
+/// A record stored as event `seq` of `run` must hold that very event.
+fn check_place(
+    run: RunId,
+    seq: u64,
+    what: &str,
+    found_run: RunId,
+    found_seq: u64,
+) -> Result<(), Error> {
+    if found_run != run || found_seq != seq {
+        return Err(Error::corrupt(
             Some(run),
             Some(seq),
-            format!("{what}: {detail}"),
-        )),
+            format!(
+                "{what}: record stored as event {seq} of run {run} holds event {found_seq} of run {found_run}"
+            ),
+        ));
     }
+    Ok(())
 }
 
 /// Checks one stored record against the run's chain so far (starting it at the first), using
