@@ -56,12 +56,17 @@ pub(super) async fn apply_part(
     Ok(outcomes.iter().filter(|o| o.changed).count())
 }
 
-/// `files`: pushes the early files into the stopped new root, under its final name.
-pub(super) struct EarlyFiles;
+/// One part of the cloud-config as a step: `files` ([`Part::EarlyFiles`]) pushes the early
+/// files into the stopped new root under its final name; `cloud-config` ([`Part::Rest`])
+/// applies the rest to the running new root.
+pub(super) struct CloudConfigPart(pub Part);
 
-impl Step<RebuildEnv> for EarlyFiles {
+impl Step<RebuildEnv> for CloudConfigPart {
     fn name(&self) -> &'static str {
-        "files"
+        match self.0 {
+            Part::EarlyFiles => "files",
+            Part::Rest => "cloud-config",
+        }
     }
 
     fn apply<'a>(
@@ -71,39 +76,13 @@ impl Step<RebuildEnv> for EarlyFiles {
         Box::pin(async move {
             let plan = cx.env.plan(cx.instance)?;
             let lxd = cx.env.lxd(plan);
-            let changed = apply_part(&lxd, cx.instance, plan, Part::EarlyFiles).await?;
+            let changed = apply_part(&lxd, cx.instance, plan, self.0).await?;
             Ok(serde_json::json!({ "changed": changed }))
         })
     }
 
-    /// Nothing to undo: the files live in the new root, which the undo of `prepare` removes.
-    fn undo<'a>(&'a self, _cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
-        Box::pin(async { Ok(()) })
-    }
-}
-
-/// `cloud-config`: applies the rest of the cloud-config to the running new root.
-pub(super) struct CloudConfig;
-
-impl Step<RebuildEnv> for CloudConfig {
-    fn name(&self) -> &'static str {
-        "cloud-config"
-    }
-
-    fn apply<'a>(
-        &'a self,
-        cx: &'a StepCx<'a, RebuildEnv>,
-    ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
-        Box::pin(async move {
-            let plan = cx.env.plan(cx.instance)?;
-            let lxd = cx.env.lxd(plan);
-            let changed = apply_part(&lxd, cx.instance, plan, Part::Rest).await?;
-            Ok(serde_json::json!({ "changed": changed }))
-        })
-    }
-
-    /// Nothing to undo: what it changed lives in the new root, which the undo of `prepare`
-    /// removes.
+    /// Nothing to undo: what either part changed lives in the new root, which the undo of
+    /// `prepare` removes.
     fn undo<'a>(&'a self, _cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async { Ok(()) })
     }

@@ -113,9 +113,9 @@ pub fn rebuild_pipeline() -> Vec<Arc<dyn Step<RebuildEnv>>> {
         Arc::new(rename::Retire),
         Arc::new(rename::Swap),
         Arc::new(reattach::Reattach),
-        Arc::new(cloud::EarlyFiles),
+        Arc::new(cloud::CloudConfigPart(cloud::Part::EarlyFiles)),
         Arc::new(start::Start),
-        Arc::new(cloud::CloudConfig),
+        Arc::new(cloud::CloudConfigPart(cloud::Part::Rest)),
         Arc::new(verify::Verify),
     ]
 }
