@@ -885,10 +885,26 @@ fn progress(started: Instant, line: &str) {
 /// How many times a scenario is tried when LXD itself fails the rebuild before the fault point.
 const ATTEMPTS: usize = 3;
 
-/// After a crash at `point` and `reroot resume`: the instance is on `version`, built by the
-/// run, which succeeded; after `reroot prune` nothing is left of the old root.
-async fn resume_scenario(bed: &Bed, inst: &mut Inst, point: &str, version: &str, tag: &str) {
-    let context = format!("{}: crash at {point}, then resume", inst.name);
+/// The rebuild of `inst` to `version` dies at `point`; `finish` completes the run.
+/// - `Resume`: the instance is on `version`, built by the run, which succeeded; after
+///   `reroot prune` nothing is left of the old root.
+/// - `Undo` (the instance was on `old`): it is back on `old`, not the run's root, nothing
+///   stray left, the run undone.
+///
+/// Either way the data written just before is intact and `journal verify` passes.
+async fn crash_scenario(
+    bed: &Bed,
+    inst: &mut Inst,
+    point: &str,
+    version: &str,
+    finish: Finish,
+    tag: &str,
+) {
+    let then = match finish {
+        Finish::Resume => "resume",
+        Finish::Undo => "undo",
+    };
+    let context = format!("{}: crash at {point}, then {then}", inst.name);
     let tpl = bed.tpl_property(version);
     let config = inst.config.display().to_string();
     for attempt in 1..=ATTEMPTS {
@@ -902,46 +918,26 @@ async fn resume_scenario(bed: &Bed, inst: &mut Inst, point: &str, version: &str,
             missed(&context, attempt, &ran);
             continue;
         };
-        journal.finish(&run, Finish::Resume, &context).await;
-        bed.check_live(inst, version, Root::Run(&run), &context)
-            .await;
-        journal.verify(&context).await;
-        assert_eq!(journal.status(&run).await, "Succeeded", "{context}");
-        journal.run(&["prune", &run], None).await.ok();
-        bed.check_no_leftovers(&[inst], &context).await;
-        bed.check_live(inst, version, Root::Run(&run), &context)
-            .await;
-        if hit {
-            return;
+        journal.finish(&run, finish, &context).await;
+        match finish {
+            Finish::Resume => {
+                bed.check_live(inst, version, Root::Run(&run), &context)
+                    .await;
+                journal.verify(&context).await;
+                assert_eq!(journal.status(&run).await, "Succeeded", "{context}");
+                journal.run(&["prune", &run], None).await.ok();
+                bed.check_no_leftovers(&[inst], &context).await;
+                bed.check_live(inst, version, Root::Run(&run), &context)
+                    .await;
+            }
+            Finish::Undo => {
+                bed.check_live(inst, "old", Root::NotRun(&run), &context)
+                    .await;
+                bed.check_no_leftovers(&[inst], &context).await;
+                journal.verify(&context).await;
+                assert_eq!(journal.status(&run).await, "Undone", "{context}");
+            }
         }
-        missed(&context, attempt, &ran);
-    }
-    panic!("{context}: the fault point was never reached in {ATTEMPTS} attempts");
-}
-
-/// After a crash at `point` and `reroot undo RUN`: the instance is back on `old`, not the
-/// run's root, nothing stray left, the run undone.
-async fn undo_scenario(bed: &Bed, inst: &mut Inst, point: &str, tag: &str) {
-    let context = format!("{}: crash at {point}, then undo", inst.name);
-    let tpl = bed.tpl_property("new");
-    let config = inst.config.display().to_string();
-    for attempt in 1..=ATTEMPTS {
-        let journal = Journal::new();
-        bed.write_data(inst, &format!("{tag}-{attempt}")).await;
-        let ran = journal
-            .run(&["rebuild", "-P", &tpl, &config], Some(point))
-            .await;
-        let hit = ran.crashed_at(point);
-        let Some(run) = journal.the_run().await else {
-            missed(&context, attempt, &ran);
-            continue;
-        };
-        journal.finish(&run, Finish::Undo, &context).await;
-        bed.check_live(inst, "old", Root::NotRun(&run), &context)
-            .await;
-        bed.check_no_leftovers(&[inst], &context).await;
-        journal.verify(&context).await;
-        assert_eq!(journal.status(&run).await, "Undone", "{context}");
         if hit {
             return;
         }
@@ -975,13 +971,21 @@ async fn crash_at_every_step_and_moment_then_resume_or_undo() {
     let mut version = "old";
     for (i, point) in points.iter().enumerate() {
         let target = other(version);
-        resume_scenario(&bed, &mut r, point, target, &format!("r{i}")).await;
+        crash_scenario(
+            &bed,
+            &mut r,
+            point,
+            target,
+            Finish::Resume,
+            &format!("r{i}"),
+        )
+        .await;
         version = target;
         progress(
             started,
             &format!("resume after {point}: {} on {target}", r.name),
         );
-        undo_scenario(&bed, &mut u, point, &format!("u{i}")).await;
+        crash_scenario(&bed, &mut u, point, "new", Finish::Undo, &format!("u{i}")).await;
         progress(
             started,
             &format!("undo after {point}: {} back on old", u.name),
