@@ -96,9 +96,11 @@ else
     for _ in 1 2 3 4 5; do
         dead=$(zfs_mounts)
         [ -n "$dead" ] || break
+        say "unmounting dead zfs-fuse mounts: $(echo $dead)"
+        # A mount below a dead one may refuse to go on its own; the lazy unmount of the one
+        # above takes it along, and the loop looks again.
         for m in $dead; do
-            say "unmounting dead zfs-fuse mount $m"
-            umount -l "$m" || true
+            umount -l "$m" 2>/dev/null || true
         done
     done
     [ -z "$(zfs_mounts)" ] || fail "cannot unmount dead zfs-fuse mounts: $(zfs_mounts | tr '\n' ' ')"

@@ -498,21 +498,7 @@ async fn cleanup_lxd(client: &Client, hex: &str) {
 
 fn cleanup_storage(hex: &str) {
     let dataset = format!("{ZFS_POOL}/rt-{hex}");
-    // Right after its containers are deleted a dataset may still be busy for a moment.
-    for attempt in 0..40 {
-        let out = std::process::Command::new("zfs")
-            .args(["destroy", "-r", "-R", &dataset])
-            .output();
-        match out {
-            Ok(o) if o.status.success() => break,
-            Ok(o) if String::from_utf8_lossy(&o.stderr).contains("does not exist") => break,
-            Ok(o) if attempt == 39 => eprintln!(
-                "cleanup: zfs destroy -r {dataset}: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            ),
-            _ => std::thread::sleep(Duration::from_millis(500)),
-        }
-    }
+    common::zfs_destroy_all(&dataset);
     let Ok(entries) = std::fs::read_dir(BTRFS_MOUNT) else {
         return;
     };

@@ -199,9 +199,7 @@ impl Drop for Bed {
                 }
                 let _ = client.delete_profile(&format!("{prefix}-web.reroot")).await;
             });
-            let _ = Command::new("zfs")
-                .args(["destroy", "-r", &format!("rerootz/{prefix}")])
-                .status();
+            common::zfs_destroy_all(&format!("rerootz/{prefix}"));
             if let Ok(entries) = std::fs::read_dir("/srv/reroot-btrfs") {
                 let mut subvolumes: Vec<PathBuf> = entries
                     .flatten()

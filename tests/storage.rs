@@ -3,11 +3,12 @@
 //! A missing pool or mount fails the tests; nothing is skipped. Every test works under its own
 //! random names and removes them at the end, even when it fails.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
 
 use reroot::storage::{
     ensure_device_dir, rsync_template, set_owner, Ensured, Filesystem, FsKind, Owner, Removed,
@@ -83,16 +84,7 @@ impl Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         for dataset in &self.zfs_roots {
-            for _ in 0..20 {
-                let out = Command::new("zfs")
-                    .args(["destroy", "-r", "-R", dataset])
-                    .output();
-                match out {
-                    Ok(o) if o.status.success() => break,
-                    Ok(o) if String::from_utf8_lossy(&o.stderr).contains("does not exist") => break,
-                    _ => std::thread::sleep(Duration::from_millis(300)),
-                }
-            }
+            common::zfs_destroy_all(dataset);
         }
         for root in &self.btrfs_roots {
             delete_subvolumes_under(root);

@@ -146,3 +146,27 @@ impl Drop for LxdCleanup {
         let _ = worker.join();
     }
 }
+
+/// Destroys a ZFS dataset with its children, snapshots and clones (`zfs destroy -r -R`),
+/// retrying for up to 20 s: zfs-fuse says "dataset is busy" for a while after the containers
+/// using it are gone. A dataset that does not exist is fine; a lasting failure is printed.
+pub fn zfs_destroy_all(dataset: &str) {
+    let mut last = String::new();
+    for _ in 0..40 {
+        match std::process::Command::new("zfs")
+            .args(["destroy", "-r", "-R", dataset])
+            .output()
+        {
+            Ok(o) if o.status.success() => return,
+            Ok(o) => {
+                last = String::from_utf8_lossy(&o.stderr).trim().to_string();
+                if last.contains("does not exist") {
+                    return;
+                }
+            }
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    eprintln!("cleanup: zfs destroy -r -R {dataset}: {last}");
+}
