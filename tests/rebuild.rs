@@ -124,6 +124,38 @@ impl Bed {
         runs[0]["id"].as_str().expect("a run id").to_string()
     }
 
+    /// `history` finds `run` (just finished, on this bed's instance) by age, date, instance
+    /// and status, and leaves it out of windows that do not hold it; a bad time is an error
+    /// naming the flag.
+    fn check_history_filters(&self, run: &str) {
+        let ids = |args: &[&str]| -> Vec<String> {
+            let mut all = vec!["history", "--json"];
+            all.extend_from_slice(args);
+            let out = self.reroot(&all);
+            assert!(out.status.success(), "history {args:?} failed");
+            let runs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+            runs.as_array()
+                .expect("a list")
+                .iter()
+                .map(|r| r["id"].as_str().expect("id").to_string())
+                .collect()
+        };
+        let instance = self.instance();
+        assert!(ids(&["--since", "1h"]).contains(&run.to_string()));
+        assert!(ids(&["--since", "2000-01-01", "--instance", &instance]).contains(&run.to_string()));
+        assert!(ids(&["--since", "1h", "--status", "succeeded"]).contains(&run.to_string()));
+        assert!(!ids(&["--status", "failed"]).contains(&run.to_string()));
+        assert!(ids(&["--until", "2000-01-01 00:00"]).is_empty());
+        assert!(!ids(&["--until", "1h"]).contains(&run.to_string()));
+        let bad = self.reroot(&["history", "--since", "last tuesday"]);
+        assert!(!bad.status.success());
+        let err = String::from_utf8_lossy(&bad.stderr);
+        assert!(
+            err.contains("--since") && err.contains("last tuesday"),
+            "{err}"
+        );
+    }
+
     fn run_count(&self) -> usize {
         if !self.journal().exists() {
             return 0;
@@ -263,6 +295,7 @@ async fn rebuild_keeps_data_switches_template_and_undo_restores() {
     // The rebuild proper.
     assert!(bed.rebuild("new", &config).status.success());
     let run = bed.last_run();
+    bed.check_history_filters(&run);
     assert_eq!(bed.template_version().await, "new");
     assert_eq!(
         bed.data_digest(&files),

@@ -20,9 +20,55 @@ pub struct HistoryArgs {
     /// Only runs with this status (running, paused, succeeded, failed, undone; repeatable).
     #[arg(long)]
     pub status: Vec<RunStatus>,
+    /// Only runs started at or after this time: a UTC date or time ("2026-11-30",
+    /// "2026-11-30 14:00", "2026-11-30T14:00:00Z") or an age ("90m", "2h", "7d": that long ago).
+    #[arg(long, value_parser = parse_when)]
+    pub since: Option<i64>,
+    /// Only runs started before this time (same forms as --since).
+    #[arg(long, value_parser = parse_when)]
+    pub until: Option<i64>,
     /// At most this many runs (the newest).
     #[arg(long)]
     pub limit: Option<usize>,
+}
+
+/// A point in time for `--since`/`--until`, in ms since the epoch: a UTC date, a UTC date and
+/// time (minutes or seconds, space or `T`, optional `Z`), or an age counted back from now.
+pub(crate) fn parse_when(text: &str) -> Result<i64, String> {
+    parse_when_at(text, std::time::SystemTime::now())
+}
+
+fn parse_when_at(text: &str, now: std::time::SystemTime) -> Result<i64, String> {
+    let t = text.trim();
+    let ms = |at: std::time::SystemTime| -> Result<i64, String> {
+        let d = at
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_err(|_| format!("{t:?} is before 1970"))?;
+        i64::try_from(d.as_millis()).map_err(|_| format!("{t:?} is too far away"))
+    };
+    if t.starts_with(|c: char| c.is_ascii_digit()) && !t.contains('-') {
+        let age = humantime::parse_duration(t)
+            .map_err(|e| format!("{t:?} is not an age such as 90m, 2h or 7d: {e}"))?;
+        let at = now
+            .checked_sub(age)
+            .ok_or_else(|| format!("{t:?} reaches before 1970"))?;
+        return ms(at);
+    }
+    let bare = t.strip_suffix('Z').unwrap_or(t);
+    let candidates = [
+        bare.to_string(),
+        format!("{bare}:00"),
+        format!("{bare} 00:00:00"),
+    ];
+    for c in &candidates {
+        if let Ok(at) = humantime::parse_rfc3339_weak(c) {
+            return ms(at);
+        }
+    }
+    Err(format!(
+        "{t:?} is not a time: use a UTC date (2026-11-30), date and time (2026-11-30 14:00, \
+         2026-11-30T14:00:00Z) or an age (90m, 2h, 7d)"
+    ))
 }
 
 /// `reroot show`.
@@ -64,8 +110,9 @@ pub fn history(args: HistoryArgs, global: &Global) -> Result<ExitCode, CliError>
     let runs = r.runs(&RunFilter {
         statuses: args.status,
         instance: args.instance,
+        since_ms: args.since,
+        until_ms: args.until,
         limit: args.limit,
-        ..Default::default()
     })?;
     if global.json {
         println!("{}", serde_json::to_string_pretty(&runs)?);
@@ -139,6 +186,42 @@ pub fn journal(command: JournalCommand, global: &Global) -> Result<ExitCode, Cli
                 .map_err(|e| format!("{}: {e}", file.display()))?;
             println!("imported {n} events into {}", global.journal.display());
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_when_at;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn times_for_since_and_until() {
+        // 2026-11-30T12:00:00Z
+        let noon = 1_796_040_000_000i64;
+        let now = UNIX_EPOCH + Duration::from_millis(noon as u64);
+        let day = 86_400_000;
+        let at = |t: &str| parse_when_at(t, now);
+        assert_eq!(at("2026-11-30"), Ok(noon - 12 * 3_600_000));
+        assert_eq!(at("2026-11-30 12:00"), Ok(noon));
+        assert_eq!(at("2026-11-30T12:00:00Z"), Ok(noon));
+        assert_eq!(at("2026-11-30T12:00:30"), Ok(noon + 30_000));
+        assert_eq!(at("2h"), Ok(noon - 2 * 3_600_000));
+        assert_eq!(at("90m"), Ok(noon - 90 * 60_000));
+        assert_eq!(at("7d"), Ok(noon - 7 * day));
+        assert_eq!(at(" 1d 12h "), Ok(noon - day - day / 2));
+        for bad in [
+            "",
+            "yesterday",
+            "2026-13-01",
+            "2026-11-30 25:00",
+            "12",
+            "-2h",
+            "2x",
+            "2026-11",
+        ] {
+            let err = at(bad).unwrap_err();
+            assert!(err.contains(bad.trim()), "{bad:?}: {err}");
         }
     }
 }
