@@ -1,7 +1,9 @@
 //! Carrying out a [`Plan`] in a container through a [`Guest`], converging: applying the same
 //! plan twice leaves the same state (runcmd commands run again, by nature).
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::Mutex;
 
 use serde::Serialize;
 
@@ -24,6 +26,37 @@ struct Applier<'g, G> {
     guest: &'g G,
     os: Option<OsType>,
     file: PathBuf,
+    known: &'g Known,
+}
+
+/// What `write_files` steps of one apply have learnt of the guest, so that a run of files
+/// does not read `/etc/passwd` and `/etc/group` and look up the same directory again for
+/// each (each is a request, and the early files are pushed while the instance is down).
+/// Any other kind of step may change anything, so it forgets it all.
+#[derive(Default)]
+struct Known {
+    /// Account files by path.
+    accounts: Mutex<BTreeMap<&'static str, AccountFile>>,
+    /// Directories that exist.
+    dirs: Mutex<BTreeSet<String>>,
+}
+
+impl Known {
+    fn forget(&self) {
+        lock(&self.accounts).clear();
+        lock(&self.dirs).clear();
+    }
+
+    /// A file was written at `path`: it is no directory, and a cached account file it
+    /// replaces is stale.
+    fn wrote(&self, path: &str) {
+        lock(&self.accounts).retain(|p, _| *p != path);
+        lock(&self.dirs).retain(|d| d != path && !d.starts_with(&format!("{path}/")));
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn parent(path: &str) -> Option<&str> {
@@ -42,11 +75,16 @@ pub async fn apply<G: Guest + Sync>(
     plan: &Plan,
 ) -> Result<Vec<Outcome>, CloudConfigError> {
     let mut outcomes = Vec::new();
+    let known = Known::default();
     for step in &plan.steps {
+        if !matches!(step.action, Action::WriteFile(_)) {
+            known.forget();
+        }
         let a = Applier {
             guest,
             os: plan.ostype,
             file: step.file.clone(),
+            known: &known,
         };
         let (what, changed) = match &step.action {
             Action::WriteFile(w) => (
@@ -158,6 +196,20 @@ impl<G: Guest + Sync> Applier<'_, G> {
         Ok(self.exec(key, &argv).await?.exit_code == 0)
     }
 
+    /// Like [`Self::accounts`], remembered for the following `write_files` steps.
+    async fn known_accounts(
+        &self,
+        key: &str,
+        path: &'static str,
+    ) -> Result<AccountFile, CloudConfigError> {
+        if let Some(a) = lock(&self.known.accounts).get(path) {
+            return Ok(a.clone());
+        }
+        let a = self.accounts(key, path).await?;
+        lock(&self.known.accounts).insert(path, a.clone());
+        Ok(a)
+    }
+
     async fn accounts(&self, key: &str, path: &str) -> Result<AccountFile, CloudConfigError> {
         Ok(AccountFile::parse(
             &self.read(key, path).await?.unwrap_or_default(),
@@ -171,8 +223,8 @@ impl<G: Guest + Sync> Applier<'_, G> {
         user: &str,
         group: Option<&str>,
     ) -> Result<(u32, u32), CloudConfigError> {
-        let passwd = self.accounts(key, "/etc/passwd").await?;
-        let groups = self.accounts(key, "/etc/group").await?;
+        let passwd = self.known_accounts(key, "/etc/passwd").await?;
+        let groups = self.known_accounts(key, "/etc/group").await?;
         let entry = passwd.user(user);
         let uid = match (user.parse::<u32>(), &entry) {
             (Ok(n), _) => n,
@@ -199,7 +251,10 @@ impl<G: Guest + Sync> Applier<'_, G> {
         let key = &w.key;
         let (uid, gid) = self.owner(key, &w.user, w.group.as_deref()).await?;
         if let Some(dir) = parent(&w.path) {
-            self.mkdir_p(key, dir, 0, 0, 0o755).await?;
+            if !lock(&self.known.dirs).contains(dir) {
+                self.mkdir_p(key, dir, 0, 0, 0o755).await?;
+                lock(&self.known.dirs).insert(dir.to_string());
+            }
         }
         let existing = self.read(key, &w.path).await?;
         let (content, changed) = if w.append {
@@ -216,6 +271,7 @@ impl<G: Guest + Sync> Applier<'_, G> {
             (w.content.clone(), changed)
         };
         // Written even when unchanged, so that owner and mode converge too.
+        self.known.wrote(&w.path);
         self.write(key, &w.path, &content, uid, gid, w.mode).await?;
         Ok(changed)
     }

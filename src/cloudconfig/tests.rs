@@ -15,6 +15,8 @@ struct FakeGuest {
     files: Mutex<BTreeMap<String, FakeFile>>,
     dirs: Mutex<BTreeMap<String, (u32, u32, u32)>>,
     execs: Mutex<Vec<Vec<String>>>,
+    /// Every file request, as "read PATH", "write PATH" or "mkdir PATH".
+    requests: Mutex<Vec<String>>,
 }
 
 impl FakeGuest {
@@ -64,6 +66,7 @@ impl FakeGuest {
 
 impl Guest for FakeGuest {
     async fn read_file(&self, path: &str) -> Result<Option<Vec<u8>>, GuestError> {
+        self.requests.lock().unwrap().push(format!("read {path}"));
         Ok(self.files.lock().unwrap().get(path).map(|f| f.0.clone()))
     }
     async fn write_file(
@@ -74,6 +77,7 @@ impl Guest for FakeGuest {
         gid: u32,
         mode: u32,
     ) -> Result<(), GuestError> {
+        self.requests.lock().unwrap().push(format!("write {path}"));
         let parent = Path::new(path)
             .parent()
             .unwrap()
@@ -90,6 +94,7 @@ impl Guest for FakeGuest {
         Ok(())
     }
     async fn mkdir_p(&self, path: &str, uid: u32, gid: u32, mode: u32) -> Result<(), GuestError> {
+        self.requests.lock().unwrap().push(format!("mkdir {path}"));
         let mut p = PathBuf::from("/");
         for c in Path::new(path).components().skip(1) {
             p.push(c);
@@ -561,4 +566,56 @@ fn os_type_is_detected_from_os_release() {
     assert_eq!(block_on(detect_ostype(&g)).unwrap(), OsType::Debian);
     g.put("/etc/os-release", "ID=alpine\n");
     assert_eq!(block_on(detect_ostype(&g)).unwrap(), OsType::Alpine);
+}
+
+#[test]
+fn a_run_of_files_looks_up_accounts_and_directories_once_until_another_step() {
+    let g = FakeGuest::busybox();
+    g.put(
+        "/etc/passwd",
+        "root:x:0:0:root:/root:/bin/sh\nweb:x:1100:1100::/home/web:/bin/sh\n",
+    );
+    g.put("/etc/group", "root:x:0:\nwww-data:x:33:\n");
+    let text = "#cloud-config
+write_files:
+  - {path: /etc/a, content: a, owner: 'web:www-data'}
+  - {path: /etc/b, content: b, owner: web}
+  - {path: /srv/x/c, content: c}
+  - {path: /srv/x/d, content: d, owner: '1100:33'}
+  - {path: /srv/x/e, content: e, owner: bob, defer: true}
+users:
+  - name: bob
+    uid: 1200
+";
+    let p = plan(&[cc(text)], Some(OsType::Busybox)).unwrap();
+    block_on(apply(&g, &p)).unwrap();
+    let requests = g.requests.lock().unwrap().clone();
+    // The four early files, up to the users step.
+    let users_start = requests
+        .iter()
+        .position(|r| r == "write /srv/x/d")
+        .expect("d written")
+        + 1;
+    let early = &requests[..users_start];
+    let count = |what: &str| early.iter().filter(|r| *r == what).count();
+    assert_eq!(count("read /etc/passwd"), 1, "{early:?}");
+    assert_eq!(count("read /etc/group"), 1, "{early:?}");
+    assert_eq!(count("mkdir /etc"), 1, "{early:?}");
+    assert_eq!(count("mkdir /srv/x"), 1, "{early:?}");
+    assert_eq!(g.meta("/etc/a"), Some((1100, 33, 0o644)));
+    assert_eq!(g.meta("/etc/b"), Some((1100, 1100, 0o644)));
+    assert_eq!(g.meta("/srv/x/c"), Some((0, 0, 0o644)));
+    assert_eq!(g.meta("/srv/x/d"), Some((1100, 33, 0o644)));
+    // The users step changed the accounts: the deferred file after it finds bob.
+    assert_eq!(g.meta("/srv/x/e"), Some((1200, 1200, 0o644)));
+    let late = &requests[users_start..];
+    let e_at = late.iter().position(|r| r == "write /srv/x/e").unwrap();
+    assert!(
+        late[..e_at]
+            .iter()
+            .rev()
+            .take_while(|r| !r.starts_with("write /etc/passwd"))
+            .any(|r| r == "read /etc/passwd"),
+        "the accounts were not read again after the users step: {late:?}"
+    );
 }
