@@ -297,6 +297,9 @@ pub(crate) fn for_each_in_value(
     Ok(())
 }
 
+/// How long [`Store::open`] waits for sled's file lock, held by a handle that is closing.
+const SLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// An open journal database.
 #[derive(Debug)]
 pub(crate) struct Store {
@@ -328,9 +331,14 @@ impl Store {
             .cache_capacity(64 << 20)
             // Durability comes from the journal's own flush before each acknowledgement.
             .flush_every_ms(None);
-        // sled is beta: treat a panic while it recovers a damaged database like an error.
-        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()))
-            .map_err(|_| {
+        // The caller holds the journal's lock file, so a holder of sled's own file lock can
+        // only be a handle that is closing: in this process, sled lets go of the file a moment
+        // after the last handle is dropped. Wait for that, within a bound.
+        let deadline = std::time::Instant::now() + SLED_LOCK_WAIT;
+        let opened = loop {
+            // sled is beta: treat a panic while it recovers a damaged database like an error.
+            let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()))
+                .map_err(|_| {
                 Error::corrupt(
                     None,
                     None,
@@ -340,6 +348,16 @@ impl Store {
                     ),
                 )
             })?;
+            match opened {
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && std::time::Instant::now() < deadline =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                other => break other,
+            }
+        };
         let db = opened.map_err(|e| match e {
             sled::Error::Corruption { .. } => Error::corrupt(
                 None,
