@@ -184,17 +184,21 @@
 
 pub mod codec;
 pub mod event;
+mod import;
 mod livelog;
 mod lock;
 mod reader;
+mod recovery;
 pub mod state;
 mod store;
 mod writer;
 
 pub use event::{now_ms, Event, EventKind, Outcome, RunHeader, RunId};
+pub use import::import_ndjson;
 pub use reader::{Problem, Reader, RunFilter, RunSummary, Source, VerifyReport};
+pub use recovery::rebuild_live_log;
 pub use state::{InstanceState, Replay, RunState, RunStatus, StepState, StepStatus};
-pub use writer::{import_ndjson, rebuild_live_log, Journal, WriterOptions, WRITER_WAIT};
+pub use writer::{Journal, WriterOptions, WRITER_WAIT};
 
 use std::path::PathBuf;
 
