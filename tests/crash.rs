@@ -15,11 +15,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use common::{lxd_client, lxd_options, lxd_socket, remove_instance, LXD_LOCK};
+use common::{
+    lxd_client, lxd_options, lxd_socket, remove_instance, require_btrfs, require_zfs, BTRFS_MOUNT,
+    LXD_LOCK, ZFS_POOL,
+};
 use reroot::engine::Moment;
 use reroot::lxd::{Client, ExecRequest, NewInstance};
 use reroot::steps::{rebuild_pipeline, RUN_KEY};
@@ -27,10 +30,6 @@ use sha2::{Digest, Sha256};
 
 /// The binary under test, built by cargo with this test's features.
 const REROOT: &str = env!("CARGO_BIN_EXE_reroot");
-/// The testbed's ZFS pool (scripts/testbed.sh).
-const ZFS_POOL: &str = "rerootz";
-/// The testbed's btrfs filesystem.
-const BTRFS_MOUNT: &str = "/srv/reroot-btrfs";
 /// Where scripts/testbed.sh has the LXD daemon log.
 const LXD_LOG: &str = "/var/log/reroot-testbed-lxd.log";
 /// The longest any one reroot command may take before the test calls it a hang.
@@ -43,35 +42,6 @@ fn require_fault_injection() {
     if !cfg!(feature = "fault-injection") {
         panic!("run the tests with --features fault-injection (scripts/test.sh does)");
     }
-}
-
-fn require_zfs() {
-    let out = std::process::Command::new("zpool")
-        .args(["list", "-H", "-o", "name,health", ZFS_POOL])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run zpool ({e}): run scripts/testbed.sh"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("ONLINE"),
-        "ZFS pool {ZFS_POOL} missing or not ONLINE (zpool says: {} {}): run scripts/testbed.sh",
-        stdout.trim(),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-    assert!(
-        Path::new(&format!("/{ZFS_POOL}")).is_dir(),
-        "ZFS pool {ZFS_POOL} is not mounted at /{ZFS_POOL}: run scripts/testbed.sh"
-    );
-}
-
-fn require_btrfs() {
-    let mounts = std::fs::read_to_string("/proc/mounts").expect("read /proc/mounts");
-    assert!(
-        mounts.lines().any(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            f.len() > 2 && f[1] == BTRFS_MOUNT && f[2] == "btrfs"
-        }),
-        "no btrfs filesystem mounted at {BTRFS_MOUNT}: run scripts/testbed.sh"
-    );
 }
 
 /// Checks the feature, LXD with both test images, the pool and the btrfs mount.

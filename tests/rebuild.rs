@@ -24,19 +24,8 @@ struct Bed {
 
 impl Bed {
     async fn new() -> Bed {
-        assert!(
-            Path::new("/rerootz").is_dir(),
-            "ZFS pool rerootz is not mounted: run scripts/testbed.sh"
-        );
-        let btrfs = Command::new("stat")
-            .args(["-f", "-c", "%T", "/srv/reroot-btrfs"])
-            .output()
-            .expect("stat");
-        assert_eq!(
-            String::from_utf8_lossy(&btrfs.stdout).trim(),
-            "btrfs",
-            "/srv/reroot-btrfs is not a btrfs mount: run scripts/testbed.sh"
-        );
+        common::require_zfs();
+        common::require_btrfs();
         let lxd = common::lxd_client().await;
         let prefix = common::unique_name("rb");
         let bed = Bed {

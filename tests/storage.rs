@@ -10,42 +10,16 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::{require_btrfs, require_zfs, BTRFS_MOUNT, ZFS_POOL as POOL};
 use reroot::storage::{
     ensure_device_dir, rsync_template, set_owner, Ensured, Filesystem, FsKind, Owner, Removed,
     RollbackOutcome, SkipReason, SnapshotOutcome, StorageError,
 };
 
-const POOL: &str = "rerootz";
-const BTRFS_MOUNT: &str = "/srv/reroot-btrfs";
 const ALT_MOUNT_ROOT: &str = "/rerootz-alt";
 
 fn unique() -> String {
     format!("rt-{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
-}
-
-fn require_zfs() {
-    let out = Command::new("zpool")
-        .args(["list", "-H", "-o", "name,health", POOL])
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run zpool ({e}): run scripts/testbed.sh"));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("ONLINE"),
-        "ZFS pool {POOL} missing or not ONLINE (zpool says: {} {}): run scripts/testbed.sh",
-        stdout.trim(),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
-}
-
-fn require_btrfs() {
-    let mounts = std::fs::read_to_string("/proc/mounts").expect("read /proc/mounts");
-    assert!(
-        mounts.lines().any(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            f.len() > 2 && f[1] == BTRFS_MOUNT && f[2] == "btrfs"
-        }),
-        "no btrfs filesystem mounted at {BTRFS_MOUNT}: run scripts/testbed.sh"
-    );
 }
 
 /// Removes what a test made, when dropped (also while unwinding from a failed assertion).

@@ -170,3 +170,39 @@ pub fn zfs_destroy_all(dataset: &str) {
     }
     eprintln!("cleanup: zfs destroy -r -R {dataset}: {last}");
 }
+
+/// The testbed's ZFS pool (zfs-fuse), mounted at `/rerootz`.
+pub const ZFS_POOL: &str = "rerootz";
+/// Where the testbed's btrfs filesystem is mounted.
+pub const BTRFS_MOUNT: &str = "/srv/reroot-btrfs";
+
+/// Fails (never skips) unless the testbed's ZFS pool is ONLINE and mounted.
+pub fn require_zfs() {
+    let out = std::process::Command::new("zpool")
+        .args(["list", "-H", "-o", "name,health", ZFS_POOL])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run zpool ({e}): run scripts/testbed.sh"));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("ONLINE"),
+        "ZFS pool {ZFS_POOL} missing or not ONLINE (zpool says: {} {}): run scripts/testbed.sh",
+        stdout.trim(),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    assert!(
+        std::path::Path::new(&format!("/{ZFS_POOL}")).is_dir(),
+        "ZFS pool {ZFS_POOL} is not mounted at /{ZFS_POOL}: run scripts/testbed.sh"
+    );
+}
+
+/// Fails (never skips) unless a btrfs filesystem is mounted at [`BTRFS_MOUNT`].
+pub fn require_btrfs() {
+    let mounts = std::fs::read_to_string("/proc/mounts").expect("read /proc/mounts");
+    assert!(
+        mounts.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 2 && f[1] == BTRFS_MOUNT && f[2] == "btrfs"
+        }),
+        "no btrfs filesystem mounted at {BTRFS_MOUNT}: run scripts/testbed.sh"
+    );
+}
