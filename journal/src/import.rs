@@ -18,8 +18,6 @@ pub(crate) type ImportLine = (usize, Decoded, Vec<u8>);
 /// The events of an import, grouped by run in the order the runs first appear.
 pub(crate) struct ImportInput {
     pub runs: Vec<(RunId, Vec<ImportLine>)>,
-    /// Index of each run in `runs`.
-    pub run_pos: HashMap<RunId, usize>,
     /// What messages call one unit of input: "line" or "record".
     pub unit: &'static str,
 }
@@ -107,11 +105,7 @@ pub(crate) fn read_input(input: &mut dyn BufRead) -> Result<ImportInput, Error> 
             });
         }
     }
-    Ok(ImportInput {
-        runs,
-        run_pos,
-        unit,
-    })
+    Ok(ImportInput { runs, unit })
 }
 
 /// Imports an NDJSON export (or a copy of a binary live log, recognised by its magic bytes) into

@@ -3,11 +3,11 @@
 //! Trees:
 //! - `events`: key = run id (16 bytes) + sequence number (u64 big-endian); value = the event's
 //!   envelope (see [`crate::codec`]), or a chunk of [`CHUNK_EVENTS`] consecutive events keyed by
-//!   the first: `[0xc2][crc32]` + deflate(`[count: u16 LE]([length: u32 LE][envelope])*`), or the same
-//!   body uncompressed after `[0xc1]` (written by earlier versions, still read). A writer
-//!   stores each event under its own key and packs full groups into chunks in one atomic sled
-//!   batch: sled spends a few hundred bytes of its own per key and iterates keys slowly, so
-//!   chunks make the database several times smaller and replay several times faster. Both
+//!   the first: `[0xc2][crc32]` + deflate(`[count: u16 LE]([length: u32 LE][envelope])*`),
+//!   or the same body uncompressed after `[0xc1]` (written by earlier versions, still read).
+//!   A writer stores each event under its own key and packs full groups into chunks in one
+//!   atomic sled batch: sled spends a few hundred bytes of its own per key and iterates keys
+//!   slowly, so chunks make the database several times smaller and replay faster. Both
 //!   tags are above any format version, so an older reader meets a chunk with a clear
 //!   "newer format" error.
 //! - `runs`: key = run id; value = a small checksummed record of the run's header and status,
@@ -202,8 +202,9 @@ fn chunk_body(envelopes: &[&[u8]]) -> Vec<u8> {
     out
 }
 
-/// A compressed chunk: `[CHUNK_Z_TAG]` + zlib(body). The events of one run repeat their run
-/// id, instance and step names and close timestamps, so a chunk shrinks to about half.
+/// A compressed chunk: `[CHUNK_Z_TAG][crc32 LE]` + raw deflate of the body. The events of one
+/// run repeat their run id, instance and step names and close timestamps, so a chunk shrinks
+/// to about half.
 pub(crate) fn encode_chunk(envelopes: &[&[u8]]) -> Vec<u8> {
     use std::io::Write;
     let body = chunk_body(envelopes);

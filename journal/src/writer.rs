@@ -3,7 +3,7 @@
 
 use crate::codec::{self, Decoded};
 use crate::event::{now_ms, Event, EventKind, RunHeader, RunId};
-use crate::import::{self, ImportInput};
+use crate::import::{self, ImportInput, ImportLine};
 use crate::livelog;
 use crate::lock::{self, LockFile, Role};
 use crate::reader::{self, CleanMark, Reader, StoreBackend, VerifyReport, CLEAN_FILE};
@@ -384,18 +384,15 @@ impl Journal {
     /// Imports an NDJSON export (or a copy of a binary live log): see [`crate::import_ndjson`].
     pub fn import_ndjson(&self, input: &mut dyn BufRead) -> Result<usize, Error> {
         // Parse and check everything before writing anything.
-        let ImportInput {
-            runs,
-            run_pos,
-            unit,
-        } = import::read_input(input)?;
+        let ImportInput { runs, unit } = import::read_input(input)?;
         let bad = |no: usize, detail: String| Error::InvalidInput {
             detail: format!("import {unit} {no}: {detail}"),
         };
         let ticket = {
             let mut st = self.w.lock_state()?;
             // Check every run against what the journal holds.
-            let mut plan: Vec<(RunId, usize, RunChain)> = Vec::new();
+            // Per run: its events the journal lacks, and its chain checked through them.
+            let mut plan: Vec<(RunId, &[ImportLine], RunChain)> = Vec::new();
             for (run, events) in &runs {
                 let existing = self.w.store.read_run(*run)?;
                 let (hashes, mut chain): (Vec<u64>, Option<RunChain>) = match existing {
@@ -442,18 +439,17 @@ impl Journal {
                 }
                 if let Some(chain) = chain {
                     if first_new < events.len() {
-                        plan.push((*run, first_new, chain));
+                        plan.push((*run, &events[first_new..], chain));
                     }
                 }
             }
             // Write.
             let mut count = 0usize;
             let mut ticket = 0;
-            for (run, first_new, chain) in plan {
-                let events = &runs[run_pos[&run]].1;
+            for (run, new_events, chain) in plan {
                 st.runs.remove(&run);
                 let mut instances: HashSet<String> = HashSet::new();
-                for (_, d, bytes) in &events[first_new..] {
+                for (_, d, bytes) in new_events {
                     ticket = self.w.store_raw(&mut st, d, bytes)?;
                     if let Some(i) = &d.event.instance {
                         if instances.insert(i.clone()) {
