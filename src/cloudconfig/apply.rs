@@ -51,7 +51,8 @@ impl Known {
     /// replaces is stale.
     fn wrote(&self, path: &str) {
         lock(&self.accounts).retain(|p, _| *p != path);
-        lock(&self.dirs).retain(|d| d != path && !d.starts_with(&format!("{path}/")));
+        let below = format!("{path}/");
+        lock(&self.dirs).retain(|d| d != path && !d.starts_with(&below));
     }
 }
 

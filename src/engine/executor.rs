@@ -458,13 +458,17 @@ impl<E: Send + Sync + 'static> Engine<E> {
                     tracing::info!(run = %run, instance, step = name, attempt, ?direction, error = %e, "step failed");
                     let error = e.to_string();
                     let kind = match direction {
-                        Direction::Forward => EventKind::StepFailed { error },
-                        Direction::Undo => EventKind::UndoFailed { error },
+                        Direction::Forward => EventKind::StepFailed {
+                            error: error.clone(),
+                        },
+                        Direction::Undo => EventKind::UndoFailed {
+                            error: error.clone(),
+                        },
                     };
                     self.record(run, Some(instance), Some(name), attempt, kind)
                         .await?;
                     let Some(wait) = self.retry_wait(&e, retried) else {
-                        return Ok(Err(e.to_string()));
+                        return Ok(Err(error));
                     };
                     retried += 1;
                     tokio::time::sleep(wait).await;
@@ -536,10 +540,10 @@ fn is_undo_status(s: StepStatus) -> bool {
     )
 }
 
-/// The outputs and times of an instance's recorded steps.
 /// When each step of an instance started and ended (ms since the epoch), by step name.
 type Times = BTreeMap<String, (i64, Option<i64>)>;
 
+/// The outputs and times of an instance's recorded steps.
 fn recorded(state: &RunState, instance: &str) -> (Outputs, Times) {
     let mut outputs = Outputs::default();
     let mut times = BTreeMap::new();
