@@ -527,6 +527,51 @@ async fn files_push_read_mkdir_symlink_delete() {
     assert!(lxd.get_file(&name, path).await.unwrap_err().is_not_found());
 }
 
+/// LXD 5.0 can lose the socket of an instance's file helper (canonical/lxd#18403); every file
+/// request then fails with "forkfile.sock: no such file or directory" and starts a helper that
+/// makes the next one fail too. The client rides that out instead of failing a rebuild (seen
+/// in CI during the random-SIGKILL crash test). Removing the socket while the helper runs
+/// recreates the condition.
+#[tokio::test]
+async fn file_requests_ride_out_a_lost_file_helper() {
+    let _serial = LXD_LOCK.lock().await;
+    let lxd = lxd_client().await;
+    let cleanup = LxdCleanup::new();
+    let name = new_container(&lxd, &cleanup, "helper").await;
+    lxd.push_file(&name, "/tmp/first", "1\n", &FileOptions::new())
+        .await
+        .unwrap();
+    let socket = common::lxd_log_dir().join(&name).join("forkfile.sock");
+    assert!(
+        socket.exists(),
+        "the push left LXD's file helper listening on {}",
+        socket.display()
+    );
+    std::fs::remove_file(&socket).unwrap();
+
+    // mkdir_p starts with a HEAD (no message in a HEAD answer), then creates the directories.
+    let started = Instant::now();
+    lxd.mkdir_p(&name, "/srv/helper/a", &FileOptions::new().mode(0o700))
+        .await
+        .expect("mkdir -p after LXD lost the file helper");
+    lxd.push_file(&name, "/srv/helper/a/f", "after\n", &FileOptions::new())
+        .await
+        .expect("push after LXD lost the file helper");
+    let waited = started.elapsed();
+    let dir = lxd.get_file(&name, "/srv/helper/a").await.unwrap();
+    assert_eq!((dir.file_type, dir.mode), (FileType::Directory, 0o700));
+    assert_eq!(
+        lxd.get_file(&name, "/srv/helper/a/f").await.unwrap().data,
+        b"after\n"
+    );
+    // The lost helper was really met: LXD held the first request until the old helper
+    // exited (~15 s), and the client waited out the helper that request started.
+    assert!(
+        waited >= Duration::from_secs(17),
+        "the requests took {waited:?}: the lost-helper path was not exercised"
+    );
+}
+
 #[tokio::test]
 async fn custom_volumes_create_copy_snapshot_delete() {
     let _serial = LXD_LOCK.lock().await;

@@ -3,6 +3,17 @@
 //! Works on stopped instances too. Every push is sent as `application/octet-stream`: without
 //! that content type LXD parses the body as a form and writes an empty file while answering
 //! 200. Ownership and mode travel in `X-LXD-*` headers (`X-Incus-*` on Incus).
+//!
+//! LXD serves file requests through a per-instance helper process (`lxd forkfile`) that it
+//! reaches on a socket in the instance's log directory and that exits after about 15 s without
+//! requests. LXD 5.0 can lose that socket (canonical/lxd#18403: a closing listener unlinks a
+//! path through a recycled file descriptor); from then on every request fails with `dial unix
+//! .../forkfile.sock: connect: no such file or directory`, and each failed request starts a
+//! new helper that makes the next request fail the same way. Only a pause longer than the
+//! helper's life breaks that cycle, so file requests that fail so wait it out (bounded) and
+//! are sent again: every file request here is idempotent.
+
+use std::time::Duration;
 
 use hyper::body::Bytes;
 use hyper::Method;
@@ -84,7 +95,54 @@ pub struct FileContent {
     pub file_type: FileType,
 }
 
+/// How long a file request that lost LXD's file helper waits before it is sent again: longer
+/// than an idle helper lives (10 s of no connections, then 5 s of no requests), so the helper
+/// the failed request started has gone and the next request starts a fresh one.
+const FILE_HELPER_QUIET: Duration = Duration::from_secs(17);
+
+/// How many times a file request is sent again after losing the file helper.
+const FILE_HELPER_RETRIES: u32 = 2;
+
+/// True when an error answer says LXD could not reach the instance's file helper.
+fn file_helper_lost(e: &Error) -> bool {
+    matches!(e, Error::Server { .. }) && e.message().contains("forkfile")
+}
+
 impl Client {
+    /// Sends a file request; one that failed because LXD lost the instance's file helper is
+    /// sent again after the helper's lifetime, at most [`FILE_HELPER_RETRIES`] times. Error
+    /// answers other than that are returned as answers, for the caller to read.
+    async fn file_raw(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(String, String)],
+        body: Body,
+    ) -> Result<RawResponse> {
+        let request = RequestInfo::new(method.as_str(), url);
+        let mut retried = 0;
+        loop {
+            let raw = self
+                .raw(method.clone(), url, headers, body.clone(), None)
+                .await?;
+            if raw.status.is_success() || retried == FILE_HELPER_RETRIES {
+                return Ok(raw);
+            }
+            let e = error_from_answer(&request, &raw);
+            if !file_helper_lost(&e) {
+                return Ok(raw);
+            }
+            retried += 1;
+            tracing::warn!(
+                %request,
+                error = %e.message(),
+                "LXD lost the instance's file helper; waiting {}s for it to exit, then trying again ({retried}/{FILE_HELPER_RETRIES})",
+                FILE_HELPER_QUIET.as_secs()
+            );
+            tokio::time::sleep(FILE_HELPER_QUIET).await;
+        }
+    }
+
     fn file_url(&self, instance: &str, path: &str) -> String {
         self.url(
             &format!("{}/files", instance_path(instance)),
@@ -125,7 +183,7 @@ impl Client {
         let url = self.file_url(instance, path);
         let request = RequestInfo::new("POST", &url);
         let raw = self
-            .raw(
+            .file_raw(
                 Method::POST,
                 &url,
                 &self.file_headers(kind, options),
@@ -133,7 +191,6 @@ impl Client {
                     content_type: "application/octet-stream",
                     data,
                 },
-                None,
             )
             .await?;
         expect_success(&request, &raw)
@@ -206,8 +263,16 @@ impl Client {
         } else {
             Method::GET
         };
-        let request = RequestInfo::new(method.as_str(), &url);
-        let raw = self.raw(method, &url, &[], Body::Empty, None).await?;
+        let mut request = RequestInfo::new(method.as_str(), &url);
+        let mut raw = self
+            .file_raw(method.clone(), &url, &[], Body::Empty)
+            .await?;
+        if method == Method::HEAD && raw.status.is_server_error() {
+            // A HEAD answer has no body, so LXD's reason (a path below a regular file, a lost
+            // file helper) is unknown: ask again with a GET, which carries it.
+            request = RequestInfo::new("GET", &url);
+            raw = self.file_raw(Method::GET, &url, &[], Body::Empty).await?;
+        }
         if raw.status == hyper::StatusCode::NOT_FOUND {
             return Ok(None);
         }
@@ -241,7 +306,7 @@ impl Client {
     pub async fn get_file(&self, instance: &str, path: &str) -> Result<FileContent> {
         let url = self.file_url(instance, path);
         let request = RequestInfo::new("GET", &url);
-        let raw = self.raw(Method::GET, &url, &[], Body::Empty, None).await?;
+        let raw = self.file_raw(Method::GET, &url, &[], Body::Empty).await?;
         if !raw.status.is_success() {
             return Err(error_from_answer(&request, &raw));
         }
@@ -286,7 +351,7 @@ impl Client {
         let url = self.file_url(instance, path);
         let request = RequestInfo::new("DELETE", &url);
         let raw = self
-            .raw(Method::DELETE, &url, &[], Body::Empty, None)
+            .file_raw(Method::DELETE, &url, &[], Body::Empty)
             .await?;
         match expect_success(&request, &raw) {
             Ok(()) => Ok(true),
@@ -301,5 +366,27 @@ fn expect_success(request: &RequestInfo, raw: &RawResponse) -> Result<()> {
         Ok(())
     } else {
         Err(error_from_answer(request, raw))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, message: &str) -> Error {
+        let request = RequestInfo::new("POST", "/1.0/instances/c1/files?path=/x");
+        Error::from_lxd(request, status, None, message.to_string())
+    }
+
+    #[test]
+    fn only_a_lost_file_helper_is_waited_out() {
+        let lost = "dial unix /proc/self/fd/49/forkfile.sock: connect: no such file or directory";
+        assert!(file_helper_lost(&answer(500, lost)));
+        let reset = "error receiving version packet: read unix @->/proc/self/fd/22/forkfile.sock: read: connection reset by peer";
+        assert!(file_helper_lost(&answer(500, reset)));
+        // Answers about the file itself are the caller's business, at once.
+        assert!(!file_helper_lost(&answer(404, "not found")));
+        assert!(!file_helper_lost(&answer(500, "not a directory")));
+        assert!(!file_helper_lost(&answer(500, "Internal Server Error")));
     }
 }

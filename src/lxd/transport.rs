@@ -21,6 +21,7 @@ use super::error::{Error, RequestInfo, Result};
 use super::types::Operation;
 
 /// A request body: JSON, raw bytes with their content type, or nothing.
+#[derive(Clone)]
 pub(crate) enum Body {
     Empty,
     Json(Vec<u8>),

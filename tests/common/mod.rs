@@ -24,6 +24,19 @@ pub fn lxd_socket() -> PathBuf {
     panic!("LXD is not running: run scripts/testbed.sh (no socket at /var/lib/lxd/unix.socket)");
 }
 
+/// Where the testbed's LXD keeps each instance's log directory (`<dir>/<instance>`): Debian's
+/// LXD under /var/lib/lxd logs to /var/log/lxd, one started with another `LXD_DIR` to its
+/// `logs` subdirectory.
+pub fn lxd_log_dir() -> PathBuf {
+    let socket = lxd_socket();
+    let dir = socket.parent().expect("the socket has a directory");
+    if dir == std::path::Path::new("/var/lib/lxd") {
+        PathBuf::from("/var/log/lxd")
+    } else {
+        dir.join("logs")
+    }
+}
+
 /// `rt-<prefix>-<8 random hex digits>`: unique across runs and parallel tests, and a valid
 /// LXD instance, profile and volume name.
 pub fn unique_name(prefix: &str) -> String {
