@@ -34,6 +34,17 @@ pub(crate) fn reconcile(dir: &Path, store: &Store) -> Result<(u64, Vec<String>),
     }
     let mut runs: HashMap<RunId, Scan> = HashMap::new();
     let mut order: Vec<RunId> = Vec::new();
+    // Registers a run met for the first time (database or log), in the order met.
+    let mut begin = |runs: &mut HashMap<RunId, Scan>, run: RunId, chain: RunChain, hash: u64| {
+        order.push(run);
+        runs.insert(
+            run,
+            Scan {
+                chain,
+                hashes: vec![hash],
+            },
+        );
+    };
     for kv in store.events.iter() {
         let (k, v) = kv?;
         let Some((run, first)) = codec::split_event_key(&k) else {
@@ -47,17 +58,12 @@ pub(crate) fn reconcile(dir: &Path, store: &Store) -> Result<(u64, Vec<String>),
             let d = crate::store::decode_stored_view(run, seq, bytes, &what)?;
             let fail = |e: String| Error::corrupt(Some(run), Some(seq), format!("{what}: {e}"));
             match runs.get_mut(&run) {
-                None => {
-                    let chain = RunChain::start_view(&d).map_err(fail)?;
-                    order.push(run);
-                    runs.insert(
-                        run,
-                        Scan {
-                            chain,
-                            hashes: vec![d.hash],
-                        },
-                    );
-                }
+                None => begin(
+                    &mut runs,
+                    run,
+                    RunChain::start_view(&d).map_err(fail)?,
+                    d.hash,
+                ),
                 Some(s) => {
                     s.chain.push_view(&d.event, d.prev, d.hash).map_err(fail)?;
                     s.hashes.push(d.hash);
@@ -128,15 +134,7 @@ pub(crate) fn reconcile(dir: &Path, store: &Store) -> Result<(u64, Vec<String>),
                     to_db.push((d, raw));
                 }
                 None => {
-                    let chain = RunChain::start(&d).map_err(fail)?;
-                    order.push(run);
-                    runs.insert(
-                        run,
-                        Scan {
-                            chain,
-                            hashes: vec![d.hash],
-                        },
-                    );
+                    begin(&mut runs, run, RunChain::start(&d).map_err(fail)?, d.hash);
                     to_db.push((d, raw));
                 }
             }
