@@ -184,6 +184,34 @@ impl Bed {
         h.finalize().iter().map(|b| format!("{b:02x}")).collect()
     }
 
+    /// The snapshots of the instance's two filesystems, as `zfs:NAME` and `btrfs:NAME`.
+    fn fs_snapshots(&self) -> Vec<String> {
+        let dataset = format!("rerootz/{}/{}", self.prefix, self.instance());
+        let out = Command::new("zfs")
+            .args(["list", "-H", "-t", "snapshot", "-o", "name", "-r", &dataset])
+            .output()
+            .expect("zfs list");
+        assert!(out.status.success(), "zfs list: {}", stderr(&out));
+        let mut names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| l.strip_prefix(&format!("{dataset}@")))
+            .map(|n| format!("zfs:{n}"))
+            .collect();
+        let subvolume = format!("{}-{}@", self.prefix, self.instance());
+        for entry in std::fs::read_dir("/srv/reroot-btrfs").expect("btrfs mount") {
+            let file = entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .to_string();
+            if let Some(n) = file.strip_prefix(&subvolume) {
+                names.push(format!("btrfs:{n}"));
+            }
+        }
+        names.sort();
+        names
+    }
+
     /// Names of the instances of this bed, other than the templates.
     async fn instances(&self) -> Vec<String> {
         let mut names: Vec<String> = self
@@ -348,7 +376,84 @@ async fn rebuild_keeps_data_switches_template_and_undo_restores() {
         .await,
         "rolled-back\nline\n"
     );
-    assert_eq!(bed.instances().await, vec![web]);
+    assert_eq!(bed.instances().await, vec![web.clone()]);
+    assert!(bed.reroot(&["journal", "verify"]).status.success());
+
+    // `prune --snapshots` deletes a run's filesystem snapshots and nothing else.
+    let snap = |run: &str| format!("reroot-{}", &run[..8]);
+    let both = |run: &str| vec![format!("btrfs:{}", snap(run)), format!("zfs:{}", snap(run))];
+    // btrfs kept the state from before `undo --data` as its own snapshot: not the run's.
+    let kept = bed.fs_snapshots();
+    let kept: Vec<&String> = kept
+        .iter()
+        .filter(|n| n.starts_with("btrfs:pre-rollback-"))
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    let kept = kept[0].clone();
+    let with_kept = |mut names: Vec<String>| {
+        names.push(kept.clone());
+        names.sort();
+        names
+    };
+    let mut all = both(&run);
+    all.extend(both(&run2));
+    let all = with_kept(all);
+    assert_eq!(
+        bed.fs_snapshots(),
+        all,
+        "one snapshot per run and filesystem"
+    );
+    let refused = bed.reroot(&["prune", &run2]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("--snapshots"),
+        "{}",
+        stderr(&refused)
+    );
+    let dry = bed.reroot(&["prune", &run2, "--snapshots", "--dry-run"]);
+    assert!(dry.status.success());
+    assert!(String::from_utf8_lossy(&dry.stdout).contains("would delete snapshot"));
+    assert_eq!(bed.fs_snapshots(), all, "a dry run deletes nothing");
+    let data = bed.data_digest(&files);
+    assert!(bed
+        .reroot(&["prune", &run2, "--snapshots"])
+        .status
+        .success());
+    assert_eq!(
+        bed.fs_snapshots(),
+        with_kept(both(&run)),
+        "only the undone run's snapshots go"
+    );
+    assert_eq!(
+        bed.data_digest(&files),
+        data,
+        "pruning snapshots changed data"
+    );
+
+    let shown = bed.reroot(&["show", &run2]);
+    let notes = String::from_utf8_lossy(&shown.stdout).to_string();
+    assert_eq!(
+        notes.matches("deleted snapshot").count(),
+        2,
+        "the journal records each deletion: {notes}"
+    );
+
+    // On a succeeded run it deletes the retired root too; doing it again is fine.
+    assert!(bed.rebuild("new", &config).status.success());
+    let run3 = bed.last_run();
+    assert!(bed
+        .reroot(&["prune", &run3, "--snapshots"])
+        .status
+        .success());
+    assert_eq!(bed.instances().await, vec![web.clone()]);
+    assert_eq!(bed.fs_snapshots(), with_kept(both(&run)));
+    assert_eq!(bed.data_digest(&files), data);
+    assert_eq!(bed.template_version().await, "new");
+    let again = bed.reroot(&["prune", &run3, "--snapshots"]);
+    assert!(again.status.success());
+    assert!(String::from_utf8_lossy(&again.stdout).contains("no snapshot"));
+    let undo = bed.reroot(&["undo", &run3]);
+    assert!(!undo.status.success(), "a pruned run cannot be undone");
     assert!(bed.reroot(&["journal", "verify"]).status.success());
 }
 

@@ -90,7 +90,7 @@ pub enum RunStatus {
     Succeeded,
     /// Finished with failures.
     Failed,
-    /// Finished and undone. Final.
+    /// Finished and undone. Final: only notes (audit remarks) may follow.
     Undone,
 }
 
@@ -324,12 +324,13 @@ impl Replay {
         }
         // Run-level rules.
         match st.status {
-            RunStatus::Undone => {
+            RunStatus::Undone if !matches!(ev.kind, KindView::Note { .. }) => {
                 return Err(format!(
-                    "{} after the run finished as undone: nothing may follow",
+                    "{} after the run finished as undone: only notes may follow",
                     ev.kind.name()
                 ))
             }
+            RunStatus::Undone => {}
             RunStatus::Succeeded | RunStatus::Failed => {
                 let allowed = matches!(
                     ev.kind,
@@ -791,9 +792,13 @@ mod tests {
         })
         .unwrap();
         assert_eq!(r.0.state().status, RunStatus::Undone);
-        // Nothing after undone, not even a note or a resume.
+        // Nothing but notes after undone: no resume, no new finish, no step.
+        r.run(EventKind::Note {
+            text: "pruned a: deleted snapshot".into(),
+        })
+        .unwrap();
+        assert_eq!(r.0.state().status, RunStatus::Undone);
         for kind in [
-            EventKind::Note { text: "x".into() },
             EventKind::RunResumed { pid: 2 },
             EventKind::RunFinished {
                 outcome: Outcome::Undone,

@@ -259,7 +259,7 @@ fn illegal_events_are_refused_and_nothing_is_written() {
         j.create_run(h),
         Err(journal::Error::InvalidInput { .. })
     ));
-    // Undone closes the run for good.
+    // Undone closes the run for good: only notes may follow (and survive a reopen).
     step(&j, run, "a", "stop", 1, EventKind::UndoStarted);
     step(&j, run, "a", "stop", 1, EventKind::UndoFinished);
     j.append(
@@ -272,19 +272,22 @@ fn illegal_events_are_refused_and_nothing_is_written() {
         },
     )
     .unwrap();
+    j.append(
+        run,
+        None,
+        None,
+        0,
+        EventKind::Note {
+            text: "late".into(),
+        },
+    )
+    .unwrap();
     let err = j
-        .append(
-            run,
-            None,
-            None,
-            0,
-            EventKind::Note {
-                text: "late".into(),
-            },
-        )
+        .append(run, None, None, 0, EventKind::RunResumed { pid: 7 })
         .unwrap_err();
     assert!(err.to_string().contains("undone"), "{err}");
     assert!(j.verify().unwrap().is_ok());
+    assert_eq!(j.replay(run).unwrap().status, RunStatus::Undone);
 }
 
 #[test]

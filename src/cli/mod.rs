@@ -71,7 +71,8 @@ pub enum Command {
     Resume(run_cmd::ResumeArgs),
     /// Put a run's instances back where they were before it.
     Undo(run_cmd::UndoArgs),
-    /// Delete the retired old roots of a succeeded run (the run can no longer be undone).
+    /// Delete the retired old roots of a succeeded run (the run can no longer be undone);
+    /// with --snapshots also the filesystem snapshots it took.
     Prune(run_cmd::PruneArgs),
     /// Snapshot instances' roots (e.g. a template) and their filesystems.
     Snapshot(snapshot_cmd::SnapshotArgs),

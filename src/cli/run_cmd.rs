@@ -15,7 +15,8 @@ use crate::engine::{Direction, Engine, EngineOptions, Faults, RunReport};
 use crate::lxd::{self, OptionalExt};
 use crate::report;
 use crate::steps::{
-    rebuild_pipeline, retired_name, InstancePlan, RebuildEnv, RebuildOptions, PLANS_OPTION, RUN_KEY,
+    rebuild_pipeline, retired_name, snapshot_name, storage_filesystem, InstancePlan, RebuildEnv,
+    RebuildOptions, PLANS_OPTION, RUN_KEY,
 };
 
 /// Note recorded when an undo is asked for (`undo` or `undo --data`); `resume` reads it.
@@ -78,6 +79,11 @@ pub struct PruneArgs {
     /// Print what would be deleted and change nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Also delete the filesystem snapshots the run took (`reroot-<run>`), of a succeeded or
+    /// an undone run. The filesystems themselves are never touched; `undo --data` of that run
+    /// has nothing to roll back to afterwards.
+    #[arg(long)]
+    pub snapshots: bool,
 }
 
 async fn connect(global: &Global) -> Result<lxd::Client, CliError> {
@@ -462,49 +468,84 @@ pub async fn prune(args: PruneArgs, global: &Global) -> Result<ExitCode, CliErro
     let journal = open_journal(global)?;
     let run = resolve(&journal, &args.run)?;
     let state = journal.replay(run)?;
-    if state.status != RunStatus::Succeeded {
+    let prunable = match state.status {
+        RunStatus::Succeeded => true,
+        RunStatus::Undone => args.snapshots,
+        _ => false,
+    };
+    if !prunable {
         return Err(format!(
-            "run {run} is {}: only a succeeded run is pruned (resume or undo it first)",
+            "run {run} is {}: only a succeeded run is pruned, or an undone one with \
+             --snapshots (resume or undo it first)",
             state.status
         )
         .into());
     }
     let plans = plans_of(&state)?;
     let lxd = connect(global).await?;
+    let note = |instance: &str, what: String| -> Result<(), CliError> {
+        journal.append(
+            run,
+            Some(instance),
+            None,
+            0,
+            EventKind::Note {
+                text: format!("{PRUNED_NOTE} {instance}: {what}"),
+            },
+        )?;
+        println!("{instance}: {what}");
+        Ok(())
+    };
     let mut failed = false;
     for plan in &plans {
         let client = lxd.with_project(&plan.project);
         let retired = retired_name(&plan.name, run);
-        let Some(inst) = client.get_instance(&retired).await.optional()? else {
-            println!("{}: no retired root {retired}", plan.name);
-            continue;
-        };
-        if inst.value.config.contains_key(RUN_KEY)
-            && inst.value.config.get(RUN_KEY) == Some(&run.to_string())
-        {
-            eprintln!("reroot: {retired} is this run's new root, not a retired one; left alone");
-            failed = true;
+        match client.get_instance(&retired).await.optional()? {
+            None => println!("{}: no retired root {retired}", plan.name),
+            Some(inst) if inst.value.config.get(RUN_KEY) == Some(&run.to_string()) => {
+                eprintln!(
+                    "reroot: {retired} is this run's new root, not a retired one; left alone"
+                );
+                failed = true;
+            }
+            Some(_) if args.dry_run => {
+                println!("{}: would delete retired root {retired}", plan.name)
+            }
+            Some(_) => {
+                client.stop_instance(&retired, lxd::Stop::Force).await?;
+                client.delete_instance(&retired).await?;
+                note(&plan.name, format!("deleted retired root {retired}"))?;
+            }
+        }
+        if !args.snapshots {
             continue;
         }
-        if args.dry_run {
-            println!("{}: would delete retired root {retired}", plan.name);
-            continue;
+        let name = snapshot_name(run);
+        let snapshotted = plan
+            .filesystems
+            .iter()
+            .map(storage_filesystem)
+            .filter(|fs| fs.supports_snapshots() && !fs.transient);
+        for fs in snapshotted {
+            let place = format!("{}@{name}", fs.kind.location());
+            match fs.has_snapshot(&name).await {
+                Ok(false) => println!("{}: no snapshot {place}", plan.name),
+                Ok(true) if args.dry_run => {
+                    println!("{}: would delete snapshot {place}", plan.name)
+                }
+                Ok(true) => match fs.delete_snapshot(&name).await {
+                    Ok(_) => note(&plan.name, format!("deleted snapshot {place}"))?,
+                    Err(e) => {
+                        eprintln!("reroot: {}: {e}", plan.name);
+                        failed = true;
+                    }
+                },
+                Err(e) => {
+                    eprintln!("reroot: {}: {e}", plan.name);
+                    failed = true;
+                }
+            }
         }
-        client.stop_instance(&retired, lxd::Stop::Force).await?;
-        client.delete_instance(&retired).await?;
-        journal.append(
-            run,
-            Some(&plan.name),
-            None,
-            0,
-            EventKind::Note {
-                text: format!(
-                    "{PRUNED_NOTE} {}: deleted retired root {retired}",
-                    plan.name
-                ),
-            },
-        )?;
-        println!("{}: deleted retired root {retired}", plan.name);
     }
     Ok(if failed {
         ExitCode::FAILURE
