@@ -146,14 +146,15 @@ pub fn run_detail(state: &RunState) -> String {
     out
 }
 
-/// The end of `rebuild`, `resume` and `undo`: how each instance ended.
-pub fn pass_summary(report: &RunReport, state: &RunState) -> String {
+/// The end of `rebuild`, `snapshot`, `resume` and `undo`: how each instance ended; `done` is
+/// the word for an instance whose steps all succeeded ("rebuilt").
+pub fn pass_summary(report: &RunReport, state: &RunState, done: &str) -> String {
     let rows: Vec<Vec<String>> = report
         .instances
         .iter()
         .map(|(name, outcome)| {
             let (result, detail) = match outcome {
-                InstanceOutcome::Succeeded => ("rebuilt".to_string(), String::new()),
+                InstanceOutcome::Succeeded => (done.to_string(), String::new()),
                 InstanceOutcome::Undone => ("undone".to_string(), String::new()),
                 InstanceOutcome::NotStarted => ("not started".to_string(), String::new()),
                 InstanceOutcome::Failed { step, error } => {

@@ -84,7 +84,17 @@ impl Bed {
     }
 
     fn reroot(&self, args: &[&str]) -> Output {
-        let out = Command::new(REROOT)
+        self.reroot_faulty(None, args)
+    }
+
+    /// `reroot ARGS...`, made to die at `fault` (`STEP:MOMENT`) when given.
+    fn reroot_faulty(&self, fault: Option<&str>, args: &[&str]) -> Output {
+        let mut cmd = Command::new(REROOT);
+        cmd.env_remove("REROOT_FAULT");
+        if let Some(f) = fault {
+            cmd.env("REROOT_FAULT", f);
+        }
+        let out = cmd
             .arg("--journal")
             .arg(self.journal())
             .args(args)
@@ -210,6 +220,27 @@ impl Bed {
         }
         names.sort();
         names
+    }
+
+    /// The names of the instance's root snapshots and of its filesystem snapshots (as in
+    /// [`Bed::fs_snapshots`]) that are called `name`.
+    async fn snapshots_named(&self, name: &str) -> Vec<String> {
+        let mut found: Vec<String> = self
+            .lxd
+            .list_snapshots(&self.instance())
+            .await
+            .expect("list snapshots")
+            .into_iter()
+            .filter(|s| s.name == name)
+            .map(|s| format!("root:{}", s.name))
+            .collect();
+        found.extend(
+            self.fs_snapshots()
+                .into_iter()
+                .filter(|n| n.split_once(':').map(|(_, n)| n) == Some(name)),
+        );
+        found.sort();
+        found
     }
 
     /// Names of the instances of this bed, other than the templates.
@@ -499,4 +530,88 @@ async fn a_failed_run_holds_its_instance_until_undone_and_bad_configs_change_not
     let good = bed.config("");
     assert!(bed.rebuild("new", &good).status.success());
     assert_eq!(bed.template_version().await, "new");
+}
+
+/// `reroot snapshot` is a journaled run: it takes the root and filesystem snapshots that are
+/// missing and leaves those that exist; killed half-way it is resumed, or undone; its undo
+/// deletes only the snapshots it took, never one it found.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_runs_are_journaled_resumable_and_undo_only_what_they_took() {
+    if !cfg!(feature = "fault-injection") {
+        panic!("run the tests with --features fault-injection (scripts/test.sh does)");
+    }
+    let _serial = common::LXD_LOCK.lock().await;
+    let bed = Bed::new().await;
+    let config = bed.config("");
+    let cfg = config.to_str().unwrap();
+    let tpl = format!("tpl={}", bed.template("old"));
+    assert!(bed.rebuild("old", &config).status.success(), "launch");
+    let web = bed.instance();
+    let all = |name: &str| {
+        vec![
+            format!("btrfs:{name}"),
+            format!("root:{name}"),
+            format!("zfs:{name}"),
+        ]
+    };
+
+    // A root snapshot that exists before the run is left alone, by the run and by its undo.
+    bed.lxd.create_snapshot(&web, "s1", None).await.unwrap();
+    let first = bed.reroot(&["snapshot", "-P", &tpl, "-s", "s1", cfg]);
+    assert!(first.status.success());
+    assert!(String::from_utf8_lossy(&first.stdout).contains("snapshotted"));
+    let run1 = bed.last_run();
+    assert_eq!(bed.snapshots_named("s1").await, all("s1"));
+    let shown = String::from_utf8_lossy(&bed.reroot(&["show", &run1]).stdout).to_string();
+    for step in ["survey", "snapshot-root", "snapshot-fs"] {
+        assert!(shown.contains(step), "{step} in {shown}");
+    }
+    // Again: nothing new to take, and so nothing for its undo to delete.
+    assert!(bed
+        .reroot(&["snapshot", "-P", &tpl, "-s", "s1", cfg])
+        .status
+        .success());
+    let run2 = bed.last_run();
+    assert_ne!(run1, run2);
+    assert!(bed.reroot(&["undo", &run2]).status.success());
+    assert_eq!(bed.snapshots_named("s1").await, all("s1"));
+    // The first run's undo deletes the filesystem snapshots it took, not the root's.
+    assert!(bed.reroot(&["undo", &run1]).status.success());
+    assert_eq!(bed.snapshots_named("s1").await, vec!["root:s1".to_string()]);
+
+    // Killed after taking the filesystem snapshots but before recording it: resumed...
+    let killed = bed.reroot_faulty(
+        Some("snapshot-fs:after-apply"),
+        &["snapshot", "-P", &tpl, "-s", "s2", cfg],
+    );
+    assert!(!killed.status.success());
+    let run3 = bed.last_run();
+    assert!(bed.reroot(&["resume", &run3]).status.success());
+    assert_eq!(bed.snapshots_named("s2").await, all("s2"));
+    // ... or undone: every snapshot it took goes, though the journal never saw them taken.
+    let killed = bed.reroot_faulty(
+        Some("snapshot-fs:after-apply"),
+        &["snapshot", "-P", &tpl, "-s", "s3", cfg],
+    );
+    assert!(!killed.status.success());
+    let run4 = bed.last_run();
+    assert_eq!(bed.snapshots_named("s3").await, all("s3"));
+    assert!(bed.reroot(&["undo", &run4]).status.success());
+    assert!(bed.snapshots_named("s3").await.is_empty());
+
+    // --root-only leaves the filesystems alone.
+    assert!(bed
+        .reroot(&["snapshot", "-P", &tpl, "-s", "s4", "--root-only", cfg])
+        .status
+        .success());
+    assert_eq!(bed.snapshots_named("s4").await, vec!["root:s4".to_string()]);
+
+    let prune = bed.reroot(&["prune", &run3]);
+    assert!(!prune.status.success());
+    assert!(
+        stderr(&prune).contains("snapshot run"),
+        "{}",
+        stderr(&prune)
+    );
+    assert!(bed.reroot(&["journal", "verify"]).status.success());
 }

@@ -74,7 +74,7 @@ pub enum Command {
     /// Delete the retired old roots of a succeeded run (the run can no longer be undone);
     /// with --snapshots also the filesystem snapshots it took.
     Prune(run_cmd::PruneArgs),
-    /// Snapshot instances' roots (e.g. a template) and their filesystems.
+    /// Snapshot instances' roots (e.g. a template) and their filesystems, as a journaled run.
     Snapshot(snapshot_cmd::SnapshotArgs),
     /// List runs, newest first.
     History(journal_cmd::HistoryArgs),

@@ -16,7 +16,7 @@ use crate::lxd::{self, OptionalExt};
 use crate::report;
 use crate::steps::{
     rebuild_pipeline, retired_name, snapshot_name, storage_filesystem, InstancePlan, RebuildEnv,
-    RebuildOptions, PLANS_OPTION, RUN_KEY,
+    RebuildOptions, RunKind, SnapshotRequest, KIND_OPTION, PLANS_OPTION, RUN_KEY,
 };
 
 /// Note recorded when an undo is asked for (`undo` or `undo --data`); `resume` reads it.
@@ -86,7 +86,7 @@ pub struct PruneArgs {
     pub snapshots: bool,
 }
 
-async fn connect(global: &Global) -> Result<lxd::Client, CliError> {
+pub(super) async fn connect(global: &Global) -> Result<lxd::Client, CliError> {
     Ok(lxd::Client::connect(lxd::ConnectOptions {
         socket: global.socket.clone(),
         project: global.project.clone(),
@@ -95,7 +95,7 @@ async fn connect(global: &Global) -> Result<lxd::Client, CliError> {
     .await?)
 }
 
-fn open_journal(global: &Global) -> Result<Arc<Journal>, CliError> {
+pub(super) fn open_journal(global: &Global) -> Result<Arc<Journal>, CliError> {
     let j = Journal::open(&global.journal)
         .map_err(|e| format!("journal {}: {e}", global.journal.display()))?;
     for note in j.recovery_notes() {
@@ -141,14 +141,24 @@ fn option_or<T: std::str::FromStr>(state: &RunState, key: &str, default: T) -> T
         .unwrap_or(default)
 }
 
+/// Header option: the snapshot name of a snapshot run.
+const SNAPSHOT_OPTION: &str = "snapshot";
+/// Header option: a snapshot run leaves the filesystems alone.
+const ROOT_ONLY_OPTION: &str = "root_only";
+
+fn kind_of(state: &RunState) -> Result<RunKind, CliError> {
+    Ok(RunKind::of(&state.header.options).map_err(|e| format!("run {}: {e}", state.header.id))?)
+}
+
 fn options_of(state: &RunState, undo_data: bool) -> RebuildOptions {
+    let options = &state.header.options;
     RebuildOptions {
-        stop_timeout_s: state
-            .header
-            .options
-            .get("stop_timeout")
-            .and_then(|v| v.parse().ok()),
+        stop_timeout_s: options.get("stop_timeout").and_then(|v| v.parse().ok()),
         undo_data,
+        snapshot: options.get(SNAPSHOT_OPTION).map(|name| SnapshotRequest {
+            name: name.clone(),
+            root_only: options.get(ROOT_ONLY_OPTION).map(String::as_str) == Some("true"),
+        }),
     }
 }
 
@@ -166,9 +176,11 @@ fn leased(journal: &Journal) -> Result<BTreeMap<String, RunId>, CliError> {
         ..Default::default()
     })? {
         let state = journal.replay(run.id)?;
-        let steps = rebuild_pipeline().len();
+        let pipeline = kind_of(&state)?.pipeline();
+        let (first, steps) = (pipeline[0].name(), pipeline.len());
         for inst in &state.instances {
-            let changed = inst.steps.iter().any(|s| s.name != "preflight");
+            // The first step of every pipeline only looks.
+            let changed = inst.steps.iter().any(|s| s.name != first);
             let complete = inst.steps.len() == steps
                 && inst.steps.iter().all(|s| s.status == StepStatus::Succeeded);
             let undone = inst
@@ -208,11 +220,12 @@ async fn drive(
         max_failures,
     } = pass;
     let plans = plans_of(state)?;
+    let pipeline = kind_of(state)?.pipeline();
     let env = Arc::new(RebuildEnv::new(lxd, plans, options));
     let engine = Engine::new(
         journal.clone(),
         env,
-        rebuild_pipeline(),
+        pipeline,
         EngineOptions {
             parallel,
             max_failures,
@@ -245,7 +258,11 @@ fn finish(global: &Global, report: &RunReport, state: &RunState) -> Result<ExitC
             }))?
         );
     } else {
-        print!("{}", report::pass_summary(report, state));
+        let done = match kind_of(state)? {
+            RunKind::Rebuild => "rebuilt",
+            RunKind::Snapshot => "snapshotted",
+        };
+        print!("{}", report::pass_summary(report, state, done));
     }
     Ok(if report.is_success() {
         ExitCode::SUCCESS
@@ -284,10 +301,44 @@ pub async fn rebuild(args: RebuildArgs, global: &Global) -> Result<ExitCode, Cli
         }
         return Ok(ExitCode::SUCCESS);
     }
+    let mut options = BTreeMap::new();
+    if let Some(t) = args.stop_timeout {
+        options.insert("stop_timeout".to_string(), t.to_string());
+    }
+    start_run(
+        global,
+        RunKind::Rebuild,
+        &plans,
+        options,
+        RunLimits {
+            parallel: args.parallel,
+            max_failures: args.max_failures,
+            retries: args.retries,
+        },
+    )
+    .await
+}
+
+/// How many instances a new run takes at once, and how failures count.
+pub(super) struct RunLimits {
+    pub parallel: usize,
+    pub max_failures: usize,
+    pub retries: u32,
+}
+
+/// Starts a run of `kind` over `plans` (after checking that no unfinished run holds one of
+/// their instances), records it with `options` in the journal, and drives it forward.
+pub(super) async fn start_run(
+    global: &Global,
+    kind: RunKind,
+    plans: &[InstancePlan],
+    mut options: BTreeMap<String, String>,
+    limits: RunLimits,
+) -> Result<ExitCode, CliError> {
     let lxd = connect(global).await?;
     let journal = open_journal(global)?;
     let leases = leased(&journal)?;
-    for p in &plans {
+    for p in plans {
         if let Some(run) = leases.get(&p.name) {
             return Err(format!(
                 "instance {} is part of run {} which is not finished: `reroot resume {}` or \
@@ -300,14 +351,11 @@ pub async fn rebuild(args: RebuildArgs, global: &Global) -> Result<ExitCode, Cli
             .into());
         }
     }
-    let mut options = BTreeMap::new();
-    options.insert(PLANS_OPTION.to_string(), serde_json::to_string(&plans)?);
-    if let Some(t) = args.stop_timeout {
-        options.insert("stop_timeout".to_string(), t.to_string());
-    }
-    options.insert("parallel".to_string(), args.parallel.to_string());
-    options.insert("max_failures".to_string(), args.max_failures.to_string());
-    options.insert("retries".to_string(), args.retries.to_string());
+    options.insert(KIND_OPTION.to_string(), kind.word().to_string());
+    options.insert(PLANS_OPTION.to_string(), serde_json::to_string(plans)?);
+    options.insert("parallel".to_string(), limits.parallel.to_string());
+    options.insert("max_failures".to_string(), limits.max_failures.to_string());
+    options.insert("retries".to_string(), limits.retries.to_string());
     let header = RunHeader {
         id: RunHeader::new_id(),
         command: std::env::args().collect(),
@@ -329,15 +377,23 @@ pub async fn rebuild(args: RebuildArgs, global: &Global) -> Result<ExitCode, Cli
         &state,
         Pass {
             instances: &instances,
-            retries: args.retries,
+            retries: limits.retries,
             direction: Direction::Forward,
             options: options_of(&state, false),
-            parallel: args.parallel,
-            max_failures: args.max_failures,
+            parallel: limits.parallel,
+            max_failures: limits.max_failures,
         },
     )
     .await?;
     finish(global, &report, &state)
+}
+
+/// The header options of a snapshot run of `snapshot`.
+pub(super) fn snapshot_options(snapshot: &SnapshotRequest) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (SNAPSHOT_OPTION.to_string(), snapshot.name.clone()),
+        (ROOT_ONLY_OPTION.to_string(), snapshot.root_only.to_string()),
+    ])
 }
 
 fn resolve(journal: &Journal, run: &str) -> Result<RunId, CliError> {
@@ -398,7 +454,7 @@ pub async fn resume(args: ResumeArgs, global: &Global) -> Result<ExitCode, CliEr
         if direction == Direction::Undo {
             "undo"
         } else {
-            "rebuild"
+            kind_of(&state)?.word()
         }
     );
     let lxd = connect(global).await?;
@@ -468,6 +524,14 @@ pub async fn prune(args: PruneArgs, global: &Global) -> Result<ExitCode, CliErro
     let journal = open_journal(global)?;
     let run = resolve(&journal, &args.run)?;
     let state = journal.replay(run)?;
+    if kind_of(&state)? != RunKind::Rebuild {
+        return Err(format!(
+            "run {run} is a {} run: there is nothing to prune (its undo deletes the snapshots it \
+             took)",
+            kind_of(&state)?.word()
+        )
+        .into());
+    }
     let prunable = match state.status {
         RunStatus::Succeeded => true,
         RunStatus::Undone => args.snapshots,

@@ -1,17 +1,17 @@
 //! `reroot snapshot -s NAME CONFIG...`: snapshots each instance's root (an LXD snapshot, what
-//! a template's `origin` names) and its non-transient ZFS and btrfs filesystems. An existing
-//! snapshot of that name is left as it is, so running it twice is safe.
+//! a template's `origin` names) and its non-transient ZFS and btrfs filesystems, as a journaled
+//! run (see `steps::named_snapshot`). An existing snapshot of that name is left as it is, so
+//! running it twice is safe; `undo` deletes only the snapshots the run took.
 
 use std::process::ExitCode;
 
 use clap::Args;
 
 use super::config_cmd::ConfigFileArgs;
+use super::run_cmd::{snapshot_options, start_run, RunLimits};
 use super::{CliError, Global};
 use crate::config;
-use crate::lxd::{self, OptionalExt};
-use crate::steps::InstancePlan;
-use crate::storage::SnapshotOutcome;
+use crate::steps::{InstancePlan, RunKind, SnapshotRequest};
 
 /// `reroot snapshot`.
 #[derive(Debug, Args)]
@@ -24,51 +24,41 @@ pub struct SnapshotArgs {
     /// Only the instance's root, not its filesystems.
     #[arg(long)]
     pub root_only: bool,
+    /// How many instances to snapshot at once.
+    #[arg(long, default_value_t = 1)]
+    pub parallel: usize,
 }
 
-/// Runs `reroot snapshot`.
+/// Runs `reroot snapshot`: a journaled run (resumable, undoable) of the snapshot steps.
 pub async fn run(args: SnapshotArgs, global: &Global) -> Result<ExitCode, CliError> {
     crate::storage::validate_snapshot_name(&args.snapshot)?;
     let resolved = config::load(&args.config.files, &args.config.load_options(global)?)?;
-    let plans = resolved
-        .iter()
-        .map(InstancePlan::from_resolved)
-        .collect::<Result<Vec<_>, _>>()?;
-    let lxd = lxd::Client::connect(lxd::ConnectOptions {
-        socket: global.socket.clone(),
-        project: global.project.clone(),
-        ..lxd::ConnectOptions::default()
-    })
-    .await?;
-    for plan in &plans {
-        let client = lxd.with_project(&plan.project);
-        let name = &plan.name;
-        if client
-            .get_snapshot(name, &args.snapshot)
-            .await
-            .optional()?
-            .is_some()
-        {
-            println!("{name}/{}: already there", args.snapshot);
-        } else {
-            client.create_snapshot(name, &args.snapshot, None).await?;
-            println!("{name}/{}: taken", args.snapshot);
+    let mut plans: Vec<InstancePlan> = Vec::new();
+    for r in &resolved {
+        if plans.iter().any(|p| p.name == r.name) {
+            return Err(format!(
+                "instance {} is named by more than one config ({})",
+                r.name,
+                r.config_file.display()
+            )
+            .into());
         }
-        if args.root_only {
-            continue;
-        }
-        for fs in &plan.filesystems {
-            let fs = crate::steps::storage_filesystem(fs);
-            if !fs.supports_snapshots() || !fs.exists().await? {
-                continue;
-            }
-            let what = match fs.snapshot(&args.snapshot).await? {
-                SnapshotOutcome::Taken => "taken",
-                SnapshotOutcome::AlreadyExisted => "already there",
-                SnapshotOutcome::Skipped(_) => continue,
-            };
-            println!("{name}: {}@{}: {what}", fs.kind.location(), args.snapshot);
-        }
+        plans.push(InstancePlan::from_resolved(r)?);
     }
-    Ok(ExitCode::SUCCESS)
+    let request = SnapshotRequest {
+        name: args.snapshot.clone(),
+        root_only: args.root_only,
+    };
+    start_run(
+        global,
+        RunKind::Snapshot,
+        &plans,
+        snapshot_options(&request),
+        RunLimits {
+            parallel: args.parallel,
+            max_failures: usize::MAX,
+            retries: 2,
+        },
+    )
+    .await
 }

@@ -22,10 +22,14 @@
 //! step cut short by a crash is simply applied again. The new root carries the run id in its
 //! config (`user.reroot.run`): that is how a step tells the new root from the old one. No step
 //! deletes or overwrites an external filesystem or a device directory.
+//!
+//! A `reroot snapshot` run has its own short pipeline (`named_snapshot`); [`RunKind`], stored
+//! in the run header, says which pipeline a run has.
 
 pub mod plan;
 
 mod cloud;
+mod named_snapshot;
 mod names;
 mod preflight;
 mod prepare;
@@ -48,16 +52,69 @@ pub use plan::{InstancePlan, PLANS_OPTION};
 pub use preflight::Preflight as PreflightRecord;
 pub use snapshot::to_storage as storage_filesystem;
 
-/// Options of a rebuild that are not part of any config.
+/// Options of a run that are not part of any config.
 #[derive(Debug, Clone, Default)]
 pub struct RebuildOptions {
     /// Overrides every plan's clean-stop timeout (seconds; 0 = force at once).
     pub stop_timeout_s: Option<u64>,
     /// On undo, roll the external filesystems back to the run's snapshots.
     pub undo_data: bool,
+    /// What a snapshot run takes (`None` for a rebuild).
+    pub snapshot: Option<SnapshotRequest>,
 }
 
-/// What the rebuild steps share: the LXD client, the plans and the options.
+/// The snapshot a `reroot snapshot` run takes of each instance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotRequest {
+    /// The snapshot name, the same for the root and the filesystems.
+    pub name: String,
+    /// Only the root, not the filesystems.
+    pub root_only: bool,
+}
+
+/// Header option naming what a run does; a run without it is a rebuild (as all runs were
+/// before snapshot runs).
+pub const KIND_OPTION: &str = "kind";
+
+/// What a run does, and so which steps drive it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunKind {
+    /// `reroot rebuild`.
+    Rebuild,
+    /// `reroot snapshot`.
+    Snapshot,
+}
+
+impl RunKind {
+    /// The kind recorded in a run header's options.
+    pub fn of(options: &BTreeMap<String, String>) -> Result<RunKind, String> {
+        match options.get(KIND_OPTION).map(String::as_str) {
+            None | Some("rebuild") => Ok(RunKind::Rebuild),
+            Some("snapshot") => Ok(RunKind::Snapshot),
+            Some(other) => Err(format!(
+                "a run of kind {other:?}, which this reroot does not know (a newer version?)"
+            )),
+        }
+    }
+
+    /// The word stored in the header and shown to people.
+    pub fn word(self) -> &'static str {
+        match self {
+            RunKind::Rebuild => "rebuild",
+            RunKind::Snapshot => "snapshot",
+        }
+    }
+
+    /// The steps of each instance, in order.
+    pub fn pipeline(self) -> Vec<Arc<dyn Step<RebuildEnv>>> {
+        match self {
+            RunKind::Rebuild => rebuild_pipeline(),
+            RunKind::Snapshot => named_snapshot::steps(),
+        }
+    }
+}
+
+/// What the steps of a run share: the LXD client, the plans and the options.
 pub struct RebuildEnv {
     lxd: lxd::Client,
     plans: BTreeMap<String, InstancePlan>,
@@ -158,5 +215,33 @@ impl From<crate::cloudconfig::CloudConfigError> for StepError {
 impl From<crate::config::ConfigError> for StepError {
     fn from(e: crate::config::ConfigError) -> StepError {
         StepError::new(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn run_kind_comes_from_the_header_and_older_runs_are_rebuilds() {
+        let with = |kind: Option<&str>| {
+            let mut options = BTreeMap::new();
+            if let Some(k) = kind {
+                options.insert(KIND_OPTION.to_string(), k.to_string());
+            }
+            RunKind::of(&options)
+        };
+        assert_eq!(with(None), Ok(RunKind::Rebuild));
+        for kind in [RunKind::Rebuild, RunKind::Snapshot] {
+            assert_eq!(with(Some(kind.word())), Ok(kind));
+        }
+        let err = with(Some("migrate")).unwrap_err();
+        assert!(err.contains("\"migrate\""), "{err}");
+        let names: Vec<&str> = RunKind::Snapshot
+            .pipeline()
+            .iter()
+            .map(|s| s.name())
+            .collect();
+        assert_eq!(names, ["survey", "snapshot-root", "snapshot-fs"]);
     }
 }

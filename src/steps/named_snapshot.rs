@@ -1,0 +1,182 @@
+//! The steps of a `reroot snapshot` run: a named snapshot of each instance's root (what a
+//! template's `origin` names) and of its non-transient ZFS and btrfs filesystems.
+//!
+//! | step | effect | undo |
+//! |---|---|---|
+//! | `survey` | records which of those snapshots exist already | nothing |
+//! | `snapshot-root` | takes the LXD snapshot of the root, if missing | deletes it, unless it existed before the run |
+//! | `snapshot-fs` | snapshots the filesystems, if missing (skipped with `--root-only`) | deletes those that did not exist before the run |
+//!
+//! `survey` is recorded before anything is taken, so after a crash at any point the undo still
+//! knows which snapshots the run made and never deletes one it found.
+
+use serde::{Deserialize, Serialize};
+
+use super::snapshot::to_storage;
+use super::{RebuildEnv, SnapshotRequest};
+use crate::engine::{BoxFuture, Step, StepCx, StepError};
+use crate::lxd::OptionalExt;
+use crate::storage::{self, SnapshotOutcome};
+
+/// What `survey` recorded: the snapshots of the requested name that existed before the run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Survey {
+    /// The root's LXD snapshot existed.
+    pub root: bool,
+    /// Locations of the filesystems that had the snapshot.
+    pub filesystems: Vec<String>,
+}
+
+/// The snapshot run's steps, in order.
+pub(super) fn steps() -> Vec<std::sync::Arc<dyn Step<RebuildEnv>>> {
+    vec![
+        std::sync::Arc::new(SurveyStep),
+        std::sync::Arc::new(SnapshotRoot),
+        std::sync::Arc::new(SnapshotFilesystems),
+    ]
+}
+
+fn request(env: &RebuildEnv) -> Result<&SnapshotRequest, StepError> {
+    env.options
+        .snapshot
+        .as_ref()
+        .ok_or_else(|| StepError::new("this run records no snapshot name"))
+}
+
+/// The instance's filesystems that can have snapshots.
+fn snapshotted(env: &RebuildEnv, instance: &str) -> Result<Vec<storage::Filesystem>, StepError> {
+    Ok(env
+        .plan(instance)?
+        .filesystems
+        .iter()
+        .map(to_storage)
+        .filter(|fs| fs.supports_snapshots() && !fs.transient)
+        .collect())
+}
+
+struct SurveyStep;
+
+impl Step<RebuildEnv> for SurveyStep {
+    fn name(&self) -> &'static str {
+        "survey"
+    }
+
+    fn apply<'a>(
+        &'a self,
+        cx: &'a StepCx<'a, RebuildEnv>,
+    ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
+        Box::pin(async move {
+            let name = &request(cx.env)?.name;
+            let plan = cx.env.plan(cx.instance)?;
+            let lxd = cx.env.lxd(plan);
+            if !lxd.instance_exists(cx.instance).await? {
+                return Err(StepError::new(format!(
+                    "instance {} does not exist",
+                    cx.instance
+                )));
+            }
+            let root = lxd
+                .get_snapshot(cx.instance, name)
+                .await
+                .optional()?
+                .is_some();
+            let mut filesystems = Vec::new();
+            for fs in snapshotted(cx.env, cx.instance)? {
+                if fs.has_snapshot(name).await? {
+                    filesystems.push(fs.kind.location());
+                }
+            }
+            Ok(serde_json::to_value(Survey { root, filesystems })?)
+        })
+    }
+
+    fn undo<'a>(&'a self, _: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+struct SnapshotRoot;
+
+impl Step<RebuildEnv> for SnapshotRoot {
+    fn name(&self) -> &'static str {
+        "snapshot-root"
+    }
+
+    fn apply<'a>(
+        &'a self,
+        cx: &'a StepCx<'a, RebuildEnv>,
+    ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
+        Box::pin(async move {
+            let name = &request(cx.env)?.name;
+            let lxd = cx.env.lxd(cx.env.plan(cx.instance)?);
+            let taken = match lxd.get_snapshot(cx.instance, name).await.optional()? {
+                Some(_) => false,
+                // A create cut short by a crash may have finished meanwhile: a conflict is done.
+                None => match lxd.create_snapshot(cx.instance, name, None).await {
+                    Ok(()) => true,
+                    Err(e) if e.is_conflict() => false,
+                    Err(e) => return Err(e.into()),
+                },
+            };
+            Ok(serde_json::json!({ "snapshot": format!("{}/{name}", cx.instance), "taken": taken }))
+        })
+    }
+
+    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(async move {
+            let survey: Survey = cx.outputs.get("survey")?;
+            if survey.root {
+                return Ok(());
+            }
+            let name = &request(cx.env)?.name;
+            let lxd = cx.env.lxd(cx.env.plan(cx.instance)?);
+            lxd.delete_snapshot(cx.instance, name).await?;
+            Ok(())
+        })
+    }
+}
+
+struct SnapshotFilesystems;
+
+impl Step<RebuildEnv> for SnapshotFilesystems {
+    fn name(&self) -> &'static str {
+        "snapshot-fs"
+    }
+
+    fn apply<'a>(
+        &'a self,
+        cx: &'a StepCx<'a, RebuildEnv>,
+    ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
+        Box::pin(async move {
+            let request = request(cx.env)?;
+            let mut taken = Vec::new();
+            if !request.root_only {
+                for fs in snapshotted(cx.env, cx.instance)? {
+                    if !fs.exists().await? {
+                        continue;
+                    }
+                    if fs.snapshot(&request.name).await? == SnapshotOutcome::Taken {
+                        taken.push(fs.kind.location());
+                    }
+                }
+            }
+            Ok(serde_json::json!({ "snapshot": request.name, "taken": taken }))
+        })
+    }
+
+    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(async move {
+            let request = request(cx.env)?;
+            if request.root_only {
+                return Ok(());
+            }
+            let survey: Survey = cx.outputs.get("survey")?;
+            for fs in snapshotted(cx.env, cx.instance)? {
+                if !survey.filesystems.contains(&fs.kind.location()) {
+                    fs.delete_snapshot(&request.name).await?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
