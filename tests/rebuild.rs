@@ -62,6 +62,11 @@ impl Bed {
     /// Writes the instance's config file (always the same path, since the instance is named
     /// after it); `extra` is appended (e.g. a health check).
     fn config(&self, extra: &str) -> PathBuf {
+        self.config_with(extra, false)
+    }
+
+    /// [`Bed::config`], with the btrfs filesystem marked `destroy: true` when `destroy_logs`.
+    fn config_with(&self, extra: &str, destroy_logs: bool) -> PathBuf {
         let path = self.dir.path().join(format!("{}.yaml", self.instance()));
         let text = format!(
             "#lxdops\n\
@@ -72,7 +77,7 @@ impl Bed {
              stop-timeout: 0\n\
              filesystems:\n  \
                data:\n    pattern: rerootz/{p}/(instance)\n  \
-               logs:\n    kind: btrfs\n    pattern: /srv/reroot-btrfs/{p}-(instance)\n\
+               logs:\n    kind: btrfs\n    pattern: /srv/reroot-btrfs/{p}-(instance)\n    destroy: {destroy_logs}\n\
              devices:\n  \
                www:\n    path: /var/www\n    filesystem: data\n  \
                log:\n    path: /var/log/app\n    filesystem: logs\n    dir: .\n\
@@ -613,5 +618,109 @@ async fn snapshot_runs_are_journaled_resumable_and_undo_only_what_they_took() {
         "{}",
         stderr(&prune)
     );
+    assert!(bed.reroot(&["journal", "verify"]).status.success());
+}
+
+/// `delete` and `destroy` refuse a running instance and change nothing then; `destroy` wants
+/// confirmation; `delete` keeps every filesystem (a later rebuild finds the data again);
+/// `destroy` removes only the filesystems marked `destroy: true`. Neither can be undone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_keeps_data_and_destroy_removes_only_what_is_marked() {
+    if !cfg!(feature = "fault-injection") {
+        panic!("run the tests with --features fault-injection (scripts/test.sh does)");
+    }
+    let _serial = common::LXD_LOCK.lock().await;
+    let bed = Bed::new().await;
+    let config = bed.config_with("", true);
+    let cfg = config.to_str().unwrap();
+    let tpl = format!("tpl={}", bed.template("old"));
+    assert!(bed.rebuild("old", &config).status.success(), "launch");
+    let web = bed.instance();
+    bed.sh("echo orders > /var/www/orders.txt; echo line > /var/log/app/app.log")
+        .await;
+    let files = ["www/orders.txt", "app.log"];
+    let data = bed.data_digest(&files);
+    let profile = format!("{web}.reroot");
+    let profile_exists = || async { bed.lxd.get_profile(&profile).await.is_ok() };
+    assert!(profile_exists().await);
+    let logs = format!("/srv/reroot-btrfs/{}-{web}", bed.prefix);
+    let zfs_dir = format!("/rerootz/{}/{web}", bed.prefix);
+
+    // Running: both refuse, and nothing changes.
+    for args in [
+        vec!["delete", "-P", &tpl, cfg],
+        vec!["destroy", "-P", &tpl, "--yes", cfg],
+    ] {
+        let out = bed.reroot(&args);
+        assert!(!out.status.success(), "{args:?} of a running instance");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("stop it first"), "{text}");
+    }
+    assert_eq!(bed.instances().await, vec![web.clone()]);
+    assert!(profile_exists().await);
+    assert_eq!(bed.data_digest(&files), data);
+
+    bed.lxd
+        .stop_instance(&web, reroot::lxd::Stop::Force)
+        .await
+        .unwrap();
+    // destroy without --yes and without a terminal to ask in: refused, nothing changed.
+    let unconfirmed = Command::new(REROOT)
+        .args(["--journal", bed.journal().to_str().unwrap()])
+        .args(["destroy", "-P", &tpl, cfg])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!unconfirmed.status.success());
+    let err = stderr(&unconfirmed);
+    assert!(err.contains("--yes") && err.contains(&logs), "{err}");
+    assert_eq!(bed.instances().await, vec![web.clone()]);
+
+    // delete: root and profile gone, every filesystem kept.
+    let deleted = bed.reroot(&["delete", "-P", &tpl, cfg]);
+    assert!(deleted.status.success());
+    assert!(String::from_utf8_lossy(&deleted.stdout).contains("filesystems kept"));
+    assert!(bed.instances().await.is_empty());
+    assert!(!profile_exists().await);
+    assert_eq!(bed.data_digest(&files), data);
+    let run = bed.last_run();
+    let undo = bed.reroot(&["undo", &run]);
+    assert!(!undo.status.success());
+    assert!(
+        stderr(&undo).contains("cannot be brought back"),
+        "{}",
+        stderr(&undo)
+    );
+
+    // A rebuild launches it again on the kept data.
+    assert!(bed.rebuild("old", &config).status.success());
+    assert_eq!(bed.sh("cat /var/www/orders.txt").await, "orders\n");
+
+    // destroy, killed once the root is deleted and resumed: the btrfs filesystem
+    // (destroy: true) goes, the ZFS one stays.
+    bed.lxd
+        .stop_instance(&web, reroot::lxd::Stop::Force)
+        .await
+        .unwrap();
+    let killed = bed.reroot_faulty(
+        Some("delete-root:after-apply"),
+        &["destroy", "-P", &tpl, "--yes", cfg],
+    );
+    assert!(!killed.status.success());
+    assert!(Path::new(&logs).exists(), "killed before destroy-fs");
+    let resumed = bed.reroot(&["resume", &bed.last_run()]);
+    assert!(resumed.status.success());
+    assert!(bed.instances().await.is_empty());
+    assert!(!profile_exists().await);
+    assert!(!Path::new(&logs).exists(), "{logs} destroyed");
+    assert_eq!(
+        std::fs::read_to_string(format!("{zfs_dir}/www/orders.txt")).unwrap(),
+        "orders\n",
+        "the ZFS filesystem is not marked destroy: kept"
+    );
+    let shown = String::from_utf8_lossy(&bed.reroot(&["show", &bed.last_run()]).stdout).to_string();
+    for step in ["check", "delete-root", "delete-profile", "destroy-fs"] {
+        assert!(shown.contains(step), "{step} in {shown}");
+    }
     assert!(bed.reroot(&["journal", "verify"]).status.success());
 }

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 pub mod cloudconfig_cmd;
 pub mod config_cmd;
 pub mod journal_cmd;
+pub mod remove_cmd;
 pub mod run_cmd;
 pub mod server_cmd;
 pub mod snapshot_cmd;
@@ -76,6 +77,11 @@ pub enum Command {
     Prune(run_cmd::PruneArgs),
     /// Snapshot instances' roots (e.g. a template) and their filesystems, as a journaled run.
     Snapshot(snapshot_cmd::SnapshotArgs),
+    /// Delete stopped instances and their device profiles; their filesystems are kept.
+    Delete(remove_cmd::DeleteArgs),
+    /// Delete stopped instances and destroy their filesystems marked `destroy: true`, after
+    /// confirmation (or --yes).
+    Destroy(remove_cmd::DestroyArgs),
     /// List runs, newest first.
     History(journal_cmd::HistoryArgs),
     /// Show a run: each instance's steps with result, duration and downtime.
@@ -144,6 +150,8 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Undo(args) => run_cmd::undo(args, &cli.global).await,
         Command::Prune(args) => run_cmd::prune(args, &cli.global).await,
         Command::Snapshot(args) => snapshot_cmd::run(args, &cli.global).await,
+        Command::Delete(args) => remove_cmd::delete(args, &cli.global).await,
+        Command::Destroy(args) => remove_cmd::destroy(args, &cli.global).await,
         Command::History(args) => journal_cmd::history(args, &cli.global),
         Command::Show(args) => journal_cmd::show(args, &cli.global),
         Command::Journal { command } => journal_cmd::journal(command, &cli.global),

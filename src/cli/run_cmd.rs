@@ -261,6 +261,8 @@ fn finish(global: &Global, report: &RunReport, state: &RunState) -> Result<ExitC
         let done = match kind_of(state)? {
             RunKind::Rebuild => "rebuilt",
             RunKind::Snapshot => "snapshotted",
+            RunKind::Delete => "deleted",
+            RunKind::Destroy => "destroyed",
         };
         print!("{}", report::pass_summary(report, state, done));
     }
@@ -483,6 +485,15 @@ pub async fn undo(args: UndoArgs, global: &Global) -> Result<ExitCode, CliError>
     if state.status == RunStatus::Undone {
         return Err(format!("run {run} is already undone").into());
     }
+    let kind = kind_of(&state)?;
+    if !kind.undoable() {
+        return Err(format!(
+            "run {run} is a {} run and cannot be undone: what it deleted cannot be brought \
+             back (if it is unfinished, `reroot resume` finishes it)",
+            kind.word()
+        )
+        .into());
+    }
     if let Some(note) = state.notes.iter().find(|n| n.starts_with(PRUNED_NOTE)) {
         return Err(
             format!("run {run} cannot be undone: its retired roots were deleted ({note})").into(),
@@ -526,8 +537,7 @@ pub async fn prune(args: PruneArgs, global: &Global) -> Result<ExitCode, CliErro
     let state = journal.replay(run)?;
     if kind_of(&state)? != RunKind::Rebuild {
         return Err(format!(
-            "run {run} is a {} run: there is nothing to prune (its undo deletes the snapshots it \
-             took)",
+            "run {run} is a {} run: only rebuild runs have retired roots and snapshots to prune",
             kind_of(&state)?.word()
         )
         .into());

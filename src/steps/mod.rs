@@ -23,8 +23,9 @@
 //! config (`user.reroot.run`): that is how a step tells the new root from the old one. No step
 //! deletes or overwrites an external filesystem or a device directory.
 //!
-//! A `reroot snapshot` run has its own short pipeline (`named_snapshot`); [`RunKind`], stored
-//! in the run header, says which pipeline a run has.
+//! A `reroot snapshot` run has its own short pipeline (`named_snapshot`), and so do `delete`
+//! and `destroy` (`removal`); [`RunKind`], stored in the run header, says which pipeline a run
+//! has.
 
 pub mod plan;
 
@@ -35,6 +36,7 @@ mod preflight;
 mod prepare;
 mod profile;
 mod reattach;
+mod removal;
 mod rename;
 mod snapshot;
 mod start;
@@ -83,6 +85,10 @@ pub enum RunKind {
     Rebuild,
     /// `reroot snapshot`.
     Snapshot,
+    /// `reroot delete`: the root and the device profile; filesystems kept.
+    Delete,
+    /// `reroot destroy`: a delete, then the filesystems marked `destroy: true`.
+    Destroy,
 }
 
 impl RunKind {
@@ -91,6 +97,8 @@ impl RunKind {
         match options.get(KIND_OPTION).map(String::as_str) {
             None | Some("rebuild") => Ok(RunKind::Rebuild),
             Some("snapshot") => Ok(RunKind::Snapshot),
+            Some("delete") => Ok(RunKind::Delete),
+            Some("destroy") => Ok(RunKind::Destroy),
             Some(other) => Err(format!(
                 "a run of kind {other:?}, which this reroot does not know (a newer version?)"
             )),
@@ -102,6 +110,8 @@ impl RunKind {
         match self {
             RunKind::Rebuild => "rebuild",
             RunKind::Snapshot => "snapshot",
+            RunKind::Delete => "delete",
+            RunKind::Destroy => "destroy",
         }
     }
 
@@ -110,7 +120,14 @@ impl RunKind {
         match self {
             RunKind::Rebuild => rebuild_pipeline(),
             RunKind::Snapshot => named_snapshot::steps(),
+            RunKind::Delete => removal::steps(false),
+            RunKind::Destroy => removal::steps(true),
         }
+    }
+
+    /// Whether `undo` can put things back (not after a delete or destroy).
+    pub fn undoable(self) -> bool {
+        matches!(self, RunKind::Rebuild | RunKind::Snapshot)
     }
 }
 
@@ -232,7 +249,12 @@ mod tests {
             RunKind::of(&options)
         };
         assert_eq!(with(None), Ok(RunKind::Rebuild));
-        for kind in [RunKind::Rebuild, RunKind::Snapshot] {
+        for kind in [
+            RunKind::Rebuild,
+            RunKind::Snapshot,
+            RunKind::Delete,
+            RunKind::Destroy,
+        ] {
             assert_eq!(with(Some(kind.word())), Ok(kind));
         }
         let err = with(Some("migrate")).unwrap_err();

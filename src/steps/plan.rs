@@ -66,6 +66,9 @@ pub struct FilesystemPlan {
     pub kind: FilesystemKind,
     /// Transient filesystems hold nothing worth a snapshot.
     pub transient: bool,
+    /// `destroy: true`: `reroot destroy` removes it (nothing else ever does).
+    #[serde(default)]
+    pub destroy: bool,
     /// ZFS properties used when the dataset is created.
     #[serde(default)]
     pub zfs_properties: BTreeMap<String, String>,
@@ -183,6 +186,7 @@ impl FilesystemPlan {
                 },
             },
             transient: fs.transient,
+            destroy: fs.destroy,
             zfs_properties: fs.zfs_properties.clone(),
             clone_of: None,
         }

@@ -1,0 +1,123 @@
+//! `reroot delete CONFIG...` and `reroot destroy CONFIG...`: journaled runs of the removal
+//! steps (see `steps::removal`). `delete` removes the instance and its device profile and keeps
+//! every filesystem; `destroy` also removes the filesystems marked `destroy: true`, and asks
+//! first. Both refuse an instance that is not stopped.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, IsTerminal, Write};
+use std::process::ExitCode;
+
+use clap::Args;
+
+use super::config_cmd::ConfigFileArgs;
+use super::run_cmd::{start_run, RunLimits};
+use super::{CliError, Global};
+use crate::config;
+use crate::steps::{InstancePlan, RunKind};
+
+/// `reroot delete`.
+#[derive(Debug, Args)]
+pub struct DeleteArgs {
+    #[command(flatten)]
+    pub config: ConfigFileArgs,
+}
+
+/// `reroot destroy`.
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    #[command(flatten)]
+    pub config: ConfigFileArgs,
+    /// Do not ask: destroy what the configs mark `destroy: true` (for scripts).
+    #[arg(long)]
+    pub yes: bool,
+}
+
+fn plans(config: &ConfigFileArgs, global: &Global) -> Result<Vec<InstancePlan>, CliError> {
+    let resolved = config::load(&config.files, &config.load_options(global)?)?;
+    let mut plans: Vec<InstancePlan> = Vec::new();
+    for r in &resolved {
+        if plans.iter().any(|p| p.name == r.name) {
+            return Err(format!(
+                "instance {} is named by more than one config ({})",
+                r.name,
+                r.config_file.display()
+            )
+            .into());
+        }
+        plans.push(InstancePlan::from_resolved(r)?);
+    }
+    Ok(plans)
+}
+
+async fn remove(
+    kind: RunKind,
+    plans: &[InstancePlan],
+    global: &Global,
+) -> Result<ExitCode, CliError> {
+    let code = start_run(
+        global,
+        kind,
+        plans,
+        BTreeMap::new(),
+        RunLimits {
+            parallel: 1,
+            max_failures: usize::MAX,
+            retries: 2,
+        },
+    )
+    .await?;
+    if code != ExitCode::SUCCESS {
+        return Ok(code);
+    }
+    for plan in plans {
+        let kept: Vec<String> = plan
+            .filesystems
+            .iter()
+            .filter(|fs| kind != RunKind::Destroy || !fs.destroy)
+            .map(|fs| crate::steps::storage_filesystem(fs).kind.location())
+            .collect();
+        if !kept.is_empty() {
+            println!("{}: filesystems kept: {}", plan.name, kept.join(", "));
+        }
+    }
+    Ok(code)
+}
+
+/// Runs `reroot delete`.
+pub async fn delete(args: DeleteArgs, global: &Global) -> Result<ExitCode, CliError> {
+    let plans = plans(&args.config, global)?;
+    remove(RunKind::Delete, &plans, global).await
+}
+
+/// Runs `reroot destroy`, after the user confirmed it (or `--yes`).
+pub async fn destroy(args: DestroyArgs, global: &Global) -> Result<ExitCode, CliError> {
+    let plans = plans(&args.config, global)?;
+    if !args.yes {
+        let mut listing = String::new();
+        for plan in &plans {
+            listing.push_str(&format!(
+                "  instance {} and its profile {}\n",
+                plan.name, plan.device_profile
+            ));
+            for fs in plan.filesystems.iter().filter(|fs| fs.destroy) {
+                let fs = crate::steps::storage_filesystem(fs);
+                listing.push_str(&format!("  {} with all its data\n", fs.kind.location()));
+            }
+        }
+        if !std::io::stdin().is_terminal() {
+            return Err(format!(
+                "destroy would remove:\n{listing}and needs confirmation: run it in a terminal, \
+                 or pass --yes"
+            )
+            .into());
+        }
+        eprint!("reroot destroy will remove:\n{listing}Type `destroy` to go on: ");
+        std::io::stderr().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if answer.trim() != "destroy" {
+            return Err("not confirmed: nothing was changed".into());
+        }
+    }
+    remove(RunKind::Destroy, &plans, global).await
+}

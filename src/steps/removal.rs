@@ -1,0 +1,187 @@
+//! The steps of `reroot delete` and `reroot destroy`.
+//!
+//! | step | effect | undo |
+//! |---|---|---|
+//! | `check` | refuses an instance that is not stopped; records its device profile | nothing |
+//! | `delete-root` | deletes the instance (its root and LXD snapshots) | none: refused |
+//! | `delete-profile` | deletes the instance's device profile | recreates it as recorded |
+//! | `destroy-fs` (destroy only) | destroys the filesystems marked `destroy: true`, with their data and snapshots | none: refused |
+//!
+//! `delete` keeps every external filesystem. `destroy` removes only those the config marks
+//! `destroy: true`, after the command has been confirmed; the rest are kept. Neither stops a
+//! running instance: the user does that, knowingly. A deleted root or a destroyed filesystem
+//! cannot be brought back, so these runs are resumed, never undone.
+
+use serde::{Deserialize, Serialize};
+
+use super::snapshot::to_storage;
+use super::RebuildEnv;
+use crate::engine::{BoxFuture, Step, StepCx, StepError};
+use crate::lxd::{OptionalExt, ProfilePut};
+use crate::storage::Removed;
+
+/// What `check` recorded.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Check {
+    /// The instance existed.
+    pub existed: bool,
+    /// The device profile as it was, if it existed.
+    pub device_profile: Option<ProfilePut>,
+}
+
+/// The steps of a delete (`destroy` false) or a destroy run, in order.
+pub(super) fn steps(destroy: bool) -> Vec<std::sync::Arc<dyn Step<RebuildEnv>>> {
+    let mut steps: Vec<std::sync::Arc<dyn Step<RebuildEnv>>> = vec![
+        std::sync::Arc::new(CheckStep),
+        std::sync::Arc::new(DeleteRoot),
+        std::sync::Arc::new(DeleteProfile),
+    ];
+    if destroy {
+        steps.push(std::sync::Arc::new(DestroyFilesystems));
+    }
+    steps
+}
+
+fn irreversible(what: &str) -> StepError {
+    StepError::new(format!("{what} cannot be brought back"))
+}
+
+struct CheckStep;
+
+impl Step<RebuildEnv> for CheckStep {
+    fn name(&self) -> &'static str {
+        "check"
+    }
+
+    fn apply<'a>(
+        &'a self,
+        cx: &'a StepCx<'a, RebuildEnv>,
+    ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
+        Box::pin(async move {
+            let plan = cx.env.plan(cx.instance)?;
+            let lxd = cx.env.lxd(plan);
+            let mut record = Check::default();
+            if let Some(inst) = lxd.get_instance(cx.instance).await.optional()? {
+                if inst.value.status != "Stopped" {
+                    return Err(StepError::new(format!(
+                        "instance {} is {}: stop it first (reroot never deletes a running \
+                         instance)",
+                        cx.instance, inst.value.status
+                    )));
+                }
+                record.existed = true;
+            }
+            record.device_profile = lxd
+                .get_profile(&plan.device_profile)
+                .await
+                .optional()?
+                .map(|p| p.value.to_put());
+            Ok(serde_json::to_value(record)?)
+        })
+    }
+
+    fn undo<'a>(&'a self, _: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+struct DeleteRoot;
+
+impl Step<RebuildEnv> for DeleteRoot {
+    fn name(&self) -> &'static str {
+        "delete-root"
+    }
+
+    fn apply<'a>(
+        &'a self,
+        cx: &'a StepCx<'a, RebuildEnv>,
+    ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
+        Box::pin(async move {
+            let lxd = cx.env.lxd(cx.env.plan(cx.instance)?);
+            // Never forced: LXD refuses to delete a running instance, and so does this step.
+            let deleted = lxd.delete_instance(cx.instance).await?;
+            Ok(serde_json::json!({ "deleted": deleted }))
+        })
+    }
+
+    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(async move { Err(irreversible(&format!("the root of {}", cx.instance))) })
+    }
+}
+
+struct DeleteProfile;
+
+impl Step<RebuildEnv> for DeleteProfile {
+    fn name(&self) -> &'static str {
+        "delete-profile"
+    }
+
+    fn apply<'a>(
+        &'a self,
+        cx: &'a StepCx<'a, RebuildEnv>,
+    ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
+        Box::pin(async move {
+            let plan = cx.env.plan(cx.instance)?;
+            let deleted = cx
+                .env
+                .lxd(plan)
+                .delete_profile(&plan.device_profile)
+                .await?;
+            Ok(serde_json::json!({ "profile": plan.device_profile, "deleted": deleted }))
+        })
+    }
+
+    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(async move {
+            let check: Check = cx.outputs.get("check")?;
+            let Some(profile) = check.device_profile else {
+                return Ok(());
+            };
+            let plan = cx.env.plan(cx.instance)?;
+            let lxd = cx.env.lxd(plan);
+            if lxd
+                .get_profile(&plan.device_profile)
+                .await
+                .optional()?
+                .is_none()
+            {
+                lxd.create_profile(&plan.device_profile, &profile).await?;
+            }
+            Ok(())
+        })
+    }
+}
+
+struct DestroyFilesystems;
+
+impl Step<RebuildEnv> for DestroyFilesystems {
+    fn name(&self) -> &'static str {
+        "destroy-fs"
+    }
+
+    fn apply<'a>(
+        &'a self,
+        cx: &'a StepCx<'a, RebuildEnv>,
+    ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
+        Box::pin(async move {
+            let plan = cx.env.plan(cx.instance)?;
+            let mut destroyed = Vec::new();
+            for fs in plan.filesystems.iter().filter(|fs| fs.destroy) {
+                let fs = to_storage(fs);
+                if fs.destroy().await? == Removed::Removed {
+                    destroyed.push(fs.kind.location());
+                }
+            }
+            Ok(serde_json::json!({ "destroyed": destroyed }))
+        })
+    }
+
+    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(async move {
+            Err(irreversible(&format!(
+                "the destroyed filesystems of {}",
+                cx.instance
+            )))
+        })
+    }
+}
