@@ -10,9 +10,8 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::config_cmd::ConfigFileArgs;
-use super::run_cmd::{start_run, RunLimits};
+use super::run_cmd::{load_plans, start_run, RunLimits};
 use super::{CliError, Global};
-use crate::config;
 use crate::steps::{InstancePlan, RunKind};
 
 /// `reroot delete`.
@@ -30,23 +29,6 @@ pub struct DestroyArgs {
     /// Do not ask: destroy what the configs mark `destroy: true` (for scripts).
     #[arg(long)]
     pub yes: bool,
-}
-
-fn plans(config: &ConfigFileArgs, global: &Global) -> Result<Vec<InstancePlan>, CliError> {
-    let resolved = config::load(&config.files, &config.load_options(global)?)?;
-    let mut plans: Vec<InstancePlan> = Vec::new();
-    for r in &resolved {
-        if plans.iter().any(|p| p.name == r.name) {
-            return Err(format!(
-                "instance {} is named by more than one config ({})",
-                r.name,
-                r.config_file.display()
-            )
-            .into());
-        }
-        plans.push(InstancePlan::from_resolved(r)?);
-    }
-    Ok(plans)
 }
 
 async fn remove(
@@ -85,13 +67,13 @@ async fn remove(
 
 /// Runs `reroot delete`.
 pub async fn delete(args: DeleteArgs, global: &Global) -> Result<ExitCode, CliError> {
-    let plans = plans(&args.config, global)?;
+    let plans = load_plans(&args.config, global)?;
     remove(RunKind::Delete, &plans, global).await
 }
 
 /// Runs `reroot destroy`, after the user confirmed it (or `--yes`).
 pub async fn destroy(args: DestroyArgs, global: &Global) -> Result<ExitCode, CliError> {
-    let plans = plans(&args.config, global)?;
+    let plans = load_plans(&args.config, global)?;
     if !args.yes {
         let mut listing = String::new();
         for plan in &plans {

@@ -275,20 +275,7 @@ fn finish(global: &Global, report: &RunReport, state: &RunState) -> Result<ExitC
 
 /// `reroot rebuild CONFIG...`.
 pub async fn rebuild(args: RebuildArgs, global: &Global) -> Result<ExitCode, CliError> {
-    let resolved = config::load(&args.config.files, &args.config.load_options(global)?)?;
-    let mut plans = Vec::new();
-    let mut seen = BTreeSet::new();
-    for r in &resolved {
-        if !seen.insert(r.name.clone()) {
-            return Err(format!(
-                "instance {} is named by more than one config ({})",
-                r.name,
-                r.config_file.display()
-            )
-            .into());
-        }
-        plans.push(InstancePlan::from_resolved(r)?);
-    }
+    let plans = load_plans(&args.config, global)?;
     if args.dry_run {
         let steps: Vec<&str> = rebuild_pipeline().iter().map(|s| s.name()).collect();
         for p in &plans {
@@ -319,6 +306,29 @@ pub async fn rebuild(args: RebuildArgs, global: &Global) -> Result<ExitCode, Cli
         },
     )
     .await
+}
+
+/// The plans of the instances the config files describe; an instance named by two configs is
+/// an error.
+pub(super) fn load_plans(
+    config: &ConfigFileArgs,
+    global: &Global,
+) -> Result<Vec<InstancePlan>, CliError> {
+    let resolved = config::load(&config.files, &config.load_options(global)?)?;
+    let mut plans = Vec::new();
+    let mut seen = BTreeSet::new();
+    for r in &resolved {
+        if !seen.insert(r.name.clone()) {
+            return Err(format!(
+                "instance {} is named by more than one config ({})",
+                r.name,
+                r.config_file.display()
+            )
+            .into());
+        }
+        plans.push(InstancePlan::from_resolved(r)?);
+    }
+    Ok(plans)
 }
 
 /// How many instances a new run takes at once, and how failures count.

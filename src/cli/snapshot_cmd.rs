@@ -8,10 +8,9 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::config_cmd::ConfigFileArgs;
-use super::run_cmd::{snapshot_options, start_run, RunLimits};
+use super::run_cmd::{load_plans, snapshot_options, start_run, RunLimits};
 use super::{CliError, Global};
-use crate::config;
-use crate::steps::{InstancePlan, RunKind, SnapshotRequest};
+use crate::steps::{RunKind, SnapshotRequest};
 
 /// `reroot snapshot`.
 #[derive(Debug, Args)]
@@ -32,19 +31,7 @@ pub struct SnapshotArgs {
 /// Runs `reroot snapshot`: a journaled run (resumable, undoable) of the snapshot steps.
 pub async fn run(args: SnapshotArgs, global: &Global) -> Result<ExitCode, CliError> {
     crate::storage::validate_snapshot_name(&args.snapshot)?;
-    let resolved = config::load(&args.config.files, &args.config.load_options(global)?)?;
-    let mut plans: Vec<InstancePlan> = Vec::new();
-    for r in &resolved {
-        if plans.iter().any(|p| p.name == r.name) {
-            return Err(format!(
-                "instance {} is named by more than one config ({})",
-                r.name,
-                r.config_file.display()
-            )
-            .into());
-        }
-        plans.push(InstancePlan::from_resolved(r)?);
-    }
+    let plans = load_plans(&args.config, global)?;
     let request = SnapshotRequest {
         name: args.snapshot.clone(),
         root_only: args.root_only,
