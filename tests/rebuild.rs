@@ -282,7 +282,11 @@ impl Drop for Bed {
                         }
                     }
                 }
-                let _ = client.delete_profile(&format!("{prefix}-web.reroot")).await;
+                if let Ok(profiles) = client.list_profiles().await {
+                    for p in profiles.iter().filter(|p| p.name.starts_with(&prefix)) {
+                        let _ = client.delete_profile(&p.name).await;
+                    }
+                }
             });
             common::zfs_destroy_all(&format!("rerootz/{prefix}"));
             if let Ok(entries) = std::fs::read_dir("/srv/reroot-btrfs") {
@@ -723,4 +727,83 @@ async fn delete_keeps_data_and_destroy_removes_only_what_is_marked() {
         assert!(shown.contains(step), "{step} in {shown}");
     }
     assert!(bed.reroot(&["journal", "verify"]).status.success());
+}
+
+/// `--canaries 1`: the first instance is rebuilt alone first; when it fails, the others are
+/// not started and stay exactly as they were; when it goes through, the rest follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_canary_leaves_the_other_instances_untouched() {
+    let _serial = common::LXD_LOCK.lock().await;
+    let bed = Bed::new().await;
+    let good = bed.config("");
+    // A second instance of the same shape: its name comes from its file name.
+    let other = format!("{}-web2", bed.prefix);
+    let other_config = bed.dir.path().join(format!("{other}.yaml"));
+    std::fs::copy(&good, &other_config).unwrap();
+    let rebuild = |tpl: &str, configs: &[&Path], extra: &[&str]| {
+        let tpl = format!("tpl={}", bed.template(tpl));
+        let mut args = vec!["rebuild", "-P", &tpl, "--parallel", "2"];
+        args.extend_from_slice(extra);
+        args.extend(configs.iter().map(|c| c.to_str().unwrap()));
+        bed.reroot(&args)
+    };
+    assert!(rebuild("old", &[&good, &other_config], &[])
+        .status
+        .success());
+    let lxd = bed.lxd.clone();
+    let version = |name: String| {
+        let lxd = lxd.clone();
+        async move {
+            let out = lxd
+                .exec(&name, &ExecRequest::shell("cat /etc/template-version"))
+                .await
+                .expect("exec");
+            out.stdout_text().trim().to_string()
+        }
+    };
+    let before = bed.lxd.get_instance(&other).await.unwrap().value;
+
+    let failing = bed.config("health-check:\n  command: [sh, -c, 'exit 3']\n  timeout: 2\n");
+    let out = rebuild("new", &[&failing, &other_config], &["--canaries", "1"]);
+    assert!(!out.status.success());
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(table.contains("FAILED at verify"), "{table}");
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with(&other) && l.contains("not started")),
+        "{table}"
+    );
+    let failed = bed.last_run();
+    assert_eq!(version(other.clone()).await, "old");
+    let after = bed.lxd.get_instance(&other).await.unwrap().value;
+    assert_eq!(
+        (&after.config, &after.profiles, &after.status),
+        (&before.config, &before.profiles, &before.status),
+        "the other instance was touched"
+    );
+    let shown =
+        String::from_utf8_lossy(&bed.reroot(&["show", &failed, "--json"]).stdout).to_string();
+    let state: serde_json::Value = serde_json::from_str(&shown).expect("show json");
+    let steps_of = |name: &str| {
+        state["instances"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|i| i["name"] == name)
+            .map_or(0, |i| i["steps"].as_array().unwrap().len())
+    };
+    assert_eq!(steps_of(&other), 0, "no step of the other instance ran");
+
+    // Undo the canary's run, write its healthy config back: the canary goes through, and so
+    // does the rest.
+    assert!(bed.reroot(&["undo", &failed]).status.success());
+    let good = bed.config("");
+    assert!(
+        rebuild("new", &[&good, &other_config], &["--canaries", "1"])
+            .status
+            .success()
+    );
+    assert_eq!(version(bed.instance()).await, "new");
+    assert_eq!(version(other).await, "new");
 }

@@ -44,6 +44,7 @@ async fn remove(
         RunLimits {
             parallel: 1,
             max_failures: usize::MAX,
+            canaries: 0,
             retries: 2,
         },
     )

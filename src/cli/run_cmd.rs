@@ -36,6 +36,10 @@ pub struct RebuildArgs {
     /// How many instances may fail before no new instance starts (those under way finish).
     #[arg(long, default_value_t = 0)]
     pub max_failures: usize,
+    /// Canaries: rebuild the first N instances (in the order given) first, and start the
+    /// others only if all N went through.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub canaries: usize,
     /// Seconds of clean stop before a forced stop, for every instance (0 = force at once);
     /// default: each config's `stop-timeout`.
     #[arg(long, value_name = "SECONDS")]
@@ -203,6 +207,7 @@ struct Pass<'a> {
     options: RebuildOptions,
     parallel: usize,
     max_failures: usize,
+    canaries: usize,
 }
 
 async fn drive(
@@ -218,6 +223,7 @@ async fn drive(
         options,
         parallel,
         max_failures,
+        canaries,
     } = pass;
     let plans = plans_of(state)?;
     let pipeline = kind_of(state)?.pipeline();
@@ -229,6 +235,7 @@ async fn drive(
         EngineOptions {
             parallel,
             max_failures,
+            canaries,
             retries,
             faults: Faults::from_env(),
             ..EngineOptions::default()
@@ -302,6 +309,7 @@ pub async fn rebuild(args: RebuildArgs, global: &Global) -> Result<ExitCode, Cli
         RunLimits {
             parallel: args.parallel,
             max_failures: args.max_failures,
+            canaries: args.canaries,
             retries: args.retries,
         },
     )
@@ -335,6 +343,7 @@ pub(super) fn load_plans(
 pub(super) struct RunLimits {
     pub parallel: usize,
     pub max_failures: usize,
+    pub canaries: usize,
     pub retries: u32,
 }
 
@@ -367,6 +376,7 @@ pub(super) async fn start_run(
     options.insert(PLANS_OPTION.to_string(), serde_json::to_string(plans)?);
     options.insert("parallel".to_string(), limits.parallel.to_string());
     options.insert("max_failures".to_string(), limits.max_failures.to_string());
+    options.insert("canaries".to_string(), limits.canaries.to_string());
     options.insert("retries".to_string(), limits.retries.to_string());
     let header = RunHeader {
         id: RunHeader::new_id(),
@@ -394,6 +404,7 @@ pub(super) async fn start_run(
             options: options_of(&state, false),
             parallel: limits.parallel,
             max_failures: limits.max_failures,
+            canaries: limits.canaries,
         },
     )
     .await?;
@@ -461,6 +472,7 @@ pub async fn resume(args: ResumeArgs, global: &Global) -> Result<ExitCode, CliEr
     }
     let parallel = option_or(&state, "parallel", 1);
     let max_failures = option_or(&state, "max_failures", 0);
+    let canaries = option_or(&state, "canaries", 0);
     eprintln!(
         "reroot: resuming run {run} ({})",
         if direction == Direction::Undo {
@@ -481,6 +493,7 @@ pub async fn resume(args: ResumeArgs, global: &Global) -> Result<ExitCode, CliEr
             options: options_of(&state, data),
             parallel,
             max_failures,
+            canaries,
         },
     )
     .await?;
@@ -533,6 +546,7 @@ pub async fn undo(args: UndoArgs, global: &Global) -> Result<ExitCode, CliError>
             options: options_of(&state, args.data),
             parallel: args.parallel,
             max_failures: usize::MAX,
+            canaries: 0,
         },
     )
     .await?;

@@ -44,6 +44,7 @@ pub async fn run(args: SnapshotArgs, global: &Global) -> Result<ExitCode, CliErr
         RunLimits {
             parallel: args.parallel,
             max_failures: usize::MAX,
+            canaries: 0,
             retries: 2,
         },
     )

@@ -28,6 +28,9 @@ pub struct EngineOptions {
     pub parallel: usize,
     /// How many failed instances are tolerated before no new instance starts.
     pub max_failures: usize,
+    /// Canaries: how many instances, taken first, must all go through before any other
+    /// starts (forward passes only; 0 = none). A canary that fails leaves the rest not started.
+    pub canaries: usize,
     /// How many times a step that failed with a transient error is applied again, in the same
     /// pass, before its instance is given up (each attempt is journaled). Steps are idempotent, so this is safe; it rides
     /// out passing trouble such as a daemon busy for a few seconds.
@@ -43,6 +46,7 @@ impl Default for EngineOptions {
         EngineOptions {
             parallel: 1,
             max_failures: 0,
+            canaries: 0,
             retries: 0,
             retry_delay: std::time::Duration::from_secs(2),
             faults: Faults::none(),
@@ -201,46 +205,23 @@ impl<E: Send + Sync + 'static> Engine<E> {
         }
         let failures = Arc::new(AtomicUsize::new(0));
         let window = Arc::new(Semaphore::new(self.options.parallel.max(1)));
-        let mut tasks = Vec::new();
-        for name in instances {
-            let engine = self.clone_handle();
-            let name = name.clone();
-            let failures = failures.clone();
-            let window = window.clone();
-            tasks.push(tokio::spawn(async move {
-                let _permit = window
-                    .acquire_owned()
-                    .await
-                    .map_err(|e| EngineError::Internal(e.to_string()))?;
-                let over_budget = failures.load(Ordering::SeqCst) > engine.options.max_failures;
-                if over_budget || engine.interrupted.load(Ordering::SeqCst) {
-                    return Ok(InstanceOutcome::NotStarted);
-                }
-                let outcome = match direction {
-                    Direction::Forward => engine.forward_instance(run, &name).await?,
-                    Direction::Undo => engine.undo_instance(run, &name).await?,
-                };
-                if outcome.is_failure() {
-                    failures.fetch_add(1, Ordering::SeqCst);
-                }
-                Ok::<_, EngineError>(outcome)
-            }));
-        }
-        let mut results = Vec::new();
-        let mut first_error = None;
-        for (name, task) in instances.iter().zip(tasks) {
-            match task.await {
-                Ok(Ok(outcome)) => results.push((name.clone(), outcome)),
-                Ok(Err(e)) => {
-                    first_error.get_or_insert(e);
-                }
-                Err(e) => {
-                    first_error.get_or_insert(EngineError::Internal(e.to_string()));
-                }
-            }
-        }
-        if let Some(e) = first_error {
-            return Err(e);
+        let canaries = match direction {
+            Direction::Forward => self.options.canaries.min(instances.len()),
+            Direction::Undo => 0,
+        };
+        let (first, rest) = instances.split_at(canaries);
+        let mut results = self.pass(run, first, direction, &failures, &window).await?;
+        if results
+            .iter()
+            .all(|(_, o)| *o == InstanceOutcome::Succeeded)
+        {
+            results.extend(self.pass(run, rest, direction, &failures, &window).await?);
+        } else {
+            tracing::warn!(run = %run, "a canary did not go through: the other instances are not started");
+            results.extend(
+                rest.iter()
+                    .map(|n| (n.clone(), InstanceOutcome::NotStarted)),
+            );
         }
         // The outcome covers every instance of the run, not only those of this pass.
         let state = self.replay(run).await?;
@@ -274,6 +255,60 @@ impl<E: Send + Sync + 'static> Engine<E> {
             outcome: word.to_string(),
             instances: results,
         })
+    }
+
+    /// Drives `names` in the window, each instance's steps in order, counting failures
+    /// against the budget; gives each instance's outcome, in the order given.
+    async fn pass(
+        &self,
+        run: RunId,
+        names: &[String],
+        direction: Direction,
+        failures: &Arc<AtomicUsize>,
+        window: &Arc<Semaphore>,
+    ) -> Result<Vec<(String, InstanceOutcome)>, EngineError> {
+        let mut tasks = Vec::new();
+        for name in names {
+            let engine = self.clone_handle();
+            let name = name.clone();
+            let failures = failures.clone();
+            let window = window.clone();
+            tasks.push(tokio::spawn(async move {
+                let _permit = window
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| EngineError::Internal(e.to_string()))?;
+                let over_budget = failures.load(Ordering::SeqCst) > engine.options.max_failures;
+                if over_budget || engine.interrupted.load(Ordering::SeqCst) {
+                    return Ok(InstanceOutcome::NotStarted);
+                }
+                let outcome = match direction {
+                    Direction::Forward => engine.forward_instance(run, &name).await?,
+                    Direction::Undo => engine.undo_instance(run, &name).await?,
+                };
+                if outcome.is_failure() {
+                    failures.fetch_add(1, Ordering::SeqCst);
+                }
+                Ok::<_, EngineError>(outcome)
+            }));
+        }
+        let mut results = Vec::new();
+        let mut first_error = None;
+        for (name, task) in names.iter().zip(tasks) {
+            match task.await {
+                Ok(Ok(outcome)) => results.push((name.clone(), outcome)),
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(EngineError::Internal(e.to_string()));
+                }
+            }
+        }
+        match first_error {
+            Some(e) => Err(e),
+            None => Ok(results),
+        }
     }
 
     fn clone_handle(&self) -> Engine<E> {

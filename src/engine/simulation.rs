@@ -563,3 +563,81 @@ async fn a_passing_failure_is_retried_and_every_attempt_is_journaled() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canaries_go_first_and_a_failed_canary_holds_the_rest() {
+    let failing_verify = || -> Vec<Arc<dyn Step<Env>>> {
+        let mut p = pipeline();
+        p.push(Arc::new(SimStep {
+            name: "verify",
+            apply: |_, i, _| {
+                if i == "web0" {
+                    Err("health check failed".into())
+                } else {
+                    Ok(json!(null))
+                }
+            },
+            undo: |_, _, _| Ok(()),
+        }));
+        p
+    };
+    for canary_fails in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let instances = names(4);
+        let env = Arc::new(Mutex::new(world(&instances)));
+        let j = Arc::new(Journal::open(dir.path()).unwrap());
+        let h = header(&instances);
+        let run = h.id;
+        j.create_run(h).unwrap();
+        let report = Engine::new(
+            j.clone(),
+            env.clone(),
+            if canary_fails {
+                failing_verify()
+            } else {
+                pipeline()
+            },
+            EngineOptions {
+                parallel: 4,
+                max_failures: usize::MAX,
+                canaries: 1,
+                ..EngineOptions::default()
+            },
+        )
+        .drive(run, &instances, Direction::Forward)
+        .await
+        .unwrap();
+        let events = j.events(run).unwrap();
+        let touched = |i: &str| {
+            events
+                .iter()
+                .filter(|e| e.instance.as_deref() == Some(i))
+                .map(|e| e.seq)
+                .collect::<Vec<_>>()
+        };
+        let canary_last = *touched("web0").last().expect("the canary ran");
+        if canary_fails {
+            assert!(!report.is_success());
+            for (name, outcome) in &report.instances[1..] {
+                assert_eq!(*outcome, InstanceOutcome::NotStarted, "{name}");
+                assert!(touched(name).is_empty(), "{name} was touched");
+            }
+            assert_eq!(j.replay(run).unwrap().status, RunStatus::Failed);
+        } else {
+            assert!(report.is_success(), "{report:?}");
+            // Parallel 4, yet nothing happened to the others before the canary was through.
+            for name in &instances[1..] {
+                let first = touched(name)[0];
+                assert!(
+                    first > canary_last,
+                    "{name} started before the canary ended"
+                );
+            }
+            let data: BTreeMap<String, String> = instances
+                .iter()
+                .map(|i| (i.clone(), format!("data of {i}")))
+                .collect();
+            assert_rebuilt(&env.lock().unwrap(), &instances, run, &data);
+        }
+    }
+}
