@@ -700,17 +700,49 @@ async fn delete_keeps_data_and_destroy_removes_only_what_is_marked() {
     assert!(bed.rebuild("old", &config).status.success());
     assert_eq!(bed.sh("cat /var/www/orders.txt").await, "orders\n");
 
-    // destroy, killed once the root is deleted and resumed: the btrfs filesystem
-    // (destroy: true) goes, the ZFS one stays.
+    // destroy asks in a terminal: any answer but `destroy` changes nothing.
     bed.lxd
         .stop_instance(&web, reroot::lxd::Stop::Force)
         .await
         .unwrap();
-    let killed = bed.reroot_faulty(
-        Some("delete-root:after-apply"),
-        &["destroy", "-P", &tpl, "--yes", cfg],
+    let in_terminal = |answer: &str, fault: &str| {
+        let line = format!(
+            "REROOT_FAULT={fault} {REROOT} --journal {} destroy -P {tpl} {cfg}",
+            bed.journal().display()
+        );
+        let mut child = Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("script (util-linux) gives reroot a terminal");
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(format!("{answer}\n").as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        eprintln!(
+            "destroy answered {answer:?}: {}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout)
+        );
+        out
+    };
+    let refused = in_terminal("yes", "none:before-apply");
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stdout).to_string();
+    assert!(
+        said.contains(&logs) && said.contains("not confirmed"),
+        "{said}"
     );
+    assert_eq!(bed.instances().await, vec![web.clone()]);
+    assert!(Path::new(&logs).exists());
+
+    // Confirmed, then killed once the root is deleted, and resumed: the btrfs filesystem
+    // (destroy: true) goes, the ZFS one stays.
+    let killed = in_terminal("destroy", "delete-root:after-apply");
     assert!(!killed.status.success());
+    assert!(bed.instances().await.is_empty(), "confirmed: the root went");
     assert!(Path::new(&logs).exists(), "killed before destroy-fs");
     let resumed = bed.reroot(&["resume", &bed.last_run()]);
     assert!(resumed.status.success());
