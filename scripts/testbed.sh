@@ -23,7 +23,8 @@ BTRFS_MOUNT=${REROOT_BTRFS_MOUNT:-/srv/reroot-btrfs}
 LXD_POOL=${REROOT_LXD_POOL:-default}
 LXD_LOG=/var/log/reroot-testbed-lxd.log
 ZFS_LOG=/var/log/reroot-testbed-zfs-fuse.log
-PACKAGES=(lxd lxd-client btrfs-progs busybox-static rsync zfs-fuse util-linux)
+# bsdutils: `script`, which gives the destroy test a terminal to answer in.
+PACKAGES=(lxd lxd-client btrfs-progs busybox-static rsync zfs-fuse util-linux bsdutils)
 
 current="starting"
 step() {
