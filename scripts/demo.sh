@@ -56,8 +56,8 @@ echo "==> new template from reroot-new, snapshot new-$stamp"
 runs+=("$(last_run)")
 "$reroot" snapshot --root-only -s "new-$stamp" configs/template.yaml
 
-echo "==> bulk rebuild of $count websites onto template/new-$stamp (4 at a time)"
-"$reroot" rebuild --parallel 4 -P "template-snapshot=new-$stamp" "${sites[@]}"
+echo "==> bulk rebuild of $count websites onto template/new-$stamp (4 at a time, the first one alone as a canary)"
+"$reroot" rebuild --parallel 4 --canaries 1 -P "template-snapshot=new-$stamp" "${sites[@]}"
 bulk=$(last_run)
 
 echo "==> checking every website"
