@@ -650,16 +650,17 @@ async fn delete_keeps_data_and_destroy_removes_only_what_is_marked() {
     let logs = format!("/srv/reroot-btrfs/{}-{web}", bed.prefix);
     let zfs_dir = format!("/rerootz/{}/{web}", bed.prefix);
 
-    // Running: both refuse, and nothing changes.
+    // Running: both refuse, and nothing changes, not even the journal.
+    let runs = bed.run_count();
     for args in [
         vec!["delete", "-P", &tpl, cfg],
         vec!["destroy", "-P", &tpl, "--yes", cfg],
     ] {
         let out = bed.reroot(&args);
         assert!(!out.status.success(), "{args:?} of a running instance");
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(text.contains("stop it first"), "{text}");
+        assert!(stderr(&out).contains("stop it first"), "{}", stderr(&out));
     }
+    assert_eq!(bed.run_count(), runs);
     assert_eq!(bed.instances().await, vec![web.clone()]);
     assert!(profile_exists().await);
     assert_eq!(bed.data_digest(&files), data);
@@ -699,6 +700,28 @@ async fn delete_keeps_data_and_destroy_removes_only_what_is_marked() {
     // A rebuild launches it again on the kept data.
     assert!(bed.rebuild("old", &config).status.success());
     assert_eq!(bed.sh("cat /var/www/orders.txt").await, "orders\n");
+
+    // A delete killed after its check, and the instance started meanwhile: resume does not
+    // delete it (never forced); once it is stopped again, resume finishes the delete.
+    bed.lxd
+        .stop_instance(&web, reroot::lxd::Stop::Force)
+        .await
+        .unwrap();
+    let killed = bed.reroot_faulty(Some("check:after-record"), &["delete", "-P", &tpl, cfg]);
+    assert!(!killed.status.success());
+    let run = bed.last_run();
+    bed.lxd.start_instance(&web).await.unwrap();
+    assert!(!bed.reroot(&["resume", &run]).status.success());
+    assert_eq!(bed.instances().await, vec![web.clone()]);
+    assert_eq!(bed.sh("cat /var/www/orders.txt").await, "orders\n");
+    bed.lxd
+        .stop_instance(&web, reroot::lxd::Stop::Force)
+        .await
+        .unwrap();
+    assert!(bed.reroot(&["resume", &run]).status.success());
+    assert!(bed.instances().await.is_empty());
+    assert_eq!(bed.data_digest(&files), data);
+    assert!(bed.rebuild("old", &config).status.success());
 
     // destroy asks in a terminal: any answer but `destroy` changes nothing.
     bed.lxd

@@ -10,8 +10,9 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::config_cmd::ConfigFileArgs;
-use super::run_cmd::{load_plans, start_run, RunLimits};
+use super::run_cmd::{connect, load_plans, start_run, RunLimits};
 use super::{CliError, Global};
+use crate::lxd::OptionalExt;
 use crate::steps::{InstancePlan, RunKind};
 
 /// `reroot delete`.
@@ -29,6 +30,26 @@ pub struct DestroyArgs {
     /// Do not ask: destroy what the configs mark `destroy: true` (for scripts).
     #[arg(long)]
     pub yes: bool,
+}
+
+/// Refuses, before any question is asked or any run recorded, an instance that is not stopped.
+/// (The `check` step looks again when the run starts, for one started meanwhile.)
+async fn refuse_running(plans: &[InstancePlan], global: &Global) -> Result<(), CliError> {
+    let lxd = connect(global).await?;
+    for plan in plans {
+        let client = lxd.with_project(&plan.project);
+        if let Some(inst) = client.get_instance(&plan.name).await.optional()? {
+            if inst.value.status != "Stopped" {
+                return Err(format!(
+                    "instance {} is {}: stop it first (reroot never deletes a running \
+                     instance); nothing was changed",
+                    plan.name, inst.value.status
+                )
+                .into());
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn remove(
@@ -69,12 +90,14 @@ async fn remove(
 /// Runs `reroot delete`.
 pub async fn delete(args: DeleteArgs, global: &Global) -> Result<ExitCode, CliError> {
     let plans = load_plans(&args.config, global)?;
+    refuse_running(&plans, global).await?;
     remove(RunKind::Delete, &plans, global).await
 }
 
 /// Runs `reroot destroy`, after the user confirmed it (or `--yes`).
 pub async fn destroy(args: DestroyArgs, global: &Global) -> Result<ExitCode, CliError> {
     let plans = load_plans(&args.config, global)?;
+    refuse_running(&plans, global).await?;
     if !args.yes {
         let mut listing = String::new();
         for plan in &plans {
