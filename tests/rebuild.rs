@@ -582,6 +582,9 @@ async fn snapshot_runs_are_journaled_resumable_and_undo_only_what_they_took() {
         .success());
     let run2 = bed.last_run();
     assert_ne!(run1, run2);
+    let data = bed.reroot(&["undo", &run2, "--data"]);
+    assert!(!data.status.success());
+    assert!(stderr(&data).contains("--data"), "{}", stderr(&data));
     assert!(bed.reroot(&["undo", &run2]).status.success());
     assert_eq!(bed.snapshots_named("s1").await, all("s1"));
     // The first run's undo deletes the filesystem snapshots it took, not the root's.

@@ -509,6 +509,13 @@ pub async fn undo(args: UndoArgs, global: &Global) -> Result<ExitCode, CliError>
         return Err(format!("run {run} is already undone").into());
     }
     let kind = kind_of(&state)?;
+    if args.data && kind != RunKind::Rebuild {
+        return Err(format!(
+            "run {run} is a {} run: --data (roll filesystems back) is for rebuild runs",
+            kind.word()
+        )
+        .into());
+    }
     if !kind.undoable() {
         return Err(format!(
             "run {run} is a {} run and cannot be undone: what it deleted cannot be brought \
