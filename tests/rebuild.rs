@@ -539,6 +539,37 @@ async fn a_failed_run_holds_its_instance_until_undone_and_bad_configs_change_not
     let good = bed.config("");
     assert!(bed.rebuild("new", &good).status.success());
     assert_eq!(bed.template_version().await, "new");
+
+    // `status` in a second terminal while a run is writing: the run, in progress, by its pid.
+    let slow = bed.config("health-check:\n  command: [sh, -c, 'sleep 4']\n  timeout: 30\n");
+    let tpl = format!("tpl={}", bed.template("old"));
+    let mut writer = Command::new(REROOT)
+        .args(["--journal", bed.journal().to_str().unwrap()])
+        .args(["rebuild", "-P", &tpl, slow.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let wanted = format!("in progress (process {})", writer.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let seen = loop {
+        let out = bed.reroot(&["status"]);
+        assert!(out.status.success(), "status while a run writes");
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        if text.contains(&wanted) {
+            break text;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "status never showed the run in progress: {text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    };
+    assert!(seen.contains("preflight"), "{seen}");
+    assert!(writer.wait().unwrap().success());
+    let done = String::from_utf8_lossy(&bed.reroot(&["status"]).stdout).to_string();
+    assert!(done.starts_with("no run in progress"), "{done}");
+    assert_eq!(bed.template_version().await, "old");
 }
 
 /// `reroot snapshot` is a journaled run: it takes the root and filesystem snapshots that are
@@ -598,7 +629,16 @@ async fn snapshot_runs_are_journaled_resumable_and_undo_only_what_they_took() {
     );
     assert!(!killed.status.success());
     let run3 = bed.last_run();
+    let status = String::from_utf8_lossy(&bed.reroot(&["status"]).stdout).to_string();
+    assert!(
+        status.contains(&format!("{}: interrupted", &run3[..8]))
+            && status.contains("snapshot-fs")
+            && status.contains("started"),
+        "{status}"
+    );
     assert!(bed.reroot(&["resume", &run3]).status.success());
+    let status = String::from_utf8_lossy(&bed.reroot(&["status"]).stdout).to_string();
+    assert!(status.starts_with("no run in progress"), "{status}");
     assert_eq!(bed.snapshots_named("s2").await, all("s2"));
     // ... or undone: every snapshot it took goes, though the journal never saw them taken.
     let killed = bed.reroot_faulty(

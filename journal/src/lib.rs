@@ -195,7 +195,7 @@ mod writer;
 
 pub use event::{now_ms, Event, EventKind, Outcome, RunHeader, RunId};
 pub use import::import_ndjson;
-pub use reader::{Problem, Reader, RunFilter, RunSummary, Source, VerifyReport};
+pub use reader::{Problem, Reader, RunFilter, RunSummary, Source, VerifyReport, WriterInfo};
 pub use recovery::rebuild_live_log;
 pub use state::{InstanceState, Replay, RunState, RunStatus, StepState, StepStatus};
 pub use writer::{Journal, WriterOptions, WRITER_WAIT};

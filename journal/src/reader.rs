@@ -51,6 +51,15 @@ pub struct RunFilter {
     pub limit: Option<usize>,
 }
 
+/// The process that holds a journal for writing, as seen by a reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriterInfo {
+    /// Its process id, if its lock file says.
+    pub pid: Option<u32>,
+    /// The run it is working on, if any.
+    pub run: Option<RunId>,
+}
+
 /// Where a reader reads from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Source {
@@ -244,6 +253,19 @@ impl Reader {
             Backend::Store(_) => Source::Database,
             Backend::Log(_) => Source::LiveLog,
         }
+    }
+
+    /// The process writing to the journal, when one holds it (this reader then reads the live
+    /// log): its pid and the run it last worked on, as its lock file says.
+    pub fn writer(&self) -> Option<WriterInfo> {
+        if self.source() != Source::LiveLog {
+            return None;
+        }
+        let holder = crate::lock::read_holder(&self.dir);
+        (holder.role == "writer").then_some(WriterInfo {
+            pid: holder.pid,
+            run: holder.run,
+        })
     }
 
     /// The ids of all runs, in no particular order.

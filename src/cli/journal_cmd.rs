@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Subcommand};
-use journal::{Reader, RunFilter, RunStatus};
+use journal::{Reader, RunFilter, RunState, RunStatus, WriterInfo};
 
 use super::{CliError, Global};
 use crate::report;
@@ -120,6 +120,62 @@ pub fn history(args: HistoryArgs, global: &Global) -> Result<ExitCode, CliError>
         println!("no runs in {}", global.journal.display());
     } else {
         print!("{}", report::runs_table(&runs));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What a run that is not done needs, as `status` tells it.
+fn activity(state: &RunState, writer: Option<WriterInfo>) -> String {
+    let short = report::short_id(&state.header.id);
+    match (state.status, writer) {
+        (RunStatus::Running, Some(w)) if w.run == Some(state.header.id) => match w.pid {
+            Some(pid) => format!("in progress (process {pid})"),
+            None => "in progress".to_string(),
+        },
+        (RunStatus::Running, _) => format!(
+            "interrupted: no process is running it; `reroot resume {short}` or `reroot undo {short}`"
+        ),
+        (RunStatus::Paused, _) => {
+            format!("paused; `reroot resume {short}` or `reroot undo {short}`")
+        }
+        (status, _) => format!(
+            "{status}; its instances are held until `reroot resume {short}` or `reroot undo {short}`"
+        ),
+    }
+}
+
+/// `reroot status`: the runs that are in progress, interrupted, paused or failed (what
+/// `resume` or `undo` would act on), each with its steps. Works while a run is writing.
+pub fn status(global: &Global) -> Result<ExitCode, CliError> {
+    let r = reader(global)?;
+    let writer = r.writer();
+    let runs = r.runs(&RunFilter {
+        statuses: vec![RunStatus::Running, RunStatus::Paused, RunStatus::Failed],
+        ..RunFilter::default()
+    })?;
+    let mut shown = Vec::new();
+    for run in &runs {
+        let state = r.replay(run.id)?;
+        let what = activity(&state, writer);
+        shown.push((state, what));
+    }
+    if global.json {
+        let list: Vec<serde_json::Value> = shown
+            .iter()
+            .map(|(state, what)| serde_json::json!({ "activity": what, "run": state }))
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({ "writer": writer, "runs": list }))?
+        );
+    } else if shown.is_empty() {
+        println!("no run in progress, interrupted, paused or failed");
+    } else {
+        for (state, what) in &shown {
+            println!("{}: {what}", report::short_id(&state.header.id));
+            print!("{}", report::run_detail(state));
+            println!();
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -82,6 +82,9 @@ pub enum Command {
     /// Delete stopped instances and destroy their filesystems marked `destroy: true`, after
     /// confirmation (or --yes).
     Destroy(remove_cmd::DestroyArgs),
+    /// Runs in progress, interrupted, paused or failed, with their steps (works while a run
+    /// is writing).
+    Status,
     /// List runs, newest first.
     History(journal_cmd::HistoryArgs),
     /// Show a run: each instance's steps with result, duration and downtime.
@@ -152,6 +155,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Snapshot(args) => snapshot_cmd::run(args, &cli.global).await,
         Command::Delete(args) => remove_cmd::delete(args, &cli.global).await,
         Command::Destroy(args) => remove_cmd::destroy(args, &cli.global).await,
+        Command::Status => journal_cmd::status(&cli.global),
         Command::History(args) => journal_cmd::history(args, &cli.global),
         Command::Show(args) => journal_cmd::show(args, &cli.global),
         Command::Journal { command } => journal_cmd::journal(command, &cli.global),
