@@ -408,9 +408,16 @@ fn another_process_reads_while_the_writer_writes() {
         read(dir.path()).trim(),
         "source=LiveLog events=10 status=running verify=ok"
     );
-    // In this process too, a reader falls back to the live log.
+    // In this process too, a reader falls back to the live log, and knows who writes.
     let r = Reader::open(dir.path()).unwrap();
     assert_eq!(r.source(), Source::LiveLog);
+    assert_eq!(
+        r.writer(),
+        Some(journal::WriterInfo {
+            pid: Some(std::process::id()),
+            run: Some(run)
+        })
+    );
     assert_eq!(r.replay(run).unwrap(), j.replay(run).unwrap());
     assert_eq!(
         r.runs(&RunFilter::default()).unwrap(),
@@ -427,8 +434,10 @@ fn another_process_reads_while_the_writer_writes() {
         read(dir.path()).trim(),
         "source=LiveLog events=11 status=running verify=ok"
     );
-    // Once the writer is gone, readers use the database.
+    // Once the writer is gone, readers use the database, and nobody writes.
     drop(j);
+    drop(r);
+    assert_eq!(Reader::open(dir.path()).unwrap().writer(), None);
     assert_eq!(
         read(dir.path()).trim(),
         "source=Database events=11 status=running verify=ok"
