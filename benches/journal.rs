@@ -193,8 +193,12 @@ fn main() {
     let quick = quick();
     let base = tempfile::tempdir().expect("tempdir");
     println!(
-        "journal benchmark ({} mode; set REROOT_BENCH_QUICK=1 for a short run)",
-        if quick { "quick" } else { "full" }
+        "journal benchmark ({})",
+        if quick {
+            "quick mode: smaller journals; unset REROOT_BENCH_QUICK for the full targets"
+        } else {
+            "full mode; set REROOT_BENCH_QUICK=1 for a short run"
+        }
     );
     println!("{:<48} {:>14} {:>14}", "measure", "result", "target");
     let line = |what: &str, result: String, target: &str| {
