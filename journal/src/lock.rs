@@ -4,11 +4,25 @@
 //! its owner lives; the kernel releases it when the process dies, even by SIGKILL. The owner
 //! writes who it is into the file (`pid=`, `role=writer|reader`, `run=`), so that a refused
 //! process can say who holds the journal. The content is only meaningful while the file is locked.
+//!
+//! A process that spawns children can see its own closed lock still held for a moment: a child
+//! shares the lock's open file until it executes its program (the descriptor is close-on-exec,
+//! but exists between fork and exec). So this process remembers which journals it holds as
+//! writer, and [`lingering`] tells that case from a real holder.
 
 use crate::{Error, RunId};
+use std::collections::BTreeSet;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// The journal directories (canonical) whose writer lock this process holds.
+static HELD_HERE: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+fn held_here() -> std::sync::MutexGuard<'static, BTreeSet<PathBuf>> {
+    HELD_HERE.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// Size of the fixed record written into the lock file (padded with spaces), so that an update
 /// is one `pwrite` that never shortens the file.
@@ -36,6 +50,25 @@ pub(crate) struct LockFile {
     file: File,
     path: PathBuf,
     role: Role,
+    /// The canonical journal directory, registered in [`HELD_HERE`] (writers only).
+    registered: Option<PathBuf>,
+}
+
+impl Drop for LockFile {
+    fn drop(&mut self) {
+        if let Some(dir) = self.registered.take() {
+            held_here().remove(&dir);
+        }
+    }
+}
+
+/// True when the lock of `dir` is held, says it is held by this process, and yet this process
+/// has no open writer for it: a spawned child still shares the lock for a moment. Worth
+/// waiting for, unlike a real holder.
+pub(crate) fn lingering(dir: &Path) -> bool {
+    let holder = read_holder(dir);
+    holder.pid == Some(std::process::id())
+        && std::fs::canonicalize(dir).is_ok_and(|d| !held_here().contains(&d))
 }
 
 /// What the lock file says about its holder.
@@ -65,7 +98,20 @@ pub(crate) fn try_lock(dir: &Path, role: Role) -> Result<Option<LockFile>, Error
         Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
         Err(std::fs::TryLockError::Error(e)) => return Err(Error::io(&path, e)),
     }
-    let lock = LockFile { file, path, role };
+    let registered = match role {
+        Role::Writer => {
+            let d = std::fs::canonicalize(dir).map_err(|e| Error::io(dir, e))?;
+            held_here().insert(d.clone());
+            Some(d)
+        }
+        Role::Reader => None,
+    };
+    let lock = LockFile {
+        file,
+        path,
+        role,
+        registered,
+    };
     lock.set_run(None)?;
     Ok(Some(lock))
 }

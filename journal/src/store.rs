@@ -333,8 +333,9 @@ impl Store {
             // Durability comes from the journal's own flush before each acknowledgement.
             .flush_every_ms(None);
         // The caller holds the journal's lock file, so a holder of sled's own file lock can
-        // only be a handle that is closing: in this process, sled lets go of the file a moment
-        // after the last handle is dropped. Wait for that, within a bound.
+        // only be a handle that is closing, or a child this process is spawning, which shares
+        // sled's locked file until it executes its program (see the lock module). Wait for
+        // that, within a bound.
         let deadline = std::time::Instant::now() + SLED_LOCK_WAIT;
         let opened = loop {
             // sled is beta: treat a panic while it recovers a damaged database like an error.

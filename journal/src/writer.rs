@@ -17,8 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// How long [`Journal::open`] waits for a short-lived reader that holds the database before
-/// giving up with [`Error::Locked`]. A writer holding it is reported at once.
+/// How long [`Journal::open`] waits for a short-lived reader that holds the database (or for
+/// this process's own lock, still shared by a child it is spawning) before giving up with
+/// [`Error::Locked`]. A writer holding it is reported at once.
 pub const WRITER_WAIT: Duration = Duration::from_secs(10);
 
 /// Where a database that could not be opened after a crash is moved before it is rebuilt.
@@ -138,7 +139,8 @@ impl Journal {
                 break l;
             }
             let holder = lock::read_holder(dir);
-            if holder.role == "reader" && started.elapsed() < WRITER_WAIT {
+            let passing = holder.role == "reader" || lock::lingering(dir);
+            if passing && started.elapsed() < WRITER_WAIT {
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
             }

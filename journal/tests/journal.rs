@@ -674,3 +674,41 @@ fn reopening_at_once_after_close_or_drop_works() {
         assert!(j.runs(&RunFilter::default()).unwrap().is_empty());
     }
 }
+
+/// A child process being spawned shares this process's lock file until it executes its
+/// program, so a journal just closed can look held by this very process for a moment. Opening
+/// it again waits that out instead of failing (seen in CI as "in use by writer process <own
+/// pid>"); a journal really open in this process is still refused at once.
+#[test]
+fn a_lock_still_shared_with_a_spawning_child_is_waited_for() {
+    let dir = tempfile::tempdir().unwrap();
+    Journal::open(dir.path()).unwrap().close().unwrap();
+    // What a forked child holds: the same lock, the record this process wrote.
+    let shared = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(dir.path().join("lock"))
+        .unwrap();
+    shared.try_lock().unwrap();
+    std::fs::write(
+        dir.path().join("lock"),
+        format!("pid={}\nrole=writer\nrun=-\n", std::process::id()),
+    )
+    .unwrap();
+    let child_execs = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        drop(shared);
+    });
+    let started = std::time::Instant::now();
+    let j = Journal::open(dir.path()).expect("waits for the lingering lock");
+    assert!(started.elapsed() >= std::time::Duration::from_millis(250));
+    child_execs.join().unwrap();
+    // A second handle in this process is a real holder: refused without waiting.
+    let started = std::time::Instant::now();
+    assert!(matches!(
+        Journal::open(dir.path()),
+        Err(journal::Error::Locked { .. })
+    ));
+    assert!(started.elapsed() < std::time::Duration::from_secs(2));
+    drop(j);
+}
