@@ -265,12 +265,7 @@ fn finish(global: &Global, report: &RunReport, state: &RunState) -> Result<ExitC
             }))?
         );
     } else {
-        let done = match kind_of(state)? {
-            RunKind::Rebuild => "rebuilt",
-            RunKind::Snapshot => "snapshotted",
-            RunKind::Delete => "deleted",
-            RunKind::Destroy => "destroyed",
-        };
+        let done = kind_of(state)?.done_word();
         print!("{}", report::pass_summary(report, state, done));
     }
     Ok(if report.is_success() {

@@ -115,6 +115,16 @@ impl RunKind {
         }
     }
 
+    /// What an instance whose steps all succeeded is called in the summary ("rebuilt").
+    pub fn done_word(self) -> &'static str {
+        match self {
+            RunKind::Rebuild => "rebuilt",
+            RunKind::Snapshot => "snapshotted",
+            RunKind::Delete => "deleted",
+            RunKind::Destroy => "destroyed",
+        }
+    }
+
     /// The steps of each instance, in order.
     pub fn pipeline(self) -> Vec<Arc<dyn Step<RebuildEnv>>> {
         match self {
