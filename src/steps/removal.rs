@@ -2,22 +2,23 @@
 //!
 //! | step | effect | undo |
 //! |---|---|---|
-//! | `check` | refuses an instance that is not stopped; records its device profile | nothing |
+//! | `check` | refuses an instance that is not stopped; records whether it exists | nothing |
 //! | `delete-root` | deletes the instance (its root and LXD snapshots) | none: refused |
-//! | `delete-profile` | deletes the instance's device profile | recreates it as recorded |
+//! | `delete-profile` | deletes the instance's device profile | none: refused |
 //! | `destroy-fs` (destroy only) | destroys the filesystems marked `destroy: true`, with their data and snapshots | none: refused |
 //!
 //! `delete` keeps every external filesystem. `destroy` removes only those the config marks
 //! `destroy: true`, after the command has been confirmed; the rest are kept. Neither stops a
 //! running instance: the user does that, knowingly. A deleted root or a destroyed filesystem
-//! cannot be brought back, so these runs are resumed, never undone.
+//! cannot be brought back, so these runs are resumed, never undone (`reroot undo` refuses them
+//! before any step's undo is reached).
 
 use serde::{Deserialize, Serialize};
 
 use super::snapshot::to_storage;
 use super::RebuildEnv;
 use crate::engine::{BoxFuture, Step, StepCx, StepError};
-use crate::lxd::{OptionalExt, ProfilePut};
+use crate::lxd::OptionalExt;
 use crate::storage::Removed;
 
 /// What `check` recorded.
@@ -25,8 +26,6 @@ use crate::storage::Removed;
 pub struct Check {
     /// The instance existed.
     pub existed: bool,
-    /// The device profile as it was, if it existed.
-    pub device_profile: Option<ProfilePut>,
 }
 
 /// The steps of a delete (`destroy` false) or a destroy run, in order.
@@ -58,8 +57,7 @@ impl Step<RebuildEnv> for CheckStep {
         cx: &'a StepCx<'a, RebuildEnv>,
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
-            let plan = cx.env.plan(cx.instance)?;
-            let lxd = cx.env.lxd(plan);
+            let lxd = cx.env.lxd(cx.env.plan(cx.instance)?);
             let mut record = Check::default();
             if let Some(inst) = lxd.get_instance(cx.instance).await.optional()? {
                 if inst.value.status != "Stopped" {
@@ -71,11 +69,6 @@ impl Step<RebuildEnv> for CheckStep {
                 }
                 record.existed = true;
             }
-            record.device_profile = lxd
-                .get_profile(&plan.device_profile)
-                .await
-                .optional()?
-                .map(|p| p.value.to_put());
             Ok(serde_json::to_value(record)?)
         })
     }
@@ -133,21 +126,10 @@ impl Step<RebuildEnv> for DeleteProfile {
 
     fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move {
-            let check: Check = cx.outputs.get("check")?;
-            let Some(profile) = check.device_profile else {
-                return Ok(());
-            };
-            let plan = cx.env.plan(cx.instance)?;
-            let lxd = cx.env.lxd(plan);
-            if lxd
-                .get_profile(&plan.device_profile)
-                .await
-                .optional()?
-                .is_none()
-            {
-                lxd.create_profile(&plan.device_profile, &profile).await?;
-            }
-            Ok(())
+            Err(irreversible(&format!(
+                "the device profile of {}",
+                cx.instance
+            )))
         })
     }
 }
