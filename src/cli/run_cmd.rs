@@ -597,6 +597,7 @@ pub async fn prune(args: PruneArgs, global: &Global) -> Result<ExitCode, CliErro
         Ok(())
     };
     let mut failed = false;
+    let name = snapshot_name(run);
     for plan in &plans {
         let client = lxd.with_project(&plan.project);
         let retired = retired_name(&plan.name, run);
@@ -620,12 +621,11 @@ pub async fn prune(args: PruneArgs, global: &Global) -> Result<ExitCode, CliErro
         if !args.snapshots {
             continue;
         }
-        let name = snapshot_name(run);
         let snapshotted = plan
             .filesystems
             .iter()
             .map(storage_filesystem)
-            .filter(|fs| fs.supports_snapshots() && !fs.transient);
+            .filter(crate::storage::Filesystem::takes_snapshots);
         for fs in snapshotted {
             let place = format!("{}@{name}", fs.kind.location());
             match fs.has_snapshot(&name).await {

@@ -50,7 +50,7 @@ fn snapshotted(env: &RebuildEnv, instance: &str) -> Result<Vec<storage::Filesyst
         .filesystems
         .iter()
         .map(to_storage)
-        .filter(|fs| fs.supports_snapshots() && !fs.transient)
+        .filter(storage::Filesystem::takes_snapshots)
         .collect())
 }
 

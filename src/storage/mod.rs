@@ -214,6 +214,12 @@ impl Filesystem {
         !matches!(self.kind, FsKind::Dir { .. })
     }
 
+    /// Whether reroot snapshots it: it has snapshots and is not transient (what
+    /// [`Filesystem::snapshot`] does not skip).
+    pub fn takes_snapshots(&self) -> bool {
+        self.supports_snapshots() && !self.transient
+    }
+
     /// Whether the filesystem exists. For btrfs, a path that exists but is not a subvolume is
     /// an error (it would silently lose snapshots); for a directory, a path that is not a
     /// directory is an error.
