@@ -62,11 +62,10 @@ impl Drop for LockFile {
     }
 }
 
-/// True when the lock of `dir` is held, says it is held by this process, and yet this process
+/// True when `holder`, read from the held lock of `dir`, is this process, and yet this process
 /// has no open writer for it: a spawned child still shares the lock for a moment. Worth
 /// waiting for, unlike a real holder.
-pub(crate) fn lingering(dir: &Path) -> bool {
-    let holder = read_holder(dir);
+pub(crate) fn lingering(dir: &Path, holder: &Holder) -> bool {
     holder.pid == Some(std::process::id())
         && std::fs::canonicalize(dir).is_ok_and(|d| !held_here().contains(&d))
 }

@@ -298,7 +298,8 @@ pub(crate) fn for_each_in_value(
     Ok(())
 }
 
-/// How long [`Store::open`] waits for sled's file lock, held by a handle that is closing.
+/// How long [`Store::open`] waits for sled's file lock, held by a handle that is closing or
+/// by a child this process is spawning.
 const SLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// An open journal database.

@@ -139,7 +139,7 @@ impl Journal {
                 break l;
             }
             let holder = lock::read_holder(dir);
-            let passing = holder.role == "reader" || lock::lingering(dir);
+            let passing = holder.role == "reader" || lock::lingering(dir, &holder);
             if passing && started.elapsed() < WRITER_WAIT {
                 std::thread::sleep(Duration::from_millis(20));
                 continue;
