@@ -12,7 +12,7 @@ use clap::Args;
 use super::config_cmd::ConfigFileArgs;
 use super::run_cmd::{connect, load_plans, start_run, RunLimits};
 use super::{CliError, Global};
-use crate::lxd::OptionalExt;
+use crate::lxd::{self, OptionalExt};
 use crate::steps::{InstancePlan, RunKind};
 
 /// `reroot delete`.
@@ -34,8 +34,7 @@ pub struct DestroyArgs {
 
 /// Refuses, before any question is asked or any run recorded, an instance that is not stopped.
 /// (The `check` step looks again when the run starts, for one started meanwhile.)
-async fn refuse_running(plans: &[InstancePlan], global: &Global) -> Result<(), CliError> {
-    let lxd = connect(global).await?;
+async fn refuse_running(lxd: &lxd::Client, plans: &[InstancePlan]) -> Result<(), CliError> {
     for plan in plans {
         let client = lxd.with_project(&plan.project);
         if let Some(inst) = client.get_instance(&plan.name).await.optional()? {
@@ -56,9 +55,11 @@ async fn remove(
     kind: RunKind,
     plans: &[InstancePlan],
     global: &Global,
+    lxd: lxd::Client,
 ) -> Result<ExitCode, CliError> {
     let code = start_run(
         global,
+        lxd,
         kind,
         plans,
         BTreeMap::new(),
@@ -90,14 +91,16 @@ async fn remove(
 /// Runs `reroot delete`.
 pub async fn delete(args: DeleteArgs, global: &Global) -> Result<ExitCode, CliError> {
     let plans = load_plans(&args.config, global)?;
-    refuse_running(&plans, global).await?;
-    remove(RunKind::Delete, &plans, global).await
+    let lxd = connect(global).await?;
+    refuse_running(&lxd, &plans).await?;
+    remove(RunKind::Delete, &plans, global, lxd).await
 }
 
 /// Runs `reroot destroy`, after the user confirmed it (or `--yes`).
 pub async fn destroy(args: DestroyArgs, global: &Global) -> Result<ExitCode, CliError> {
     let plans = load_plans(&args.config, global)?;
-    refuse_running(&plans, global).await?;
+    let lxd = connect(global).await?;
+    refuse_running(&lxd, &plans).await?;
     if !args.yes {
         let mut listing = String::new();
         for plan in &plans {
@@ -125,5 +128,5 @@ pub async fn destroy(args: DestroyArgs, global: &Global) -> Result<ExitCode, Cli
             return Err("not confirmed: nothing was changed".into());
         }
     }
-    remove(RunKind::Destroy, &plans, global).await
+    remove(RunKind::Destroy, &plans, global, lxd).await
 }

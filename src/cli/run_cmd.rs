@@ -298,6 +298,7 @@ pub async fn rebuild(args: RebuildArgs, global: &Global) -> Result<ExitCode, Cli
     }
     start_run(
         global,
+        connect(global).await?,
         RunKind::Rebuild,
         &plans,
         options,
@@ -346,12 +347,12 @@ pub(super) struct RunLimits {
 /// their instances), records it with `options` in the journal, and drives it forward.
 pub(super) async fn start_run(
     global: &Global,
+    lxd: lxd::Client,
     kind: RunKind,
     plans: &[InstancePlan],
     mut options: BTreeMap<String, String>,
     limits: RunLimits,
 ) -> Result<ExitCode, CliError> {
-    let lxd = connect(global).await?;
     let journal = open_journal(global)?;
     let leases = leased(&journal)?;
     for p in plans {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::config_cmd::ConfigFileArgs;
-use super::run_cmd::{load_plans, snapshot_options, start_run, RunLimits};
+use super::run_cmd::{connect, load_plans, snapshot_options, start_run, RunLimits};
 use super::{CliError, Global};
 use crate::steps::{RunKind, SnapshotRequest};
 
@@ -38,6 +38,7 @@ pub async fn run(args: SnapshotArgs, global: &Global) -> Result<ExitCode, CliErr
     };
     start_run(
         global,
+        connect(global).await?,
         RunKind::Snapshot,
         &plans,
         snapshot_options(&request),
