@@ -455,6 +455,23 @@ async fn seeded_random_crash_sequences_converge() {
     assert!(crash_points >= seeds as usize);
 }
 
+/// The pipeline, then a `verify` step whose health check fails on web0 only.
+fn pipeline_failing_web0() -> Vec<Arc<dyn Step<Env>>> {
+    let mut p = pipeline();
+    p.push(Arc::new(SimStep {
+        name: "verify",
+        apply: |_, i, _| {
+            if i == "web0" {
+                Err("health check failed".into())
+            } else {
+                Ok(json!(null))
+            }
+        },
+        undo: |_, _, _| Ok(()),
+    }));
+    p
+}
+
 #[tokio::test]
 async fn a_failing_step_stops_its_instance_and_the_budget_stops_new_ones() {
     let dir = tempfile::tempdir().unwrap();
@@ -468,21 +485,7 @@ async fn a_failing_step_stops_its_instance_and_the_budget_stops_new_ones() {
     let report = Engine::new(
         j.clone(),
         env.clone(),
-        {
-            let mut p = pipeline();
-            p.push(Arc::new(SimStep {
-                name: "verify",
-                apply: |_, i, _| {
-                    if i == "web0" {
-                        Err("health check failed".into())
-                    } else {
-                        Ok(json!(null))
-                    }
-                },
-                undo: |_, _, _| Ok(()),
-            }));
-            p
-        },
+        pipeline_failing_web0(),
         EngineOptions {
             parallel: 1,
             max_failures: 0,
@@ -566,21 +569,6 @@ async fn a_passing_failure_is_retried_and_every_attempt_is_journaled() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canaries_go_first_and_a_failed_canary_holds_the_rest() {
-    let failing_verify = || -> Vec<Arc<dyn Step<Env>>> {
-        let mut p = pipeline();
-        p.push(Arc::new(SimStep {
-            name: "verify",
-            apply: |_, i, _| {
-                if i == "web0" {
-                    Err("health check failed".into())
-                } else {
-                    Ok(json!(null))
-                }
-            },
-            undo: |_, _, _| Ok(()),
-        }));
-        p
-    };
     for canary_fails in [false, true] {
         let dir = tempfile::tempdir().unwrap();
         let instances = names(4);
@@ -593,7 +581,7 @@ async fn canaries_go_first_and_a_failed_canary_holds_the_rest() {
             j.clone(),
             env.clone(),
             if canary_fails {
-                failing_verify()
+                pipeline_failing_web0()
             } else {
                 pipeline()
             },
