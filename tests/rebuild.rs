@@ -313,6 +313,10 @@ impl Drop for Bed {
     }
 }
 
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
@@ -345,7 +349,7 @@ async fn rebuild_keeps_data_switches_template_and_undo_restores() {
         config.to_str().unwrap(),
     ]);
     assert!(dry.status.success());
-    assert!(String::from_utf8_lossy(&dry.stdout).contains("preflight"));
+    assert!(stdout(&dry).contains("preflight"));
     assert_eq!(bed.run_count(), runs);
     assert_eq!(bed.template_version().await, "old");
 
@@ -452,7 +456,7 @@ async fn rebuild_keeps_data_switches_template_and_undo_restores() {
     );
     let dry = bed.reroot(&["prune", &run2, "--snapshots", "--dry-run"]);
     assert!(dry.status.success());
-    assert!(String::from_utf8_lossy(&dry.stdout).contains("would delete snapshot"));
+    assert!(stdout(&dry).contains("would delete snapshot"));
     assert_eq!(bed.fs_snapshots(), all, "a dry run deletes nothing");
     let data = bed.data_digest(&files);
     assert!(bed
@@ -471,7 +475,7 @@ async fn rebuild_keeps_data_switches_template_and_undo_restores() {
     );
 
     let shown = bed.reroot(&["show", &run2]);
-    let notes = String::from_utf8_lossy(&shown.stdout).to_string();
+    let notes = stdout(&shown);
     assert_eq!(
         notes.matches("deleted snapshot").count(),
         2,
@@ -491,7 +495,7 @@ async fn rebuild_keeps_data_switches_template_and_undo_restores() {
     assert_eq!(bed.template_version().await, "new");
     let again = bed.reroot(&["prune", &run3, "--snapshots"]);
     assert!(again.status.success());
-    assert!(String::from_utf8_lossy(&again.stdout).contains("no snapshot"));
+    assert!(stdout(&again).contains("no snapshot"));
     let undo = bed.reroot(&["undo", &run3]);
     assert!(!undo.status.success(), "a pruned run cannot be undone");
     assert!(bed.reroot(&["journal", "verify"]).status.success());
@@ -521,7 +525,7 @@ async fn a_failed_run_holds_its_instance_until_undone_and_bad_configs_change_not
     let failing = bed.config("health-check:\n  command: [sh, -c, 'exit 3']\n  timeout: 2\n");
     let out = bed.rebuild("new", &failing);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("FAILED at verify"));
+    assert!(stdout(&out).contains("FAILED at verify"));
     let failed_run = bed.last_run();
 
     // The instance is held by that run: a new rebuild is refused and changes nothing.
@@ -555,7 +559,7 @@ async fn a_failed_run_holds_its_instance_until_undone_and_bad_configs_change_not
     let seen = loop {
         let out = bed.reroot(&["status"]);
         assert!(out.status.success(), "status while a run writes");
-        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        let text = stdout(&out);
         if text.contains(&wanted) {
             break text;
         }
@@ -567,7 +571,7 @@ async fn a_failed_run_holds_its_instance_until_undone_and_bad_configs_change_not
     };
     assert!(seen.contains("preflight"), "{seen}");
     assert!(writer.wait().unwrap().success());
-    let done = String::from_utf8_lossy(&bed.reroot(&["status"]).stdout).to_string();
+    let done = stdout(&bed.reroot(&["status"]));
     assert!(done.starts_with("no run in progress"), "{done}");
     assert_eq!(bed.template_version().await, "old");
 }
@@ -599,10 +603,10 @@ async fn snapshot_runs_are_journaled_resumable_and_undo_only_what_they_took() {
     bed.lxd.create_snapshot(&web, "s1", None).await.unwrap();
     let first = bed.reroot(&["snapshot", "-P", &tpl, "-s", "s1", cfg]);
     assert!(first.status.success());
-    assert!(String::from_utf8_lossy(&first.stdout).contains("snapshotted"));
+    assert!(stdout(&first).contains("snapshotted"));
     let run1 = bed.last_run();
     assert_eq!(bed.snapshots_named("s1").await, all("s1"));
-    let shown = String::from_utf8_lossy(&bed.reroot(&["show", &run1]).stdout).to_string();
+    let shown = stdout(&bed.reroot(&["show", &run1]));
     for step in ["survey", "snapshot-root", "snapshot-fs"] {
         assert!(shown.contains(step), "{step} in {shown}");
     }
@@ -629,7 +633,7 @@ async fn snapshot_runs_are_journaled_resumable_and_undo_only_what_they_took() {
     );
     assert!(!killed.status.success());
     let run3 = bed.last_run();
-    let status = String::from_utf8_lossy(&bed.reroot(&["status"]).stdout).to_string();
+    let status = stdout(&bed.reroot(&["status"]));
     assert!(
         status.contains(&format!("{}: interrupted", &run3[..8]))
             && status.contains("snapshot-fs")
@@ -637,7 +641,7 @@ async fn snapshot_runs_are_journaled_resumable_and_undo_only_what_they_took() {
         "{status}"
     );
     assert!(bed.reroot(&["resume", &run3]).status.success());
-    let status = String::from_utf8_lossy(&bed.reroot(&["status"]).stdout).to_string();
+    let status = stdout(&bed.reroot(&["status"]));
     assert!(status.starts_with("no run in progress"), "{status}");
     assert_eq!(bed.snapshots_named("s2").await, all("s2"));
     // ... or undone: every snapshot it took goes, though the journal never saw them taken.
@@ -727,7 +731,7 @@ async fn delete_keeps_data_and_destroy_removes_only_what_is_marked() {
     // delete: root and profile gone, every filesystem kept.
     let deleted = bed.reroot(&["delete", "-P", &tpl, cfg]);
     assert!(deleted.status.success());
-    assert!(String::from_utf8_lossy(&deleted.stdout).contains("filesystems kept"));
+    assert!(stdout(&deleted).contains("filesystems kept"));
     assert!(bed.instances().await.is_empty());
     assert!(!profile_exists().await);
     assert_eq!(bed.data_digest(&files), data);
@@ -796,7 +800,7 @@ async fn delete_keeps_data_and_destroy_removes_only_what_is_marked() {
     };
     let refused = in_terminal("yes", "none:before-apply");
     assert!(!refused.status.success());
-    let said = String::from_utf8_lossy(&refused.stdout).to_string();
+    let said = stdout(&refused);
     assert!(
         said.contains(&logs) && said.contains("not confirmed"),
         "{said}"
@@ -820,7 +824,7 @@ async fn delete_keeps_data_and_destroy_removes_only_what_is_marked() {
         "orders\n",
         "the ZFS filesystem is not marked destroy: kept"
     );
-    let shown = String::from_utf8_lossy(&bed.reroot(&["show", &bed.last_run()]).stdout).to_string();
+    let shown = stdout(&bed.reroot(&["show", &bed.last_run()]));
     for step in ["check", "delete-root", "delete-profile", "destroy-fs"] {
         assert!(shown.contains(step), "{step} in {shown}");
     }
@@ -864,7 +868,7 @@ async fn a_failed_canary_leaves_the_other_instances_untouched() {
     let failing = bed.config("health-check:\n  command: [sh, -c, 'exit 3']\n  timeout: 2\n");
     let out = rebuild("new", &[&failing, &other_config], &["--canaries", "1"]);
     assert!(!out.status.success());
-    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    let table = stdout(&out);
     assert!(table.contains("FAILED at verify"), "{table}");
     assert!(
         table
@@ -880,8 +884,7 @@ async fn a_failed_canary_leaves_the_other_instances_untouched() {
         (&before.config, &before.profiles, &before.status),
         "the other instance was touched"
     );
-    let shown =
-        String::from_utf8_lossy(&bed.reroot(&["show", &failed, "--json"]).stdout).to_string();
+    let shown = stdout(&bed.reroot(&["show", &failed, "--json"]));
     let state: serde_json::Value = serde_json::from_str(&shown).expect("show json");
     let steps_of = |name: &str| {
         state["instances"]
