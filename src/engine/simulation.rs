@@ -333,6 +333,27 @@ fn names(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("web{i}")).collect()
 }
 
+/// A new run over `n` instances (web0, web1, ...) in a fresh world and journal: the journal's
+/// directory (kept while it lives), the names, the world, the journal and the run.
+fn fresh_run(
+    n: usize,
+) -> (
+    tempfile::TempDir,
+    Vec<String>,
+    Arc<Env>,
+    Arc<Journal>,
+    RunId,
+) {
+    let dir = tempfile::tempdir().unwrap();
+    let instances = names(n);
+    let env = Arc::new(Mutex::new(world(&instances)));
+    let j = Arc::new(Journal::open(dir.path()).unwrap());
+    let h = header(&instances);
+    let run = h.id;
+    j.create_run(h).unwrap();
+    (dir, instances, env, j, run)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_crash_point_then_resume_completes_the_rebuild() {
     for (count, parallel) in [(1, 1), (3, 2)] {
@@ -474,13 +495,7 @@ fn pipeline_failing_web0() -> Vec<Arc<dyn Step<Env>>> {
 
 #[tokio::test]
 async fn a_failing_step_stops_its_instance_and_the_budget_stops_new_ones() {
-    let dir = tempfile::tempdir().unwrap();
-    let instances = names(3);
-    let env = Arc::new(Mutex::new(world(&instances)));
-    let j = Arc::new(Journal::open(dir.path()).unwrap());
-    let h = header(&instances);
-    let run = h.id;
-    j.create_run(h).unwrap();
+    let (_dir, instances, env, j, run) = fresh_run(3);
     // web0's health check fails; with a budget of 0 failures, web1 and web2 never start.
     let report = Engine::new(
         j.clone(),
@@ -516,13 +531,7 @@ async fn a_failing_step_stops_its_instance_and_the_budget_stops_new_ones() {
 #[tokio::test]
 async fn a_passing_failure_is_retried_and_every_attempt_is_journaled() {
     static FAILS_LEFT: AtomicUsize = AtomicUsize::new(2);
-    let dir = tempfile::tempdir().unwrap();
-    let instances = names(1);
-    let env = Arc::new(Mutex::new(world(&instances)));
-    let j = Arc::new(Journal::open(dir.path()).unwrap());
-    let h = header(&instances);
-    let run = h.id;
-    j.create_run(h).unwrap();
+    let (_dir, instances, env, j, run) = fresh_run(1);
     let mut steps = pipeline();
     steps.insert(
         1,
@@ -570,13 +579,7 @@ async fn a_passing_failure_is_retried_and_every_attempt_is_journaled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn canaries_go_first_and_a_failed_canary_holds_the_rest() {
     for canary_fails in [false, true] {
-        let dir = tempfile::tempdir().unwrap();
-        let instances = names(4);
-        let env = Arc::new(Mutex::new(world(&instances)));
-        let j = Arc::new(Journal::open(dir.path()).unwrap());
-        let h = header(&instances);
-        let run = h.id;
-        j.create_run(h).unwrap();
+        let (_dir, instances, env, j, run) = fresh_run(4);
         let report = Engine::new(
             j.clone(),
             env.clone(),
