@@ -67,7 +67,18 @@ detach() {
 # ---------------------------------------------------------------------------------------------
 step "ZFS (zfs-fuse) with pool $ZFS_POOL"
 zfs_img="$TESTBED_DIR/zfs.img"
-zfs_answers() { zpool list >/dev/null 2>&1; }
+# A stopped or hung zfs-fuse makes zpool wait forever: ask with a bound.
+zfs_answers() { timeout 2 zpool list >/dev/null 2>&1; }
+zfs_gone() { ! pgrep -x zfs-fuse >/dev/null; }
+# within SECONDS CMD...: runs CMD every 0.2 s until it succeeds, for at most SECONDS.
+within() {
+    local end=$((SECONDS + $1))
+    shift
+    until "$@"; do
+        [ "$SECONDS" -lt "$end" ] || return 1
+        sleep 0.2
+    done
+}
 # The mounts zfs-fuse serves: its datasets (type fuse.zfs) and its /zfs-kstat. Deepest first.
 zfs_mounts() {
     awk '$3 == "fuse.zfs" || ($3 ~ /^fuse/ && $2 == "/zfs-kstat") {print $2}' /proc/mounts | sort -ru
@@ -75,17 +86,10 @@ zfs_mounts() {
 # A zfs-fuse process that is still there may be one killed a moment ago: give it 5 s to answer,
 # then kill what is left of it.
 if pgrep -x zfs-fuse >/dev/null; then
-    for _ in $(seq 1 25); do
-        zfs_answers && break
-        sleep 0.2
-    done
-    if ! zfs_answers; then
+    if ! within 5 zfs_answers; then
         say "a zfs-fuse process is there but does not answer: killing it"
         pkill -9 -x zfs-fuse || true
-        for _ in $(seq 1 50); do
-            pgrep -x zfs-fuse >/dev/null || break
-            sleep 0.2
-        done
+        within 10 zfs_gone || true
     fi
 fi
 if zfs_answers; then
@@ -108,11 +112,7 @@ else
     say "starting zfs-fuse (log: $ZFS_LOG)"
     rm -f /run/zfs-fuse.pid /var/run/zfs-fuse.pid
     detach "$ZFS_LOG" zfs-fuse --no-daemon
-    for _ in $(seq 1 50); do
-        zfs_answers && break
-        sleep 0.2
-    done
-    zfs_answers || fail "zfs-fuse did not answer within 10 s (see $ZFS_LOG)"
+    within 10 zfs_answers || fail "zfs-fuse did not answer within 10 s (see $ZFS_LOG)"
 fi
 if zpool list -H -o name "$ZFS_POOL" >/dev/null 2>&1; then
     health=$(zpool list -H -o health "$ZFS_POOL")
