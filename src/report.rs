@@ -160,6 +160,13 @@ pub fn pass_summary(report: &RunReport, state: &RunState, done: &str) -> String 
                 InstanceOutcome::Failed { step, error } => {
                     (format!("FAILED at {step}"), error.clone())
                 }
+                InstanceOutcome::Reverted { step, error } if step.is_empty() => {
+                    ("REVERTED to its old root".to_string(), error.clone())
+                }
+                InstanceOutcome::Reverted { step, error } => (
+                    format!("FAILED at {step}, REVERTED to its old root"),
+                    error.clone(),
+                ),
                 InstanceOutcome::UndoFailed { step, error } => {
                     (format!("UNDO FAILED at {step}"), error.clone())
                 }

@@ -43,7 +43,7 @@
 //! |------------------|-----------------------------------------------------------------|
 //! | (none)           | `StepStarted`                                                   |
 //! | `Started`        | `StepSucceeded`, `StepFailed` (same attempt); `StepStarted` with a higher attempt (a retry after a crash) |
-//! | `Succeeded`      | `UndoStarted` (same or higher attempt)                          |
+//! | `Succeeded`      | `UndoStarted` (same or higher attempt); `StepStarted` with a higher attempt (a redo: a resume found the step's effect reverted) |
 //! | `Failed`         | `StepStarted` with a higher attempt (retry); `UndoStarted` (same or higher attempt) |
 //! | `UndoStarted`    | `UndoFinished`, `UndoFailed` (same attempt); `UndoStarted` with a higher attempt (retry) |
 //! | `UndoFailed`     | `UndoStarted` with a higher attempt                             |

@@ -386,7 +386,11 @@ impl Replay {
             }
         };
         match (cur.status, &ev.kind) {
-            (S::Started, K::StepStarted) | (S::Failed, K::StepStarted) => {
+            // A succeeded step is started again when a resume finds that something outside
+            // (a daemon restart, a person) reverted its effect: a redo, with a new attempt.
+            (S::Started, K::StepStarted)
+            | (S::Failed, K::StepStarted)
+            | (S::Succeeded, K::StepStarted) => {
                 need(a > c, "a restart must raise the attempt number")
             }
             (S::Started, K::StepSucceeded { .. }) | (S::Started, K::StepFailed { .. }) => {
@@ -636,7 +640,7 @@ mod tests {
             (Some(S::Started), "UndoStarted", false, false),
             (Some(S::Started), "UndoFinished", false, false),
             (Some(S::Started), "UndoFailed", false, false),
-            (Some(S::Succeeded), "StepStarted", false, false),
+            (Some(S::Succeeded), "StepStarted", false, true),
             (Some(S::Succeeded), "StepSucceeded", false, false),
             (Some(S::Succeeded), "StepFailed", false, false),
             (Some(S::Succeeded), "UndoStarted", true, true),

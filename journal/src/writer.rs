@@ -8,6 +8,7 @@ use crate::livelog;
 use crate::lock::{self, LockFile, Role};
 use crate::reader::{self, CleanMark, Reader, StoreBackend, VerifyReport, CLEAN_FILE};
 use crate::recovery::reconcile;
+use crate::state::{InstanceState, RunState};
 use crate::store::{RunChain, RunIndex, Store};
 use crate::Error;
 use std::collections::{HashMap, HashSet};
@@ -350,6 +351,39 @@ impl Journal {
         };
         self.w.wait_durable(ticket)?;
         Ok(event)
+    }
+
+    /// The state of `run` as this writer holds it: after the first call no event is read from
+    /// the store again, so an engine that asks once per instance pays for the run's size, not
+    /// for its number of events. Works on a handle that can no longer write (after a failed
+    /// write the cache still holds every event that was recorded).
+    pub fn run_state(&self, run: RunId) -> Result<RunState, Error> {
+        self.with_cached(run, |state| state.clone())
+    }
+
+    /// The state of one instance of `run` from this writer's cache (see [`Journal::run_state`]);
+    /// `None` if the instance has no slot in the run.
+    pub fn instance_state(
+        &self,
+        run: RunId,
+        instance: &str,
+    ) -> Result<Option<InstanceState>, Error> {
+        self.with_cached(run, |state| state.instance(instance).cloned())
+    }
+
+    fn with_cached<T>(&self, run: RunId, f: impl FnOnce(&RunState) -> T) -> Result<T, Error> {
+        let mut st = lock_mutex(&self.w.state);
+        if !st.runs.contains_key(&run) {
+            if st.poisoned.is_some() {
+                drop(st);
+                return Ok(f(&self.reader.replay(run)?));
+            }
+            self.w.load_run(&mut st, run)?;
+        }
+        let cache = st.runs.get(&run).ok_or_else(|| Error::NotFound {
+            what: format!("run {run}"),
+        })?;
+        Ok(f(cache.chain.replay.state()))
     }
 
     /// Verifies the journal (see [`Reader::verify`]). Appends wait meanwhile; everything

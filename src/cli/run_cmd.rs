@@ -11,7 +11,7 @@ use journal::{EventKind, Journal, RunHeader, RunId, RunState, RunStatus, StepSta
 use super::config_cmd::ConfigFileArgs;
 use super::{CliError, Global};
 use crate::config;
-use crate::engine::{Direction, Engine, EngineOptions, Faults, RunReport};
+use crate::engine::{Direction, Engine, EngineError, EngineOptions, Faults, OnFailure, RunReport};
 use crate::lxd::{self, OptionalExt};
 use crate::report;
 use crate::steps::{
@@ -48,6 +48,11 @@ pub struct RebuildArgs {
     /// is given up; steps are idempotent, so this rides out a busy daemon.
     #[arg(long, default_value_t = 2)]
     pub retries: u32,
+    /// What happens to an instance whose step fails while it is down (between `stop` and
+    /// `start`): `revert` puts it back on its old root at once; `hold` leaves it stopped, as it
+    /// is, for a person to look at.
+    #[arg(long, value_name = "POLICY", default_value = "revert")]
+    pub on_failure: OnFailure,
     /// Print each instance's steps and change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -145,6 +150,14 @@ fn option_or<T: std::str::FromStr>(state: &RunState, key: &str, default: T) -> T
         .unwrap_or(default)
 }
 
+/// Header option: what a failure inside the downtime window does (`revert` or `hold`).
+const ON_FAILURE_OPTION: &str = "on_failure";
+
+/// The failure policy the run was started with; runs that predate it revert.
+fn on_failure_of(state: &RunState) -> OnFailure {
+    option_or(state, ON_FAILURE_OPTION, OnFailure::Revert)
+}
+
 /// Header option: the snapshot name of a snapshot run.
 const SNAPSHOT_OPTION: &str = "snapshot";
 /// Header option: a snapshot run leaves the filesystems alone.
@@ -208,6 +221,7 @@ struct Pass<'a> {
     parallel: usize,
     max_failures: usize,
     canaries: usize,
+    on_failure: OnFailure,
 }
 
 async fn drive(
@@ -224,9 +238,11 @@ async fn drive(
         parallel,
         max_failures,
         canaries,
+        on_failure,
     } = pass;
     let plans = plans_of(state)?;
-    let pipeline = kind_of(state)?.pipeline();
+    let kind = kind_of(state)?;
+    let pipeline = kind.pipeline();
     let env = Arc::new(RebuildEnv::new(lxd, plans, options));
     let engine = Engine::new(
         journal.clone(),
@@ -238,6 +254,8 @@ async fn drive(
             canaries,
             retries,
             faults: Faults::from_env(),
+            window: kind.window(),
+            on_failure,
             ..EngineOptions::default()
         },
     );
@@ -248,7 +266,26 @@ async fn drive(
             flag.store(true, Ordering::SeqCst);
         }
     });
-    let report = engine.drive(state.header.id, instances, direction).await?;
+    let report = match engine.drive(state.header.id, instances, direction).await {
+        Ok(report) => report,
+        Err(e @ EngineError::Journal(_)) => {
+            let reverted = engine.unrecorded_reverts();
+            let mut message = format!("{e}; the run stopped");
+            if !reverted.is_empty() {
+                message.push_str(&format!(
+                    ". These instances were inside their downtime and were put back on their \
+                     old roots (not recorded in the journal): {}",
+                    reverted.join(", ")
+                ));
+            }
+            message.push_str(&format!(
+                ". Once the journal can be written again, `reroot resume {}` finishes the run",
+                report::short_id(&state.header.id)
+            ));
+            return Err(message.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let state = journal.replay(state.header.id)?;
     Ok((report, state))
 }
@@ -296,6 +333,10 @@ pub async fn rebuild(args: RebuildArgs, global: &Global) -> Result<ExitCode, Cli
     if let Some(t) = args.stop_timeout {
         options.insert("stop_timeout".to_string(), t.to_string());
     }
+    options.insert(
+        ON_FAILURE_OPTION.to_string(),
+        args.on_failure.as_str().to_string(),
+    );
     start_run(
         global,
         connect(global).await?,
@@ -401,6 +442,7 @@ pub(super) async fn start_run(
             parallel: limits.parallel,
             max_failures: limits.max_failures,
             canaries: limits.canaries,
+            on_failure: on_failure_of(&state),
         },
     )
     .await?;
@@ -490,6 +532,7 @@ pub async fn resume(args: ResumeArgs, global: &Global) -> Result<ExitCode, CliEr
             parallel,
             max_failures,
             canaries,
+            on_failure: on_failure_of(&state),
         },
     )
     .await?;
@@ -550,6 +593,7 @@ pub async fn undo(args: UndoArgs, global: &Global) -> Result<ExitCode, CliError>
             parallel: args.parallel,
             max_failures: usize::MAX,
             canaries: 0,
+            on_failure: on_failure_of(&state),
         },
     )
     .await?;

@@ -10,10 +10,22 @@
 //! strictly in order. The failure budget (`max_failures`) stops new instances from starting once
 //! more instances than that have failed; instances already under way run to their end, so no
 //! instance is left half-done by another's failure.
+//!
+//! No instance is left down. A pipeline may name its *downtime window* (for a rebuild, from
+//! `stop` to `start`): an instance inside it when a pass begins (a crash, a failure or a full
+//! disk stopped the last one there) goes first, before any instance that has not started, and
+//! neither the failure budget, the canaries nor an interrupt holds it back. A step that fails
+//! for good inside the window reverts its instance on the spot (its steps undone, its old root
+//! running again) unless the run was started with `--on-failure hold`. When the journal itself
+//! stops accepting events (a full disk), each instance inside its window is reverted without
+//! being recorded, and the next `resume` finds out from the live state (see [`Step::holds`]).
+//!
+//! A pass reads the run's state once from the journal writer's cache, and each instance its own
+//! slice of it: the cost of a pass grows with the run's events once, not once per instance.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use journal::{EventKind, Journal, Outcome, RunId, RunState, StepStatus};
 use tokio::sync::Semaphore;
@@ -39,6 +51,53 @@ pub struct EngineOptions {
     pub retry_delay: std::time::Duration,
     /// Where to die on purpose (tests only).
     pub faults: Faults,
+    /// The pipeline's downtime window, if it has one.
+    pub window: Option<Window>,
+    /// What a failure inside the window does.
+    pub on_failure: OnFailure,
+}
+
+/// The steps between which an instance is down: from the start of `opens` to the success of
+/// `closes` (for a rebuild, `stop` and `start`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Window {
+    /// The step whose start takes the instance down.
+    pub opens: &'static str,
+    /// The step whose success brings it back.
+    pub closes: &'static str,
+}
+
+/// What becomes of an instance whose step fails for good inside its downtime window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnFailure {
+    /// Undo its steps at once, so it runs on its old root again (the default).
+    #[default]
+    Revert,
+    /// Leave it as it is, down, for a person to look at (`--on-failure hold`).
+    Hold,
+}
+
+impl OnFailure {
+    /// The word used on the command line and in the run header.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnFailure::Revert => "revert",
+            OnFailure::Hold => "hold",
+        }
+    }
+}
+
+impl std::str::FromStr for OnFailure {
+    type Err = String;
+    fn from_str(s: &str) -> Result<OnFailure, String> {
+        match s {
+            "revert" => Ok(OnFailure::Revert),
+            "hold" => Ok(OnFailure::Hold),
+            other => Err(format!(
+                "unknown failure policy {other:?}: expected revert or hold"
+            )),
+        }
+    }
 }
 
 impl Default for EngineOptions {
@@ -50,6 +109,8 @@ impl Default for EngineOptions {
             retries: 0,
             retry_delay: std::time::Duration::from_secs(2),
             faults: Faults::none(),
+            window: None,
+            on_failure: OnFailure::Revert,
         }
     }
 }
@@ -88,6 +149,14 @@ pub enum InstanceOutcome {
     NotStarted,
     /// Every step that had run was undone.
     Undone,
+    /// A step failed inside the downtime window, and the instance was put back: every step
+    /// undone, its old root running again under its name.
+    Reverted {
+        /// The step that failed.
+        step: String,
+        /// Its error.
+        error: String,
+    },
     /// The undo of a step failed; the undo can be resumed.
     UndoFailed {
         /// The step whose undo failed.
@@ -102,7 +171,9 @@ impl InstanceOutcome {
     pub fn is_failure(&self) -> bool {
         matches!(
             self,
-            InstanceOutcome::Failed { .. } | InstanceOutcome::UndoFailed { .. }
+            InstanceOutcome::Failed { .. }
+                | InstanceOutcome::Reverted { .. }
+                | InstanceOutcome::UndoFailed { .. }
         )
     }
 }
@@ -144,6 +215,29 @@ pub struct Engine<E> {
     options: EngineOptions,
     crashed: Arc<AtomicBool>,
     interrupted: Arc<AtomicBool>,
+    /// Set once the journal refused an event: no instance starts any more.
+    journal_lost: Arc<AtomicBool>,
+    /// Instances put back on their old roots without a record, after the journal was lost.
+    unrecorded_reverts: Arc<Mutex<Vec<String>>>,
+}
+
+/// How a step ended in [`Engine::drive_step`], when the engine itself did not fail.
+type StepResult = Result<(serde_json::Value, i64), String>;
+
+/// What an engine failure inside [`Engine::drive_step`] leaves behind: whether the step's own
+/// work had been done (its `apply` returned success) when the journal refused to record it.
+struct DriveFailure {
+    error: EngineError,
+    applied: bool,
+}
+
+impl From<EngineError> for DriveFailure {
+    fn from(error: EngineError) -> DriveFailure {
+        DriveFailure {
+            error,
+            applied: false,
+        }
+    }
 }
 
 impl<E: Send + Sync + 'static> Engine<E> {
@@ -161,6 +255,8 @@ impl<E: Send + Sync + 'static> Engine<E> {
             options,
             crashed: Arc::new(AtomicBool::new(false)),
             interrupted: Arc::new(AtomicBool::new(false)),
+            journal_lost: Arc::new(AtomicBool::new(false)),
+            unrecorded_reverts: Arc::new(Mutex::new(Vec::new())),
         }
     }
 
@@ -178,14 +274,14 @@ impl<E: Send + Sync + 'static> Engine<E> {
     /// Drives `instances` of `run` in `direction`, then records how the run finished.
     ///
     /// The run must exist in the journal. A pass over a run that is finished, or was stopped by
-    /// a crash, first records `RunResumed`.
+    /// a crash, first records `RunResumed`. Instances inside their downtime window go first.
     pub async fn drive(
         &self,
         run: RunId,
         instances: &[String],
         direction: Direction,
     ) -> Result<RunReport, EngineError> {
-        let state = self.replay(run).await?;
+        let state = self.state(run)?;
         if state.status == journal::RunStatus::Undone {
             return Err(EngineError::Refused(format!(
                 "run {run} was undone; it cannot be driven again"
@@ -205,17 +301,36 @@ impl<E: Send + Sync + 'static> Engine<E> {
         }
         let failures = Arc::new(AtomicUsize::new(0));
         let window = Arc::new(Semaphore::new(self.options.parallel.max(1)));
-        let canaries = match direction {
-            Direction::Forward => self.options.canaries.min(instances.len()),
-            Direction::Undo => 0,
-        };
-        let (first, rest) = instances.split_at(canaries);
-        let mut results = self.pass(run, first, direction, &failures, &window).await?;
-        if results
+        // Those that are down right now come back first, whatever else holds the run back.
+        let (down, waiting): (Vec<String>, Vec<String>) = instances
             .iter()
-            .all(|(_, o)| *o == InstanceOutcome::Succeeded)
-        {
-            results.extend(self.pass(run, rest, direction, &failures, &window).await?);
+            .cloned()
+            .partition(|i| self.is_down(&state, i));
+        if !down.is_empty() {
+            tracing::info!(run = %run, count = down.len(), "instances inside their downtime window go first");
+        }
+        let canaries = match direction {
+            Direction::Forward => &instances[..self.options.canaries.min(instances.len())],
+            Direction::Undo => &[],
+        };
+        let (first, rest): (Vec<String>, Vec<String>) =
+            waiting.into_iter().partition(|i| canaries.contains(i));
+        let mut results = self
+            .pass(run, &down, direction, &failures, &window, true)
+            .await?;
+        results.extend(
+            self.pass(run, &first, direction, &failures, &window, false)
+                .await?,
+        );
+        let canaries_through = results
+            .iter()
+            .filter(|(n, _)| canaries.contains(n))
+            .all(|(_, o)| *o == InstanceOutcome::Succeeded);
+        if canaries_through {
+            results.extend(
+                self.pass(run, &rest, direction, &failures, &window, false)
+                    .await?,
+            );
         } else {
             tracing::warn!(run = %run, "a canary did not go through: the other instances are not started");
             results.extend(
@@ -223,8 +338,14 @@ impl<E: Send + Sync + 'static> Engine<E> {
                     .map(|n| (n.clone(), InstanceOutcome::NotStarted)),
             );
         }
+        let order: BTreeMap<&str, usize> = instances
+            .iter()
+            .enumerate()
+            .map(|(k, n)| (n.as_str(), k))
+            .collect();
+        results.sort_by_key(|(n, _)| order.get(n.as_str()).copied());
         // The outcome covers every instance of the run, not only those of this pass.
-        let state = self.replay(run).await?;
+        let state = self.state(run)?;
         let (outcome, word) = run_outcome(&state, &self.step_names(), direction);
         if outcome == Outcome::Failed
             && results
@@ -257,8 +378,35 @@ impl<E: Send + Sync + 'static> Engine<E> {
         })
     }
 
+    /// The instances that a journal failure made this engine put back on their old roots
+    /// without recording it (empty unless `drive` failed with [`EngineError::Journal`]).
+    pub fn unrecorded_reverts(&self) -> Vec<String> {
+        lock(&self.unrecorded_reverts).clone()
+    }
+
+    /// True if the instance is inside its downtime window in `state`: its window opened and
+    /// did not close, or its revert began and did not finish.
+    fn is_down(&self, state: &RunState, instance: &str) -> bool {
+        let Some(w) = self.options.window else {
+            return false;
+        };
+        let Some(inst) = state.instance(instance) else {
+            return false;
+        };
+        let status = |name: &str| inst.steps.iter().find(|s| s.name == name).map(|s| s.status);
+        let all_undone = inst
+            .steps
+            .iter()
+            .all(|s| s.status == StepStatus::UndoFinished);
+        let reverting = inst.steps.iter().any(|s| is_undo_status(s.status)) && !all_undone;
+        let opened = status(w.opens).is_some_and(|s| !is_undo_status(s));
+        let closed = status(w.closes) == Some(StepStatus::Succeeded);
+        (opened && !closed) || reverting
+    }
+
     /// Drives `names` in the window, each instance's steps in order, counting failures
-    /// against the budget; gives each instance's outcome, in the order given.
+    /// against the budget; gives each instance's outcome, in the order given. With `urgent`
+    /// (instances that are down), neither the budget nor an interrupt keeps one from starting.
     async fn pass(
         &self,
         run: RunId,
@@ -266,6 +414,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
         direction: Direction,
         failures: &Arc<AtomicUsize>,
         window: &Arc<Semaphore>,
+        urgent: bool,
     ) -> Result<Vec<(String, InstanceOutcome)>, EngineError> {
         let mut tasks = Vec::new();
         for name in names {
@@ -279,7 +428,8 @@ impl<E: Send + Sync + 'static> Engine<E> {
                     .await
                     .map_err(|e| EngineError::Internal(e.to_string()))?;
                 let over_budget = failures.load(Ordering::SeqCst) > engine.options.max_failures;
-                if over_budget || engine.interrupted.load(Ordering::SeqCst) {
+                let held = over_budget || engine.interrupted.load(Ordering::SeqCst);
+                if (held && !urgent) || engine.journal_lost.load(Ordering::SeqCst) {
                     return Ok(InstanceOutcome::NotStarted);
                 }
                 let outcome = match direction {
@@ -319,6 +469,8 @@ impl<E: Send + Sync + 'static> Engine<E> {
             options: self.options.clone(),
             crashed: self.crashed.clone(),
             interrupted: self.interrupted.clone(),
+            journal_lost: self.journal_lost.clone(),
+            unrecorded_reverts: self.unrecorded_reverts.clone(),
         }
     }
 
@@ -327,27 +479,44 @@ impl<E: Send + Sync + 'static> Engine<E> {
         run: RunId,
         instance: &str,
     ) -> Result<InstanceOutcome, EngineError> {
-        let state = self.replay(run).await?;
-        let (mut outputs, mut times) = recorded(&state, instance);
-        if let Some(inst) = state.instance(instance) {
-            if let Some(s) = inst.steps.iter().find(|s| is_undo_status(s.status)) {
-                return Ok(InstanceOutcome::Failed {
-                    step: s.name.clone(),
-                    error: format!(
-                        "the undo of this instance has begun (step `{}`); finish it with `reroot undo {run}`",
-                        s.name
-                    ),
-                });
+        let state = self.instance_state(run, instance)?;
+        let (mut outputs, mut times) = recorded(state.as_ref());
+        let status = |name: &str| {
+            state
+                .as_ref()
+                .and_then(|i| i.steps.iter().find(|s| s.name == name))
+        };
+        if let Some(inst) = &state {
+            if inst.steps.iter().any(|s| is_undo_status(s.status)) {
+                // Only a revert undoes steps in a forward pass: finish it, never go forward.
+                let failed = inst.steps.iter().find(|s| s.error.is_some());
+                let step = failed.map_or(String::new(), |s| s.name.clone());
+                let error = failed
+                    .and_then(|s| s.error.clone())
+                    .unwrap_or_else(|| "put back on its old root earlier in this run".into());
+                return self.revert(run, instance, step, error).await;
             }
         }
-        for step in self.steps.iter() {
+        let redo_from = self
+            .first_reverted(run, instance, state.as_ref(), &outputs, &times)
+            .await;
+        let window = self.options.window;
+        let mut down = window.is_some_and(|w| {
+            status(w.opens).is_some()
+                && status(w.closes).is_none_or(|s| s.status != StepStatus::Succeeded)
+        });
+        for (k, step) in self.steps.iter().enumerate() {
             let name = step.name();
-            let prev = state.step(instance, name);
-            if prev.is_some_and(|p| p.status == StepStatus::Succeeded) {
+            let prev = status(name);
+            let redo = redo_from.is_some_and(|r| k >= r);
+            if prev.is_some_and(|p| p.status == StepStatus::Succeeded) && !redo {
                 continue;
             }
+            if window.is_some_and(|w| w.opens == name) {
+                down = true;
+            }
             let attempt = prev.map_or(1, |p| p.attempt + 1);
-            let (value, started) = match self
+            let result = self
                 .drive_step(
                     run,
                     instance,
@@ -357,20 +526,157 @@ impl<E: Send + Sync + 'static> Engine<E> {
                     &outputs,
                     &times,
                 )
-                .await?
-            {
-                Ok(done) => done,
-                Err(error) => {
+                .await;
+            let closes = window.is_some_and(|w| w.closes == name);
+            match result {
+                Ok(Ok((value, started))) => {
+                    outputs.insert(name, value);
+                    times.insert(name.to_string(), (started, Some(journal::now_ms())));
+                    if closes {
+                        down = false;
+                    }
+                }
+                Ok(Err(error)) if down && self.options.on_failure == OnFailure::Revert => {
+                    return self.revert(run, instance, name.to_string(), error).await;
+                }
+                Ok(Err(error)) => {
                     return Ok(InstanceOutcome::Failed {
                         step: name.to_string(),
                         error,
                     })
                 }
-            };
-            outputs.insert(name, value);
-            times.insert(name.to_string(), (started, Some(journal::now_ms())));
+                Err(DriveFailure {
+                    error: error @ EngineError::Journal(_),
+                    applied,
+                }) => {
+                    self.journal_lost.store(true, Ordering::SeqCst);
+                    if down && !(closes && applied) {
+                        self.revert_unrecorded(run, instance, k, &outputs, &times)
+                            .await;
+                    }
+                    return Err(error);
+                }
+                Err(DriveFailure { error, .. }) => return Err(error),
+            }
         }
         Ok(InstanceOutcome::Succeeded)
+    }
+
+    /// The index of the first step recorded as succeeded whose effect no longer holds, among
+    /// the succeeded steps that lead an unfinished instance (see [`Step::holds`]).
+    async fn first_reverted(
+        &self,
+        run: RunId,
+        instance: &str,
+        state: Option<&journal::InstanceState>,
+        outputs: &Outputs,
+        times: &Times,
+    ) -> Option<usize> {
+        let inst = state?;
+        let succeeded = |name: &str| {
+            inst.steps
+                .iter()
+                .any(|s| s.name == name && s.status == StepStatus::Succeeded)
+        };
+        if self.steps.iter().all(|s| succeeded(s.name())) {
+            return None;
+        }
+        for (k, step) in self.steps.iter().enumerate() {
+            if !succeeded(step.name()) {
+                return None;
+            }
+            let cx = StepCx {
+                env: &*self.env,
+                run,
+                instance,
+                attempt: 0,
+                outputs,
+                times,
+            };
+            let holds = match step.holds(&cx).await {
+                Ok(holds) => holds,
+                Err(e) => {
+                    tracing::warn!(run = %run, instance, step = step.name(), error = %e, "cannot tell whether the step's effect holds; applying it again");
+                    false
+                }
+            };
+            if !holds {
+                tracing::warn!(run = %run, instance, step = step.name(), "the effect of this step was reverted outside reroot; applying it and the steps after it again");
+                return Some(k);
+            }
+        }
+        None
+    }
+
+    /// Puts an instance whose step `step` failed inside its window back where it was: every
+    /// step that ran is undone (journaled, like an undo), so its old root runs again.
+    async fn revert(
+        &self,
+        run: RunId,
+        instance: &str,
+        step: String,
+        error: String,
+    ) -> Result<InstanceOutcome, EngineError> {
+        tracing::warn!(run = %run, instance, step, error, "failed inside its downtime window: putting it back on its old root");
+        Ok(match self.undo_instance(run, instance).await? {
+            InstanceOutcome::Undone => InstanceOutcome::Reverted { step, error },
+            InstanceOutcome::UndoFailed {
+                step: undo_step,
+                error: undo_error,
+            } => InstanceOutcome::UndoFailed {
+                step: undo_step,
+                error: format!(
+                    "{undo_error} (while putting it back after `{step}` failed: {error})"
+                ),
+            },
+            other => other,
+        })
+    }
+
+    /// Puts an instance back without recording anything, after the journal refused an event
+    /// with the instance inside its window: steps `0..=upto` are undone in reverse, each
+    /// checking the live state first, so those that never had an effect change nothing. Best
+    /// effort: what cannot be undone is logged, and the next resume looks at the live state.
+    async fn revert_unrecorded(
+        &self,
+        run: RunId,
+        instance: &str,
+        upto: usize,
+        outputs: &Outputs,
+        times: &Times,
+    ) {
+        tracing::error!(run = %run, instance, "the journal cannot record any more: putting the instance back on its old root, unrecorded");
+        let cx = StepCx {
+            env: &*self.env,
+            run,
+            instance,
+            attempt: 0,
+            outputs,
+            times,
+        };
+        let mut complete = true;
+        for step in self.steps[..=upto].iter().rev() {
+            let mut retried = 0;
+            loop {
+                match step.undo(&cx).await {
+                    Ok(()) => break,
+                    Err(e) => match self.retry_wait(&e, retried) {
+                        Some(wait) => {
+                            retried += 1;
+                            tokio::time::sleep(wait).await;
+                        }
+                        None => {
+                            tracing::error!(run = %run, instance, step = step.name(), error = %e, "unrecorded undo failed");
+                            complete = false;
+                            break;
+                        }
+                    },
+                }
+            }
+        }
+        if complete {
+            lock(&self.unrecorded_reverts).push(instance.to_string());
+        }
     }
 
     async fn undo_instance(
@@ -378,11 +684,14 @@ impl<E: Send + Sync + 'static> Engine<E> {
         run: RunId,
         instance: &str,
     ) -> Result<InstanceOutcome, EngineError> {
-        let state = self.replay(run).await?;
-        let (outputs, times) = recorded(&state, instance);
+        let state = self.instance_state(run, instance)?;
+        let (outputs, times) = recorded(state.as_ref());
         for step in self.steps.iter().rev() {
             let name = step.name();
-            let Some(prev) = state.step(instance, name) else {
+            let Some(prev) = state
+                .as_ref()
+                .and_then(|i| i.steps.iter().find(|s| s.name == name))
+            else {
                 continue;
             };
             let mut attempt = prev.attempt;
@@ -415,7 +724,8 @@ impl<E: Send + Sync + 'static> Engine<E> {
                     &outputs,
                     &times,
                 )
-                .await?
+                .await
+                .map_err(|f| f.error)?
             {
                 return Ok(InstanceOutcome::UndoFailed {
                     step: name.to_string(),
@@ -441,7 +751,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
         mut attempt: u32,
         outputs: &Outputs,
         times: &Times,
-    ) -> Result<Result<(serde_json::Value, i64), String>, EngineError> {
+    ) -> Result<StepResult, DriveFailure> {
         let name = step.name();
         let (before, after, after_record) = match direction {
             Direction::Forward => (Moment::BeforeApply, Moment::AfterApply, Moment::AfterRecord),
@@ -461,7 +771,14 @@ impl<E: Send + Sync + 'static> Engine<E> {
                 .await?;
             let started = journal::now_ms();
             self.fault(instance, name, before)?;
-            let result = {
+            let point = FaultPoint {
+                instance,
+                step: name,
+                moment: before,
+            };
+            let result = if direction == Direction::Forward && self.options.faults.fails(&point) {
+                Err(StepError::new(format!("injected failure of step {name}")))
+            } else {
                 let cx = StepCx {
                     env: &*self.env,
                     run,
@@ -485,7 +802,11 @@ impl<E: Send + Sync + 'static> Engine<E> {
                         Direction::Undo => EventKind::UndoFinished,
                     };
                     self.record(run, Some(instance), Some(name), attempt, kind)
-                        .await?;
+                        .await
+                        .map_err(|error| DriveFailure {
+                            error,
+                            applied: true,
+                        })?;
                     self.fault(instance, name, after_record)?;
                     return Ok(Ok((value, started)));
                 }
@@ -535,12 +856,18 @@ impl<E: Send + Sync + 'static> Engine<E> {
         Ok(())
     }
 
-    async fn replay(&self, run: RunId) -> Result<RunState, EngineError> {
-        let journal = self.journal.clone();
-        tokio::task::spawn_blocking(move || journal.replay(run))
-            .await
-            .map_err(|e| EngineError::Internal(e.to_string()))?
-            .map_err(EngineError::from)
+    /// The run's state, from the journal writer's cache (no replay from the store).
+    fn state(&self, run: RunId) -> Result<RunState, EngineError> {
+        Ok(self.journal.run_state(run)?)
+    }
+
+    /// One instance's part of the run's state, from the writer's cache.
+    fn instance_state(
+        &self,
+        run: RunId,
+        instance: &str,
+    ) -> Result<Option<journal::InstanceState>, EngineError> {
+        Ok(self.journal.instance_state(run, instance)?)
     }
 
     /// Appends one event (flushed before it returns). After a simulated crash nothing more is
@@ -568,6 +895,10 @@ impl<E: Send + Sync + 'static> Engine<E> {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn is_undo_status(s: StepStatus) -> bool {
     matches!(
         s,
@@ -579,10 +910,10 @@ fn is_undo_status(s: StepStatus) -> bool {
 type Times = BTreeMap<String, (i64, Option<i64>)>;
 
 /// The outputs and times of an instance's recorded steps.
-fn recorded(state: &RunState, instance: &str) -> (Outputs, Times) {
+fn recorded(state: Option<&journal::InstanceState>) -> (Outputs, Times) {
     let mut outputs = Outputs::default();
     let mut times = BTreeMap::new();
-    if let Some(inst) = state.instance(instance) {
+    if let Some(inst) = state {
         for s in &inst.steps {
             if let Some(out) = &s.output {
                 let value = serde_json::from_str(out)

@@ -86,18 +86,21 @@ pub struct FaultPoint<'a> {
 
 type Hook = dyn Fn(&FaultPoint<'_>) -> bool + Send + Sync;
 
-/// The fault hook an engine consults. The default never fires.
+/// The fault hooks an engine consults. The default never fires.
 #[derive(Clone, Default)]
 pub struct Faults {
     hook: Option<Arc<Hook>>,
+    /// Makes a step's `apply` fail (a lasting error) instead of running, at `BeforeApply`.
+    fail: Option<Arc<Hook>>,
 }
 
 impl fmt::Debug for Faults {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(if self.hook.is_some() {
-            "Faults(hook)"
-        } else {
-            "Faults(none)"
+        f.write_str(match (self.hook.is_some(), self.fail.is_some()) {
+            (false, false) => "Faults(none)",
+            (true, false) => "Faults(crash)",
+            (false, true) => "Faults(fail)",
+            (true, true) => "Faults(crash, fail)",
         })
     }
 }
@@ -105,19 +108,54 @@ impl fmt::Debug for Faults {
 impl Faults {
     /// No faults.
     pub fn none() -> Faults {
-        Faults { hook: None }
+        Faults::default()
     }
 
     /// Faults decided by `hook`: when it returns `true` the engine stops dead at that point.
     pub fn from_hook(hook: impl Fn(&FaultPoint<'_>) -> bool + Send + Sync + 'static) -> Faults {
         Faults {
             hook: Some(Arc::new(hook)),
+            fail: None,
         }
     }
 
+    /// These faults, plus steps that fail where `hook` says so: at `BeforeApply` of a forward
+    /// step, the step is not applied and fails with a lasting error, as a real step would
+    /// whose daemon refused it.
+    pub fn failing(
+        mut self,
+        hook: impl Fn(&FaultPoint<'_>) -> bool + Send + Sync + 'static,
+    ) -> Faults {
+        self.fail = Some(Arc::new(hook));
+        self
+    }
+
+    /// True if the step must fail here instead of being applied.
+    pub fn fails(&self, point: &FaultPoint<'_>) -> bool {
+        self.fail.as_ref().is_some_and(|h| h(point))
+    }
+
     /// The faults the environment asks for: `REROOT_FAULT=STEP:MOMENT[:INSTANCE]` aborts the
-    /// process at that point. Only in builds with the `fault-injection` feature; otherwise none.
+    /// process at that point, and `REROOT_FAIL=STEP[:INSTANCE]` makes that step fail every time
+    /// it is applied. Only in builds with the `fault-injection` feature; otherwise none.
     pub fn from_env() -> Faults {
+        let faults = Self::crash_from_env();
+        #[cfg(feature = "fault-injection")]
+        if let Ok(spec) = std::env::var("REROOT_FAIL") {
+            let mut parts = spec.splitn(2, ':');
+            let step = parts.next().unwrap_or_default().to_string();
+            let instance = parts.next().filter(|s| !s.is_empty()).map(str::to_string);
+            if !step.is_empty() {
+                return faults.failing(move |p| {
+                    p.step == step && instance.as_deref().is_none_or(|i| i == p.instance)
+                });
+            }
+            eprintln!("reroot: ignoring malformed REROOT_FAIL={spec:?} (want STEP[:INSTANCE])");
+        }
+        faults
+    }
+
+    fn crash_from_env() -> Faults {
         #[cfg(feature = "fault-injection")]
         if let Ok(spec) = std::env::var("REROOT_FAULT") {
             if let Some((step, moment, instance)) = parse_spec(&spec) {

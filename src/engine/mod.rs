@@ -21,6 +21,8 @@ pub mod step;
 #[cfg(test)]
 mod simulation;
 
-pub use executor::{Direction, Engine, EngineError, EngineOptions, InstanceOutcome, RunReport};
+pub use executor::{
+    Direction, Engine, EngineError, EngineOptions, InstanceOutcome, OnFailure, RunReport, Window,
+};
 pub use fault::{FaultPoint, Faults, Moment};
 pub use step::{BoxFuture, Outputs, Step, StepCx, StepError};

@@ -44,6 +44,8 @@ struct SimStep {
     name: &'static str,
     apply: fn(&mut World, &str, RunId) -> Result<serde_json::Value, StepError>,
     undo: fn(&mut World, &str, RunId) -> Result<(), StepError>,
+    /// Whether the step's effect still holds (`None`: the default, it does).
+    holds: Option<fn(&World, &str, RunId) -> bool>,
 }
 
 impl Step<Env> for SimStep {
@@ -67,6 +69,20 @@ impl Step<Env> for SimStep {
             (self.undo)(&mut w, cx.instance, cx.run)
         })
     }
+    fn holds<'a>(&'a self, cx: &'a StepCx<'a, Env>) -> BoxFuture<'a, Result<bool, StepError>> {
+        Box::pin(async move {
+            let w = cx.env.lock().map_err(|e| StepError::new(e.to_string()))?;
+            Ok(self.holds.is_none_or(|h| h(&w, cx.instance, cx.run)))
+        })
+    }
+}
+
+/// The old root of `i`, under its name or retired.
+fn old_root<'w>(w: &'w World, i: &str, run: RunId) -> Option<&'w Container> {
+    [i.to_string(), old_name(i, run)]
+        .iter()
+        .filter_map(|n| w.containers.get(n))
+        .find(|c| c.built_by.is_none())
 }
 
 fn pipeline() -> Vec<Arc<dyn Step<Env>>> {
@@ -98,17 +114,20 @@ fn pipeline() -> Vec<Arc<dyn Step<Env>>> {
                 }
                 Ok(())
             },
+            holds: None,
         },
         SimStep {
             name: "stop",
-            apply: |w, i, _| {
+            apply: |w, i, run| {
                 let was = w
                     .containers
                     .get(i)
                     .is_some_and(|c| c.running && c.built_by.is_none());
-                if let Some(c) = w.containers.get_mut(i) {
-                    if c.built_by.is_none() {
-                        c.running = false;
+                for name in [i.to_string(), old_name(i, run)] {
+                    if let Some(c) = w.containers.get_mut(&name) {
+                        if c.built_by.is_none() {
+                            c.running = false;
+                        }
                     }
                 }
                 Ok(json!({ "was_running": was }))
@@ -122,6 +141,7 @@ fn pipeline() -> Vec<Arc<dyn Step<Env>>> {
                 }
                 Ok(())
             },
+            holds: Some(|w, i, run| old_root(w, i, run).is_none_or(|c| !c.running)),
         },
         SimStep {
             name: "snapshot",
@@ -130,6 +150,7 @@ fn pipeline() -> Vec<Arc<dyn Step<Env>>> {
                 Ok(json!(null))
             },
             undo: |_, _, _| Ok(()),
+            holds: None,
         },
         SimStep {
             name: "retire",
@@ -158,6 +179,7 @@ fn pipeline() -> Vec<Arc<dyn Step<Env>>> {
                 }
                 Ok(())
             },
+            holds: Some(|w, i, _| w.containers.get(i).is_none_or(|c| c.built_by.is_some())),
         },
         SimStep {
             name: "swap",
@@ -183,6 +205,7 @@ fn pipeline() -> Vec<Arc<dyn Step<Env>>> {
                 }
                 Ok(())
             },
+            holds: None,
         },
         SimStep {
             name: "start",
@@ -202,6 +225,7 @@ fn pipeline() -> Vec<Arc<dyn Step<Env>>> {
                 }
                 Ok(())
             },
+            holds: None,
         },
     ];
     steps
@@ -248,10 +272,17 @@ fn engine(j: &Arc<Journal>, env: &Arc<Env>, parallel: usize, faults: Faults) -> 
             parallel,
             max_failures: usize::MAX,
             faults,
+            window: Some(WINDOW),
             ..EngineOptions::default()
         },
     )
 }
+
+/// The simulated pipeline's downtime window, as in a rebuild.
+const WINDOW: Window = Window {
+    opens: "stop",
+    closes: "start",
+};
 
 /// Fires at the `n`-th fault point reached (0-based), then never again.
 fn crash_at(n: usize) -> (Faults, Arc<AtomicUsize>) {
@@ -489,6 +520,7 @@ fn pipeline_failing_web0() -> Vec<Arc<dyn Step<Env>>> {
             }
         },
         undo: |_, _, _| Ok(()),
+        holds: None,
     }));
     p
 }
@@ -545,6 +577,7 @@ async fn a_passing_failure_is_retried_and_every_attempt_is_journaled() {
                 }
             },
             undo: |_, _, _| Ok(()),
+            holds: None,
         }),
     );
     let options = EngineOptions {
@@ -630,5 +663,214 @@ async fn canaries_go_first_and_a_failed_canary_holds_the_rest() {
                 .collect();
             assert_rebuilt(&env.lock().unwrap(), &instances, run, &data);
         }
+    }
+}
+
+/// An engine over `steps` with the window, no retries, the given failure policy and faults.
+fn engine_with(
+    j: &Arc<Journal>,
+    env: &Arc<Env>,
+    parallel: usize,
+    on_failure: OnFailure,
+    faults: Faults,
+) -> Engine<Env> {
+    Engine::new(
+        j.clone(),
+        env.clone(),
+        pipeline(),
+        EngineOptions {
+            parallel,
+            max_failures: 0,
+            faults,
+            window: Some(WINDOW),
+            on_failure,
+            ..EngineOptions::default()
+        },
+    )
+}
+
+/// Fails `step` of `instance` every time it is applied.
+fn failing(step: &'static str, instance: &'static str) -> Faults {
+    Faults::none().failing(move |p| p.step == step && p.instance == instance)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_inside_the_window_reverts_the_instance_and_the_others_go_on() {
+    for step in ["stop", "snapshot", "retire", "swap", "start"] {
+        let (_dir, instances, env, j, run) = fresh_run(3);
+        let report = engine_with(&j, &env, 2, OnFailure::Revert, failing(step, "web1"))
+            .drive(run, &instances, Direction::Forward)
+            .await
+            .unwrap();
+        assert_eq!(report.outcome, "failed", "{step}");
+        assert_eq!(
+            report.instances[1].1,
+            InstanceOutcome::Reverted {
+                step: step.into(),
+                error: format!("injected failure of step {step}"),
+            },
+            "{step}"
+        );
+        // The budget is 0, yet web2 ran: a revert is a failure, and it stops only new
+        // instances once counted; web0 and web2 were rebuilt either way or not started.
+        let w = env.lock().unwrap();
+        let web1 = &w.containers["web1"];
+        assert!(web1.running && web1.built_by.is_none(), "{step}: {w:?}");
+        assert_eq!(w.data["web1"], "data of web1");
+        let state = j.replay(run).unwrap();
+        assert!(state
+            .instance("web1")
+            .unwrap()
+            .steps
+            .iter()
+            .all(|s| s.status == journal::StepStatus::UndoFinished));
+        for (name, outcome) in &report.instances {
+            if name != "web1" {
+                assert!(
+                    matches!(
+                        outcome,
+                        InstanceOutcome::Succeeded | InstanceOutcome::NotStarted
+                    ),
+                    "{step}: {name} {outcome:?}"
+                );
+            }
+        }
+        // Nothing is down afterwards: every container under its own name runs.
+        for i in &instances {
+            assert!(w.containers[i].running, "{step}: {i} is down: {w:?}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn with_hold_a_failure_inside_the_window_leaves_the_instance_as_it_is() {
+    let (_dir, instances, env, j, run) = fresh_run(1);
+    let report = engine_with(&j, &env, 1, OnFailure::Hold, failing("swap", "web0"))
+        .drive(run, &instances, Direction::Forward)
+        .await
+        .unwrap();
+    assert_eq!(
+        report.instances[0].1,
+        InstanceOutcome::Failed {
+            step: "swap".into(),
+            error: "injected failure of step swap".into(),
+        }
+    );
+    let w = env.lock().unwrap();
+    assert!(
+        !w.containers.contains_key("web0"),
+        "retired, not swapped: {w:?}"
+    );
+    assert!(!w.containers[&old_name("web0", run)].running);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_takes_the_instances_that_are_down_first_whatever_the_budget() {
+    // parallel 2 over 6: the crash leaves web0 and web1 inside their window.
+    let (_dir, instances, env, j, run) = fresh_run(6);
+    let crash = Faults::from_hook(|p| p.step == "retire" && p.moment == Moment::AfterRecord);
+    let r = engine_with(&j, &env, 2, OnFailure::Revert, crash)
+        .drive(run, &instances, Direction::Forward)
+        .await;
+    assert!(matches!(r, Err(EngineError::Crashed)), "{r:?}");
+    let down: Vec<String> = {
+        let w = env.lock().unwrap();
+        instances
+            .iter()
+            .filter(|i| !w.containers.get(*i).is_some_and(|c| c.running))
+            .cloned()
+            .collect()
+    };
+    assert!(!down.is_empty());
+    // The resume: parallel 1, no failure allowed, a canary that fails at once, and web5
+    // failing before its window: the instances that are down still come back first.
+    let before = j.replay(run).unwrap().last_seq;
+    let faults = failing("prepare", "web5");
+    let report = Engine::new(
+        j.clone(),
+        env.clone(),
+        pipeline(),
+        EngineOptions {
+            parallel: 1,
+            max_failures: 0,
+            canaries: 0,
+            faults,
+            window: Some(WINDOW),
+            ..EngineOptions::default()
+        },
+    )
+    .drive(
+        run,
+        &[&instances[5..], &instances[..5]].concat(),
+        Direction::Forward,
+    )
+    .await
+    .unwrap();
+    for d in &down {
+        let outcome = &report.instances.iter().find(|(n, _)| n == d).unwrap().1;
+        assert_eq!(*outcome, InstanceOutcome::Succeeded, "{d}");
+    }
+    let events = j.events(run).unwrap();
+    let first_of = |i: &str| {
+        events
+            .iter()
+            .find(|e| e.seq > before && e.instance.as_deref() == Some(i))
+            .map(|e| e.seq)
+    };
+    let last_down = down.iter().filter_map(|d| first_of(d)).max().unwrap();
+    let web5 = first_of("web5").expect("web5 ran after them");
+    assert!(
+        web5 > last_down,
+        "web5 (not started) went before an instance that was down"
+    );
+    let w = env.lock().unwrap();
+    for d in &down {
+        assert!(w.containers[d].running && w.containers[d].built_by == Some(run));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_redoes_what_a_daemon_restart_reverted() {
+    for reverted in ["started again", "rename rolled back"] {
+        let (_dir, instances, env, j, run) = fresh_run(1);
+        let step = if reverted == "started again" {
+            "snapshot"
+        } else {
+            "retire"
+        };
+        let crash = Faults::from_hook(move |p| p.step == step && p.moment == Moment::AfterRecord);
+        let r = engine_with(&j, &env, 1, OnFailure::Revert, crash)
+            .drive(run, &instances, Direction::Forward)
+            .await;
+        assert!(matches!(r, Err(EngineError::Crashed)));
+        {
+            // What LXD does at its restart: it starts the instances that were running when it
+            // died; or a rename it had not finished is undone.
+            let mut w = env.lock().unwrap();
+            if reverted == "started again" {
+                w.containers.get_mut("web0").unwrap().running = true;
+            } else {
+                let c = w.containers.remove(&old_name("web0", run)).unwrap();
+                w.containers.insert("web0".into(), c);
+            }
+        }
+        let report = engine_with(&j, &env, 1, OnFailure::Revert, Faults::none())
+            .drive(run, &instances, Direction::Forward)
+            .await
+            .unwrap();
+        assert!(report.is_success(), "{reverted}: {report:?}");
+        let w = env.lock().unwrap();
+        let data = BTreeMap::from([("web0".to_string(), "data of web0".to_string())]);
+        assert_rebuilt(&w, &instances, run, &data);
+        // The redo is journaled as a new attempt of the step whose effect was gone.
+        let redone = if reverted == "started again" {
+            "stop"
+        } else {
+            "retire"
+        };
+        assert_eq!(
+            j.replay(run).unwrap().step("web0", redone).unwrap().attempt,
+            2
+        );
     }
 }

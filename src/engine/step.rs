@@ -146,4 +146,16 @@ pub trait Step<E>: Send + Sync {
     /// Removes the step's effect, unless the live state shows it is already gone. Called for a
     /// step that succeeded, failed or was cut short, so it must cope with a partial effect.
     fn undo<'a>(&'a self, cx: &'a StepCx<'a, E>) -> BoxFuture<'a, Result<(), StepError>>;
+
+    /// Whether the effect of this step, recorded as succeeded, still holds in the live state.
+    /// A resume asks it of an unfinished instance's succeeded steps, in order, and applies the
+    /// steps again from the first whose effect something outside reverted (a daemon restart
+    /// that started an old root again, a rename rolled back). An error counts as "does not
+    /// hold": applying an idempotent step again is always safe.
+    ///
+    /// The default, for steps whose effect nothing outside undoes (a check, a snapshot kept by
+    /// name), says it holds.
+    fn holds<'a>(&'a self, _cx: &'a StepCx<'a, E>) -> BoxFuture<'a, Result<bool, StepError>> {
+        Box::pin(async { Ok(true) })
+    }
 }

@@ -197,6 +197,16 @@ impl Error {
         )
     }
 
+    /// True when a change may have happened although it was not reported as done: its outcome
+    /// is unknown (see [`Error::is_outcome_unknown`]), or LXD reported a failure that is not a
+    /// plain refusal (a failed operation, a server error), which LXD 5.0 also reports for
+    /// changes it made before a later part failed. The caller looks at the live state before
+    /// it believes the failure.
+    pub fn outcome_needs_checking(&self) -> bool {
+        self.is_outcome_unknown()
+            || matches!(self, Error::OperationFailed { .. } | Error::Server { .. })
+    }
+
     /// Builds the error for an LXD error answer or a failed operation, from the HTTP (or
     /// operation) status and LXD's message.
     pub(crate) fn from_lxd(

@@ -12,7 +12,7 @@ use hyper::Method;
 use serde_json::json;
 
 use super::client::{name_from_url, Call, Client};
-use super::error::{Error, OptionalExt, Result};
+use super::error::{OptionalExt, Result};
 use super::transport::encode;
 use super::types::{Instance, InstancePatch, InstancePut, InstanceState, NewInstance, Versioned};
 
@@ -25,6 +25,11 @@ pub enum Stop {
     /// although the instance may still finish stopping shortly after).
     Clean { timeout: Duration },
 }
+
+/// How many times a read-modify-write is tried while the object keeps changing under it
+/// (LXD itself rewrites an instance's `volatile.*` keys when it starts or stops, so a stale
+/// ETag is met in normal operation at scale).
+pub const STALE_ETAG_TRIES: u32 = 5;
 
 /// Margin added to a clean stop's own timeout before the client gives up waiting.
 const CLEAN_STOP_MARGIN: Duration = Duration::from_secs(10);
@@ -102,6 +107,39 @@ impl Client {
         Ok(())
     }
 
+    /// A read-modify-write of the instance under its ETag: reads it, asks `change` for the
+    /// patch (`None`: nothing to change) and sends it with the ETag read. If the instance
+    /// changed in between (a stale ETag), it is read again and `change` asked again, at most
+    /// [`STALE_ETAG_TRIES`] times. Returns whether a patch was sent.
+    pub async fn update_instance(
+        &self,
+        name: &str,
+        mut change: impl FnMut(&Instance) -> Option<InstancePatch>,
+    ) -> Result<bool> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let current = self.get_instance(name).await?;
+            let Some(patch) = change(&current.value) else {
+                return Ok(false);
+            };
+            match self
+                .patch_instance(name, &patch, current.etag.as_deref())
+                .await
+            {
+                Ok(()) => return Ok(true),
+                Err(e) if e.is_precondition_failed() && tries < STALE_ETAG_TRIES => {
+                    tracing::info!(
+                        instance = name,
+                        tries,
+                        "stale ETag; reading the instance again"
+                    );
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Replaces the instance's writable fields (PUT): the way to remove a device. Typical use:
     /// `get_instance`, modify `value.to_put()`, `put_instance` with the ETag read.
     pub async fn put_instance(
@@ -117,6 +155,13 @@ impl Client {
     }
 
     /// Renames a (stopped) instance.
+    ///
+    /// A rename whose operation LXD reports as failed may have happened all the same: LXD 5.0.2
+    /// renames the instance in its database and storage before it moves the log directory, and
+    /// a leftover `/var/log/lxd/NEW` makes the last part fail ("Failed renaming container:
+    /// rename /var/log/lxd/OLD /var/log/lxd/NEW: file exists") with the rename done and not
+    /// rolled back. So a failure that is not a plain refusal is checked against the state: the
+    /// old name gone and the new one there means it happened.
     pub async fn rename_instance(&self, name: &str, new_name: &str) -> Result<()> {
         let url = self.url(&instance_path(name), &[]);
         match self
@@ -127,8 +172,11 @@ impl Client {
             .await
         {
             Ok(_) => Ok(()),
-            Err(e) if e.is_operation_lost() => {
-                if self.instance_exists(new_name).await? {
+            Err(e) if e.outcome_needs_checking() => {
+                let moved = matches!(self.instance_exists(name).await, Ok(false))
+                    && matches!(self.instance_exists(new_name).await, Ok(true));
+                if moved {
+                    tracing::warn!(instance = name, new_name, error = %e, "LXD reported the rename as failed, but it happened");
                     Ok(())
                 } else {
                     Err(e)
@@ -200,8 +248,9 @@ impl Client {
         {
             Ok(_) => Ok(true),
             Err(e) if e.message().to_ascii_lowercase().contains(already) => Ok(false),
-            Err(e @ (Error::Timeout { .. } | Error::OperationLost { .. })) => {
-                // Outcome unknown: the state decides.
+            Err(e) if e.outcome_needs_checking() => {
+                // Outcome unknown, or reported as failed by a daemon that may have done it
+                // anyway: the state decides.
                 match self.instance_state(name).await {
                     Ok(state) if state.status == target => Ok(true),
                     _ => Err(e),

@@ -40,7 +40,7 @@ pub use client::{socket_candidates, Client, ConnectOptions};
 pub use error::{Error, OptionalExt, RequestInfo, Result};
 pub use exec::{ExecOutput, ExecRequest};
 pub use files::{FileContent, FileOptions, FileType, WriteMode};
-pub use instances::Stop;
+pub use instances::{Stop, STALE_ETAG_TRIES};
 pub use types::{
     Config, Device, Devices, ImageAlias, Instance, InstancePatch, InstancePut, InstanceSource,
     InstanceState, NewInstance, NewVolume, Operation, Profile, ProfilePut, ServerEnvironment,

@@ -54,6 +54,36 @@ impl Client {
         Ok(())
     }
 
+    /// A read-modify-write of the profile under its ETag, like
+    /// [`Client::update_instance`]: `change` gives the new description, config and devices
+    /// (`None`: nothing to change); a stale ETag means read and ask again, at most
+    /// [`super::STALE_ETAG_TRIES`] times. Returns whether the profile was written.
+    pub async fn update_profile(
+        &self,
+        name: &str,
+        mut change: impl FnMut(&Profile) -> Option<ProfilePut>,
+    ) -> Result<bool> {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let current = self.get_profile(name).await?;
+            let Some(put) = change(&current.value) else {
+                return Ok(false);
+            };
+            match self.put_profile(name, &put, current.etag.as_deref()).await {
+                Ok(()) => return Ok(true),
+                Err(e) if e.is_precondition_failed() && tries < super::STALE_ETAG_TRIES => {
+                    tracing::info!(
+                        profile = name,
+                        tries,
+                        "stale ETag; reading the profile again"
+                    );
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
     /// Replaces the profile's description, config and devices (PUT). With `etag`, refused
     /// with a PreconditionFailed error if it changed since it was read.
     pub async fn put_profile(

@@ -46,7 +46,7 @@ mod verify;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::engine::{Step, StepError};
+use crate::engine::{Step, StepError, Window};
 use crate::lxd;
 
 pub use names::{retired_name, snapshot_name, temporary_name, MAX_NAME_LEN, RUN_KEY, SOURCE_KEY};
@@ -132,6 +132,19 @@ impl RunKind {
             RunKind::Snapshot => named_snapshot::steps(),
             RunKind::Delete => removal::steps(false),
             RunKind::Destroy => removal::steps(true),
+        }
+    }
+
+    /// The steps between which an instance is down, for the pipelines that take one down.
+    pub fn window(self) -> Option<Window> {
+        match self {
+            RunKind::Rebuild => Some(Window {
+                opens: "stop",
+                closes: "start",
+            }),
+            // A snapshot run never stops anything; delete and destroy refuse a running
+            // instance, so nothing they do takes a website down.
+            RunKind::Snapshot | RunKind::Delete | RunKind::Destroy => None,
         }
     }
 

@@ -83,6 +83,25 @@ impl Step<RebuildEnv> for Prepare {
         })
     }
 
+    /// The new root exists, under its temporary name or already swapped in.
+    fn holds<'a>(
+        &'a self,
+        cx: &'a StepCx<'a, RebuildEnv>,
+    ) -> BoxFuture<'a, Result<bool, StepError>> {
+        Box::pin(async move {
+            let plan = cx.env.plan(cx.instance)?;
+            let lxd = cx.env.lxd(plan);
+            for name in [temporary_name(cx.instance, cx.run), cx.instance.to_string()] {
+                if let Some(i) = lxd.get_instance(&name).await.optional()? {
+                    if built_by(&i.value, cx.run) {
+                        return Ok(true);
+                    }
+                }
+            }
+            Ok(false)
+        })
+    }
+
     /// Deletes the new root if it still has its temporary name (the undo of `swap` has put it
     /// back there). Never touches an instance this run did not make.
     fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {

@@ -122,28 +122,51 @@ impl Step<RebuildEnv> for Reattach {
                     }
                 }
                 Some(p) if p.value.devices != devices => {
-                    let mut put = p.value.to_put();
-                    put.devices = devices;
-                    lxd.put_profile(&plan.device_profile, &put, p.etag.as_deref())
-                        .await?;
+                    lxd.update_profile(&plan.device_profile, |now| {
+                        (now.devices != devices).then(|| {
+                            let mut put = now.to_put();
+                            put.devices = devices.clone();
+                            put
+                        })
+                    })
+                    .await?;
                 }
                 Some(_) => {}
             }
-            let profiles = &current.value.profiles;
-            if !profiles.contains(&plan.device_profile) {
-                let mut list = profiles.clone();
-                list.push(plan.device_profile.clone());
-                let patch = InstancePatch {
-                    profiles: Some(list),
-                    ..Default::default()
-                };
-                lxd.patch_instance(cx.instance, &patch, current.etag.as_deref())
-                    .await?;
+            if !current.value.profiles.contains(&plan.device_profile) {
+                // Read-modify-write: LXD rewrites volatile keys of a just-renamed instance, so
+                // the ETag read above may be stale by now (seen at 100 instances in flight).
+                lxd.update_instance(cx.instance, |now| {
+                    (!now.profiles.contains(&plan.device_profile)).then(|| {
+                        let mut list = now.profiles.clone();
+                        list.push(plan.device_profile.clone());
+                        InstancePatch {
+                            profiles: Some(list),
+                            ..Default::default()
+                        }
+                    })
+                })
+                .await?;
             }
             Ok(serde_json::json!({
                 "owner": format!("{}:{}", owner.uid, owner.gid),
                 "new_filesystems": new_filesystems,
                 "new_directories": new_dirs,
+            }))
+        })
+    }
+
+    /// The new root, under the instance's name, has the device profile attached.
+    fn holds<'a>(
+        &'a self,
+        cx: &'a StepCx<'a, RebuildEnv>,
+    ) -> BoxFuture<'a, Result<bool, StepError>> {
+        Box::pin(async move {
+            let plan = cx.env.plan(cx.instance)?;
+            let lxd = cx.env.lxd(plan);
+            let current = lxd.get_instance(cx.instance).await.optional()?;
+            Ok(current.is_some_and(|i| {
+                built_by(&i.value, cx.run) && i.value.profiles.contains(&plan.device_profile)
             }))
         })
     }
@@ -157,34 +180,42 @@ impl Step<RebuildEnv> for Reattach {
             let pre: Preflight = cx.outputs.get("preflight")?;
             match pre.device_profile {
                 Some(before) => {
-                    if let Some(now) = lxd.get_profile(&plan.device_profile).await.optional()? {
-                        if now.value.devices != before.devices {
-                            lxd.put_profile(&plan.device_profile, &before, now.etag.as_deref())
-                                .await?;
+                    let restored = lxd
+                        .update_profile(&plan.device_profile, |now| {
+                            (now.devices != before.devices).then(|| before.clone())
+                        })
+                        .await;
+                    match restored {
+                        Err(e) if e.is_not_found() => {
+                            lxd.create_profile(&plan.device_profile, &before).await?
                         }
-                    } else {
-                        lxd.create_profile(&plan.device_profile, &before).await?;
+                        other => {
+                            other?;
+                        }
                     }
                 }
                 None => {
                     // Made by this run: detach it from the new root, then remove it.
-                    if let Some(i) = lxd.get_instance(cx.instance).await.optional()? {
-                        if built_by(&i.value, cx.run)
-                            && i.value.profiles.contains(&plan.device_profile)
-                        {
-                            let list = i
-                                .value
-                                .profiles
-                                .iter()
-                                .filter(|p| **p != plan.device_profile)
-                                .cloned()
-                                .collect();
-                            let patch = InstancePatch {
-                                profiles: Some(list),
+                    let detached = lxd
+                        .update_instance(cx.instance, |now| {
+                            let attached = built_by(now, cx.run)
+                                && now.profiles.contains(&plan.device_profile);
+                            attached.then(|| InstancePatch {
+                                profiles: Some(
+                                    now.profiles
+                                        .iter()
+                                        .filter(|p| **p != plan.device_profile)
+                                        .cloned()
+                                        .collect(),
+                                ),
                                 ..Default::default()
-                            };
-                            lxd.patch_instance(cx.instance, &patch, i.etag.as_deref())
-                                .await?;
+                            })
+                        })
+                        .await;
+                    match detached {
+                        Err(e) if e.is_not_found() => {}
+                        other => {
+                            other?;
                         }
                     }
                     if let Err(e) = lxd.delete_profile(&plan.device_profile).await {

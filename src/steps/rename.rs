@@ -48,6 +48,21 @@ impl Step<RebuildEnv> for Retire {
         })
     }
 
+    /// The old root is no longer under the instance's name.
+    fn holds<'a>(
+        &'a self,
+        cx: &'a StepCx<'a, RebuildEnv>,
+    ) -> BoxFuture<'a, Result<bool, StepError>> {
+        Box::pin(async move {
+            let plan = cx.env.plan(cx.instance)?;
+            let lxd = cx.env.lxd(plan);
+            Ok(match lxd.get_instance(cx.instance).await.optional()? {
+                Some(i) => built_by(&i.value, cx.run),
+                None => true,
+            })
+        })
+    }
+
     fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move {
             let plan = cx.env.plan(cx.instance)?;
@@ -95,6 +110,19 @@ impl Step<RebuildEnv> for Swap {
             }
             lxd.rename_instance(&tmp, cx.instance).await?;
             Ok(serde_json::json!(null))
+        })
+    }
+
+    /// The new root is under the instance's name.
+    fn holds<'a>(
+        &'a self,
+        cx: &'a StepCx<'a, RebuildEnv>,
+    ) -> BoxFuture<'a, Result<bool, StepError>> {
+        Box::pin(async move {
+            let plan = cx.env.plan(cx.instance)?;
+            let lxd = cx.env.lxd(plan);
+            let current = lxd.get_instance(cx.instance).await.optional()?;
+            Ok(current.is_some_and(|i| built_by(&i.value, cx.run)))
         })
     }
 

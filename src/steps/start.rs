@@ -35,6 +35,19 @@ impl Step<RebuildEnv> for Start {
         })
     }
 
+    /// The new root runs under the instance's name.
+    fn holds<'a>(
+        &'a self,
+        cx: &'a StepCx<'a, RebuildEnv>,
+    ) -> BoxFuture<'a, Result<bool, StepError>> {
+        Box::pin(async move {
+            let plan = cx.env.plan(cx.instance)?;
+            let lxd = cx.env.lxd(plan);
+            let current = lxd.get_instance(cx.instance).await.optional()?;
+            Ok(current.is_some_and(|i| built_by(&i.value, cx.run) && i.value.is_running()))
+        })
+    }
+
     fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move {
             let plan = cx.env.plan(cx.instance)?;

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::names::built_by;
+use super::names::{built_by, retired_name};
 use super::preflight::Preflight;
 use super::RebuildEnv;
 use crate::engine::{BoxFuture, Step, StepCx, StepError};
@@ -49,13 +49,22 @@ impl Step<RebuildEnv> for StopOld {
         Box::pin(async move {
             let plan = cx.env.plan(cx.instance)?;
             let lxd = cx.env.lxd(plan);
-            let Some(current) = lxd.get_instance(cx.instance).await.optional()? else {
-                // Launching, or already retired or swapped by a previous attempt.
-                return Ok(serde_json::json!({ "how": "absent" }));
-            };
-            if built_by(&current.value, cx.run) {
+            let current = lxd.get_instance(cx.instance).await.optional()?;
+            let Some(current) = current.filter(|c| !built_by(&c.value, cx.run)) else {
+                // Launching, or already retired (maybe swapped) by a previous attempt. A daemon
+                // restart starts again an instance that was running when the daemon died, the
+                // retired old root included: stop it again if so.
+                let retired = retired_name(cx.instance, cx.run);
+                if let Some(old) = lxd.get_instance(&retired).await.optional()? {
+                    if old.value.is_running() {
+                        lxd.stop_instance(&retired, Stop::Force)
+                            .await
+                            .map_err(super::state_change_error)?;
+                        return Ok(serde_json::json!({ "how": "forced", "retired": true }));
+                    }
+                }
                 return Ok(serde_json::json!({ "how": "already stopped" }));
-            }
+            };
             if !current.value.is_running() {
                 // Maybe by the stop of a previous attempt, which LXD may still be finishing.
                 settle(&lxd, cx.instance).await?;
@@ -89,6 +98,26 @@ impl Step<RebuildEnv> for StopOld {
                 )));
             }
             Ok(serde_json::json!({ "how": how }))
+        })
+    }
+
+    /// The old root, under its name or retired, is not running (a daemon restart starts again
+    /// the instances that were running when it died).
+    fn holds<'a>(
+        &'a self,
+        cx: &'a StepCx<'a, RebuildEnv>,
+    ) -> BoxFuture<'a, Result<bool, StepError>> {
+        Box::pin(async move {
+            let plan = cx.env.plan(cx.instance)?;
+            let lxd = cx.env.lxd(plan);
+            for name in [cx.instance.to_string(), retired_name(cx.instance, cx.run)] {
+                if let Some(i) = lxd.get_instance(&name).await.optional()? {
+                    if !built_by(&i.value, cx.run) && i.value.is_running() {
+                        return Ok(false);
+                    }
+                }
+            }
+            Ok(true)
         })
     }
 
