@@ -663,3 +663,135 @@ async fn many_tasks_share_one_client() {
     assert_send_sync::<Error>();
     assert_send_sync::<Client>();
 }
+
+/// A stale ETag met inside a read-modify-write is read again and the change applied again:
+/// `update_instance` is asked twice, the first PATCH (with the ETag read before another client
+/// changed the instance) is refused by LXD, the second goes through, and both changes are kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn update_instance_rides_out_a_stale_etag() {
+    let lxd = lxd_client().await;
+    let cleanup = LxdCleanup::new();
+    let name = new_container(&lxd, &cleanup, "etag-retry").await;
+    let other = lxd_client().await;
+    let mut calls = 0;
+    let sent = lxd
+        .update_instance(&name, |now| {
+            calls += 1;
+            if calls == 1 {
+                // Another writer changes the instance between our read and our write.
+                let patch = InstancePatch {
+                    config: Some(BTreeMap::from([("user.other".into(), "1".into())])),
+                    ..Default::default()
+                };
+                tokio::task::block_in_place(|| {
+                    tokio::runtime::Handle::current()
+                        .block_on(other.patch_instance(&name, &patch, None))
+                })
+                .expect("the concurrent change");
+            }
+            let mut config = now.config.clone();
+            config.insert("user.ours".into(), "2".into());
+            Some(InstancePatch {
+                config: Some(config),
+                ..Default::default()
+            })
+        })
+        .await
+        .expect("update_instance");
+    assert!(sent);
+    assert_eq!(calls, 2, "the stale ETag must make it read and ask again");
+    let config = lxd.get_instance(&name).await.unwrap().value.config;
+    assert_eq!(config.get("user.ours").map(String::as_str), Some("2"));
+    assert_eq!(config.get("user.other").map(String::as_str), Some("1"));
+
+    // Nothing to change: nothing is sent.
+    let sent = lxd.update_instance(&name, |_| None).await.unwrap();
+    assert!(!sent);
+}
+
+/// A unix-socket proxy in front of the real LXD socket that passes every request through, but
+/// swallows LXD's answer to the first request whose head contains `cut`, closing the
+/// connection instead: the daemon did the work, the client saw a failure.
+async fn answer_losing_proxy(dir: &std::path::Path, cut: &'static str) -> PathBuf {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let path = dir.join("proxy.socket");
+    let listener = tokio::net::UnixListener::bind(&path).expect("bind the proxy socket");
+    let cut_done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    tokio::spawn(async move {
+        while let Ok((mut client, _)) = listener.accept().await {
+            let cut_done = cut_done.clone();
+            tokio::spawn(async move {
+                let Ok(mut server) = tokio::net::UnixStream::connect(lxd_socket()).await else {
+                    return;
+                };
+                let mut head = vec![0u8; 64 * 1024];
+                let Ok(n) = client.read(&mut head).await else {
+                    return;
+                };
+                let text = String::from_utf8_lossy(&head[..n]).to_string();
+                if server.write_all(&head[..n]).await.is_err() {
+                    return;
+                }
+                let swallow =
+                    text.contains(cut) && !cut_done.swap(true, std::sync::atomic::Ordering::SeqCst);
+                if swallow {
+                    // Read LXD's whole answer (the operation has ended by then), send none.
+                    let mut sink = vec![0u8; 64 * 1024];
+                    let _ = tokio::time::timeout(Duration::from_secs(30), async {
+                        while let Ok(n) = server.read(&mut sink).await {
+                            if n == 0
+                                || sink[..n].ends_with(b"\r\n\r\n")
+                                || sink[..n].ends_with(b"}\n")
+                            {
+                                break;
+                            }
+                        }
+                    })
+                    .await;
+                    return; // both streams are dropped: the client's connection is cut
+                }
+                let (mut cr, mut cw) = client.split();
+                let (mut sr, mut sw) = server.split();
+                let _ = tokio::join!(
+                    tokio::io::copy(&mut cr, &mut sw),
+                    tokio::io::copy(&mut sr, &mut cw)
+                );
+            });
+        }
+    });
+    path
+}
+
+/// "Failed but done": LXD renames the instance, but its answer never reaches the client (the
+/// connection is cut). The client looks at the live state and reports the rename as done; a
+/// rename that really did not happen still fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rename_whose_answer_is_lost_is_judged_by_the_live_state() {
+    let lxd = lxd_client().await;
+    let cleanup = LxdCleanup::new();
+    let name = new_container(&lxd, &cleanup, "lost-answer").await;
+    let renamed = cleanup.instance(&unique_name("lost-answer-to"));
+    let dir = tempfile::tempdir().unwrap();
+    // The rename is asynchronous: the client waits on its operation, and that answer is lost.
+    let socket = answer_losing_proxy(dir.path(), "/wait").await;
+    let through_proxy = Client::connect(ConnectOptions {
+        socket: Some(socket),
+        ..ConnectOptions::default()
+    })
+    .await
+    .expect("connect through the proxy");
+    through_proxy
+        .rename_instance(&name, &renamed)
+        .await
+        .expect("the rename happened: the state says so, whatever the connection did");
+    assert!(!lxd.instance_exists(&name).await.unwrap());
+    assert!(lxd.instance_exists(&renamed).await.unwrap());
+
+    // Control: a rename that cannot happen (the source does not exist) is still an error.
+    let missing = unique_name("lost-answer-missing");
+    let err = through_proxy
+        .rename_instance(&missing, &unique_name("lost-answer-nowhere"))
+        .await
+        .expect_err("renaming a missing instance must fail");
+    assert!(err.is_not_found(), "{err:?}");
+}
