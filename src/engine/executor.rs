@@ -222,7 +222,13 @@ pub struct Engine<E> {
 }
 
 /// How a step ended in [`Engine::drive_step`], when the engine itself did not fail.
-type StepResult = Result<(serde_json::Value, i64), String>;
+type StepResult = Result<(serde_json::Value, i64), StepError>;
+
+/// How long a step whose daemon does not answer at all is tried again (every
+/// [`UNREACHABLE_RETRY`]) before it fails: long enough for the daemon to restart (LXD 5.0.2
+/// answers again 5-20 s after it was started on the testbed), bounded like every wait.
+const UNREACHABLE_BOUND: std::time::Duration = std::time::Duration::from_secs(120);
+const UNREACHABLE_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What an engine failure inside [`Engine::drive_step`] leaves behind: whether the step's own
 /// work had been done (its `apply` returned success) when the journal refused to record it.
@@ -536,13 +542,20 @@ impl<E: Send + Sync + 'static> Engine<E> {
                         down = false;
                     }
                 }
-                Ok(Err(error)) if down && self.options.on_failure == OnFailure::Revert => {
-                    return self.revert(run, instance, name.to_string(), error).await;
+                // Without the daemon nothing can be put back: the next resume finishes it.
+                Ok(Err(error))
+                    if down
+                        && self.options.on_failure == OnFailure::Revert
+                        && !error.is_unreachable() =>
+                {
+                    return self
+                        .revert(run, instance, name.to_string(), error.to_string())
+                        .await;
                 }
                 Ok(Err(error)) => {
                     return Ok(InstanceOutcome::Failed {
                         step: name.to_string(),
-                        error,
+                        error: error.to_string(),
                     })
                 }
                 Err(DriveFailure {
@@ -729,7 +742,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
             {
                 return Ok(InstanceOutcome::UndoFailed {
                     step: name.to_string(),
-                    error,
+                    error: error.to_string(),
                 });
             }
         }
@@ -762,6 +775,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
             ),
         };
         let mut retried = 0;
+        let first_try = std::time::Instant::now();
         loop {
             let kind = match direction {
                 Direction::Forward => EventKind::StepStarted,
@@ -813,6 +827,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
                 Err(e) => {
                     tracing::info!(run = %run, instance, step = name, attempt, ?direction, error = %e, "step failed");
                     let error = e.to_string();
+                    let e: StepError = e;
                     let kind = match direction {
                         Direction::Forward => EventKind::StepFailed {
                             error: error.clone(),
@@ -823,8 +838,13 @@ impl<E: Send + Sync + 'static> Engine<E> {
                     };
                     self.record(run, Some(instance), Some(name), attempt, kind)
                         .await?;
-                    let Some(wait) = self.retry_wait(&e, retried) else {
-                        return Ok(Err(error));
+                    let wait = if e.is_unreachable() {
+                        (first_try.elapsed() < UNREACHABLE_BOUND).then_some(UNREACHABLE_RETRY)
+                    } else {
+                        self.retry_wait(&e, retried)
+                    };
+                    let Some(wait) = wait else {
+                        return Ok(Err(e));
                     };
                     retried += 1;
                     tokio::time::sleep(wait).await;

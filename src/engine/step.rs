@@ -23,6 +23,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 pub struct StepError {
     message: String,
     transient: bool,
+    unreachable: bool,
 }
 
 impl StepError {
@@ -31,6 +32,7 @@ impl StepError {
         StepError {
             message: message.into(),
             transient: false,
+            unreachable: false,
         }
     }
 
@@ -39,7 +41,24 @@ impl StepError {
         StepError {
             message: message.into(),
             transient: true,
+            unreachable: false,
         }
+    }
+
+    /// The daemon does not answer at all (its socket is gone or refuses connections: it is
+    /// restarting, or died). Transient, and waited out for longer than other passing errors:
+    /// nothing can be done without the daemon, not even putting the instance back.
+    pub fn unreachable(message: impl Into<String>) -> StepError {
+        StepError {
+            message: message.into(),
+            transient: true,
+            unreachable: true,
+        }
+    }
+
+    /// True if the daemon did not answer at all.
+    pub fn is_unreachable(&self) -> bool {
+        self.unreachable
     }
 
     /// True if trying again soon may succeed.

@@ -229,7 +229,9 @@ impl From<lxd::Error> for StepError {
             || e.is_outcome_unknown()
             || busy
             || matches!(e, lxd::Error::Server { .. });
-        if passing {
+        if e.is_transport() {
+            StepError::unreachable(e.to_string())
+        } else if passing {
             StepError::transient(e.to_string())
         } else {
             StepError::new(e.to_string())

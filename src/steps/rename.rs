@@ -25,10 +25,16 @@ impl Step<RebuildEnv> for Retire {
             match lxd.get_instance(cx.instance).await.optional()? {
                 Some(i) if !built_by(&i.value, cx.run) => {
                     if i.value.is_running() {
-                        return Err(StepError::new(format!(
-                            "{} is running again; it must stay stopped to be retired",
-                            cx.instance
-                        )));
+                        // `stop` stopped it, so something started it again: LXD does, at its
+                        // own restart, for instances it had seen running. The window is
+                        // open already; stopping it again is what `stop` would do.
+                        tracing::warn!(
+                            instance = cx.instance,
+                            "the old root is running again (a daemon restart?); stopping it again"
+                        );
+                        lxd.stop_instance(cx.instance, Stop::Force)
+                            .await
+                            .map_err(super::state_change_error)?;
                     }
                     if lxd.instance_exists(&retired).await? {
                         return Err(StepError::new(format!(
