@@ -214,6 +214,11 @@ impl Journal {
 
     /// Starts `reroot --journal J ARGS...`, with `REROOT_FAULT=fault` if given.
     fn spawn(&self, args: &[&str], fault: Option<&str>) -> Running {
+        self.spawn_failing(args, fault, None)
+    }
+
+    /// Like [`Journal::spawn`], with `REROOT_FAIL=fail` (`STEP:INSTANCE` fails every time).
+    fn spawn_failing(&self, args: &[&str], fault: Option<&str>, fail: Option<&str>) -> Running {
         let n = self
             .commands
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -224,6 +229,7 @@ impl Journal {
             .arg(self.path())
             .args(args)
             .env_remove("REROOT_FAULT")
+            .env_remove("REROOT_FAIL")
             .env_remove("REROOT_JOURNAL")
             .env("REROOT_SOCKET", lxd_socket())
             .env("RUST_BACKTRACE", "0")
@@ -234,11 +240,16 @@ impl Journal {
         if let Some(f) = fault {
             cmd.env("REROOT_FAULT", f);
         }
+        if let Some(f) = fail {
+            cmd.env("REROOT_FAIL", f);
+        }
         let what = format!(
-            "reroot {}{}",
+            "reroot {}{}{}",
             args.join(" "),
             fault
                 .map(|f| format!(" [REROOT_FAULT={f}]"))
+                .unwrap_or_default(),
+            fail.map(|f| format!(" [REROOT_FAIL={f}]"))
                 .unwrap_or_default()
         );
         let child = cmd
@@ -506,6 +517,8 @@ struct Inst {
     name: String,
     config: PathBuf,
     data: Vec<DataFile>,
+    /// Each device: its path inside the container and its directory on the host.
+    mounts: Vec<(String, PathBuf)>,
 }
 
 /// A file written from inside the container onto an external filesystem.
@@ -597,6 +610,51 @@ cloud-config-files:
         );
         std::fs::write(&config, text).expect("write instance config");
         Inst {
+            mounts: vec![
+                (
+                    "/srv/zdata".into(),
+                    PathBuf::from(format!("/{ZFS_POOL}/rt-{}/{name}/zdata", self.hex)),
+                ),
+                (
+                    "/srv/bdata".into(),
+                    PathBuf::from(format!("{BTRFS_MOUNT}/rt-{}-{name}/bdata", self.hex)),
+                ),
+            ],
+            name,
+            config,
+            data: Vec::new(),
+        }
+    }
+
+    /// Writes the config of a light instance `rt-<hex>-<tag>`, as a fleet of websites has
+    /// them: its data on a plain directory, the same cloud-config as the others.
+    fn light_instance(&self, tag: &str) -> Inst {
+        let name = format!("rt-{}-{tag}", self.hex);
+        let config = self.dir.path().join(format!("{name}.yaml"));
+        let root = self.dir.path().join("fs");
+        let text = format!(
+            "#lxdops
+ostype: busybox
+origin: (tpl)/base
+profiles: [default]
+device-owner: 100000:100000
+stop-timeout: 0
+filesystems:
+  data:
+    kind: dir
+    pattern: {}/(instance)
+devices:
+  data:
+    path: /srv/data
+    filesystem: data
+cloud-config-files:
+  - crash.cfg
+",
+            root.display()
+        );
+        std::fs::write(&config, text).expect("write instance config");
+        Inst {
+            mounts: vec![("/srv/data".into(), root.join(&name).join("data"))],
             name,
             config,
             data: Vec::new(),
@@ -628,22 +686,11 @@ cloud-config-files:
     /// it from the host, and records its digest.
     async fn write_data(&self, inst: &mut Inst, tag: &str) {
         let content = format!("{tag} {}", uuid::Uuid::new_v4().simple());
-        let files = [
-            (
-                format!("/srv/zdata/{tag}"),
-                PathBuf::from(format!(
-                    "/{ZFS_POOL}/rt-{}/{}/zdata/{tag}",
-                    self.hex, inst.name
-                )),
-            ),
-            (
-                format!("/srv/bdata/{tag}"),
-                PathBuf::from(format!(
-                    "{BTRFS_MOUNT}/rt-{}-{}/bdata/{tag}",
-                    self.hex, inst.name
-                )),
-            ),
-        ];
+        let files: Vec<(String, PathBuf)> = inst
+            .mounts
+            .iter()
+            .map(|(inside, host)| (format!("{inside}/{tag}"), host.join(tag)))
+            .collect();
         let script = files
             .iter()
             .map(|(inside, _)| format!("echo '{content}' > {inside}"))
@@ -1306,4 +1353,405 @@ async fn lxd_daemon_restart_during_a_rebuild() {
     bed.check_no_leftovers(&insts.iter().collect::<Vec<_>>(), context)
         .await;
     progress(started, "the run survived the restart");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 5. No website is left down: a fleet killed inside its window, failures inside the window, the
+//    LXD daemon killed, the journal's disk full.
+
+/// The instances that are down right now: not running under their own name.
+async fn down(client: &Client, insts: &[Inst]) -> Vec<String> {
+    let running: std::collections::BTreeSet<String> = client
+        .list_instances()
+        .await
+        .unwrap_or_else(|e| panic!("list instances: {e}"))
+        .into_iter()
+        .filter(|i| i.is_running())
+        .map(|i| i.name)
+        .collect();
+    insts
+        .iter()
+        .filter(|i| !running.contains(&i.name))
+        .map(|i| i.name.clone())
+        .collect()
+}
+
+/// Waits (bounded) until at least `n` instances are down while `process` runs; gives how many.
+async fn wait_until_down(
+    client: &Client,
+    insts: &[Inst],
+    process: &mut Running,
+    n: usize,
+) -> usize {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let now = down(client, insts).await.len();
+        if now >= n {
+            return now;
+        }
+        assert!(
+            process.still_running(),
+            "`{}` ended before {n} instances were inside their window",
+            process.what
+        );
+        assert!(
+            Instant::now() < deadline,
+            "fewer than {n} instances went down within 120 s"
+        );
+        tokio::time::sleep(Duration::from_millis(40)).await;
+    }
+}
+
+/// A bed with `n` light instances, launched on `old`, with a data file in each; gives the
+/// launch run.
+async fn light_fleet(bed: &Bed, prefix: &str, n: usize) -> (Vec<Inst>, String) {
+    let mut insts: Vec<Inst> = (0..n)
+        .map(|k| bed.light_instance(&format!("{prefix}{k:02}")))
+        .collect();
+    let run = {
+        let mut refs: Vec<&mut Inst> = insts.iter_mut().collect();
+        bed.launch(&mut refs).await
+    };
+    (insts, run)
+}
+
+fn configs_of(insts: &[Inst]) -> Vec<String> {
+    insts
+        .iter()
+        .map(|i| i.config.display().to_string())
+        .collect()
+}
+
+/// How many websites the fleet test rebuilds: enough that eight are in flight at once and
+/// several are inside their window when the process dies.
+const FLEET: usize = 30;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_killed_inside_its_window_with_a_failing_instance_needs_one_resume() {
+    require_fault_injection();
+    let _serial = LXD_LOCK.lock().await;
+    let started = Instant::now();
+    let bed = Bed::new().await;
+    let (mut insts, launch_run) = light_fleet(&bed, "f", FLEET).await;
+    progress(started, &format!("{FLEET} websites launched"));
+    for inst in insts.iter_mut() {
+        bed.write_data(inst, "before").await;
+    }
+    // One website fails at a step after `stop`, every time, in the rebuild and in the resume.
+    let failing = insts[3].name.clone();
+    let fail = format!("reattach:{failing}");
+    let journal = Journal::new();
+    let tpl = bed.tpl_property("new");
+    let configs = configs_of(&insts);
+    let mut args = vec![
+        "rebuild",
+        "--parallel",
+        "8",
+        "--max-failures",
+        "2",
+        "-P",
+        &tpl,
+    ];
+    args.extend(configs.iter().map(String::as_str));
+    let mut rebuild = journal.spawn_failing(&args, None, Some(&fail));
+    let seen = wait_until_down(&bed.client, &insts, &mut rebuild, 3).await;
+    let ran = rebuild.kill_after(Duration::ZERO).await;
+    assert!(ran.killed, "the rebuild ended before it was killed:\n{ran}");
+    let left_down = down(&bed.client, &insts).await;
+    progress(
+        started,
+        &format!(
+            "SIGKILL with {seen} down; right after: {} down",
+            left_down.len()
+        ),
+    );
+    assert!(!left_down.is_empty(), "the kill must leave websites down");
+
+    let run = journal.only_run().await;
+    let resumed = journal
+        .spawn_failing(&["resume", &run], None, Some(&fail))
+        .wait(COMMAND_BOUND * 2)
+        .await;
+    progress(started, &format!("one resume:\n{resumed}"));
+    assert!(
+        !resumed.success(),
+        "the run must end failed, {failing} failing:\n{resumed}"
+    );
+    let line = resumed
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(&failing))
+        .unwrap_or_else(|| panic!("the summary names no {failing}:\n{resumed}"));
+    assert!(line.contains("REVERTED"), "{line}");
+    assert_eq!(journal.status(&run).await, "Failed");
+    let context = "after the kill and one resume";
+    assert!(
+        down(&bed.client, &insts).await.is_empty(),
+        "{context}: websites down"
+    );
+    for inst in &insts {
+        if inst.name == failing {
+            bed.check_live(inst, "old", Root::Run(&launch_run), context)
+                .await;
+        } else {
+            bed.check_live(inst, "new", Root::Run(&run), context).await;
+        }
+    }
+    journal.verify(context).await;
+    progress(started, "every website up, the failing one on its old root");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_inside_the_window_reverts_at_once_unless_hold_is_asked_for() {
+    require_fault_injection();
+    let _serial = LXD_LOCK.lock().await;
+    let started = Instant::now();
+    let bed = Bed::new().await;
+    let (insts, launch_run) = light_fleet(&bed, "w", 2).await;
+    let tpl = bed.tpl_property("new");
+    let configs = configs_of(&insts);
+    let fail = format!("swap:{}", insts[0].name);
+
+    // The default: put back on the spot; the other website goes on.
+    let journal = Journal::new();
+    let mut args = vec!["rebuild", "--max-failures", "1", "-P", &tpl];
+    args.extend(configs.iter().map(String::as_str));
+    let ran = journal
+        .spawn_failing(&args, None, Some(&fail))
+        .wait(COMMAND_BOUND)
+        .await;
+    assert!(!ran.success(), "{ran}");
+    assert!(ran.stdout.contains("FAILED at swap, REVERTED"), "{ran}");
+    let run = journal.only_run().await;
+    let context = "after a failed swap";
+    bed.check_live(&insts[0], "old", Root::Run(&launch_run), context)
+        .await;
+    bed.check_live(&insts[1], "new", Root::Run(&run), context)
+        .await;
+    bed.check_no_leftovers(&[&insts[0]], context).await;
+    journal.verify(context).await;
+
+    // --on-failure hold: left as it is (retired, not swapped), for a person to look at.
+    let journal = Journal::new();
+    let ran = journal
+        .spawn_failing(
+            &["rebuild", "--on-failure", "hold", "-P", &tpl, &configs[0]],
+            None,
+            Some(&fail),
+        )
+        .wait(COMMAND_BOUND)
+        .await;
+    assert!(!ran.success(), "{ran}");
+    assert!(!ran.stdout.contains("REVERTED"), "{ran}");
+    let held = journal.only_run().await;
+    assert_eq!(
+        down(&bed.client, &insts[..1]).await,
+        [insts[0].name.clone()],
+        "held down"
+    );
+    // And undo brings it back.
+    journal.run(&["undo", &held], None).await.ok();
+    bed.check_live(
+        &insts[0],
+        "old",
+        Root::Run(&launch_run),
+        "after undo of the held run",
+    )
+    .await;
+    progress(started, "reverted at once; held with --on-failure hold");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lxd_killed_while_websites_are_down_then_started_again() {
+    require_fault_injection();
+    let _serial = LXD_LOCK.lock().await;
+    let started = Instant::now();
+    let bed = Bed::new().await;
+    let (mut insts, _) = light_fleet(&bed, "k", 6).await;
+    for inst in insts.iter_mut() {
+        bed.write_data(inst, "before").await;
+    }
+    let _lxd_up = LxdUp;
+    let journal = Journal::new();
+    let tpl = bed.tpl_property("new");
+    let configs = configs_of(&insts);
+    let mut args = vec!["rebuild", "--parallel", "3", "-P", &tpl];
+    args.extend(configs.iter().map(String::as_str));
+    let mut rebuild = journal.spawn(&args, None);
+    let seen = wait_until_down(&bed.client, &insts, &mut rebuild, 2).await;
+    let pid = lxd_pid().await;
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    while alive(pid) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    progress(started, &format!("LXD killed with {seen} websites down"));
+    start_lxd();
+    progress(started, "LXD started again");
+    let ran = rebuild.wait(COMMAND_BOUND).await;
+    progress(started, &format!("the rebuild ended:\n{ran}"));
+    let run = journal.only_run().await;
+    let context = "after LXD was killed and started again";
+    if !ran.success() {
+        // One resume finishes it.
+        let resumed = journal.run(&["resume", &run], None).await;
+        assert!(
+            resumed.success(),
+            "{context}: one resume must finish:\n{resumed}"
+        );
+    }
+    assert_eq!(journal.status(&run).await, "Succeeded", "{context}");
+    for inst in &insts {
+        bed.check_live(inst, "new", Root::Run(&run), context).await;
+    }
+    journal.verify(context).await;
+    journal.run(&["prune", &run], None).await.ok();
+    bed.check_no_leftovers(&insts.iter().collect::<Vec<_>>(), context)
+        .await;
+    progress(started, "every website on the new template");
+}
+
+/// A small tmpfs for a journal, unmounted when dropped.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn new(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(status.success(), "mount a tmpfs of {size}: {status}");
+        SmallDisk { dir }
+    }
+
+    /// Fills what is left of it (a file of zeros until the disk refuses more).
+    fn fill(&self) -> PathBuf {
+        use std::io::Write;
+        let path = self.dir.path().join("filler");
+        let mut f = std::fs::File::create(&path).expect("create the filler");
+        let block = vec![0u8; 64 * 1024];
+        while f.write_all(&block).is_ok() {}
+        let mut small = [0u8; 512];
+        while f.write_all(&small[..]).is_ok() {}
+        small[0] = 1;
+        while f.write_all(&small[..1]).is_ok() {}
+        let _ = f.sync_all();
+        path
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_journal_disk_leaves_no_website_down_and_one_resume_finishes() {
+    require_fault_injection();
+    let _serial = LXD_LOCK.lock().await;
+    let started = Instant::now();
+    let bed = Bed::new().await;
+    let (mut insts, _) = light_fleet(&bed, "j", 6).await;
+    for inst in insts.iter_mut() {
+        bed.write_data(inst, "before").await;
+    }
+    let disk = SmallDisk::new("16m");
+    let journal_dir = disk.dir.path().join("journal");
+    let tpl = bed.tpl_property("new");
+    let configs = configs_of(&insts);
+    let mut args = vec![
+        "--journal".to_string(),
+        journal_dir.display().to_string(),
+        "rebuild".into(),
+        "--parallel".into(),
+        "3".into(),
+        "-P".into(),
+        tpl.clone(),
+    ];
+    args.extend(configs.iter().cloned());
+    let out = bed.dir.path().join("full.out");
+    let err = bed.dir.path().join("full.err");
+    let child = tokio::process::Command::new(REROOT)
+        .args(&args)
+        .env_remove("REROOT_FAULT")
+        .env_remove("REROOT_FAIL")
+        .env("REROOT_SOCKET", lxd_socket())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start reroot");
+    let mut rebuild = Running {
+        what: "reroot rebuild (journal on a small tmpfs)".into(),
+        child,
+        out,
+        err,
+        started: Instant::now(),
+    };
+    let seen = wait_until_down(&bed.client, &insts, &mut rebuild, 2).await;
+    let filler = disk.fill();
+    progress(
+        started,
+        &format!("journal disk full with {seen} websites down"),
+    );
+    let ran = rebuild.wait(COMMAND_BOUND).await;
+    progress(started, &format!("the rebuild ended:\n{ran}"));
+    assert!(!ran.success(), "the journal could not be written:\n{ran}");
+    assert!(ran.stderr.contains("journal"), "{ran}");
+    let context = "after the journal's disk filled up";
+    let left_down = down(&bed.client, &insts).await;
+    assert!(
+        left_down.is_empty(),
+        "{context}: websites left down: {left_down:?}\n{ran}"
+    );
+
+    std::fs::remove_file(&filler).expect("free the disk");
+    let resumed = tokio::process::Command::new(REROOT)
+        .arg("--journal")
+        .arg(&journal_dir)
+        .arg("resume")
+        .env_remove("REROOT_FAULT")
+        .env_remove("REROOT_FAIL")
+        .env("REROOT_SOCKET", lxd_socket())
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run resume");
+    assert!(
+        resumed.status.success(),
+        "{context}: one resume must finish the run:\n{}\n{}",
+        String::from_utf8_lossy(&resumed.stdout),
+        String::from_utf8_lossy(&resumed.stderr)
+    );
+    let run = {
+        let reader = journal::Reader::open(&journal_dir).expect("open the journal");
+        let runs = reader.runs(&Default::default()).expect("runs");
+        assert_eq!(runs.len(), 1);
+        let state = reader.replay(runs[0].id).expect("replay");
+        assert_eq!(state.status, journal::RunStatus::Succeeded);
+        runs[0].id.to_string()
+    };
+    for inst in &insts {
+        bed.check_live(inst, "new", Root::Run(&run), context).await;
+    }
+    let verify = std::process::Command::new(REROOT)
+        .arg("--journal")
+        .arg(&journal_dir)
+        .args(["journal", "verify"])
+        .output()
+        .expect("run journal verify");
+    assert!(verify.status.success(), "{context}: journal verify failed");
+    progress(started, "no website left down; one resume finished the run");
 }
