@@ -3,16 +3,20 @@
 # between two templates at a few --parallel levels (wall time, peak RSS, downtime p50/p95/max
 # of each round), then a --parallel 8 rebuild SIGKILLed while websites are inside their downtime
 # window and resumed once. At the end every website must run on the new template with its data
-# byte-identical; any failed check makes the exit status non-zero.
+# byte-identical; any failed check makes the exit status non-zero. Each round rebuilds every
+# website onto the other template (v1 on reroot-old, v2 on reroot-new); they are launched on
+# whichever one makes the last round, the killed one, go onto v2.
 #
 # Usage: scripts/scale.sh [N]   (default 10)
 #
 # Environment (defaults in brackets):
-#   LEVELS        ["1 4 8"]  --parallel of each timed round, in order
+#   LEVELS        ["1 4 8"]  --parallel of each timed round, in order ("" = none: only the
+#                            launch, the killed rebuild and the checks)
 #   KILL_PARALLEL [8]        --parallel of the rebuild that is killed and resumed
 #   STOP_TIMEOUT  [0]        --stop-timeout of every rebuild (0 = force at once)
 #   KILL_JITTER_MS [1500]    the kill comes a random 0..KILL_JITTER_MS ms after the first
-#                            website of that rebuild began stopping
+#                            website of that rebuild began stopping (then as soon as one is
+#                            between its stop and its start)
 #   SEED          [random]   seeds that random delay (bash $RANDOM), to repeat a run
 #   PREFIX        [sc]       names: PREFIX-001..., templates PREFIX-tpl-v1 and PREFIX-tpl-v2
 #   SCRATCH       [/var/tmp/reroot-scale]  configs, data directories, logs, and the journal of
@@ -26,7 +30,7 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 count=${1:-10}
 [[ "$count" =~ ^[0-9]+$ && "$count" -ge 1 ]] || { echo "usage: $0 [NUMBER-OF-WEBSITES]" >&2; exit 2; }
-LEVELS=${LEVELS:-"1 4 8"}
+LEVELS=${LEVELS-"1 4 8"}
 KILL_PARALLEL=${KILL_PARALLEL:-8}
 STOP_TIMEOUT=${STOP_TIMEOUT:-0}
 KILL_JITTER_MS=${KILL_JITTER_MS:-1500}
@@ -68,14 +72,21 @@ tpl_new="$PREFIX-tpl-v2" # on reroot-new
 
 # Everything this script creates: the instances named PREFIX-* (websites, templates, their
 # PREFIX-*-new-RUN and PREFIX-*-old-RUN roots), their device profiles, SCRATCH.
+words() { tr '\n' ' ' | sed 's/ *$//'; } # lines -> one line
+ours() { lxc list -c n -f csv | grep "^$PREFIX-" || true; }
+our_profiles() { lxc profile list -f csv | cut -d, -f1 | grep "^$PREFIX-.*\.reroot\$" || true; }
 cleanup() {
     local names profiles
-    names=$(lxc list -c n -f csv | grep "^$PREFIX-" || true)
-    for n in $names; do lxc delete -f "$n" >/dev/null; done
-    profiles=$(lxc profile list -f csv | cut -d, -f1 | grep "^$PREFIX-.*\.reroot\$" || true)
-    for p in $profiles; do lxc profile delete "$p" >/dev/null; done
+    names=$(ours)
+    for n in $names; do lxc delete -f "$n" >/dev/null || true; done
+    profiles=$(our_profiles)
+    for p in $profiles; do lxc profile delete "$p" >/dev/null || true; done
     rm -rf "$SCRATCH"
-    echo "    removed $(echo "$names" | grep -c . || true) instances, $(echo "$profiles" | grep -c . || true) profiles, $SCRATCH"
+    echo "    removed $(grep -c . <<<"$names" || true) instances, $(grep -c . <<<"$profiles" || true) profiles, $SCRATCH"
+    if [ -n "$(ours)$(our_profiles)" ]; then
+        echo "scale: could not remove: $(ours | words) $(our_profiles | words)" >&2
+        return 1
+    fi
 }
 
 echo "==> removing what an earlier scale run with prefix $PREFIX left"
@@ -137,7 +148,7 @@ done
 rr config verify "$cfg/$tpl_old.yaml" "${site_cfgs[@]}" >/dev/null
 
 # The run id a rebuild printed on its stderr ("reroot: run ID").
-run_of() { sed -n 's/^reroot: run \([0-9a-f-]*\)$/\1/p' "$1" | head -1; }
+run_of() { sed -n 's/^reroot: run \([0-9a-f-]*\)$/\1/p' "$1" 2>/dev/null | head -1 || true; }
 
 # The rounds alternate the websites' template, and the last one (the killed rebuild) goes to
 # the new template: so the websites are launched on whichever template the first round leaves.
@@ -146,6 +157,7 @@ rounds=$((${#levels[@]} + 1))
 target_of_round() { # 1-based round number -> template
     if [ $(((rounds - $1) % 2)) = 0 ]; then echo "$tpl_new"; else echo "$tpl_old"; fi
 }
+image_of() { if [ "$1" = "$tpl_new" ]; then echo reroot-new; else echo reroot-old; fi; }
 launch_tpl=$([ "$(target_of_round 1)" = "$tpl_new" ] && echo "$tpl_old" || echo "$tpl_new")
 
 for pair in "$tpl_old:reroot-old" "$tpl_new:reroot-new"; do
@@ -158,7 +170,7 @@ for pair in "$tpl_old:reroot-old" "$tpl_new:reroot-new"; do
         { cat "$logs/$t.out" >&2; exit 1; }
 done
 
-echo "==> launching $count websites on $launch_tpl (--parallel 8)"
+echo "==> launching $count websites on $launch_tpl ($(image_of "$launch_tpl")) (--parallel 8)"
 SECONDS=0
 rr rebuild --parallel 8 --stop-timeout "$STOP_TIMEOUT" -P "template=$launch_tpl" "${site_cfgs[@]}" \
     >"$logs/launch.out" 2>&1 || { tail -20 "$logs/launch.out" >&2; exit 1; }
@@ -188,15 +200,28 @@ downtimes() {
 pct() { awk -v p="$1" '{ v[NR] = $1 } END { if (NR == 0) { print "-"; exit }
     r = int((p * NR + 99) / 100); if (r < 1) r = 1; print v[r] }'; }
 ms() { awk '{ if ($1 == "-") print "-"; else printf "%.2f", $1 / 1000 }'; } # ms -> s
-words() { tr '\n' ' ' | sed 's/ *$//'; } # lines -> one line
+# The website of a run with the longest downtime, and how long each of its steps from stop to
+# start took.
+slowest() {
+    rr --json show "$1" | jq -r '[.instances[]
+        | { name, steps, dt: ([.steps[] | select(.name == "start" and .status == "Succeeded")]
+              | last | if . == null then null else (.output | fromjson | .downtime_ms) end) }
+        | select(.dt != null)] | max_by(.dt) | select(. != null)
+        | "\(.name) \(.dt / 1000) s: " + ([.steps[] | select(.ended_at_ms != null)
+              | select(.name | IN("stop", "snapshot", "retire", "swap", "reattach", "files", "start"))
+              | "\(.name) \(.ended_at_ms - .started_at_ms)"] | join(", ")) + " (ms)"'
+}
+# Warnings reroot logged (e.g. a lost LXD file helper, waited out for 17 s).
+warnings() { grep -c 'WARN' "$1" || true; }
 
 failures=()
 rows=()
+slow=()
 round=0
 for level in "${levels[@]}"; do
     round=$((round + 1))
     to=$(target_of_round "$round")
-    echo "==> round $round: rebuild $count websites onto $to, --parallel $level"
+    echo "==> round $round: rebuild $count websites onto $to ($(image_of "$to")), --parallel $level"
     out="$logs/round-$round.out"
     rc=0
     /usr/bin/time -f '%e %M' -o "$logs/round-$round.time" "$reroot" --journal "$journal" rebuild \
@@ -206,9 +231,10 @@ for level in "${levels[@]}"; do
     run=$(run_of "$out")
     dts=$(downtimes "$run" || true)
     n=$(echo "$dts" | grep -c . || true)
-    rows+=("$(printf '%-6s %-9s %-11s %4s %8s %9s %8s %8s %8s %6s' "$round" "$level" "$to" "$rc" \
+    rows+=("$(printf '%-6s %-9s %-11s %4s %8s %9s %8s %8s %8s %6s %5s' "$round" "$level" "$(image_of "$to")" "$rc" \
         "$wall" "$((rss / 1024))" "$(pct 50 <<<"$dts" | ms)" "$(pct 95 <<<"$dts" | ms)" \
-        "$(pct 100 <<<"$dts" | ms)" "$n/$count")")
+        "$(pct 100 <<<"$dts" | ms)" "$n/$count" "$(warnings "$out")")")
+    slow+=("round $round: $(slowest "$run" || true)")
     echo "    run ${run:0:8}: exit $rc, ${wall} s, peak RSS $((rss / 1024)) MiB"
     if [ "$rc" != 0 ]; then
         failures+=("round $round (--parallel $level) exited $rc (run ${run:0:8}; $out)")
@@ -234,50 +260,68 @@ down_sites() {
 }
 
 kill_report=()
+kr() { kill_report+=("$(printf '%-36s %s' "$1" "$2")"); }
 if [ ${#failures[@]} = 0 ]; then
     to=$(target_of_round "$rounds")
-    echo "==> round $rounds: rebuild onto $to, --parallel $KILL_PARALLEL, SIGKILLed inside the downtime window"
+    echo "==> round $rounds: rebuild onto $to ($(image_of "$to")), --parallel $KILL_PARALLEL, SIGKILLed inside the downtime window"
     out="$logs/kill.out"
+    : >"$out"
     "$reroot" --journal "$journal" rebuild --parallel "$KILL_PARALLEL" --stop-timeout "$STOP_TIMEOUT" \
         -P "template=$to" "${site_cfgs[@]}" >"$out" 2>&1 &
     pid=$!
+    # Never leave it running behind this script.
+    trap 'kill -9 "$pid" 2>/dev/null || true' EXIT
     delay_ms=$((RANDOM % (KILL_JITTER_MS + 1)))
     run=""
-    stopping=""
-    end=$((SECONDS + 120))
-    # Wait for the first website to begin stopping, then the random delay.
-    while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$end" ]; do
-        [ -n "$run" ] || run=$(run_of "$out")
-        if [ -n "$run" ]; then
-            stopping=$(in_downtime "$run" || true)
-            [ -z "$stopping" ] || break
-        fi
-        sleep 0.05
-    done
+    # Returns once a website of the run is inside its downtime window (or the rebuild ended, or
+    # 120 s passed).
+    wait_window() {
+        local end=$((SECONDS + 120))
+        while kill -0 "$pid" 2>/dev/null && [ "$SECONDS" -lt "$end" ]; do
+            [ -n "$run" ] || run=$(run_of "$out")
+            if [ -n "$run" ] && [ -n "$(in_downtime "$run" || true)" ]; then return 0; fi
+            sleep 0.05
+        done
+    }
+    # The first website begins stopping, the random delay passes, and the kill comes as soon as
+    # a website is inside its window again (at once, unless the delay fell between two waves).
+    wait_window
+    first_ms=$(date +%s%3N)
     sleep "$(awk -v d="$delay_ms" 'BEGIN { printf "%.3f", d / 1000 }')"
+    wait_window
+    kill_ms=$(($(date +%s%3N) - first_ms))
     if kill -9 "$pid" 2>/dev/null; then
         killed=yes
     else
         killed="no (the rebuild had already ended)"
     fi
     wait "$pid" 2>/dev/null || true
+    trap - EXIT
     down_after_kill=$(down_sites)
     n_down=$(echo "$down_after_kill" | grep -c . || true)
     journal_window=$(in_downtime "$run" | grep -c . || true)
-    echo "    killed: $killed, ${delay_ms} ms after the first stop; down right after: $n_down"
-    echo "==> one reroot resume ${run:0:8}"
+    echo "    killed: $killed, ${kill_ms} ms after the first stop (random delay ${delay_ms} ms); down right after: $n_down"
     rc=0
-    /usr/bin/time -f '%e %M' -o "$logs/resume.time" "$reroot" --journal "$journal" resume "$run" \
-        >"$logs/resume.out" 2>&1 || rc=$?
-    read -r rwall rrss < <(tail -1 "$logs/resume.time")
+    rwall=- rrss=0
+    : >"$logs/resume.out"
+    if [ "$killed" = yes ]; then
+        echo "==> one reroot resume ${run:0:8}"
+        /usr/bin/time -f '%e %M' -o "$logs/resume.time" "$reroot" --journal "$journal" resume "$run" \
+            >"$logs/resume.out" 2>&1 || rc=$?
+        read -r rwall rrss < <(tail -1 "$logs/resume.time")
+    fi
     down_after_resume=$(down_sites)
     echo "    resume: exit $rc, ${rwall} s"
-    kill_report+=("run:                               ${run:0:8} (--parallel $KILL_PARALLEL, onto $to)")
-    kill_report+=("SIGKILL:                           $killed, ${delay_ms} ms after the first website began stopping")
-    kill_report+=("in the downtime window at the kill: $journal_window (journal: stop begun, start not done)")
-    kill_report+=("websites down right after the kill: $n_down${down_after_kill:+ ($(words <<<"$down_after_kill"))}")
-    kill_report+=("resume:                            exit $rc, ${rwall} s, peak RSS $((rrss / 1024)) MiB")
-    kill_report+=("websites down after the resume:     $(echo "$down_after_resume" | grep -c . || true)${down_after_resume:+ ($(words <<<"$down_after_resume"))}")
+    kr "run:" "${run:0:8} (--parallel $KILL_PARALLEL, onto $to, $(image_of "$to"))"
+    kr "SIGKILL:" "$killed, ${kill_ms} ms after the first website began stopping (random delay ${delay_ms} ms)"
+    kr "in the downtime window at the kill:" "$journal_window (journal: stop begun, start not done)"
+    kr "websites down right after the kill:" "$n_down${down_after_kill:+ ($(words <<<"$down_after_kill"))}"
+    if [ "$killed" = yes ]; then
+        kr "resume:" "exit $rc, ${rwall} s, peak RSS $((rrss / 1024)) MiB"
+    else
+        kr "resume:" "not run (nothing was killed)"
+    fi
+    kr "websites down after the resume:" "$(echo "$down_after_resume" | grep -c . || true)${down_after_resume:+ ($(words <<<"$down_after_resume"))}"
     if [ "$killed" != yes ]; then
         failures+=("the killed rebuild had ended before the SIGKILL: nothing was tested")
     fi
@@ -287,7 +331,9 @@ if [ ${#failures[@]} = 0 ]; then
     fi
     [ -z "$down_after_resume" ] || failures+=("down after the resume: $(words <<<"$down_after_resume")")
     downs=$(downtimes "$run" || true)
-    kill_report+=("downtime over kill + resume:        p50 $(pct 50 <<<"$downs" | ms) s, p95 $(pct 95 <<<"$downs" | ms) s, max $(pct 100 <<<"$downs" | ms) s ($(echo "$downs" | grep -c . || true) recorded)")
+    kr "warnings logged:" "$(warnings "$out") by the killed rebuild, $(warnings "$logs/resume.out") by the resume"
+    kr "slowest website:" "$(slowest "$run" || true)"
+    kr "downtime over kill + resume:" "p50 $(pct 50 <<<"$downs" | ms) s, p95 $(pct 95 <<<"$downs" | ms) s, max $(pct 100 <<<"$downs" | ms) s ($(echo "$downs" | grep -c . || true) recorded)"
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -313,9 +359,15 @@ done
 # ---------------------------------------------------------------------------------------------
 echo
 echo "=== scale: $count websites, data on plain directories, --stop-timeout $STOP_TIMEOUT (launch: ${launch_s} s)"
-printf '%-6s %-9s %-11s %4s %8s %9s %8s %8s %8s %6s\n' ROUND PARALLEL TEMPLATE EXIT WALL-S RSS-MIB \
-    P50-S P95-S MAX-S DOWNS
-printf '%s\n' "${rows[@]}"
+printf '%-6s %-9s %-11s %4s %8s %9s %8s %8s %8s %6s %5s\n' ROUND PARALLEL TEMPLATE EXIT WALL-S RSS-MIB \
+    P50-S P95-S MAX-S DOWNS WARNS
+if [ ${#rows[@]} -gt 0 ]; then
+    printf '%s\n' "${rows[@]}"
+    echo "slowest website of each round (its downtime, then its steps from stop to start):"
+    printf '  %s\n' "${slow[@]}"
+else
+    echo "(no timed rounds: LEVELS is empty)"
+fi
 echo
 echo "=== kill -9 inside the downtime window, then one resume"
 if [ ${#kill_report[@]} -gt 0 ]; then printf '%s\n' "${kill_report[@]}"; else echo "(not run: an earlier round failed)"; fi
@@ -342,5 +394,6 @@ if [ ${#failures[@]} = 0 ]; then
 else
     echo "scale: FAILED:" >&2
     printf '  - %s\n' "${failures[@]}" >&2
+    [ "$KEEP" = 1 ] || echo "  (the logs and the journal are gone with $SCRATCH: KEEP=1 keeps them)" >&2
     exit 1
 fi
