@@ -185,6 +185,62 @@ pub fn pass_summary(report: &RunReport, state: &RunState, done: &str) -> String 
     out
 }
 
+/// `rebuild --dry-run`: one line per instance, what would happen and what changes.
+pub fn forecast_table(forecasts: &[crate::steps::forecast::Forecast]) -> String {
+    use crate::steps::forecast::Verdict;
+    let rows: Vec<Vec<String>> = forecasts
+        .iter()
+        .map(|f| {
+            let (what, detail) = match &f.verdict {
+                Verdict::Launch => ("launch".to_string(), String::new()),
+                Verdict::Rebuild => ("rebuild".to_string(), String::new()),
+                Verdict::Skip { run } => (
+                    "skip".to_string(),
+                    format!("already built from it by run {}", &run[..run.len().min(8)]),
+                ),
+                Verdict::Refuse { reason } => ("REFUSED".to_string(), reason.clone()),
+            };
+            let profiles = if f.profiles_before == f.profiles_after {
+                f.profiles_after.join(",")
+            } else {
+                format!(
+                    "{} → {}",
+                    f.profiles_before.join(","),
+                    f.profiles_after.join(",")
+                )
+            };
+            let created = if f.new_filesystems.is_empty() {
+                "-".to_string()
+            } else {
+                f.new_filesystems.join(", ")
+            };
+            vec![
+                f.instance.clone(),
+                what,
+                format!("{} → {}", f.from.as_deref().unwrap_or("-"), f.to),
+                if f.running { "yes" } else { "no" }.to_string(),
+                profiles,
+                f.devices.clone(),
+                created,
+                detail,
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "INSTANCE",
+            "ACTION",
+            "SOURCE",
+            "DOWN",
+            "PROFILES",
+            "DEVICES",
+            "NEW FILESYSTEMS",
+            "DETAIL",
+        ],
+        &rows,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -766,12 +766,19 @@ cloud-config-files:
                 "{context}: {name} is still the root built by run {run}"
             ),
         }
-        let device_profile = format!("{name}.reroot");
-        assert!(
-            i.profiles.contains(&device_profile),
-            "{context}: {name} lacks its device profile: {:?}",
-            i.profiles
-        );
+        // The disk devices: on the instance (the default placement) or in its device profile.
+        for (inside, host) in &inst.mounts {
+            let found = i.expanded_devices.values().any(|d| {
+                d.get("path") == Some(inside)
+                    && d.get("source").map(PathBuf::from).as_ref() == Some(host)
+            });
+            assert!(
+                found,
+                "{context}: {name} has no disk device {inside} from {}: {:?}",
+                host.display(),
+                i.expanded_devices
+            );
+        }
 
         let mut script = String::from(
             "for f in template-version rt-early rt-deferred rt-runcmd; do \

@@ -349,13 +349,60 @@ async fn rebuild_keeps_data_switches_template_and_undo_restores() {
         config.to_str().unwrap(),
     ]);
     assert!(dry.status.success());
-    assert!(stdout(&dry).contains("preflight"));
+    let plan = stdout(&dry);
+    assert!(plan.contains("preflight"), "{plan}");
+    let line = plan
+        .lines()
+        .find(|l| l.starts_with(&bed.instance()))
+        .unwrap_or_else(|| panic!("no line for the instance:\n{plan}"));
+    let from_to = format!(
+        "{}/base → {}/base",
+        bed.template("old"),
+        bed.template("new")
+    );
+    assert!(
+        line.contains(" rebuild ") && line.contains(&from_to),
+        "{line}"
+    );
     assert_eq!(bed.run_count(), runs);
     assert_eq!(bed.template_version().await, "old");
+    // A missing template snapshot is found by the dry run, which exits non-zero.
+    let missing = bed.reroot(&[
+        "rebuild",
+        "--dry-run",
+        "-P",
+        &format!("tpl={}-nosuch", bed.prefix),
+        config.to_str().unwrap(),
+    ]);
+    assert!(!missing.status.success());
+    assert!(stdout(&missing).contains("REFUSED"), "{}", stdout(&missing));
+    assert_eq!(bed.run_count(), runs);
 
     // The rebuild proper.
     assert!(bed.rebuild("new", &config).status.success());
     let run = bed.last_run();
+    // Run again: already built from that very snapshot by a run that succeeded, so skipped,
+    // and no run is recorded; the dry run says so; --force rebuilds it all the same (below,
+    // after undo, the instance is rebuilt again normally).
+    let runs = bed.run_count();
+    let again = bed.rebuild("new", &config);
+    assert!(again.status.success());
+    assert!(
+        stderr(&again).contains("skipped 1 instance"),
+        "{}",
+        stderr(&again)
+    );
+    assert_eq!(bed.run_count(), runs);
+    assert_eq!(bed.last_run(), run);
+    let dry = bed.reroot(&[
+        "rebuild",
+        "--dry-run",
+        "-P",
+        &tpl_new,
+        config.to_str().unwrap(),
+    ]);
+    assert!(dry.status.success());
+    assert!(stdout(&dry).contains(" skip "), "{}", stdout(&dry));
     bed.check_history_filters(&run);
     assert_eq!(bed.template_version().await, "new");
     assert_eq!(
@@ -682,7 +729,8 @@ async fn delete_keeps_data_and_destroy_removes_only_what_is_marked() {
     }
     let _serial = common::LXD_LOCK.lock().await;
     let bed = Bed::new().await;
-    let config = bed.config_with("", true);
+    // The lxdops placement: delete and destroy remove the device profile too.
+    let config = bed.config_with("device-placement: profile\n", true);
     let cfg = config.to_str().unwrap();
     let tpl = format!("tpl={}", bed.template("old"));
     assert!(bed.rebuild("old", &config).status.success(), "launch");
@@ -907,4 +955,96 @@ async fn a_failed_canary_leaves_the_other_instances_untouched() {
     );
     assert_eq!(version(bed.instance()).await, "new");
     assert_eq!(version(other).await, "new");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_moves_disk_devices_between_the_device_profile_and_the_instance() {
+    let _serial = common::LXD_LOCK.lock().await;
+    let bed = Bed::new().await;
+    let web = bed.instance();
+    let device_profile = format!("{web}.reroot");
+    // Where the disk devices of the live instance are: (on the instance, its profiles).
+    let placement = || async {
+        let i = bed
+            .lxd
+            .get_instance(&web)
+            .await
+            .expect("the instance")
+            .value;
+        (
+            ["www", "log"].iter().all(|d| i.devices.contains_key(*d)),
+            i.profiles.clone(),
+        )
+    };
+    // Launched with lxdops' device profile.
+    let config = bed.config("device-placement: profile\n");
+    assert!(bed.rebuild("old", &config).status.success(), "launch");
+    let (on_instance, profiles) = placement().await;
+    assert!(!on_instance);
+    assert!(profiles.contains(&device_profile), "{profiles:?}");
+    bed.sh("echo orders > /var/www/orders.txt; echo line > /var/log/app/app.log")
+        .await;
+    let files = ["www/orders.txt", "app.log"];
+    let data = bed.data_digest(&files);
+
+    // Rebuilt with the default: the devices move onto the new root, the profile is left off.
+    let config = bed.config("");
+    assert!(
+        bed.rebuild("new", &config).status.success(),
+        "to the instance"
+    );
+    let run = bed.last_run();
+    let (on_instance, profiles) = placement().await;
+    assert!(on_instance);
+    assert!(!profiles.contains(&device_profile), "{profiles:?}");
+    assert_eq!(bed.data_digest(&files), data);
+    assert_eq!(
+        bed.sh("cat /var/www/orders.txt /var/log/app/app.log").await,
+        "orders\nline\n"
+    );
+
+    // Undo: the old root comes back with its device profile, its data visible.
+    assert!(bed.reroot(&["undo", &run]).status.success(), "undo");
+    let (on_instance, profiles) = placement().await;
+    assert!(!on_instance);
+    assert!(profiles.contains(&device_profile), "{profiles:?}");
+    assert_eq!(bed.template_version().await, "old");
+    assert_eq!(bed.sh("cat /var/www/orders.txt").await, "orders\n");
+
+    // And back from the instance to a profile, by a rebuild again.
+    assert!(
+        bed.rebuild("new", &config).status.success(),
+        "to the instance again"
+    );
+    let config = bed.config("device-placement: profile\n");
+    assert!(
+        bed.rebuild("old", &config).status.success(),
+        "back to the profile"
+    );
+    let (on_instance, profiles) = placement().await;
+    assert!(!on_instance);
+    assert!(profiles.contains(&device_profile), "{profiles:?}");
+    assert_eq!(bed.data_digest(&files), data);
+    assert!(bed.reroot(&["journal", "verify"]).status.success());
+
+    // A bad value is refused with the file and the key, and changes nothing.
+    let runs = bed.run_count();
+    let config = bed.config("device-placement: everywhere\n");
+    let out = bed.reroot(&[
+        "rebuild",
+        "-P",
+        &format!("tpl={}", bed.template("new")),
+        config.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("device-placement") && err.contains("everywhere"),
+        "{err}"
+    );
+    assert!(
+        err.contains(config.file_name().unwrap().to_str().unwrap()),
+        "{err}"
+    );
+    assert_eq!(bed.run_count(), runs);
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use clap::Args;
-use journal::{EventKind, Journal, RunHeader, RunId, RunState, RunStatus, StepStatus};
+use journal::{EventKind, Journal, Reader, RunHeader, RunId, RunState, RunStatus, StepStatus};
 
 use super::config_cmd::ConfigFileArgs;
 use super::{CliError, Global};
@@ -15,8 +15,8 @@ use crate::engine::{Direction, Engine, EngineError, EngineOptions, Faults, OnFai
 use crate::lxd::{self, OptionalExt};
 use crate::report;
 use crate::steps::{
-    rebuild_pipeline, retired_name, snapshot_name, storage_filesystem, InstancePlan, RebuildEnv,
-    RebuildOptions, RunKind, SnapshotRequest, KIND_OPTION, PLANS_OPTION, RUN_KEY,
+    forecast, rebuild_pipeline, retired_name, snapshot_name, storage_filesystem, InstancePlan,
+    RebuildEnv, RebuildOptions, RunKind, SnapshotRequest, KIND_OPTION, PLANS_OPTION, RUN_KEY,
 };
 
 /// Note recorded when an undo is asked for (`undo` or `undo --data`); `resume` reads it.
@@ -53,9 +53,14 @@ pub struct RebuildArgs {
     /// is, for a person to look at.
     #[arg(long, value_name = "POLICY", default_value = "revert")]
     pub on_failure: OnFailure,
-    /// Print each instance's steps and change nothing.
+    /// Say what would happen to each instance (the preflight checks, read-only, against the
+    /// daemon) and change nothing; exits non-zero if the run would fail at preflight.
     #[arg(long)]
     pub dry_run: bool,
+    /// Rebuild also the instances already built from the requested source by a run that
+    /// succeeded (skipped otherwise).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// `reroot resume`.
@@ -181,7 +186,7 @@ fn options_of(state: &RunState, undo_data: bool) -> RebuildOptions {
 
 /// Instances that are part of a run that is neither finished nor undone: a second run must
 /// not touch them until that one is resumed or undone.
-fn leased(journal: &Journal) -> Result<BTreeMap<String, RunId>, CliError> {
+fn leased(journal: &Reader) -> Result<BTreeMap<String, RunId>, CliError> {
     let mut out = BTreeMap::new();
     for run in journal.unfinished()? {
         for i in run.instances {
@@ -315,19 +320,70 @@ fn finish(global: &Global, report: &RunReport, state: &RunState) -> Result<ExitC
 /// `reroot rebuild CONFIG...`.
 pub async fn rebuild(args: RebuildArgs, global: &Global) -> Result<ExitCode, CliError> {
     let plans = load_plans(&args.config, global)?;
+    let lxd = connect(global).await?;
+    // What the journal says: the leases, and the runs that succeeded. Read and let go before
+    // the run opens the journal for writing.
+    let (leases, succeeded) = {
+        match journal_reader(global)? {
+            Some(reader) => (leased(&reader)?, succeeded_runs(&reader)?),
+            None => Default::default(),
+        }
+    };
     if args.dry_run {
-        let steps: Vec<&str> = rebuild_pipeline().iter().map(|s| s.name()).collect();
+        let mut forecasts = Vec::new();
         for p in &plans {
-            println!(
-                "{}: from {} with profiles [{}] + {}; steps: {}",
-                p.name,
-                p.source.describe(),
-                p.profiles.join(", "),
-                p.device_profile,
-                steps.join(" → ")
+            let held = leases.get(&p.name).map(report::short_id);
+            forecasts.push(
+                forecast::forecast(&lxd, p, held, args.force, |r| succeeded.contains(r)).await,
             );
         }
-        return Ok(ExitCode::SUCCESS);
+        if global.json {
+            println!("{}", serde_json::to_string_pretty(&forecasts)?);
+        } else {
+            let steps: Vec<&str> = rebuild_pipeline().iter().map(|s| s.name()).collect();
+            print!("{}", report::forecast_table(&forecasts));
+            println!("steps of each rebuilt instance: {}", steps.join(" → "));
+        }
+        let refused = forecasts
+            .iter()
+            .any(|f| matches!(f.verdict, forecast::Verdict::Refuse { .. }));
+        return Ok(if refused {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        });
+    }
+    let mut plans = plans;
+    if !args.force {
+        let mut skipped = Vec::new();
+        let mut keep = Vec::new();
+        for p in plans {
+            match forecast::already_built(&lxd, &p, |r| succeeded.contains(r)).await {
+                Ok(Some(run)) => skipped.push((p.name, run)),
+                Ok(None) => keep.push(p),
+                // The run's preflight will say it properly.
+                Err(_) => keep.push(p),
+            }
+        }
+        if !skipped.is_empty() {
+            let names: Vec<&str> = skipped.iter().take(5).map(|(n, _)| n.as_str()).collect();
+            eprintln!(
+                "reroot: skipped {} instance(s) already built from their source by a run that \
+                 succeeded: {}{} (--force rebuilds them)",
+                skipped.len(),
+                names.join(", "),
+                if skipped.len() > names.len() {
+                    ", ..."
+                } else {
+                    ""
+                }
+            );
+        }
+        if keep.is_empty() {
+            eprintln!("reroot: nothing to rebuild");
+            return Ok(ExitCode::SUCCESS);
+        }
+        plans = keep;
     }
     let mut options = BTreeMap::new();
     if let Some(t) = args.stop_timeout {
@@ -339,7 +395,7 @@ pub async fn rebuild(args: RebuildArgs, global: &Global) -> Result<ExitCode, Cli
     );
     start_run(
         global,
-        connect(global).await?,
+        lxd,
         RunKind::Rebuild,
         &plans,
         options,
@@ -351,6 +407,28 @@ pub async fn rebuild(args: RebuildArgs, global: &Global) -> Result<ExitCode, Cli
         },
     )
     .await
+}
+
+/// A reader of the journal, or `None` when there is no journal yet.
+fn journal_reader(global: &Global) -> Result<Option<Reader>, CliError> {
+    if !global.journal.exists() {
+        return Ok(None);
+    }
+    Ok(Some(Reader::open(&global.journal).map_err(|e| {
+        format!("journal {}: {e}", global.journal.display())
+    })?))
+}
+
+/// The ids of the runs that succeeded: a root one of them built is as that run left it.
+fn succeeded_runs(reader: &Reader) -> Result<BTreeSet<String>, CliError> {
+    Ok(reader
+        .runs(&journal::RunFilter {
+            statuses: vec![RunStatus::Succeeded],
+            ..Default::default()
+        })?
+        .into_iter()
+        .map(|r| r.id.to_string())
+        .collect())
 }
 
 /// The plans of the instances the config files describe; an instance named by two configs is

@@ -63,6 +63,7 @@ pub(crate) struct RawConfig {
     pub profiles: Vec<Field<String>>,
     pub profile_pattern: Option<Field<String>>,
     pub device_owner: Option<Field<String>>,
+    pub device_placement: Option<Field<String>>,
     pub filesystems: Vec<(String, Field<RawFilesystem>)>,
     pub devices: Vec<(String, Field<RawDevice>)>,
     pub properties: Vec<(String, Field<String>)>,
@@ -86,6 +87,7 @@ const TOP_KEYS: &[&str] = &[
     "profiles",
     "profile-pattern",
     "device-owner",
+    "device-placement",
     "filesystems",
     "devices",
     "properties",
@@ -244,6 +246,9 @@ pub(crate) fn parse(file: &Path, text: &str) -> Result<(RawConfig, Vec<ConfigErr
             }
             "profile-pattern" => raw.profile_pattern = w.string(v, &key).map(|s| mk(s, file, &key)),
             "device-owner" => raw.device_owner = w.string(v, &key).map(|s| mk(s, file, &key)),
+            "device-placement" => {
+                raw.device_placement = w.string(v, &key).map(|s| mk(s, file, &key))
+            }
             "filesystems" => raw.filesystems = filesystems(&mut w, v, &key),
             "devices" => raw.devices = devices(&mut w, v, &key),
             "properties" => {

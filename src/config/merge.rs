@@ -189,6 +189,7 @@ pub(crate) fn overlay(base: RawConfig, top: RawConfig) -> RawConfig {
         profiles,
         profile_pattern: scalar(base.profile_pattern, top.profile_pattern, s),
         device_owner: scalar(base.device_owner, top.device_owner, s),
+        device_placement: scalar(base.device_placement, top.device_placement, s),
         filesystems: entries(base.filesystems, top.filesystems),
         devices: entries(base.devices, top.devices),
         properties: entries(base.properties, top.properties),

@@ -291,6 +291,17 @@ fn resolve_tree(
             s.invalid(f, format!("`{profile}` is not a valid profile name"));
         }
     }
+    let device_placement = match &m.device_placement {
+        None => DevicePlacement::default(),
+        Some(f) => match s.field(f).map(|v| v.trim().parse::<DevicePlacement>()) {
+            Some(Ok(p)) => p,
+            Some(Err(message)) => {
+                s.invalid(f, message);
+                DevicePlacement::default()
+            }
+            None => DevicePlacement::default(),
+        },
+    };
     let device_owner = m.device_owner.as_ref().and_then(|f| {
         let v = s.field(f)?;
         match parse_owner(&v) {
@@ -458,6 +469,7 @@ fn resolve_tree(
         device_source,
         profiles,
         profile,
+        device_placement,
         device_owner,
         filesystems,
         devices,

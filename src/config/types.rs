@@ -240,6 +240,8 @@ pub struct ResolvedInstance {
     /// The instance's own profile holding its disk devices: `profile-pattern` substituted, or
     /// `(instance).reroot`.
     pub profile: String,
+    /// Where the disk devices go (`device-placement`).
+    pub device_placement: DevicePlacement,
     pub device_owner: Option<Owner>,
     /// Sorted by path, so a parent comes before its children.
     pub filesystems: Vec<Filesystem>,
@@ -304,4 +306,29 @@ pub struct InstanceProperties {
     pub instance: String,
     pub config_file: PathBuf,
     pub properties: Vec<Property>,
+}
+
+/// Where an instance's disk devices are set (`device-placement`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DevicePlacement {
+    /// On the instance itself (the default): LXD's cost per operation does not grow with the
+    /// number of instances on the host, as it does with one profile per instance (LXD 5.0.2
+    /// loads every profile of the project for each copy, start and rename: about 1 ms more
+    /// per profile, measured on the testbed).
+    #[default]
+    Instance,
+    /// In the instance's own profile, as lxdops does (`(instance).reroot`, or `profile-pattern`).
+    Profile,
+}
+
+impl std::str::FromStr for DevicePlacement {
+    type Err = String;
+    fn from_str(s: &str) -> Result<DevicePlacement, String> {
+        match s {
+            "instance" => Ok(DevicePlacement::Instance),
+            "profile" => Ok(DevicePlacement::Profile),
+            other => Err(format!("`{other}`: expected instance or profile")),
+        }
+    }
 }

@@ -27,6 +27,7 @@
 //! and `destroy` (`removal`); [`RunKind`], stored in the run header, says which pipeline a run
 //! has.
 
+pub mod forecast;
 pub mod plan;
 
 mod cloud;
@@ -49,7 +50,9 @@ use std::sync::Arc;
 use crate::engine::{Step, StepError, Window};
 use crate::lxd;
 
-pub use names::{retired_name, snapshot_name, temporary_name, MAX_NAME_LEN, RUN_KEY, SOURCE_KEY};
+pub use names::{
+    retired_name, snapshot_name, temporary_name, MAX_NAME_LEN, RUN_KEY, SOURCE_ID_KEY, SOURCE_KEY,
+};
 pub use plan::{InstancePlan, PLANS_OPTION};
 pub use preflight::Preflight as PreflightRecord;
 pub use snapshot::to_storage as storage_filesystem;

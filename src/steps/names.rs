@@ -7,6 +7,9 @@ use journal::RunId;
 pub const RUN_KEY: &str = "user.reroot.run";
 /// Config key on a new root: what it was copied from (`tpl/snap` or `image:alias`).
 pub const SOURCE_KEY: &str = "user.reroot.source";
+/// Config key on a new root: what identified its source's content when it was copied (the
+/// snapshot's creation time, or the image's fingerprint).
+pub const SOURCE_ID_KEY: &str = "user.reroot.source-id";
 
 /// The longest instance name a rebuild accepts: the temporary names add 13 characters and LXD
 /// allows 63.

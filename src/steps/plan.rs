@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::config::DevicePlacement;
+
 /// Where a new root comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -143,8 +145,13 @@ pub struct InstancePlan {
     pub source: RootSource,
     /// The profiles, in order, without the device profile.
     pub profiles: Vec<String>,
-    /// The per-instance profile holding the disk devices.
+    /// The per-instance profile holding the disk devices (with [`DevicePlacement::Profile`];
+    /// with `Instance`, the name of the profile an earlier rebuild may have left, which the new
+    /// root does not get).
     pub device_profile: String,
+    /// Where the disk devices are set. Runs recorded before this existed used the profile.
+    #[serde(default = "profile_placement")]
+    pub device_placement: DevicePlacement,
     /// Instance config keys to set on the new root (from `lxc-options`).
     #[serde(default)]
     pub config: BTreeMap<String, String>,
@@ -164,6 +171,10 @@ pub struct InstancePlan {
     /// The config files this plan was made from, with their sha256 digests.
     #[serde(default)]
     pub config_files: Vec<(String, String)>,
+}
+
+fn profile_placement() -> DevicePlacement {
+    DevicePlacement::Profile
 }
 
 /// The key of the run header's options under which the plans are stored (JSON list).
@@ -291,6 +302,7 @@ impl InstancePlan {
             source,
             profiles: r.profiles.clone(),
             device_profile: r.profile.clone(),
+            device_placement: r.device_placement,
             config: r.instance_config.clone(),
             filesystems,
             devices,

@@ -6,7 +6,7 @@
 //! wait 15-40 s (LXD keeps the file session under the old name; seen on the testbed), while a
 //! push under the final name costs a few milliseconds of downtime.
 
-use super::names::{built_by, temporary_name, RUN_KEY, SOURCE_KEY};
+use super::names::{built_by, temporary_name, RUN_KEY, SOURCE_ID_KEY, SOURCE_KEY};
 use super::plan::RootSource;
 use super::preflight::Preflight;
 use super::RebuildEnv;
@@ -55,6 +55,7 @@ impl Step<RebuildEnv> for Prepare {
                     config.extend(pre.hwaddrs.clone());
                     config.insert(RUN_KEY.to_string(), cx.run.to_string());
                     config.insert(SOURCE_KEY.to_string(), plan.source.describe());
+                    config.insert(SOURCE_ID_KEY.to_string(), pre.source_id.clone());
                     let profiles = if pre.existed {
                         // Keep the instance's profiles, less the device profile, which
                         // `reattach` attaches once the filesystems are ready.

@@ -5,6 +5,7 @@
 //! never touched.
 
 use super::names::{built_by, new_root};
+use super::plan::DevicePlacement;
 use super::preflight::Preflight;
 use super::profile::{device_host_dir, filesystem, wanted_devices};
 use super::snapshot::to_storage;
@@ -107,6 +108,24 @@ impl Step<RebuildEnv> for Reattach {
             }
 
             let devices = wanted_devices(plan).await?;
+            if plan.device_placement == DevicePlacement::Instance {
+                // On the new root itself; a device profile an earlier rebuild left is not
+                // attached to it (`prepare` leaves it out) and stays for the retired root.
+                lxd.update_instance(cx.instance, |now| {
+                    let missing = devices.iter().any(|(k, d)| now.devices.get(k) != Some(d));
+                    missing.then(|| InstancePatch {
+                        devices: Some(devices.clone()),
+                        ..Default::default()
+                    })
+                })
+                .await?;
+                return Ok(serde_json::json!({
+                    "owner": format!("{}:{}", owner.uid, owner.gid),
+                    "new_filesystems": new_filesystems,
+                    "new_directories": new_dirs,
+                    "devices": "instance",
+                }));
+            }
             match lxd.get_profile(&plan.device_profile).await.optional()? {
                 None => {
                     let put = ProfilePut {
@@ -156,7 +175,8 @@ impl Step<RebuildEnv> for Reattach {
         })
     }
 
-    /// The new root, under the instance's name, has the device profile attached.
+    /// The new root, under the instance's name, has its disk devices (on itself, or through the
+    /// device profile attached).
     fn holds<'a>(
         &'a self,
         cx: &'a StepCx<'a, RebuildEnv>,
@@ -166,16 +186,28 @@ impl Step<RebuildEnv> for Reattach {
             let lxd = cx.env.lxd(plan);
             let current = lxd.get_instance(cx.instance).await.optional()?;
             Ok(current.is_some_and(|i| {
-                built_by(&i.value, cx.run) && i.value.profiles.contains(&plan.device_profile)
+                built_by(&i.value, cx.run)
+                    && match plan.device_placement {
+                        DevicePlacement::Profile => i.value.profiles.contains(&plan.device_profile),
+                        DevicePlacement::Instance => plan
+                            .devices
+                            .iter()
+                            .all(|d| i.value.devices.contains_key(&d.name)),
+                    }
             }))
         })
     }
 
     /// Puts the device profile back as it was before the run (or removes it if the run made
     /// it). Filesystems and directories the step created are kept: no undo deletes data.
+    /// With the devices on the instance there is nothing to put back: they live on the new
+    /// root, which the undo of `prepare` deletes, and the device profile was not touched.
     fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move {
             let plan = cx.env.plan(cx.instance)?;
+            if plan.device_placement == DevicePlacement::Instance {
+                return Ok(());
+            }
             let lxd = cx.env.lxd(plan);
             let pre: Preflight = cx.outputs.get("preflight")?;
             match pre.device_profile {
