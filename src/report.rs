@@ -1,9 +1,12 @@
 //! What a person reads: tables of runs, of an instance's steps, and of a pass's outcome, built
-//! from journal records. (`--json` output is the same data serialized, done by the commands.)
+//! from journal records. Runs of hundreds of instances stay readable: commands are shortened.
+//! (`--json` output is the same data, with the full command, serialized by the commands from
+//! the types here.)
 
 use std::fmt::Write as _;
 
 use journal::{RunState, RunSummary, StepStatus};
+use serde::Serialize;
 
 use crate::engine::{InstanceOutcome, RunReport};
 
@@ -73,7 +76,86 @@ pub fn short_id(id: &journal::RunId) -> String {
     id.simple().to_string()[..8].to_string()
 }
 
-/// `reroot history`: one line per run.
+/// How many operands a shortened command line keeps: the subcommand and the first path or two
+/// (or, for `undo`, the run id and the first instance).
+const KEPT_OPERANDS: usize = 3;
+
+/// A command line short enough for one line of a table, whatever the number of config files:
+/// the program by its file name, every flag, the word after each flag, and the first
+/// [`KEPT_OPERANDS`] operands (subcommand, config paths, run id, instance names); the other
+/// operands become `… (+N more)`. Which flags take a value is not known here (the command may
+/// have been recorded by another version of reroot), so the word after a flag is always kept:
+/// a flag's value is never hidden, at the cost of an extra path after a flag that takes none.
+/// Words a shell would need quoted are quoted. `--json` output keeps the full command.
+pub fn short_command(argv: &[String]) -> String {
+    let Some((program, args)) = argv.split_first() else {
+        return String::new();
+    };
+    let program = std::path::Path::new(program)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(program);
+    // (word, is an operand)
+    let mut words: Vec<(&str, bool)> = Vec::with_capacity(args.len());
+    let mut value_may_follow = false;
+    let mut flags_ended = false;
+    for arg in args {
+        if !flags_ended && arg.len() > 1 && arg.starts_with('-') {
+            flags_ended = arg == "--";
+            value_may_follow = !flags_ended && !arg.contains('=');
+            words.push((arg, false));
+        } else if value_may_follow {
+            value_may_follow = false;
+            words.push((arg, false));
+        } else {
+            words.push((arg, true));
+        }
+    }
+    let operands = words.iter().filter(|(_, operand)| *operand).count();
+    // Hiding a single operand would not make the line any shorter.
+    let keep = if operands > KEPT_OPERANDS + 1 {
+        KEPT_OPERANDS
+    } else {
+        operands
+    };
+    let mut parts = vec![shell_word(program)];
+    let mut seen = 0;
+    let mut hidden = 0;
+    for (word, operand) in words {
+        if operand {
+            seen += 1;
+            if seen > keep {
+                hidden += 1;
+                continue;
+            }
+        }
+        if hidden > 0 {
+            parts.push(format!("… (+{hidden} more)"));
+            hidden = 0;
+        }
+        parts.push(shell_word(word));
+    }
+    if hidden > 0 {
+        parts.push(format!("… (+{hidden} more)"));
+    }
+    parts.join(" ")
+}
+
+/// `word` as it would be typed to a shell: as is when plain, else in single quotes, so that a
+/// path with a space does not read as two arguments.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_alphanumeric() || "-_./=:,@%+".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// `reroot history`: one line per run, with its number of instances and its command shortened.
 pub fn runs_table(runs: &[RunSummary]) -> String {
     let rows: Vec<Vec<String>> = runs
         .iter()
@@ -82,12 +164,32 @@ pub fn runs_table(runs: &[RunSummary]) -> String {
                 short_id(&r.id),
                 utc(r.started_at_ms),
                 r.status.to_string(),
-                r.instances.join(","),
-                r.command.join(" "),
+                r.instances.len().to_string(),
+                short_command(&r.command),
             ]
         })
         .collect();
     table(&["RUN", "STARTED", "STATUS", "INSTANCES", "COMMAND"], &rows)
+}
+
+/// A run as `history --json` lists it: everything the journal says, and its instance count.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListedRun<'a> {
+    /// The journal's summary of the run (full command, every instance).
+    #[serde(flatten)]
+    pub run: &'a RunSummary,
+    /// How many instances the run targets.
+    pub instance_count: usize,
+}
+
+/// The runs of `history --json`.
+pub fn listed_runs(runs: &[RunSummary]) -> Vec<ListedRun<'_>> {
+    runs.iter()
+        .map(|run| ListedRun {
+            run,
+            instance_count: run.instances.len(),
+        })
+        .collect()
 }
 
 /// The downtime an instance's `start` step recorded, if any.
@@ -113,7 +215,7 @@ pub fn run_detail(state: &RunState) -> String {
     let h = &state.header;
     let mut out = String::new();
     let _ = writeln!(out, "run      {}", h.id);
-    let _ = writeln!(out, "command  {}", h.command.join(" "));
+    let _ = writeln!(out, "command  {}", short_command(&h.command));
     let _ = writeln!(out, "by       {}@{}", h.user, h.host);
     let _ = writeln!(out, "started  {}", utc(h.started_at_ms));
     let _ = writeln!(out, "status   {}", state.status);
@@ -188,6 +290,99 @@ pub fn pass_summary(report: &RunReport, state: &RunState, done: &str) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use journal::RunStatus;
+
+    fn argv(words: &str) -> Vec<String> {
+        words.split(' ').map(str::to_string).collect()
+    }
+
+    fn paths(n: usize) -> String {
+        (0..n)
+            .map(|i| format!("configs/web/w{i:03}.yaml"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn commands_keep_flags_and_the_first_operands() {
+        let cases: Vec<(String, &str)> = vec![
+            (
+                format!("/usr/local/bin/reroot rebuild --parallel 8 {}", paths(100)),
+                "reroot rebuild --parallel 8 configs/web/w000.yaml configs/web/w001.yaml … (+98 more)",
+            ),
+            // Four operands: hiding one would save nothing.
+            (
+                "reroot rebuild a.yaml b.yaml c.yaml".to_string(),
+                "reroot rebuild a.yaml b.yaml c.yaml",
+            ),
+            (
+                "reroot rebuild a.yaml b.yaml c.yaml d.yaml".to_string(),
+                "reroot rebuild a.yaml b.yaml … (+2 more)",
+            ),
+            // Flags after the paths, and their values, stay where they were.
+            (
+                "reroot rebuild a b c d e --canaries 1 -P tpl=v2".to_string(),
+                "reroot rebuild a b … (+3 more) --canaries 1 -P tpl=v2",
+            ),
+            // Global flags before the subcommand; a value joined with `=` has no word after.
+            (
+                "reroot --journal /j --socket=/s rebuild a b c d".to_string(),
+                "reroot --journal /j --socket=/s rebuild a b … (+2 more)",
+            ),
+            // A flag that takes no value keeps the word after it: a value is never hidden.
+            (
+                "reroot rebuild --dry-run a b c d e".to_string(),
+                "reroot rebuild --dry-run a b c … (+2 more)",
+            ),
+            (
+                "reroot undo 1a2b3c4d web-1 web-2 web-3 web-4 web-5".to_string(),
+                "reroot undo 1a2b3c4d web-1 … (+4 more)",
+            ),
+            // After `--` everything is an operand.
+            (
+                "reroot undo -- 1a2b3c4d -w1 -w2 -w3".to_string(),
+                "reroot undo -- 1a2b3c4d -w1 … (+2 more)",
+            ),
+            ("reroot status".to_string(), "reroot status"),
+        ];
+        for (command, short) in cases {
+            assert_eq!(short_command(&argv(&command)), short, "{command}");
+        }
+        assert_eq!(short_command(&[]), "");
+        let odd: Vec<String> = ["reroot", "rebuild", "my site.yaml", "it's.yaml", ""]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            short_command(&odd),
+            r"reroot rebuild 'my site.yaml' 'it'\''s.yaml' ''"
+        );
+    }
+
+    #[test]
+    fn history_lines_count_instances_and_shorten_commands() {
+        let instances: Vec<String> = (0..150).map(|i| format!("w{i:03}")).collect();
+        let run = RunSummary {
+            id: uuid::Uuid::from_u128(0x1a2b3c4d_0000_0000_0000_000000000000),
+            command: argv(&format!("reroot rebuild {}", paths(150))),
+            instances,
+            started_at_ms: 0,
+            status: RunStatus::Succeeded,
+            events: 1,
+            last_at_ms: 0,
+            user: "alice".into(),
+        };
+        let text = runs_table(std::slice::from_ref(&run));
+        let line = text.lines().nth(1).expect("a line for the run");
+        assert_eq!(
+            line,
+            "1a2b3c4d  1970-01-01 00:00:00Z  succeeded  150        reroot rebuild \
+             configs/web/w000.yaml configs/web/w001.yaml … (+148 more)"
+        );
+        let json = serde_json::to_value(listed_runs(&[run])).unwrap();
+        assert_eq!(json[0]["instance_count"], 150);
+        assert_eq!(json[0]["command"].as_array().unwrap().len(), 152);
+        assert_eq!(json[0]["instances"].as_array().unwrap().len(), 150);
+    }
 
     #[test]
     fn utc_formats_known_instants() {

@@ -115,7 +115,10 @@ pub fn history(args: HistoryArgs, global: &Global) -> Result<ExitCode, CliError>
         limit: args.limit,
     })?;
     if global.json {
-        println!("{}", serde_json::to_string_pretty(&runs)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report::listed_runs(&runs))?
+        );
     } else if runs.is_empty() {
         println!("no runs in {}", global.journal.display());
     } else {
