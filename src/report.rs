@@ -219,14 +219,18 @@ fn status_word(s: StepStatus) -> &'static str {
 pub enum InstanceResult {
     /// Every step of its run's kind succeeded.
     Succeeded,
-    /// A step failed (it may be retried, or undone).
+    /// A step failed (it may be retried, or undone); with `--on-failure hold` inside the
+    /// downtime window, the instance is left down.
     Failed,
+    /// A step failed inside the downtime window and the engine put the instance back on its
+    /// old root: every step undone, though nobody asked for an undo.
+    Reverted,
     /// The undo of a step failed.
     UndoFailed,
     /// A step or an undo is under way, or the instance stopped between two steps: still
     /// running, or its process died (then `status` says the run is interrupted).
     InProgress,
-    /// Every step that ran was undone.
+    /// Every step that ran was undone, after an undo was asked for.
     Undone,
     /// No step ran.
     NotStarted,
@@ -234,9 +238,10 @@ pub enum InstanceResult {
 
 impl InstanceResult {
     /// Every result, in the order summaries list them.
-    pub const ALL: [InstanceResult; 6] = [
+    pub const ALL: [InstanceResult; 7] = [
         InstanceResult::Succeeded,
         InstanceResult::Failed,
+        InstanceResult::Reverted,
         InstanceResult::UndoFailed,
         InstanceResult::InProgress,
         InstanceResult::Undone,
@@ -248,6 +253,7 @@ impl InstanceResult {
         match self {
             InstanceResult::Succeeded => "succeeded",
             InstanceResult::Failed => "failed",
+            InstanceResult::Reverted => "reverted",
             InstanceResult::UndoFailed => "undo failed",
             InstanceResult::InProgress => "in progress",
             InstanceResult::Undone => "undone",
@@ -256,33 +262,62 @@ impl InstanceResult {
     }
 
     /// The instances `show --failed` and `status` single out: those that ran and whose steps
-    /// did not all succeed, except those all undone (undone is where an undo means to end).
+    /// did not all succeed, except those undone on request (where an undo means to end).
     pub fn needs_attention(self) -> bool {
         matches!(
             self,
-            InstanceResult::Failed | InstanceResult::UndoFailed | InstanceResult::InProgress
+            InstanceResult::Failed
+                | InstanceResult::Reverted
+                | InstanceResult::UndoFailed
+                | InstanceResult::InProgress
         )
     }
 }
 
-/// The step names of the run's kind, in order; `None` for a kind this build does not know (a
-/// run written by a newer reroot).
-fn expected_steps(state: &RunState) -> Option<Vec<&'static str>> {
-    let kind = RunKind::of(&state.header.options).ok()?;
-    Some(kind.pipeline().iter().map(|s| s.name()).collect())
+/// The start of the note `reroot undo` records in a run before undoing it (`undo requested`,
+/// or `undo requested with --data`; see `cli::run_cmd`).
+pub const UNDO_NOTE_PREFIX: &str = "undo requested";
+
+/// What, besides an instance's own steps, tells where it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunFacts {
+    /// The step names of the run's kind, in order; `None` for a kind this build does not know
+    /// (a run written by a newer reroot).
+    pub steps: Option<Vec<&'static str>>,
+    /// The run's status.
+    pub status: RunStatus,
+    /// Whether an undo was asked for: only then are steps undone other than by a revert.
+    pub undo_requested: bool,
 }
 
-/// Where `inst` stands. `expected` is its run's step names when known: an instance whose
-/// recorded steps all succeeded but that lacks one of them stopped between two steps, unless
-/// `run` succeeded (a succeeded run finished every instance, even with steps this build does
-/// not have, e.g. one recorded by an older reroot).
-pub fn instance_result(
-    inst: &InstanceState,
-    expected: Option<&[&str]>,
-    run: RunStatus,
-) -> InstanceResult {
+impl RunFacts {
+    /// The facts of `state`.
+    pub fn of(state: &RunState) -> RunFacts {
+        RunFacts {
+            steps: RunKind::of(&state.header.options)
+                .ok()
+                .map(|kind| kind.pipeline().iter().map(|s| s.name()).collect()),
+            status: state.status,
+            undo_requested: state.notes.iter().any(|n| n.starts_with(UNDO_NOTE_PREFIX)),
+        }
+    }
+}
+
+/// Where `inst` stands in its run. An instance whose recorded steps all succeeded but that
+/// lacks one of its run's steps stopped between two steps, unless the run succeeded (a
+/// succeeded run finished every instance, even with steps this build does not have, e.g. one
+/// recorded by an older reroot). An instance with every step undone was reverted by the engine
+/// unless an undo was asked for (the journal records a revert like an undo).
+pub fn instance_result(inst: &InstanceState, run: &RunFacts) -> InstanceResult {
     let any = |status: StepStatus| inst.steps.iter().any(|s| s.status == status);
     let all = |status: StepStatus| inst.steps.iter().all(|s| s.status == status);
+    let has_every_step = || {
+        run.steps.as_ref().is_none_or(|names| {
+            names
+                .iter()
+                .all(|n| inst.steps.iter().any(|s| s.name == *n))
+        })
+    };
     if inst.steps.is_empty() {
         InstanceResult::NotStarted
     } else if any(StepStatus::Started) || any(StepStatus::UndoStarted) {
@@ -292,14 +327,12 @@ pub fn instance_result(
     } else if any(StepStatus::Failed) {
         InstanceResult::Failed
     } else if all(StepStatus::UndoFinished) {
-        InstanceResult::Undone
-    } else if all(StepStatus::Succeeded)
-        && (run == RunStatus::Succeeded
-            || expected.is_none_or(|names| {
-                names
-                    .iter()
-                    .all(|n| inst.steps.iter().any(|s| s.name == *n))
-            }))
+        if run.undo_requested {
+            InstanceResult::Undone
+        } else {
+            InstanceResult::Reverted
+        }
+    } else if all(StepStatus::Succeeded) && (run.status == RunStatus::Succeeded || has_every_step())
     {
         InstanceResult::Succeeded
     } else {
@@ -310,11 +343,11 @@ pub fn instance_result(
 
 /// Every instance of the run with where it stands, in the run's order.
 pub fn instance_results(state: &RunState) -> Vec<(&InstanceState, InstanceResult)> {
-    let expected = expected_steps(state);
+    let facts = RunFacts::of(state);
     state
         .instances
         .iter()
-        .map(|i| (i, instance_result(i, expected.as_deref(), state.status)))
+        .map(|i| (i, instance_result(i, &facts)))
         .collect()
 }
 
@@ -912,7 +945,20 @@ mod tests {
                         f.ev(r, i, s, 1, EventKind::UndoFinished);
                     }
                 },
-                Undone,
+                Reverted,
+            ),
+            (
+                "failed in the window, then every step undone",
+                |f, r, i, all| {
+                    f.ok(r, i, &all[..3], 0);
+                    f.ev(r, i, all[3], 1, EventKind::StepStarted);
+                    f.ev(r, i, all[3], 1, failed("zfs: dataset is busy"));
+                    for s in all[..4].iter().rev() {
+                        f.ev(r, i, s, 1, EventKind::UndoStarted);
+                        f.ev(r, i, s, 1, EventKind::UndoFinished);
+                    }
+                },
+                Reverted,
             ),
             (
                 "half undone",
@@ -943,14 +989,31 @@ mod tests {
         ];
         let names: Vec<String> = (0..cases.len()).map(|i| format!("web-{i}")).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let run = f.run("rebuild", &refs);
-        for ((_, write, _), name) in cases.iter().zip(&names) {
-            write(&f, run, name, &all);
-        }
-        let state = f.j.replay(run).unwrap();
-        let results = instance_results(&state);
-        for ((what, _, want), (inst, got)) in cases.iter().zip(&results) {
-            assert_eq!(got, want, "{what} ({})", inst.name);
+        for undo_requested in [false, true] {
+            let run = f.run("rebuild", &refs);
+            if undo_requested {
+                let text = "undo requested with --data".to_string();
+                f.j.append(run, None, None, 0, EventKind::Note { text })
+                    .unwrap();
+            }
+            for ((_, write, _), name) in cases.iter().zip(&names) {
+                write(&f, run, name, &all);
+            }
+            let state = f.j.replay(run).unwrap();
+            let results = instance_results(&state);
+            for ((what, _, want), (inst, got)) in cases.iter().zip(&results) {
+                // The journal records a revert like an undo: only the undo's note tells them
+                // apart.
+                let want = match want {
+                    Reverted if undo_requested => Undone,
+                    other => *other,
+                };
+                assert_eq!(
+                    *got, want,
+                    "{what} ({}), undo asked: {undo_requested}",
+                    inst.name
+                );
+            }
         }
 
         // A succeeded run finished every instance, even with steps this build does not know.
@@ -997,6 +1060,7 @@ mod tests {
             [
                 (Succeeded, 3),
                 (Failed, 1),
+                (Reverted, 0),
                 (UndoFailed, 0),
                 (InProgress, 1),
                 (Undone, 0),

@@ -27,10 +27,11 @@ const STEPS: [&str; 11] = [
 
 const FLEET: usize = 150;
 /// web-000..web-129 rebuilt (downtime 100 + i ms), web-130..web-141 failed at `prepare`,
-/// web-142..web-143 undone, web-144 stopped in `stop` (the run was killed), the rest not started.
+/// web-142..web-143 failed at `snapshot` and reverted (every step undone, no undo asked for),
+/// web-144 stopped in `stop` (the run was killed), the rest not started.
 const REBUILT: usize = 130;
 const FAILED: usize = 12;
-const UNDONE: usize = 2;
+const REVERTED: usize = 2;
 
 fn name(i: usize) -> String {
     format!("web-{i:03}")
@@ -99,13 +100,16 @@ fn write_journal(dir: &Path) -> (RunId, RunId) {
                         step(j, big, &inst, "prepare", EventKind::StepStarted);
                         let error = format!("{inst}: no space left on device");
                         step(j, big, &inst, "prepare", EventKind::StepFailed { error });
-                    } else if i < REBUILT + FAILED + UNDONE {
-                        succeed(j, big, &inst, &STEPS[..2], 0);
-                        for s in STEPS[..2].iter().rev() {
+                    } else if i < REBUILT + FAILED + REVERTED {
+                        succeed(j, big, &inst, &STEPS[..3], 0);
+                        step(j, big, &inst, "snapshot", EventKind::StepStarted);
+                        let error = "zfs: dataset is busy".to_string();
+                        step(j, big, &inst, "snapshot", EventKind::StepFailed { error });
+                        for s in STEPS[..4].iter().rev() {
                             step(j, big, &inst, s, EventKind::UndoStarted);
                             step(j, big, &inst, s, EventKind::UndoFinished);
                         }
-                    } else if i == REBUILT + FAILED + UNDONE {
+                    } else if i == REBUILT + FAILED + REVERTED {
                         succeed(j, big, &inst, &STEPS[..2], 0);
                         step(j, big, &inst, "stop", EventKind::StepStarted);
                     }
@@ -185,7 +189,7 @@ fn names_of(list: &serde_json::Value) -> Vec<String> {
 const SHORT: &str = "reroot rebuild --parallel 8 -P template-snapshot=v2 \
                      configs/web/web-000.yaml configs/web/web-001.yaml … (+148 more)";
 const COUNTS: &str =
-    "instances  150: 130 succeeded, 12 failed, 1 in progress, 2 undone, 5 not started\n";
+    "instances  150: 130 succeeded, 12 failed, 2 reverted, 1 in progress, 5 not started\n";
 
 #[test]
 fn history_status_and_show_stay_readable_at_150_instances() {
@@ -193,9 +197,8 @@ fn history_status_and_show_stay_readable_at_150_instances() {
     let journal = dir.path().join("journal");
     let (big, small) = write_journal(&journal);
     let big8 = &big.simple().to_string()[..8];
-    let failed: Vec<String> = (REBUILT..REBUILT + FAILED).map(name).collect();
-    let mut attention = failed.clone();
-    attention.push(name(REBUILT + FAILED + UNDONE));
+    // The failed, the reverted and the one cut short.
+    let attention: Vec<String> = (REBUILT..=REBUILT + FAILED + REVERTED).map(name).collect();
 
     // history: one short line per run, newest first.
     let history = ok(&journal, &["history"]);
@@ -238,7 +241,7 @@ fn history_status_and_show_stay_readable_at_150_instances() {
     assert_eq!(headed(&status), attention[..10], "{status}");
     assert!(
         status.contains(&format!(
-            "… and 3 more instances failed or in progress: `reroot show {big8} --failed`"
+            "… and 5 more instances failed or in progress: `reroot show {big8} --failed`"
         )),
         "{status}"
     );
@@ -273,7 +276,7 @@ fn history_status_and_show_stay_readable_at_150_instances() {
         show.contains("web-007  succeeded (downtime 107 ms)\n"),
         "{show}"
     );
-    assert!(show.contains("web-143  undone\n"), "{show}");
+    assert!(show.contains("web-143  reverted\n"), "{show}");
     assert!(show.contains("web-149  not started\n"), "{show}");
     let shown = json(&journal, &["show", big8]);
     let summary = &shown["summary"];
@@ -283,9 +286,10 @@ fn history_status_and_show_stay_readable_at_150_instances() {
     let want: BTreeMap<String, u64> = [
         ("succeeded", 130),
         ("failed", 12),
+        ("reverted", 2),
         ("undo_failed", 0),
         ("in_progress", 1),
-        ("undone", 2),
+        ("undone", 0),
         ("not_started", 5),
     ]
     .map(|(k, v)| (k.to_string(), v))
@@ -301,14 +305,14 @@ fn history_status_and_show_stay_readable_at_150_instances() {
     assert_eq!(shown["header"]["command"].as_array().unwrap().len(), 156);
     assert_eq!(names_of(&shown["instances"]).len(), 150);
 
-    // show --failed: the twelve failed and the one cut short, nothing else.
+    // show --failed: the twelve failed, the two reverted and the one cut short, nothing else.
     let text = ok(&journal, &["show", big8, "--failed"]);
     assert_eq!(headed(&text), attention, "{text}");
     assert!(
         text.contains(COUNTS),
         "the summary covers the whole run: {text}"
     );
-    assert!(text.contains("showing    13 of 150 instances\n"), "{text}");
+    assert!(text.contains("showing    15 of 150 instances\n"), "{text}");
     assert!(text.contains("web-131: no space left on device"), "{text}");
     let shown = json(&journal, &["show", big8, "--failed"]);
     assert_eq!(names_of(&shown["instances"]), attention);

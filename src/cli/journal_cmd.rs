@@ -79,8 +79,9 @@ pub struct ShowArgs {
     /// Only this instance (repeatable); the summary still covers the whole run.
     #[arg(long = "instance", value_name = "NAME")]
     pub instances: Vec<String>,
-    /// Only the instances whose steps did not all succeed: failed, undo failed, or stopped
-    /// part-way (in progress or interrupted); not those not started or undone.
+    /// Only the instances whose steps did not all succeed: failed, reverted to their old root,
+    /// undo failed, or stopped part-way (in progress or interrupted); not those not started or
+    /// undone on request.
     #[arg(long)]
     pub failed: bool,
 }
