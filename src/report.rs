@@ -1,11 +1,17 @@
 //! What a person reads: tables of runs, of an instance's steps, and of a pass's outcome, built
-//! from journal records. (`--json` output is the same data serialized, done by the commands.)
+//! from journal records. Runs of hundreds of instances stay readable: commands are shortened,
+//! a run's overview (counts by result, downtime percentiles, wall time) comes before its
+//! tables, and filters pick instances. (`--json` output is the same data, with the full
+//! command, serialized by the commands from the types here.)
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use journal::{RunState, RunSummary, StepStatus};
+use journal::{InstanceState, RunState, RunStatus, RunSummary, StepStatus};
+use serde::Serialize;
 
 use crate::engine::{InstanceOutcome, RunReport};
+use crate::steps::RunKind;
 
 /// `2026-11-22 03:41:07Z` from milliseconds since the epoch (UTC, no time-zone database).
 pub fn utc(ms: i64) -> String {
@@ -73,7 +79,86 @@ pub fn short_id(id: &journal::RunId) -> String {
     id.simple().to_string()[..8].to_string()
 }
 
-/// `reroot history`: one line per run.
+/// How many operands a shortened command line keeps: the subcommand and the first path or two
+/// (or, for `undo`, the run id and the first instance).
+const KEPT_OPERANDS: usize = 3;
+
+/// A command line short enough for one line of a table, whatever the number of config files:
+/// the program by its file name, every flag, the word after each flag, and the first
+/// [`KEPT_OPERANDS`] operands (subcommand, config paths, run id, instance names); the other
+/// operands become `… (+N more)`. Which flags take a value is not known here (the command may
+/// have been recorded by another version of reroot), so the word after a flag is always kept:
+/// a flag's value is never hidden, at the cost of an extra path after a flag that takes none.
+/// Words a shell would need quoted are quoted. `--json` output keeps the full command.
+pub fn short_command(argv: &[String]) -> String {
+    let Some((program, args)) = argv.split_first() else {
+        return String::new();
+    };
+    let program = std::path::Path::new(program)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(program);
+    // (word, is an operand)
+    let mut words: Vec<(&str, bool)> = Vec::with_capacity(args.len());
+    let mut value_may_follow = false;
+    let mut flags_ended = false;
+    for arg in args {
+        if !flags_ended && arg.len() > 1 && arg.starts_with('-') {
+            flags_ended = arg == "--";
+            value_may_follow = !flags_ended && !arg.contains('=');
+            words.push((arg, false));
+        } else if value_may_follow {
+            value_may_follow = false;
+            words.push((arg, false));
+        } else {
+            words.push((arg, true));
+        }
+    }
+    let operands = words.iter().filter(|(_, operand)| *operand).count();
+    // Hiding a single operand would not make the line any shorter.
+    let keep = if operands > KEPT_OPERANDS + 1 {
+        KEPT_OPERANDS
+    } else {
+        operands
+    };
+    let mut parts = vec![shell_word(program)];
+    let mut seen = 0;
+    let mut hidden = 0;
+    for (word, operand) in words {
+        if operand {
+            seen += 1;
+            if seen > keep {
+                hidden += 1;
+                continue;
+            }
+        }
+        if hidden > 0 {
+            parts.push(format!("… (+{hidden} more)"));
+            hidden = 0;
+        }
+        parts.push(shell_word(word));
+    }
+    if hidden > 0 {
+        parts.push(format!("… (+{hidden} more)"));
+    }
+    parts.join(" ")
+}
+
+/// `word` as it would be typed to a shell: as is when plain, else in single quotes, so that a
+/// path with a space does not read as two arguments.
+fn shell_word(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_alphanumeric() || "-_./=:,@%+".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// `reroot history`: one line per run, with its number of instances and its command shortened.
 pub fn runs_table(runs: &[RunSummary]) -> String {
     let rows: Vec<Vec<String>> = runs
         .iter()
@@ -82,12 +167,32 @@ pub fn runs_table(runs: &[RunSummary]) -> String {
                 short_id(&r.id),
                 utc(r.started_at_ms),
                 r.status.to_string(),
-                r.instances.join(","),
-                r.command.join(" "),
+                r.instances.len().to_string(),
+                short_command(&r.command),
             ]
         })
         .collect();
     table(&["RUN", "STARTED", "STATUS", "INSTANCES", "COMMAND"], &rows)
+}
+
+/// A run as `history --json` lists it: everything the journal says, and its instance count.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListedRun<'a> {
+    /// The journal's summary of the run (full command, every instance).
+    #[serde(flatten)]
+    pub run: &'a RunSummary,
+    /// How many instances the run targets.
+    pub instance_count: usize,
+}
+
+/// The runs of `history --json`.
+pub fn listed_runs(runs: &[RunSummary]) -> Vec<ListedRun<'_>> {
+    runs.iter()
+        .map(|run| ListedRun {
+            run,
+            instance_count: run.instances.len(),
+        })
+        .collect()
 }
 
 /// The downtime an instance's `start` step recorded, if any.
@@ -108,42 +213,458 @@ fn status_word(s: StepStatus) -> &'static str {
     }
 }
 
-/// `reroot show RUN`: the run, then each instance's steps with result and duration.
-pub fn run_detail(state: &RunState) -> String {
+/// Where one instance of a run stands, read from its steps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstanceResult {
+    /// Every step of its run's kind succeeded.
+    Succeeded,
+    /// A step failed (it may be retried, or undone); with `--on-failure hold` inside the
+    /// downtime window, the instance is left down.
+    Failed,
+    /// A step failed inside the downtime window and the engine put the instance back on its
+    /// old root: every step undone, though nobody asked for an undo.
+    Reverted,
+    /// The undo of a step failed.
+    UndoFailed,
+    /// A step or an undo is under way, or the instance stopped between two steps: still
+    /// running, or its process died (then `status` says the run is interrupted).
+    InProgress,
+    /// Every step that ran was undone, after an undo was asked for.
+    Undone,
+    /// No step ran.
+    NotStarted,
+}
+
+impl InstanceResult {
+    /// Every result, in the order summaries list them.
+    pub const ALL: [InstanceResult; 7] = [
+        InstanceResult::Succeeded,
+        InstanceResult::Failed,
+        InstanceResult::Reverted,
+        InstanceResult::UndoFailed,
+        InstanceResult::InProgress,
+        InstanceResult::Undone,
+        InstanceResult::NotStarted,
+    ];
+
+    /// The words of summaries and headings ("not started", ...).
+    pub fn word(self) -> &'static str {
+        match self {
+            InstanceResult::Succeeded => "succeeded",
+            InstanceResult::Failed => "failed",
+            InstanceResult::Reverted => "reverted",
+            InstanceResult::UndoFailed => "undo failed",
+            InstanceResult::InProgress => "in progress",
+            InstanceResult::Undone => "undone",
+            InstanceResult::NotStarted => "not started",
+        }
+    }
+
+    /// The instances `show --failed` and `status` single out: those that ran and whose steps
+    /// did not all succeed, except those undone on request (where an undo means to end).
+    pub fn needs_attention(self) -> bool {
+        matches!(
+            self,
+            InstanceResult::Failed
+                | InstanceResult::Reverted
+                | InstanceResult::UndoFailed
+                | InstanceResult::InProgress
+        )
+    }
+}
+
+/// The start of the note `reroot undo` records in a run before undoing it (`undo requested`,
+/// or `undo requested with --data`; see `cli::run_cmd`).
+pub const UNDO_NOTE_PREFIX: &str = "undo requested";
+
+/// What, besides an instance's own steps, tells where it stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunFacts {
+    /// The step names of the run's kind, in order; `None` for a kind this build does not know
+    /// (a run written by a newer reroot).
+    pub steps: Option<Vec<&'static str>>,
+    /// The run's status.
+    pub status: RunStatus,
+    /// Whether an undo was asked for: only then are steps undone other than by a revert.
+    pub undo_requested: bool,
+}
+
+impl RunFacts {
+    /// The facts of `state`.
+    pub fn of(state: &RunState) -> RunFacts {
+        RunFacts {
+            steps: RunKind::of(&state.header.options)
+                .ok()
+                .map(|kind| kind.pipeline().iter().map(|s| s.name()).collect()),
+            status: state.status,
+            undo_requested: state.notes.iter().any(|n| n.starts_with(UNDO_NOTE_PREFIX)),
+        }
+    }
+}
+
+/// Where `inst` stands in its run. An instance whose recorded steps all succeeded but that
+/// lacks one of its run's steps stopped between two steps, unless the run succeeded (a
+/// succeeded run finished every instance, even with steps this build does not have, e.g. one
+/// recorded by an older reroot). An instance with every step undone was reverted by the engine
+/// unless an undo was asked for (the journal records a revert like an undo).
+pub fn instance_result(inst: &InstanceState, run: &RunFacts) -> InstanceResult {
+    let any = |status: StepStatus| inst.steps.iter().any(|s| s.status == status);
+    let all = |status: StepStatus| inst.steps.iter().all(|s| s.status == status);
+    let has_every_step = || {
+        run.steps.as_ref().is_none_or(|names| {
+            names
+                .iter()
+                .all(|n| inst.steps.iter().any(|s| s.name == *n))
+        })
+    };
+    if inst.steps.is_empty() {
+        InstanceResult::NotStarted
+    } else if any(StepStatus::Started) || any(StepStatus::UndoStarted) {
+        InstanceResult::InProgress
+    } else if any(StepStatus::UndoFailed) {
+        InstanceResult::UndoFailed
+    } else if any(StepStatus::Failed) {
+        InstanceResult::Failed
+    } else if all(StepStatus::UndoFinished) {
+        if run.undo_requested {
+            InstanceResult::Undone
+        } else {
+            InstanceResult::Reverted
+        }
+    } else if all(StepStatus::Succeeded) && (run.status == RunStatus::Succeeded || has_every_step())
+    {
+        InstanceResult::Succeeded
+    } else {
+        // Some steps succeeded, others are missing or undone: between two steps of a pass.
+        InstanceResult::InProgress
+    }
+}
+
+/// Every instance of the run with where it stands, in the run's order.
+pub fn instance_results(state: &RunState) -> Vec<(&InstanceState, InstanceResult)> {
+    let facts = RunFacts::of(state);
+    state
+        .instances
+        .iter()
+        .map(|i| (i, instance_result(i, &facts)))
+        .collect()
+}
+
+/// The distribution of some durations, by nearest rank (p50 is a value that occurred).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Spread {
+    /// How many values.
+    pub count: usize,
+    /// The median.
+    pub p50: i64,
+    /// The 95th percentile.
+    pub p95: i64,
+    /// The largest.
+    pub max: i64,
+}
+
+/// The spread of `values` (in any order); `None` for none.
+pub fn spread(values: &[i64]) -> Option<Spread> {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    let max = *sorted.last()?;
+    let n = sorted.len();
+    // Nearest rank: the smallest value with at least p% of the values at or below it.
+    let rank = |p: usize| sorted[(p * n).div_ceil(100).clamp(1, n) - 1];
+    Some(Spread {
+        count: n,
+        p50: rank(50),
+        p95: rank(95),
+        max,
+    })
+}
+
+/// From the run's start to the latest time one of its steps recorded (started or ended): its
+/// wall time, or so far for one under way; `None` before any step. Later notes (a `prune`
+/// days after) are not counted: they are not work of the run.
+pub fn wall_time_ms(state: &RunState) -> Option<i64> {
+    let last = state
+        .instances
+        .iter()
+        .flat_map(|i| &i.steps)
+        .map(|s| s.ended_at_ms.unwrap_or(s.started_at_ms))
+        .max()?;
+    Some((last - state.header.started_at_ms).max(0))
+}
+
+/// What `show` and `status` print before any table, and `--json` gives as `summary`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RunOverview {
+    /// How many instances the run has.
+    pub instance_count: usize,
+    /// How many instances stand where, every result listed (0 for none).
+    pub results: BTreeMap<InstanceResult, usize>,
+    /// The downtimes the instances' `start` steps recorded (ms); `None` when none did.
+    pub downtime_ms: Option<Spread>,
+    /// See [`wall_time_ms`].
+    pub wall_time_ms: Option<i64>,
+}
+
+/// The overview of a whole run.
+pub fn overview(state: &RunState) -> RunOverview {
+    let mut results: BTreeMap<InstanceResult, usize> =
+        InstanceResult::ALL.iter().map(|r| (*r, 0)).collect();
+    for (_, result) in instance_results(state) {
+        *results.entry(result).or_default() += 1;
+    }
+    let downtimes: Vec<i64> = state
+        .instances
+        .iter()
+        .filter_map(|i| downtime_ms(state, &i.name))
+        .collect();
+    RunOverview {
+        instance_count: state.instances.len(),
+        results,
+        downtime_ms: spread(&downtimes),
+        wall_time_ms: wall_time_ms(state),
+    }
+}
+
+/// Which instances `show` prints. The default prints all; both parts together keep only the
+/// instances that pass both.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct InstanceFilter {
+    /// Only these instances (empty: any).
+    pub names: Vec<String>,
+    /// Only those that need attention (see [`InstanceResult::needs_attention`]).
+    pub failed: bool,
+}
+
+/// How many names an error message lists before `…`.
+const NAMES_IN_ERRORS: usize = 5;
+
+/// The instances of `state` that `filter` selects, with where they stand, in the run's order.
+/// A name the run does not have is an error naming it (a typo must not look like "nothing
+/// failed").
+pub fn select<'a>(
+    state: &'a RunState,
+    filter: &InstanceFilter,
+) -> Result<Vec<(&'a InstanceState, InstanceResult)>, String> {
+    let unknown: Vec<&String> = filter
+        .names
+        .iter()
+        .filter(|n| state.instance(n).is_none())
+        .collect();
+    if !unknown.is_empty() {
+        let asked: Vec<String> = unknown.iter().map(|n| format!("{n:?}")).collect();
+        let mut have: Vec<&str> = state
+            .instances
+            .iter()
+            .take(NAMES_IN_ERRORS)
+            .map(|i| i.name.as_str())
+            .collect();
+        if state.instances.len() > NAMES_IN_ERRORS {
+            have.push("…");
+        }
+        return Err(format!(
+            "run {} has no instance {} (its {} instances: {})",
+            short_id(&state.header.id),
+            asked.join(", "),
+            state.instances.len(),
+            have.join(", ")
+        ));
+    }
+    Ok(instance_results(state)
+        .into_iter()
+        .filter(|(i, _)| filter.names.is_empty() || filter.names.contains(&i.name))
+        .filter(|(_, r)| !filter.failed || r.needs_attention())
+        .collect())
+}
+
+/// `1.234 s` under a minute, then `4 m 05 s` and `1 h 02 m 03 s`: a run's wall time.
+pub fn long_duration(ms: i64) -> String {
+    let secs = ms / 1000;
+    if secs < 60 {
+        duration(ms)
+    } else if secs < 3600 {
+        format!("{} m {:02} s", secs / 60, secs % 60)
+    } else {
+        format!(
+            "{} h {:02} m {:02} s",
+            secs / 3600,
+            secs % 3600 / 60,
+            secs % 60
+        )
+    }
+}
+
+/// The run's header and overview, one `label  value` line each.
+fn run_lines(state: &RunState, o: &RunOverview) -> String {
     let h = &state.header;
     let mut out = String::new();
-    let _ = writeln!(out, "run      {}", h.id);
-    let _ = writeln!(out, "command  {}", h.command.join(" "));
-    let _ = writeln!(out, "by       {}@{}", h.user, h.host);
-    let _ = writeln!(out, "started  {}", utc(h.started_at_ms));
-    let _ = writeln!(out, "status   {}", state.status);
-    for inst in &state.instances {
-        let _ = writeln!(out);
-        let downtime = downtime_ms(state, &inst.name)
-            .map(|d| format!(" (downtime {})", duration(d)))
-            .unwrap_or_default();
-        let _ = writeln!(out, "{}{downtime}", inst.name);
-        let rows: Vec<Vec<String>> = inst
-            .steps
-            .iter()
-            .map(|s| {
-                vec![
-                    format!("  {}", s.name),
-                    status_word(s.status).to_string(),
-                    s.attempt.to_string(),
-                    s.ended_at_ms
-                        .map(|e| duration(e - s.started_at_ms))
-                        .unwrap_or_else(|| "-".into()),
-                    s.error.clone().unwrap_or_default(),
-                ]
-            })
-            .collect();
+    let mut line = |label: &str, value: &str| {
+        let _ = writeln!(out, "{label:<10} {value}");
+    };
+    line("run", &h.id.to_string());
+    line("command", &short_command(&h.command));
+    line("by", &format!("{}@{}", h.user, h.host));
+    line("started", &utc(h.started_at_ms));
+    line("status", state.status.as_str());
+    let counts: Vec<String> = o
+        .results
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(r, n)| format!("{n} {}", r.word()))
+        .collect();
+    if counts.is_empty() {
+        line("instances", &o.instance_count.to_string());
+    } else {
+        line(
+            "instances",
+            &format!("{}: {}", o.instance_count, counts.join(", ")),
+        );
+    }
+    if let Some(d) = o.downtime_ms {
+        line(
+            "downtime",
+            &format!(
+                "p50 {}, p95 {}, max {} ({} instances)",
+                duration(d.p50),
+                duration(d.p95),
+                duration(d.max),
+                d.count
+            ),
+        );
+    }
+    if let Some(w) = o.wall_time_ms {
+        line("wall time", &long_duration(w));
+    }
+    out
+}
+
+/// One instance: a heading with where it stands and its downtime, then its steps.
+fn instance_detail(state: &RunState, inst: &InstanceState, result: InstanceResult) -> String {
+    let mut out = String::new();
+    let downtime = downtime_ms(state, &inst.name)
+        .map(|d| format!(" (downtime {})", duration(d)))
+        .unwrap_or_default();
+    let _ = writeln!(out, "{}  {}{downtime}", inst.name, result.word());
+    let rows: Vec<Vec<String>> = inst
+        .steps
+        .iter()
+        .map(|s| {
+            vec![
+                format!("  {}", s.name),
+                status_word(s.status).to_string(),
+                s.attempt.to_string(),
+                s.ended_at_ms
+                    .map(|e| duration(e - s.started_at_ms))
+                    .unwrap_or_else(|| "-".into()),
+                s.error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    if !rows.is_empty() {
         out.push_str(&table(&["  STEP", "RESULT", "TRY", "TIME", "ERROR"], &rows));
+    }
+    out
+}
+
+/// `reroot show RUN`: the run and its overview, then the steps of each instance `filter`
+/// selects (with their result and duration), then the run's notes.
+pub fn run_detail(state: &RunState, filter: &InstanceFilter) -> Result<String, String> {
+    let selected = select(state, filter)?;
+    let o = overview(state);
+    let mut out = run_lines(state, &o);
+    if *filter != InstanceFilter::default() {
+        let _ = writeln!(
+            out,
+            "{:<10} {} of {} instances",
+            "showing",
+            selected.len(),
+            o.instance_count
+        );
+    }
+    for (inst, result) in selected {
+        let _ = writeln!(out);
+        out.push_str(&instance_detail(state, inst, result));
     }
     for note in &state.notes {
         let _ = writeln!(out, "note: {note}");
     }
+    Ok(out)
+}
+
+/// How many instances `status` details per run; `show RUN --failed` lists them all.
+const STATUS_INSTANCES: usize = 10;
+
+/// A run in `reroot status`: the run and its overview, then the steps of the instances that
+/// need attention (failed, undo failed, in progress), at most [`STATUS_INSTANCES`] of them, so
+/// that a run of 500 instances stays a screenful.
+pub fn status_detail(state: &RunState) -> String {
+    let o = overview(state);
+    let mut out = run_lines(state, &o);
+    let attention: Vec<_> = instance_results(state)
+        .into_iter()
+        .filter(|(_, r)| r.needs_attention())
+        .collect();
+    for (inst, result) in attention.iter().take(STATUS_INSTANCES) {
+        let _ = writeln!(out);
+        out.push_str(&instance_detail(state, inst, *result));
+    }
+    if attention.len() > STATUS_INSTANCES {
+        let _ = writeln!(
+            out,
+            "\n… and {} more instances failed or in progress: `reroot show {} --failed`",
+            attention.len() - STATUS_INSTANCES,
+            short_id(&state.header.id)
+        );
+    }
     out
+}
+
+/// `show --json`: the run as replayed (its instances narrowed to those the filter selects)
+/// and its overview as `summary`, which always covers the whole run.
+#[derive(Debug, Clone, Serialize)]
+pub struct ShownRun {
+    /// The replayed run; `instances` holds only the selected ones.
+    #[serde(flatten)]
+    pub run: RunState,
+    /// The overview of the whole run.
+    pub summary: RunOverview,
+}
+
+/// The `show --json` of `state` under `filter`.
+pub fn shown_run(state: &RunState, filter: &InstanceFilter) -> Result<ShownRun, String> {
+    let keep: std::collections::BTreeSet<String> = select(state, filter)?
+        .into_iter()
+        .map(|(i, _)| i.name.clone())
+        .collect();
+    let mut run = state.clone();
+    run.instances.retain(|i| keep.contains(&i.name));
+    Ok(ShownRun {
+        run,
+        summary: overview(state),
+    })
+}
+
+/// A run in `status --json`: what it needs, its instance count and overview, and the run.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatusRun<'a> {
+    /// What the run needs (in progress, interrupted, ...), as the text says it.
+    pub activity: &'a str,
+    /// How many instances the run has.
+    pub instance_count: usize,
+    /// Its overview.
+    pub summary: RunOverview,
+    /// The replayed run, every instance included.
+    pub run: &'a RunState,
+}
+
+/// The `status --json` entry of `state`.
+pub fn status_run<'a>(state: &'a RunState, activity: &'a str) -> StatusRun<'a> {
+    StatusRun {
+        activity,
+        instance_count: state.instances.len(),
+        summary: overview(state),
+        run: state,
+    }
 }
 
 /// The end of `rebuild`, `snapshot`, `resume` and `undo`: how each instance ended; `done` is
@@ -244,6 +765,521 @@ pub fn forecast_table(forecasts: &[crate::steps::forecast::Forecast]) -> String 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use journal::{EventKind, Journal, Outcome, RunHeader, RunId};
+
+    fn argv(words: &str) -> Vec<String> {
+        words.split(' ').map(str::to_string).collect()
+    }
+
+    fn paths(n: usize) -> String {
+        (0..n)
+            .map(|i| format!("configs/web/w{i:03}.yaml"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    #[test]
+    fn commands_keep_flags_and_the_first_operands() {
+        let cases: Vec<(String, &str)> = vec![
+            (
+                format!("/usr/local/bin/reroot rebuild --parallel 8 {}", paths(100)),
+                "reroot rebuild --parallel 8 configs/web/w000.yaml configs/web/w001.yaml … (+98 more)",
+            ),
+            // Four operands: hiding one would save nothing.
+            (
+                "reroot rebuild a.yaml b.yaml c.yaml".to_string(),
+                "reroot rebuild a.yaml b.yaml c.yaml",
+            ),
+            (
+                "reroot rebuild a.yaml b.yaml c.yaml d.yaml".to_string(),
+                "reroot rebuild a.yaml b.yaml … (+2 more)",
+            ),
+            // Flags after the paths, and their values, stay where they were.
+            (
+                "reroot rebuild a b c d e --canaries 1 -P tpl=v2".to_string(),
+                "reroot rebuild a b … (+3 more) --canaries 1 -P tpl=v2",
+            ),
+            // Global flags before the subcommand; a value joined with `=` has no word after.
+            (
+                "reroot --journal /j --socket=/s rebuild a b c d".to_string(),
+                "reroot --journal /j --socket=/s rebuild a b … (+2 more)",
+            ),
+            // A flag that takes no value keeps the word after it: a value is never hidden.
+            (
+                "reroot rebuild --dry-run a b c d e".to_string(),
+                "reroot rebuild --dry-run a b c … (+2 more)",
+            ),
+            (
+                "reroot undo 1a2b3c4d web-1 web-2 web-3 web-4 web-5".to_string(),
+                "reroot undo 1a2b3c4d web-1 … (+4 more)",
+            ),
+            // After `--` everything is an operand.
+            (
+                "reroot undo -- 1a2b3c4d -w1 -w2 -w3".to_string(),
+                "reroot undo -- 1a2b3c4d -w1 … (+2 more)",
+            ),
+            ("reroot status".to_string(), "reroot status"),
+        ];
+        for (command, short) in cases {
+            assert_eq!(short_command(&argv(&command)), short, "{command}");
+        }
+        assert_eq!(short_command(&[]), "");
+        let odd: Vec<String> = ["reroot", "rebuild", "my site.yaml", "it's.yaml", ""]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(
+            short_command(&odd),
+            r"reroot rebuild 'my site.yaml' 'it'\''s.yaml' ''"
+        );
+    }
+
+    #[test]
+    fn history_lines_count_instances_and_shorten_commands() {
+        let instances: Vec<String> = (0..150).map(|i| format!("w{i:03}")).collect();
+        let run = RunSummary {
+            id: uuid::Uuid::from_u128(0x1a2b3c4d_0000_0000_0000_000000000000),
+            command: argv(&format!("reroot rebuild {}", paths(150))),
+            instances,
+            started_at_ms: 0,
+            status: RunStatus::Succeeded,
+            events: 1,
+            last_at_ms: 0,
+            user: "alice".into(),
+        };
+        let text = runs_table(std::slice::from_ref(&run));
+        let line = text.lines().nth(1).expect("a line for the run");
+        assert_eq!(
+            line,
+            "1a2b3c4d  1970-01-01 00:00:00Z  succeeded  150        reroot rebuild \
+             configs/web/w000.yaml configs/web/w001.yaml … (+148 more)"
+        );
+        let json = serde_json::to_value(listed_runs(&[run])).unwrap();
+        assert_eq!(json[0]["instance_count"], 150);
+        assert_eq!(json[0]["command"].as_array().unwrap().len(), 152);
+        assert_eq!(json[0]["instances"].as_array().unwrap().len(), 150);
+    }
+
+    #[test]
+    fn spreads_by_nearest_rank() {
+        assert_eq!(spread(&[]), None);
+        let one = Spread {
+            count: 1,
+            p50: 7,
+            p95: 7,
+            max: 7,
+        };
+        assert_eq!(spread(&[7]), Some(one));
+        let hundred: Vec<i64> = (1..=100).rev().collect();
+        let s = spread(&hundred).unwrap();
+        assert_eq!((s.count, s.p50, s.p95, s.max), (100, 50, 95, 100));
+        let s = spread(&[3, 1, 2, 4]).unwrap();
+        assert_eq!((s.p50, s.p95, s.max), (2, 4, 4));
+        let s = spread(&(0..150).collect::<Vec<_>>()).unwrap();
+        assert_eq!((s.p50, s.p95, s.max), (74, 142, 149));
+    }
+
+    #[test]
+    fn long_durations_read_in_minutes_and_hours() {
+        assert_eq!(long_duration(59_999), "59.999 s");
+        assert_eq!(long_duration(125_000), "2 m 05 s");
+        assert_eq!(long_duration(3_723_000), "1 h 02 m 03 s");
+    }
+
+    /// A temporary journal, and runs written into it through the journal's own API.
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        j: Journal,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let dir = tempfile::tempdir().unwrap();
+            let j = Journal::open(dir.path()).unwrap();
+            Fixture { _dir: dir, j }
+        }
+
+        fn run(&self, kind: &str, instances: &[&str]) -> RunId {
+            let header = RunHeader {
+                id: RunHeader::new_id(),
+                command: argv(&format!("reroot {kind} x.yaml")),
+                user: "alice".into(),
+                host: "host1".into(),
+                started_at_ms: journal::now_ms(),
+                config_digests: vec![],
+                instances: instances.iter().map(|s| s.to_string()).collect(),
+                options: [("kind".to_string(), kind.to_string())].into(),
+            };
+            self.j.create_run(header).unwrap().run
+        }
+
+        fn ev(&self, run: RunId, inst: &str, step: &str, attempt: u32, kind: EventKind) {
+            self.j
+                .append(run, Some(inst), Some(step), attempt, kind)
+                .unwrap_or_else(|e| panic!("{inst}/{step}: {e}"));
+        }
+
+        /// `steps` succeed in order; `start` records `downtime`.
+        fn ok(&self, run: RunId, inst: &str, steps: &[&str], downtime: i64) {
+            for s in steps {
+                self.ev(run, inst, s, 1, EventKind::StepStarted);
+                let output = if *s == "start" {
+                    format!("{{\"downtime_ms\":{downtime}}}")
+                } else {
+                    "{}".to_string()
+                };
+                self.ev(run, inst, s, 1, EventKind::StepSucceeded { output });
+            }
+        }
+
+        fn finish(&self, run: RunId, outcome: Outcome) {
+            self.j
+                .append(run, None, None, 0, EventKind::RunFinished { outcome })
+                .unwrap();
+        }
+    }
+
+    fn rebuild_steps() -> Vec<&'static str> {
+        crate::steps::rebuild_pipeline()
+            .iter()
+            .map(|s| s.name())
+            .collect()
+    }
+
+    fn failed(error: &str) -> EventKind {
+        EventKind::StepFailed {
+            error: error.into(),
+        }
+    }
+
+    #[test]
+    fn instance_results_from_journal_records() {
+        use InstanceResult::*;
+        let all = rebuild_steps();
+        let f = Fixture::new();
+        type Write = fn(&Fixture, RunId, &str, &[&str]);
+        let cases: Vec<(&str, Write, InstanceResult)> = vec![
+            ("nothing", |_, _, _, _| {}, NotStarted),
+            ("every step", |f, r, i, all| f.ok(r, i, all, 900), Succeeded),
+            (
+                "between two steps",
+                |f, r, i, all| f.ok(r, i, &all[..3], 0),
+                InProgress,
+            ),
+            (
+                "a step under way",
+                |f, r, i, all| {
+                    f.ok(r, i, &all[..1], 0);
+                    f.ev(r, i, all[1], 1, EventKind::StepStarted);
+                },
+                InProgress,
+            ),
+            (
+                "a step failed",
+                |f, r, i, all| {
+                    f.ok(r, i, &all[..1], 0);
+                    f.ev(r, i, all[1], 1, EventKind::StepStarted);
+                    f.ev(r, i, all[1], 1, failed("no space"));
+                },
+                Failed,
+            ),
+            (
+                "a failed step tried again",
+                |f, r, i, all| {
+                    f.ev(r, i, all[0], 1, EventKind::StepStarted);
+                    f.ev(r, i, all[0], 1, failed("busy"));
+                    f.ev(r, i, all[0], 2, EventKind::StepStarted);
+                },
+                InProgress,
+            ),
+            (
+                "every step undone",
+                |f, r, i, all| {
+                    f.ok(r, i, &all[..2], 0);
+                    for s in all[..2].iter().rev() {
+                        f.ev(r, i, s, 1, EventKind::UndoStarted);
+                        f.ev(r, i, s, 1, EventKind::UndoFinished);
+                    }
+                },
+                Reverted,
+            ),
+            (
+                "failed in the window, then every step undone",
+                |f, r, i, all| {
+                    f.ok(r, i, &all[..3], 0);
+                    f.ev(r, i, all[3], 1, EventKind::StepStarted);
+                    f.ev(r, i, all[3], 1, failed("zfs: dataset is busy"));
+                    for s in all[..4].iter().rev() {
+                        f.ev(r, i, s, 1, EventKind::UndoStarted);
+                        f.ev(r, i, s, 1, EventKind::UndoFinished);
+                    }
+                },
+                Reverted,
+            ),
+            (
+                "half undone",
+                |f, r, i, all| {
+                    f.ok(r, i, &all[..2], 0);
+                    f.ev(r, i, all[1], 1, EventKind::UndoStarted);
+                    f.ev(r, i, all[1], 1, EventKind::UndoFinished);
+                },
+                InProgress,
+            ),
+            (
+                "an undo under way",
+                |f, r, i, all| {
+                    f.ok(r, i, &all[..1], 0);
+                    f.ev(r, i, all[0], 1, EventKind::UndoStarted);
+                },
+                InProgress,
+            ),
+            (
+                "an undo failed",
+                |f, r, i, all| {
+                    f.ok(r, i, &all[..2], 0);
+                    f.ev(r, i, all[1], 1, EventKind::UndoStarted);
+                    f.ev(r, i, all[1], 1, EventKind::UndoFailed { error: "x".into() });
+                },
+                UndoFailed,
+            ),
+        ];
+        let names: Vec<String> = (0..cases.len()).map(|i| format!("web-{i}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        for undo_requested in [false, true] {
+            let run = f.run("rebuild", &refs);
+            if undo_requested {
+                let text = "undo requested with --data".to_string();
+                f.j.append(run, None, None, 0, EventKind::Note { text })
+                    .unwrap();
+            }
+            for ((_, write, _), name) in cases.iter().zip(&names) {
+                write(&f, run, name, &all);
+            }
+            let state = f.j.replay(run).unwrap();
+            let results = instance_results(&state);
+            for ((what, _, want), (inst, got)) in cases.iter().zip(&results) {
+                // The journal records a revert like an undo: only the undo's note tells them
+                // apart.
+                let want = match want {
+                    Reverted if undo_requested => Undone,
+                    other => *other,
+                };
+                assert_eq!(
+                    *got, want,
+                    "{what} ({}), undo asked: {undo_requested}",
+                    inst.name
+                );
+            }
+        }
+
+        // A succeeded run finished every instance, even with steps this build does not know.
+        let done = f.run("rebuild", &["old-1"]);
+        f.ok(done, "old-1", &["preflight", "swap"], 0);
+        f.finish(done, Outcome::Succeeded);
+        let state = f.j.replay(done).unwrap();
+        assert_eq!(instance_results(&state)[0].1, Succeeded);
+        // Of a kind this build does not know, recorded steps that all succeeded are all there is.
+        let newer = f.run("frobnicate", &["new-1"]);
+        f.ok(newer, "new-1", &["frob"], 0);
+        let state = f.j.replay(newer).unwrap();
+        assert_eq!(instance_results(&state)[0].1, Succeeded);
+    }
+
+    /// A rebuild of six instances: three rebuilt (downtimes 300, 100, 200 ms), one failed at
+    /// `prepare`, one under way, one not started.
+    fn six(f: &Fixture) -> RunState {
+        let all = rebuild_steps();
+        let names = ["a", "b", "c", "d", "e", "f"];
+        let run = f.run("rebuild", &names);
+        for (name, downtime) in [("a", 300), ("b", 100), ("c", 200)] {
+            f.ok(run, name, &all, downtime);
+        }
+        f.ok(run, "d", &all[..1], 0);
+        f.ev(run, "d", all[1], 1, EventKind::StepStarted);
+        f.ev(run, "d", all[1], 1, failed("disk full"));
+        f.ok(run, "e", &all[..4], 0);
+        f.ev(run, "e", all[4], 1, EventKind::StepStarted);
+        f.j.replay(run).unwrap()
+    }
+
+    #[test]
+    fn overview_counts_results_and_spreads_downtime() {
+        let f = Fixture::new();
+        let state = six(&f);
+        let o = overview(&state);
+        assert_eq!(o.instance_count, 6);
+        let counts: Vec<(InstanceResult, usize)> =
+            o.results.iter().map(|(r, n)| (*r, *n)).collect();
+        use InstanceResult::*;
+        assert_eq!(
+            counts,
+            [
+                (Succeeded, 3),
+                (Failed, 1),
+                (Reverted, 0),
+                (UndoFailed, 0),
+                (InProgress, 1),
+                (Undone, 0),
+                (NotStarted, 1)
+            ]
+        );
+        let d = o.downtime_ms.unwrap();
+        assert_eq!((d.count, d.p50, d.p95, d.max), (3, 200, 300, 300));
+        let wall = o.wall_time_ms.unwrap();
+        let elapsed = journal::now_ms() - state.header.started_at_ms;
+        assert!((0..=elapsed).contains(&wall), "{wall} of {elapsed}");
+
+        let json = serde_json::to_value(&o).unwrap();
+        assert_eq!(json["results"]["not_started"], 1);
+        assert_eq!(json["results"]["in_progress"], 1);
+        assert_eq!(json["downtime_ms"]["p95"], 300);
+
+        let empty = Fixture::new();
+        let run = empty.run("snapshot", &["t"]);
+        let o = overview(&empty.j.replay(run).unwrap());
+        assert_eq!((o.downtime_ms, o.wall_time_ms), (None, None));
+    }
+
+    #[test]
+    fn show_prints_the_overview_then_the_selected_instances() {
+        let f = Fixture::new();
+        let state = six(&f);
+        let heading =
+            |name: &str, text: &str| text.lines().any(|l| l.starts_with(&format!("{name}  ")));
+        let text = run_detail(&state, &InstanceFilter::default()).unwrap();
+        assert!(
+            text.contains("instances  6: 3 succeeded, 1 failed, 1 in progress, 1 not started\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("downtime   p50 200 ms, p95 300 ms, max 300 ms (3 instances)\n"),
+            "{text}"
+        );
+        assert!(text.contains("\nwall time  "), "{text}");
+        assert!(
+            text.contains("command    reroot rebuild x.yaml\n"),
+            "{text}"
+        );
+        assert!(!text.contains("showing"), "{text}");
+        assert!(text.contains("a  succeeded (downtime 300 ms)\n"), "{text}");
+        assert!(text.contains("disk full"), "{text}");
+        for name in ["a", "b", "c", "d", "e", "f"] {
+            assert!(heading(name, &text), "{name} in {text}");
+        }
+
+        let cases: Vec<(InstanceFilter, Vec<&str>)> = vec![
+            (
+                InstanceFilter {
+                    names: vec![],
+                    failed: true,
+                },
+                vec!["d", "e"],
+            ),
+            (
+                InstanceFilter {
+                    names: vec!["f".into(), "b".into()],
+                    failed: false,
+                },
+                vec!["b", "f"],
+            ),
+            (
+                InstanceFilter {
+                    names: vec!["a".into(), "d".into()],
+                    failed: true,
+                },
+                vec!["d"],
+            ),
+        ];
+        for (filter, want) in cases {
+            let text = run_detail(&state, &filter).unwrap();
+            let shown: Vec<&str> = ["a", "b", "c", "d", "e", "f"]
+                .into_iter()
+                .filter(|n| heading(n, &text))
+                .collect();
+            assert_eq!(shown, want, "{filter:?}: {text}");
+            assert!(
+                text.contains(&format!("showing    {} of 6 instances\n", want.len())),
+                "{text}"
+            );
+            // The summary covers the whole run whatever is shown.
+            assert!(text.contains("instances  6: 3 succeeded"), "{text}");
+            let json = serde_json::to_value(shown_run(&state, &filter).unwrap()).unwrap();
+            let names: Vec<&str> = json["instances"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["name"].as_str().unwrap())
+                .collect();
+            assert_eq!(names, want, "{filter:?}");
+            assert_eq!(json["summary"]["instance_count"], 6);
+            assert_eq!(json["status"], "Running");
+        }
+
+        let typo = InstanceFilter {
+            names: vec!["a".into(), "zz".into()],
+            failed: false,
+        };
+        let err = run_detail(&state, &typo).unwrap_err();
+        assert!(
+            err.contains("no instance \"zz\"") && err.contains("its 6 instances: a, b, c, d, e, …"),
+            "{err}"
+        );
+        assert_eq!(shown_run(&state, &typo).unwrap_err(), err);
+    }
+
+    #[test]
+    fn status_details_only_the_instances_that_need_attention() {
+        let f = Fixture::new();
+        let all = rebuild_steps();
+        let names: Vec<String> = (0..30).map(|i| format!("x{i:02}")).collect();
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let run = f.run("rebuild", &refs);
+        for (i, name) in names.iter().enumerate() {
+            match i % 3 {
+                0 => f.ok(run, name, &all, 100),
+                1 => {
+                    f.ev(run, name, all[0], 1, EventKind::StepStarted);
+                    f.ev(run, name, all[0], 1, failed("refused"));
+                }
+                _ => {}
+            }
+        }
+        f.finish(run, Outcome::Failed);
+        let state = f.j.replay(run).unwrap();
+        let text = status_detail(&state);
+        assert!(
+            text.contains("instances  30: 10 succeeded, 10 failed, 10 not started\n"),
+            "{text}"
+        );
+        let headed: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with('x'))
+            .map(|l| l.split(' ').next().unwrap())
+            .collect();
+        let want: Vec<String> = (0..10).map(|i| format!("x{:02}", 3 * i + 1)).collect();
+        assert_eq!(headed, want, "{text}");
+        assert!(!text.contains("more instances"), "{text}");
+
+        // 12 failures: ten detailed, two counted.
+        let more = f.run("rebuild", &refs[..12]);
+        for name in &refs[..12] {
+            f.ev(more, name, all[0], 1, EventKind::StepStarted);
+            f.ev(more, name, all[0], 1, failed("refused"));
+        }
+        let text = status_detail(&f.j.replay(more).unwrap());
+        assert_eq!(text.matches("  failed\n").count(), 10, "{text}");
+        assert!(
+            text.contains(&format!(
+                "… and 2 more instances failed or in progress: `reroot show {} --failed`",
+                short_id(&more)
+            )),
+            "{text}"
+        );
+        let json = serde_json::to_value(status_run(&state, "failed; ...")).unwrap();
+        assert_eq!(json["instance_count"], 30);
+        assert_eq!(json["summary"]["results"]["failed"], 10);
+        assert_eq!(json["run"]["instances"].as_array().unwrap().len(), 30);
+    }
 
     #[test]
     fn utc_formats_known_instants() {

@@ -76,6 +76,14 @@ fn parse_when_at(text: &str, now: std::time::SystemTime) -> Result<i64, String> 
 pub struct ShowArgs {
     /// The run (id or its first characters).
     pub run: String,
+    /// Only this instance (repeatable); the summary still covers the whole run.
+    #[arg(long = "instance", value_name = "NAME")]
+    pub instances: Vec<String>,
+    /// Only the instances whose steps did not all succeed: failed, reverted to their old root,
+    /// undo failed, or stopped part-way (in progress or interrupted); not those not started or
+    /// undone on request.
+    #[arg(long)]
+    pub failed: bool,
 }
 
 /// `reroot journal ...`.
@@ -115,7 +123,10 @@ pub fn history(args: HistoryArgs, global: &Global) -> Result<ExitCode, CliError>
         limit: args.limit,
     })?;
     if global.json {
-        println!("{}", serde_json::to_string_pretty(&runs)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report::listed_runs(&runs))?
+        );
     } else if runs.is_empty() {
         println!("no runs in {}", global.journal.display());
     } else {
@@ -145,7 +156,8 @@ fn activity(state: &RunState, writer: Option<WriterInfo>) -> String {
 }
 
 /// `reroot status`: the runs that are in progress, interrupted, paused or failed (what
-/// `resume` or `undo` would act on), each with its steps. Works while a run is writing.
+/// `resume` or `undo` would act on), each with its overview and the steps of the instances
+/// that need attention. Works while a run is writing.
 pub fn status(global: &Global) -> Result<ExitCode, CliError> {
     let r = reader(global)?;
     let writer = r.writer();
@@ -160,9 +172,9 @@ pub fn status(global: &Global) -> Result<ExitCode, CliError> {
         shown.push((state, what));
     }
     if global.json {
-        let list: Vec<serde_json::Value> = shown
+        let list: Vec<report::StatusRun> = shown
             .iter()
-            .map(|(state, what)| serde_json::json!({ "activity": what, "run": state }))
+            .map(|(state, what)| report::status_run(state, what))
             .collect();
         println!(
             "{}",
@@ -173,7 +185,7 @@ pub fn status(global: &Global) -> Result<ExitCode, CliError> {
     } else {
         for (state, what) in &shown {
             println!("{}: {what}", report::short_id(&state.header.id));
-            print!("{}", report::run_detail(state));
+            print!("{}", report::status_detail(state));
             println!();
         }
     }
@@ -185,10 +197,15 @@ pub fn show(args: ShowArgs, global: &Global) -> Result<ExitCode, CliError> {
     let r = reader(global)?;
     let run = r.resolve_run(&args.run)?;
     let state = r.replay(run)?;
+    let filter = report::InstanceFilter {
+        names: args.instances,
+        failed: args.failed,
+    };
     if global.json {
-        println!("{}", serde_json::to_string_pretty(&state)?);
+        let shown = report::shown_run(&state, &filter)?;
+        println!("{}", serde_json::to_string_pretty(&shown)?);
     } else {
-        print!("{}", report::run_detail(&state));
+        print!("{}", report::run_detail(&state, &filter)?);
     }
     Ok(ExitCode::SUCCESS)
 }

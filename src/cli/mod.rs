@@ -82,12 +82,13 @@ pub enum Command {
     /// Delete stopped instances and destroy their filesystems marked `destroy: true`, after
     /// confirmation (or --yes).
     Destroy(remove_cmd::DestroyArgs),
-    /// Runs in progress, interrupted, paused or failed, with their steps (works while a run
-    /// is writing).
+    /// Runs in progress, interrupted, paused or failed: a summary of each, and the steps of
+    /// its instances that failed or are in progress (works while a run is writing).
     Status,
-    /// List runs, newest first.
+    /// List runs, newest first, with their instance count and command.
     History(journal_cmd::HistoryArgs),
-    /// Show a run: each instance's steps with result, duration and downtime.
+    /// Show a run: a summary (instances by result, downtime, wall time), then each instance's
+    /// steps with result, duration and downtime.
     Show(journal_cmd::ShowArgs),
     /// Check, export or import the journal.
     Journal {

@@ -20,7 +20,8 @@ use crate::steps::{
 };
 
 /// Note recorded when an undo is asked for (`undo` or `undo --data`); `resume` reads it.
-const UNDO_NOTE: &str = "undo requested";
+/// (The report tells an undone instance from a reverted one by this note's prefix.)
+const UNDO_NOTE: &str = report::UNDO_NOTE_PREFIX;
 const UNDO_DATA_NOTE: &str = "undo requested with --data";
 /// Note recorded per instance by `prune`; an undo after it is refused.
 const PRUNED_NOTE: &str = "pruned";
