@@ -183,6 +183,18 @@ impl RebuildEnv {
             .ok_or_else(|| StepError::new(format!("no plan for instance {instance} in this run")))
     }
 
+    /// The instance named `name` (the instance itself, or its temporary or retired root) in
+    /// the project of `instance`'s plan, as LXD has it now; `None` if there is none.
+    pub(crate) async fn live(
+        &self,
+        instance: &str,
+        name: &str,
+    ) -> Result<Option<lxd::Instance>, StepError> {
+        use lxd::OptionalExt;
+        let lxd = self.lxd(self.plan(instance)?);
+        Ok(lxd.get_instance(name).await.optional()?.map(|v| v.value))
+    }
+
     /// The LXD client for the instance's project.
     pub fn lxd(&self, plan: &InstancePlan) -> lxd::Client {
         if self.lxd.project() == Some(plan.project.as_str()) {

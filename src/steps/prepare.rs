@@ -90,13 +90,10 @@ impl Step<RebuildEnv> for Prepare {
         cx: &'a StepCx<'a, RebuildEnv>,
     ) -> BoxFuture<'a, Result<bool, StepError>> {
         Box::pin(async move {
-            let plan = cx.env.plan(cx.instance)?;
-            let lxd = cx.env.lxd(plan);
             for name in [temporary_name(cx.instance, cx.run), cx.instance.to_string()] {
-                if let Some(i) = lxd.get_instance(&name).await.optional()? {
-                    if built_by(&i.value, cx.run) {
-                        return Ok(true);
-                    }
+                let live = cx.env.live(cx.instance, &name).await?;
+                if live.is_some_and(|i| built_by(&i, cx.run)) {
+                    return Ok(true);
                 }
             }
             Ok(false)

@@ -183,16 +183,14 @@ impl Step<RebuildEnv> for Reattach {
     ) -> BoxFuture<'a, Result<bool, StepError>> {
         Box::pin(async move {
             let plan = cx.env.plan(cx.instance)?;
-            let lxd = cx.env.lxd(plan);
-            let current = lxd.get_instance(cx.instance).await.optional()?;
-            Ok(current.is_some_and(|i| {
-                built_by(&i.value, cx.run)
+            let live = cx.env.live(cx.instance, cx.instance).await?;
+            Ok(live.is_some_and(|i| {
+                built_by(&i, cx.run)
                     && match plan.device_placement {
-                        DevicePlacement::Profile => i.value.profiles.contains(&plan.device_profile),
-                        DevicePlacement::Instance => plan
-                            .devices
-                            .iter()
-                            .all(|d| i.value.devices.contains_key(&d.name)),
+                        DevicePlacement::Profile => i.profiles.contains(&plan.device_profile),
+                        DevicePlacement::Instance => {
+                            plan.devices.iter().all(|d| i.devices.contains_key(&d.name))
+                        }
                     }
             }))
         })

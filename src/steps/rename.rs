@@ -60,12 +60,8 @@ impl Step<RebuildEnv> for Retire {
         cx: &'a StepCx<'a, RebuildEnv>,
     ) -> BoxFuture<'a, Result<bool, StepError>> {
         Box::pin(async move {
-            let plan = cx.env.plan(cx.instance)?;
-            let lxd = cx.env.lxd(plan);
-            Ok(match lxd.get_instance(cx.instance).await.optional()? {
-                Some(i) => built_by(&i.value, cx.run),
-                None => true,
-            })
+            let live = cx.env.live(cx.instance, cx.instance).await?;
+            Ok(live.is_none_or(|i| built_by(&i, cx.run)))
         })
     }
 
@@ -125,10 +121,8 @@ impl Step<RebuildEnv> for Swap {
         cx: &'a StepCx<'a, RebuildEnv>,
     ) -> BoxFuture<'a, Result<bool, StepError>> {
         Box::pin(async move {
-            let plan = cx.env.plan(cx.instance)?;
-            let lxd = cx.env.lxd(plan);
-            let current = lxd.get_instance(cx.instance).await.optional()?;
-            Ok(current.is_some_and(|i| built_by(&i.value, cx.run)))
+            let live = cx.env.live(cx.instance, cx.instance).await?;
+            Ok(live.is_some_and(|i| built_by(&i, cx.run)))
         })
     }
 

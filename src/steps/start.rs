@@ -41,10 +41,8 @@ impl Step<RebuildEnv> for Start {
         cx: &'a StepCx<'a, RebuildEnv>,
     ) -> BoxFuture<'a, Result<bool, StepError>> {
         Box::pin(async move {
-            let plan = cx.env.plan(cx.instance)?;
-            let lxd = cx.env.lxd(plan);
-            let current = lxd.get_instance(cx.instance).await.optional()?;
-            Ok(current.is_some_and(|i| built_by(&i.value, cx.run) && i.value.is_running()))
+            let live = cx.env.live(cx.instance, cx.instance).await?;
+            Ok(live.is_some_and(|i| built_by(&i, cx.run) && i.is_running()))
         })
     }
 

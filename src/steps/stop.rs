@@ -108,13 +108,10 @@ impl Step<RebuildEnv> for StopOld {
         cx: &'a StepCx<'a, RebuildEnv>,
     ) -> BoxFuture<'a, Result<bool, StepError>> {
         Box::pin(async move {
-            let plan = cx.env.plan(cx.instance)?;
-            let lxd = cx.env.lxd(plan);
             for name in [cx.instance.to_string(), retired_name(cx.instance, cx.run)] {
-                if let Some(i) = lxd.get_instance(&name).await.optional()? {
-                    if !built_by(&i.value, cx.run) && i.value.is_running() {
-                        return Ok(false);
-                    }
+                let live = cx.env.live(cx.instance, &name).await?;
+                if live.is_some_and(|i| !built_by(&i, cx.run) && i.is_running()) {
+                    return Ok(false);
                 }
             }
             Ok(true)
