@@ -22,6 +22,8 @@
 #   SCRATCH       [/var/tmp/reroot-scale]  configs, data directories, logs, and the journal of
 #                            this script (SCRATCH/journal; the default journal is not touched)
 #   KEEP          [0]        1: keep the instances, profiles and SCRATCH at the end
+#   PLACEMENT     [instance] device-placement of the websites: instance, or profile (lxdops'
+#                            one profile per website), to measure what the profiles cost
 #
 # Whatever a previous run with the same PREFIX left (instances PREFIX-*, their profiles,
 # SCRATCH) is removed first.
@@ -37,6 +39,8 @@ KILL_JITTER_MS=${KILL_JITTER_MS:-1500}
 PREFIX=${PREFIX:-sc}
 SCRATCH=${SCRATCH:-/var/tmp/reroot-scale}
 KEEP=${KEEP:-0}
+PLACEMENT=${PLACEMENT:-instance}
+[[ "$PLACEMENT" = instance || "$PLACEMENT" = profile ]] || { echo "scale: PLACEMENT must be instance or profile" >&2; exit 2; }
 for level in $LEVELS $KILL_PARALLEL; do
     [[ "$level" =~ ^[1-9][0-9]*$ ]] || { echo "scale: bad --parallel level '$level'" >&2; exit 2; }
 done
@@ -104,6 +108,7 @@ ostype: busybox
 profiles:
   - default
 device-owner: 100000:100000
+device-placement: $PLACEMENT
 properties:
   scratch: $SCRATCH
   template: $tpl_old
