@@ -564,7 +564,15 @@ impl<E: Send + Sync + 'static> Engine<E> {
                 }) => {
                     self.journal_lost.store(true, Ordering::SeqCst);
                     if down && !(closes && applied) {
-                        self.revert_unrecorded(run, instance, k, &outputs, &times)
+                        // Every step that may have had an effect: this one, and any later one
+                        // an earlier pass recorded (a redo starts before them).
+                        let last_recorded = self
+                            .steps
+                            .iter()
+                            .rposition(|s| status(s.name()).is_some())
+                            .unwrap_or(0);
+                        let upto = k.max(last_recorded);
+                        self.revert_unrecorded(run, instance, upto, &outputs, &times)
                             .await;
                     }
                     return Err(error);
