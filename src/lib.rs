@@ -12,5 +12,6 @@ pub mod config;
 pub mod engine;
 pub mod lxd;
 pub mod report;
+pub mod shell;
 pub mod steps;
 pub mod storage;

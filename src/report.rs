@@ -144,19 +144,7 @@ pub fn short_command(argv: &[String]) -> String {
     parts.join(" ")
 }
 
-/// `word` as it would be typed to a shell: as is when plain, else in single quotes, so that a
-/// path with a space does not read as two arguments.
-fn shell_word(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_alphanumeric() || "-_./=:,@%+".contains(c));
-    if plain {
-        word.to_string()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
-}
+use crate::shell::quote as shell_word;
 
 /// `reroot history`: one line per run, with its number of instances and its command shortened.
 pub fn runs_table(runs: &[RunSummary]) -> String {
@@ -828,10 +816,8 @@ mod tests {
         let odd: Vec<String> = ["reroot", "rebuild", "my site.yaml", "it's.yaml", ""]
             .map(String::from)
             .to_vec();
-        assert_eq!(
-            short_command(&odd),
-            r"reroot rebuild 'my site.yaml' 'it'\''s.yaml' ''"
-        );
+        // Quoted so that a shell reads back the same words.
+        assert_eq!(shlex::split(&short_command(&odd)).unwrap(), odd);
     }
 
     #[test]

@@ -176,22 +176,7 @@ pub fn plan(configs: &[CloudConfig], ostype: Option<OsType>) -> Result<Plan, Con
     }
 }
 
-/// An argument vector as a shell-like line, quoting what needs it.
-pub fn display_argv(argv: &[String]) -> String {
-    argv.iter()
-        .map(|a| {
-            if !a.is_empty()
-                && a.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c))
-            {
-                a.clone()
-            } else {
-                format!("'{}'", a.replace('\'', "'\\''"))
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+pub use crate::shell::display_argv;
 
 impl fmt::Display for Step {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

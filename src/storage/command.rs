@@ -24,24 +24,7 @@ pub struct CommandOutput {
     pub stderr: String,
 }
 
-/// Renders an argv for messages: words joined by spaces, quoted when they contain whitespace or
-/// quotes, so that the message shows exactly what was run.
-pub fn display_argv(argv: &[String]) -> String {
-    argv.iter()
-        .map(|word| {
-            if word.is_empty()
-                || word
-                    .chars()
-                    .any(|c| c.is_whitespace() || c == '\'' || c == '"')
-            {
-                format!("'{}'", word.replace('\'', r"'\''"))
-            } else {
-                word.clone()
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+pub use crate::shell::display_argv;
 
 /// Runs `program args...` with no shell, kills it after `timeout`, and returns its output when it
 /// exits with status 0.
