@@ -13,27 +13,16 @@ use serde::Serialize;
 use crate::engine::{InstanceOutcome, RunReport};
 use crate::steps::RunKind;
 
-/// `2026-11-22 03:41:07Z` from milliseconds since the epoch (UTC, no time-zone database).
+/// `2026-11-22 03:41:07Z` from milliseconds since the epoch (UTC; humantime's RFC 3339 with a
+/// space for the `T`, which reads better in a table). humantime panics on a time before 1970,
+/// and an imported journal may carry any time: outside 1970..=9999 the time is clamped there.
 pub fn utc(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let days = secs.div_euclid(86_400);
-    let rem = secs.rem_euclid(86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    const LAST_MS: i64 = 253_402_300_799_999; // 9999-12-31 23:59:59.999Z
+    let ms = ms.clamp(0, LAST_MS).unsigned_abs();
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+    humantime::format_rfc3339_seconds(at)
+        .to_string()
+        .replacen('T', " ", 1)
 }
 
 /// `1.234 s` or `87 ms`.
@@ -1272,7 +1261,10 @@ mod tests {
         assert_eq!(utc(0), "1970-01-01 00:00:00Z");
         assert_eq!(utc(951_782_400_000), "2000-02-29 00:00:00Z");
         assert_eq!(utc(1_795_315_922_000), "2026-11-22 02:52:02Z");
-        assert_eq!(utc(-1000), "1969-12-31 23:59:59Z");
+        // Clamped, never a panic, whatever an imported journal holds.
+        assert_eq!(utc(-1000), "1970-01-01 00:00:00Z");
+        assert_eq!(utc(i64::MIN), "1970-01-01 00:00:00Z");
+        assert_eq!(utc(i64::MAX), "9999-12-31 23:59:59Z");
     }
 
     #[test]
