@@ -95,7 +95,7 @@
 //!   or a chunk of 32 consecutive envelopes keyed by the first (a writer packs each full group
 //!   in one atomic batch: sled's own cost per key is a few hundred bytes); a chunk is
 //!   deflate-compressed behind a CRC-32 (events of one run repeat their ids and names, so it
-//!   shrinks by half or more); uncompressed chunks of earlier versions are still read;
+//!   shrinks by half or more);
 //! - `runs`: key = run id, value = checksummed header and status (rewritten on run-level
 //!   events; an index that replay can rebuild);
 //! - `instances`: key = name length (u16 BE) + instance name + run id: which runs touch an
@@ -116,11 +116,9 @@
 //! (under 80 against about 210 bytes per event in the benchmark), which keeps both copies
 //! together under 300 bytes per event.
 //!
-//! Live-log format version 1 was an NDJSON file, `events.ndjson`, written by development builds
-//! only. This build does not read or convert it: a journal directory holding `events.ndjson`
-//! and no `events.log` is refused with [`Error::OldFormat`] by [`Journal::open`],
-//! [`Reader::open`] and [`Reader::open_live_log`]; export it with the build that wrote it and
-//! import the export.
+//! Formats that only development builds wrote (an NDJSON live log, uncompressed chunks) are
+//! not read: nothing was released in them. A format changes by a new version byte, never by
+//! editing what a version means.
 //!
 //! ## NDJSON
 //!
@@ -246,14 +244,6 @@ pub enum Error {
         supported: u32,
         /// Where it was found.
         location: String,
-    },
-    /// The data was written in an older format that this build does not read.
-    #[error("{location} was written in an older journal format: {detail}")]
-    OldFormat {
-        /// Where it was found.
-        location: String,
-        /// Which format, and what to do.
-        detail: String,
     },
     /// Something asked for does not exist.
     #[error("{what} not found")]

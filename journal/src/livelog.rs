@@ -5,7 +5,7 @@
 //! It lets another process read the journal while the writer holds the database (sled admits one
 //! process), and it is a second copy the writer reconciles with the database after a crash.
 //!
-//! Layout (live-log format version 2; version 1 was an NDJSON file, `events.ndjson`):
+//! Layout (live-log format version 2; version 1 was a development format, never released):
 //!
 //! | bytes     | what                                                                  |
 //! |-----------|-----------------------------------------------------------------------|
@@ -32,8 +32,6 @@ use std::path::{Path, PathBuf};
 
 /// Name of the live log inside a journal directory.
 pub(crate) const LOG_FILE: &str = "events.log";
-/// Name of the live log of live-log format version 1 (NDJSON), which this build refuses.
-pub(crate) const OLD_LOG_FILE: &str = "events.ndjson";
 /// The first bytes of a live log.
 pub const LOG_MAGIC: [u8; 8] = *b"RRJLOG\r\n";
 /// The live-log format version this build writes and the newest it reads.
@@ -45,25 +43,6 @@ pub const FRAME_HEADER: usize = 8;
 
 pub(crate) fn log_path(dir: &Path) -> PathBuf {
     dir.join(LOG_FILE)
-}
-
-/// Refuses a journal whose live log is still in format version 1 (NDJSON, `events.ndjson`,
-/// written by development builds before the binary live log): this build neither reads nor
-/// converts it.
-pub(crate) fn refuse_old_format(dir: &Path) -> Result<(), Error> {
-    let old = dir.join(OLD_LOG_FILE);
-    if old.exists() && !log_path(dir).exists() {
-        return Err(Error::OldFormat {
-            location: old.display().to_string(),
-            detail: format!(
-                "its live log is in live-log format version 1 (NDJSON); this reroot keeps the \
-                 live log in format version {LOG_VERSION} ({LOG_FILE}, binary) and does not \
-                 convert: export the journal with the reroot that wrote it (`reroot journal \
-                 export`) and import the export into a new journal (`reroot journal import`)"
-            ),
-        });
-    }
-    Ok(())
 }
 
 /// The file header of a new live log.
@@ -118,12 +97,13 @@ pub(crate) fn check_header(bytes: &[u8], what: &str) -> Result<bool, Error> {
         });
     }
     if version < LOG_VERSION {
-        return Err(Error::OldFormat {
-            location: what.to_string(),
-            detail: format!(
-                "live-log format version {version}; this reroot reads version {LOG_VERSION}"
-            ),
-        });
+        // Version 1 was an NDJSON file of development builds, never released; a binary file
+        // claiming it is damaged.
+        return Err(Error::corrupt(
+            None,
+            None,
+            format!("{what}: live-log format version {version} was never released; this reroot reads version {LOG_VERSION}"),
+        ));
     }
     Ok(true)
 }
@@ -268,7 +248,6 @@ pub(crate) struct LogSnapshot {
 impl LogSnapshot {
     /// Reads and checks the live log of journal directory `dir`.
     pub fn load(dir: &Path) -> Result<LogSnapshot, Error> {
-        refuse_old_format(dir)?;
         let path = log_path(dir);
         let bytes = std::fs::read(&path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => Error::NotFound {

@@ -184,7 +184,6 @@ impl Reader {
     /// Opens the journal in `dir` for reading: the database if no writer holds it, else the live
     /// log. Fails with `NotFound` if `dir` holds no journal.
     pub fn open(dir: &Path) -> Result<Reader, Error> {
-        livelog::refuse_old_format(dir)?;
         if !dir.join(store::DB_DIR).exists() && !livelog::log_path(dir).exists() {
             return Err(Error::NotFound {
                 what: format!("journal in {}", dir.display()),

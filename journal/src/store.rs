@@ -3,8 +3,9 @@
 //! Trees:
 //! - `events`: key = run id (16 bytes) + sequence number (u64 big-endian); value = the event's
 //!   envelope (see [`crate::codec`]), or a chunk of [`CHUNK_EVENTS`] consecutive events keyed by
-//!   the first: `[0xc2][crc32]` + deflate(`[count: u16 LE]([length: u32 LE][envelope])*`),
-//!   or the same body uncompressed after `[0xc1]` (written by earlier versions, still read).
+//!   the first: `[0xc2][crc32]` + deflate(`[count: u16 LE]([length: u32 LE][envelope])*`)
+//!   (`0xc1`, an uncompressed chunk of development builds, is not read: it fails as an
+//!   unknown format version).
 //!   A writer stores each event under its own key and packs full groups into chunks in one
 //!   atomic sled batch: sled spends a few hundred bytes of its own per key and iterates keys
 //!   slowly, so chunks make the database several times smaller and replay faster. Both
@@ -173,9 +174,6 @@ pub(crate) fn check_stored(
     Ok(d.hash)
 }
 
-/// First byte of an uncompressed chunk value (never a format version). Written by earlier
-/// versions; still read.
-pub(crate) const CHUNK_TAG: u8 = 0xc1;
 /// First byte of a compressed chunk value: `[0xc2][crc32 LE of the rest][raw deflate stream of
 /// the uncompressed chunk without its tag]`. The CRC covers every compressed byte, padding
 /// bits too, so any damage is seen before inflating.
@@ -187,7 +185,7 @@ const CHUNK_MAX_BYTES: u64 = 64 << 20;
 
 /// Whether a stored value is a chunk (and not a single envelope).
 pub(crate) fn is_chunk(value: &[u8]) -> bool {
-    matches!(value.first(), Some(&CHUNK_TAG) | Some(&CHUNK_Z_TAG))
+    value.first() == Some(&CHUNK_Z_TAG)
 }
 
 /// The uncompressed body: `[count: u16 LE]` then, per event, `[length: u32 LE][envelope]`.
@@ -206,26 +204,22 @@ fn chunk_body(envelopes: &[&[u8]]) -> Vec<u8> {
 /// run repeat their run id, instance and step names and close timestamps, so a chunk shrinks
 /// to about half.
 pub(crate) fn encode_chunk(envelopes: &[&[u8]]) -> Vec<u8> {
+    compress_body(&chunk_body(envelopes))
+}
+
+/// `[CHUNK_Z_TAG][crc32 LE]` + raw deflate of a chunk body.
+fn compress_body(body: &[u8]) -> Vec<u8> {
     use std::io::Write;
-    let body = chunk_body(envelopes);
     let mut z = flate2::write::DeflateEncoder::new(
         Vec::with_capacity(5 + body.len() / 2),
         flate2::Compression::default(),
     );
     // Writing into a Vec cannot fail.
     z.get_mut().extend_from_slice(&[CHUNK_Z_TAG, 0, 0, 0, 0]);
-    z.write_all(&body).expect("compressing into memory");
+    z.write_all(body).expect("compressing into memory");
     let mut out = z.finish().expect("compressing into memory");
     let crc = crc32fast::hash(&out[5..]);
     out[1..5].copy_from_slice(&crc.to_le_bytes());
-    out
-}
-
-/// An uncompressed chunk, the format earlier versions wrote (kept for tests of that path).
-#[cfg(test)]
-pub(crate) fn encode_plain_chunk(envelopes: &[&[u8]]) -> Vec<u8> {
-    let mut out = vec![CHUNK_TAG];
-    out.extend_from_slice(&chunk_body(envelopes));
     out
 }
 
@@ -244,7 +238,6 @@ pub(crate) fn for_each_in_value(
     let bad = |detail: String| Error::corrupt(Some(run), Some(first), format!("{what}: {detail}"));
     let inflated;
     let body = match value.first() {
-        Some(&CHUNK_TAG) => &value[1..],
         Some(&CHUNK_Z_TAG) => {
             use std::io::Read;
             let Some((crc, stream)) = value.get(1..5).map(|c| (c, &value[5..])) else {
@@ -725,7 +718,7 @@ mod tests {
     fn chunks_round_trip_and_damage_is_detected() {
         let a = vec![1u8, 2, 3];
         let b = vec![1u8, 9];
-        for chunk in [encode_chunk(&[&a, &b]), encode_plain_chunk(&[&a, &b])] {
+        for chunk in [encode_chunk(&[&a, &b])] {
             assert_eq!(
                 collect(&chunk).unwrap(),
                 vec![(10, a.clone(), true), (11, b.clone(), true)]
@@ -739,9 +732,14 @@ mod tests {
         }
         // A single envelope (first byte = format version) is one event.
         assert_eq!(collect(&a).unwrap(), vec![(10, a.clone(), false)]);
-        let mut count = encode_plain_chunk(&[&a, &b]);
-        count[1] = 3;
-        assert!(collect(&count).is_err());
+        // A body that announces more events than it holds.
+        let mut body = chunk_body(&[&a, &b]);
+        body[0] = 3;
+        assert!(collect(&compress_body(&body)).is_err());
+        // 0xc1, the uncompressed chunk of development builds, is not a chunk any more.
+        let mut plain = vec![0xc1];
+        plain.extend_from_slice(&chunk_body(&[&a, &b]));
+        assert!(!is_chunk(&plain));
     }
 
     #[test]
@@ -755,7 +753,7 @@ mod tests {
             .collect();
         let refs: Vec<&[u8]> = envelopes.iter().map(|e| e.as_slice()).collect();
         let chunk = encode_chunk(&refs);
-        let plain = encode_plain_chunk(&refs);
+        let plain = chunk_body(&refs);
         assert_eq!(chunk[0], CHUNK_Z_TAG);
         assert!(
             chunk.len() * 2 < plain.len(),
@@ -765,7 +763,10 @@ mod tests {
         );
         let good = collect(&chunk).unwrap();
         assert_eq!(good.len(), CHUNK_EVENTS);
-        assert_eq!(good, collect(&plain).unwrap());
+        let expected: Vec<_> = (0..CHUNK_EVENTS)
+            .map(|i| (10 + i as u64, envelopes[i].clone(), true))
+            .collect();
+        assert_eq!(good, expected);
         // Byte 0 is the tag: changing it makes the value something else (checked by the
         // envelope's own checksum). Every other byte is covered by the chunk's CRC.
         for pos in 1..chunk.len() {

@@ -133,7 +133,6 @@ impl Journal {
     /// [`Journal::open`] with options.
     pub fn open_with(dir: &Path, options: WriterOptions) -> Result<Journal, Error> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        livelog::refuse_old_format(dir)?;
         let started = Instant::now();
         let lock = loop {
             if let Some(l) = lock::try_lock(dir, Role::Writer)? {

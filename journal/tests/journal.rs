@@ -538,31 +538,6 @@ fn export_and_import_round_trip() {
 }
 
 #[test]
-fn a_journal_with_an_ndjson_live_log_is_refused_clearly() {
-    // Development builds kept the live log as NDJSON in events.ndjson (live-log format 1).
-    let dir = tempfile::tempdir().unwrap();
-    let j = Journal::open(dir.path()).unwrap();
-    j.create_run(header(&["a"], 1)).unwrap();
-    j.close().unwrap();
-    let log = dir.path().join("events.log");
-    std::fs::rename(&log, dir.path().join("events.ndjson")).unwrap();
-    for err in [
-        Journal::open(dir.path()).err(),
-        Reader::open(dir.path()).err(),
-        Reader::open_live_log(dir.path()).err(),
-    ] {
-        match err {
-            Some(journal::Error::OldFormat { location, detail }) => {
-                assert!(location.ends_with("events.ndjson"), "{location}");
-                assert!(detail.contains("export"), "{detail}");
-            }
-            other => panic!("expected OldFormat, got {other:?}"),
-        }
-    }
-    assert!(!log.exists(), "nothing was written");
-}
-
-#[test]
 fn a_damaged_or_unfinished_live_log_copy_is_refused_by_import() {
     let src = tempfile::tempdir().unwrap();
     let j = Journal::open(src.path()).unwrap();
