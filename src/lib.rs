@@ -10,6 +10,7 @@ pub mod cli;
 pub mod cloudconfig;
 pub mod config;
 pub mod engine;
+pub mod input;
 pub mod lxd;
 pub mod report;
 pub mod shell;

@@ -183,6 +183,7 @@
 pub mod codec;
 pub mod event;
 mod import;
+mod layout;
 mod livelog;
 mod lock;
 mod reader;

@@ -118,30 +118,7 @@ impl VerifyReport {
     }
 }
 
-/// The marker a writer leaves when it closes cleanly (`<dir>/clean`): the live log's length and
-/// the number of events then. Its absence after a writer ran means the writer died.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct CleanMark {
-    pub log_len: u64,
-    pub events: u64,
-}
-
-pub(crate) const CLEAN_FILE: &str = "clean";
-
-pub(crate) fn read_clean(dir: &Path) -> Result<Option<CleanMark>, Error> {
-    let path = dir.join(CLEAN_FILE);
-    match std::fs::read(&path) {
-        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| {
-            Error::corrupt(
-                None,
-                None,
-                format!("{}: not a clean-close marker: {e}", path.display()),
-            )
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(Error::io(path, e)),
-    }
-}
+use crate::layout::{read_clean, CleanMark};
 
 #[derive(Debug)]
 pub(crate) struct StoreBackend {

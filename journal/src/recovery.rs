@@ -4,11 +4,11 @@
 
 use crate::codec::{self, Decoded};
 use crate::event::RunId;
+use crate::layout::sync_dir;
+use crate::layout::CLEAN_FILE;
 use crate::livelog;
 use crate::lock::{self, Role};
-use crate::reader::CLEAN_FILE;
 use crate::store::{RunChain, RunIndex, Store};
-use crate::writer::sync_dir;
 use crate::Error;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};

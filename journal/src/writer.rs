@@ -4,9 +4,10 @@
 use crate::codec::{self, Decoded};
 use crate::event::{now_ms, Event, EventKind, RunHeader, RunId};
 use crate::import::{self, ImportInput, ImportLine};
+use crate::layout::{sync_dir, CleanMark, CLEAN_FILE, DAMAGED_DB_DIR};
 use crate::livelog;
 use crate::lock::{self, LockFile, Role};
-use crate::reader::{self, CleanMark, Reader, StoreBackend, VerifyReport, CLEAN_FILE};
+use crate::reader::{self, Reader, StoreBackend, VerifyReport};
 use crate::recovery::reconcile;
 use crate::state::{InstanceState, RunState};
 use crate::store::{RunChain, RunIndex, Store};
@@ -22,9 +23,6 @@ use std::time::{Duration, Instant};
 /// this process's own lock, still shared by a child it is spawning) before giving up with
 /// [`Error::Locked`]. A writer holding it is reported at once.
 pub const WRITER_WAIT: Duration = Duration::from_secs(10);
-
-/// Where a database that could not be opened after a crash is moved before it is rebuilt.
-pub(crate) const DAMAGED_DB_DIR: &str = "db.damaged";
 
 /// What the writer keeps about a run it appends to.
 #[derive(Debug)]
@@ -109,12 +107,6 @@ fn lock_mutex<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), Error> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| Error::io(dir, e))
-}
-
 impl Journal {
     /// Opens (creating if needed) the journal in `dir` for writing. Takes the writer lock:
     /// a second writer gets [`Error::Locked`] naming the holder's pid and run. After a crash,
@@ -146,7 +138,7 @@ impl Journal {
             }
             return Err(lock::locked_error(dir));
         };
-        let clean = reader::read_clean(dir)?;
+        let clean = crate::layout::read_clean(dir)?;
         let log_path = livelog::log_path(dir);
         let log_len = std::fs::metadata(&log_path).map(|m| m.len()).ok();
         if let Some(mark) = clean {

@@ -39,6 +39,7 @@ impl ConfigFileArgs {
             properties_file: self.properties_file.clone(),
             project: global.project.clone(),
             config_dir: config::default_config_dir(),
+            cloud_config_check: Some(crate::cloudconfig::check_files),
         })
     }
 }

@@ -11,7 +11,7 @@ use super::accounts::{AccountFile, GroupEntry, PasswdEntry};
 use super::parse::{User, WriteFile};
 use super::plan::{display_argv, Action, Plan};
 use super::{CloudConfigError, ExecOutput, Guest};
-use crate::config::OsType;
+use crate::input::OsType;
 
 /// What one step did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -24,7 +24,7 @@ mod plan;
 use std::future::Future;
 use std::path::PathBuf;
 
-pub use crate::config::OsType;
+pub use crate::input::OsType;
 pub use accounts::{AccountFile, GroupEntry, PasswdEntry};
 pub use apply::{apply, detect_ostype, Outcome};
 pub use lxd_guest::{LxdGuest, DEFAULT_EXEC_TIMEOUT};
@@ -34,7 +34,7 @@ pub use parse::{
 };
 pub use plan::{display_argv, plan, Action, Plan, Step};
 
-use crate::config::ConfigError;
+use crate::input::ConfigError;
 
 /// What a command run in the container returned.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -118,7 +118,27 @@ fn stderr_text(s: &str) -> String {
     }
 }
 
-/// Parse every file (stopping at none: all problems are reported together).
+/// Every problem of an instance's cloud-config files, in order: each parsed, then (with an OS
+/// type) planned, so that what the OS cannot do is found before a rebuild begins. The checker
+/// `config` is given ([`crate::config::LoadOptions::cloud_config_check`]).
+pub fn check_files(files: &[PathBuf], ostype: Option<OsType>) -> Vec<ConfigError> {
+    let mut errors = Vec::new();
+    let mut parsed = Vec::new();
+    for f in files {
+        match parse::parse_file(f) {
+            Ok(c) => parsed.push(c),
+            Err(e) => errors.extend(e.into_list()),
+        }
+    }
+    if let (Some(os), true) = (ostype, errors.is_empty()) {
+        if let Err(e) = plan(&parsed, Some(os)) {
+            errors.extend(e.into_list());
+        }
+    }
+    errors
+}
+
+/// Parses the files, in order; fails with every problem found.
 pub fn parse_files(files: &[PathBuf]) -> Result<Vec<CloudConfig>, ConfigError> {
     let mut out = Vec::new();
     let mut errors = Vec::new();

@@ -8,8 +8,8 @@ use base64::Engine;
 use serde::Serialize;
 use serde_yaml::Value;
 
-use crate::config::yaml::{self, Walker};
-use crate::config::ConfigError;
+use crate::input::yaml::{self, Walker};
+use crate::input::ConfigError;
 
 /// Largest decoded `write_files` content accepted (a guard against gzip bombs).
 pub const MAX_CONTENT: usize = 64 << 20;
@@ -122,7 +122,7 @@ pub fn parse_file(file: &Path) -> Result<CloudConfig, ConfigError> {
 
 /// Parse the text of a cloud-config file; every problem is reported.
 pub fn parse_str(file: &Path, text: &str) -> Result<CloudConfig, ConfigError> {
-    crate::config::yaml_header(file, text, &["#cloud-config"], "`#cloud-config`")?;
+    crate::input::check_header(file, text, &["#cloud-config"], "`#cloud-config`")?;
     let doc = yaml::parse_document(file, text)?;
     let mut w = Walker::new(file);
     let mut cc = CloudConfig {

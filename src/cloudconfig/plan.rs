@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use super::parse::{CloudConfig, User, WriteFile};
-use crate::config::{ConfigError, OsType};
+use crate::input::{ConfigError, OsType};
 
 /// One thing to do.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

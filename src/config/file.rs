@@ -7,8 +7,8 @@ use serde_yaml::Value;
 use sha2::{Digest, Sha256};
 
 use super::types::{FilesystemKind, OsType};
-use super::yaml::{self, Walker};
 use super::ConfigError;
+use crate::input::yaml::{self, Walker};
 
 /// The header lines an instance config may start with.
 pub(crate) const HEADERS: &[&str] = &["#lxdops", "#lxops-v1"];
@@ -125,29 +125,7 @@ pub(crate) fn sha256_hex(bytes: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Check the first line against the accepted headers.
-pub(crate) fn check_header(
-    file: &Path,
-    text: &str,
-    accepted: &[&str],
-    expected: &'static str,
-) -> Result<(), ConfigError> {
-    let first = text
-        .trim_start_matches('\u{feff}')
-        .lines()
-        .next()
-        .unwrap_or("");
-    let first = first.trim_end();
-    if accepted.contains(&first) {
-        Ok(())
-    } else {
-        Err(ConfigError::Header {
-            file: file.to_path_buf(),
-            expected,
-            found: first.chars().take(60).collect(),
-        })
-    }
-}
+pub(crate) use crate::input::check_header;
 
 /// Read and parse one file. Returns what could be parsed and every problem found.
 pub(crate) fn read(file: &Path) -> (Option<RawConfig>, Vec<ConfigError>) {

@@ -22,18 +22,15 @@
 //! * unknown keys are errors, with a suggestion for near misses;
 //! * the instance's own profile is `(instance).reroot` unless `profile-pattern` says otherwise.
 
-mod error;
 mod file;
 mod merge;
 mod properties;
 mod resolve;
 mod types;
-pub(crate) mod yaml;
 
 use std::path::{Path, PathBuf};
 
-pub use error::ConfigError;
-pub(crate) use file::check_header as yaml_header;
+pub use crate::input::ConfigError;
 pub use properties::parse_property_arg;
 pub use resolve::{check_instance_name, DEFAULT_STOP_TIMEOUT, PROFILE_SUFFIX};
 pub use types::*;
@@ -52,7 +49,14 @@ pub struct LoadOptions {
     /// Directory of `properties.yaml` and `properties.d/` (see [`default_config_dir`]);
     /// `None` reads no global property files besides `properties_file`.
     pub config_dir: Option<PathBuf>,
+    /// Checks an instance's cloud-config files (in order) for its OS type, if known: every
+    /// problem found. Given by the caller (`cloudconfig::check_files`), so that this module
+    /// reads no cloud-config itself; `None` checks only that the files exist.
+    pub cloud_config_check: Option<CloudConfigCheck>,
 }
+
+/// See [`LoadOptions::cloud_config_check`].
+pub type CloudConfigCheck = fn(&[PathBuf], Option<OsType>) -> Vec<ConfigError>;
 
 /// `$XDG_CONFIG_HOME/reroot`, else `$HOME/.config/reroot`.
 pub fn default_config_dir() -> Option<PathBuf> {

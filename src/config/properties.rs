@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::types::{Property, PropertySource};
-use super::yaml::{self, Walker};
 use super::ConfigError;
+use crate::input::yaml::{self, Walker};
 
 /// A property value and where it comes from.
 pub(crate) type Entry = (String, PropertySource);

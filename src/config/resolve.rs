@@ -8,8 +8,8 @@ use super::file::{Field, RawConfig};
 use super::merge::{self, absolute, conditional_path, read_tree, Tree};
 use super::properties::{builtins, substitute, GlobalValue, Properties, SubstError};
 use super::types::*;
-use super::yaml::suggest;
 use super::{ConfigError, LoadOptions};
+use crate::input::yaml::suggest;
 
 /// Default seconds of clean stop before a forced stop.
 pub const DEFAULT_STOP_TIMEOUT: u64 = 30;
@@ -404,7 +404,7 @@ fn resolve_tree(
 
     // cloud-config files
     let mut cloud_config_files: Vec<PathBuf> = Vec::new();
-    let mut parsed_cloud = Vec::new();
+    let mut missing_cloud = false;
     for f in &m.cloud_config_files {
         let Some(p) = conditional_path(f, &props, s.errors) else {
             continue;
@@ -424,21 +424,27 @@ fn resolve_tree(
                 f,
                 format!("cloud-config file {} does not exist", p.display()),
             );
-        } else {
-            match crate::cloudconfig::parse_file(&p) {
-                Ok(c) => parsed_cloud.push(c),
-                Err(e) => s.errors.extend(e.into_list()),
-            }
+            missing_cloud = true;
         }
         cloud_config_files.push(p);
     }
 
-    // What the OS type cannot do (packages on busybox, users on openwrt) is found now, not
-    // halfway through a rebuild. Without an OS type, apply detects it from the container.
-    if let (Some(os), true) = (&m.ostype, parsed_cloud.len() == cloud_config_files.len()) {
-        if let Err(e) = crate::cloudconfig::plan(&parsed_cloud, Some(os.value)) {
-            s.errors.extend(e.into_list());
-        }
+    // The files' own problems, and what the OS type cannot do (packages on busybox, users on
+    // openwrt), are found now, not halfway through a rebuild: by the checker the caller gives
+    // (config reads no cloud-config itself).
+    // With a file missing, the others are still checked, but not planned as a whole.
+    if let Some(check) = opts.cloud_config_check {
+        let present: Vec<PathBuf> = cloud_config_files
+            .iter()
+            .filter(|p| p.is_file())
+            .cloned()
+            .collect();
+        let ostype = m
+            .ostype
+            .as_ref()
+            .map(|o| o.value)
+            .filter(|_| !missing_cloud);
+        s.errors.extend(check(&present, ostype));
     }
     let health_check = m.health_check.as_ref().map(|h| HealthCheck {
         command: h.value.command.clone(),

@@ -35,8 +35,12 @@ fn errors(file: &Path, opts: &LoadOptions) -> Vec<String> {
         .collect()
 }
 
+/// Options as the command line gives them: cloud-config files checked by cloudconfig.
 fn opts() -> LoadOptions {
-    LoadOptions::default()
+    LoadOptions {
+        cloud_config_check: Some(crate::cloudconfig::check_files),
+        ..LoadOptions::default()
+    }
 }
 
 fn with_p(pairs: &[(&str, &str)]) -> LoadOptions {
@@ -45,7 +49,7 @@ fn with_p(pairs: &[(&str, &str)]) -> LoadOptions {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect(),
-        ..LoadOptions::default()
+        ..opts()
     }
 }
 
@@ -697,11 +701,19 @@ fn verify_reports_problems_of_every_file_and_cloud_config() {
         .map(|e| e.to_string())
         .collect();
     assert_eq!(e.len(), 3, "{e:?}");
+    // a.yaml's two problems (in either order), then b.yaml's.
     assert!(
-        e[0].contains("bad.cfg: unknown key `write-files` (did you mean `write_files`?)"),
+        e[..2]
+            .iter()
+            .any(|m| m.contains("bad.cfg: unknown key `write-files` (did you mean `write_files`?)")),
         "{e:?}"
     );
-    assert!(e[1].contains("missing.cfg does not exist"), "{e:?}");
+    assert!(
+        e[..2]
+            .iter()
+            .any(|m| m.contains("missing.cfg does not exist")),
+        "{e:?}"
+    );
     assert!(
         e[2].contains("unknown key `imagee` (did you mean `image`?)"),
         "{e:?}"
