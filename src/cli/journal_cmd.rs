@@ -114,14 +114,18 @@ fn reader(global: &Global) -> Result<Reader, CliError> {
 
 /// `reroot history`.
 pub fn history(args: HistoryArgs, global: &Global) -> Result<ExitCode, CliError> {
-    let r = reader(global)?;
-    let runs = r.runs(&RunFilter {
-        statuses: args.status,
-        instance: args.instance,
-        since_ms: args.since,
-        until_ms: args.until,
-        limit: args.limit,
-    })?;
+    // No journal yet (no run was ever recorded there): an empty history, not an error.
+    let runs = if global.journal.exists() {
+        reader(global)?.runs(&RunFilter {
+            statuses: args.status,
+            instance: args.instance,
+            since_ms: args.since,
+            until_ms: args.until,
+            limit: args.limit,
+        })?
+    } else {
+        Vec::new()
+    };
     if global.json {
         println!(
             "{}",
@@ -159,6 +163,14 @@ fn activity(state: &RunState, writer: Option<WriterInfo>) -> String {
 /// `resume` or `undo` would act on), each with its overview and the steps of the instances
 /// that need attention. Works while a run is writing.
 pub fn status(global: &Global) -> Result<ExitCode, CliError> {
+    if !global.journal.exists() {
+        if global.json {
+            println!("{}", serde_json::json!({ "writer": null, "runs": [] }));
+        } else {
+            println!("no run in progress, interrupted, paused or failed");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let r = reader(global)?;
     let writer = r.writer();
     let runs = r.runs(&RunFilter {
