@@ -31,6 +31,7 @@ use journal::{EventKind, Journal, Outcome, RunId, RunState, StepStatus};
 use tokio::sync::Semaphore;
 
 use super::fault::{FaultPoint, Faults, Moment};
+use super::observe::{self, EngineEvent, Fact, Observer};
 use super::step::{Outputs, Step, StepCx, StepError};
 
 /// How the executor runs.
@@ -55,6 +56,9 @@ pub struct EngineOptions {
     pub window: Option<Window>,
     /// What a failure inside the window does.
     pub on_failure: OnFailure,
+    /// Who is told what happens as it happens (progress views, event streams); none by
+    /// default. See [`super::observe`].
+    pub observer: Option<Arc<dyn Observer>>,
 }
 
 /// The steps between which an instance is down: from the start of `opens` to the success of
@@ -111,6 +115,7 @@ impl Default for EngineOptions {
             faults: Faults::none(),
             window: None,
             on_failure: OnFailure::Revert,
+            observer: None,
         }
     }
 }
@@ -293,18 +298,33 @@ impl<E: Send + Sync + 'static> Engine<E> {
                 "run {run} was undone; it cannot be driven again"
             )));
         }
-        if state.last_seq > 1 {
-            self.record(
-                run,
-                None,
-                None,
-                0,
-                EventKind::RunResumed {
-                    pid: std::process::id(),
-                },
-            )
-            .await?;
-        }
+        let resumed = if state.last_seq > 1 {
+            let event = self
+                .record(
+                    run,
+                    None,
+                    None,
+                    0,
+                    EventKind::RunResumed {
+                        pid: std::process::id(),
+                    },
+                )
+                .await?;
+            Some(event)
+        } else {
+            None
+        };
+        self.tell(
+            run,
+            resumed.as_ref(),
+            Fact::RunStarted {
+                direction,
+                instances: instances.to_vec(),
+                steps: self.step_names().iter().map(|s| s.to_string()).collect(),
+                parallel: self.options.parallel.max(1),
+                resumed: resumed.is_some(),
+            },
+        );
         let failures = Arc::new(AtomicUsize::new(0));
         let window = Arc::new(Semaphore::new(self.options.parallel.max(1)));
         // Those that are down right now come back first, whatever else holds the run back.
@@ -339,6 +359,9 @@ impl<E: Send + Sync + 'static> Engine<E> {
             );
         } else {
             tracing::warn!(run = %run, "a canary did not go through: the other instances are not started");
+            for name in &rest {
+                self.tell_not_started(run, name);
+            }
             results.extend(
                 rest.iter()
                     .map(|n| (n.clone(), InstanceOutcome::NotStarted)),
@@ -359,24 +382,40 @@ impl<E: Send + Sync + 'static> Engine<E> {
                 .any(|(_, o)| *o == InstanceOutcome::NotStarted)
             && self.interrupted.load(Ordering::SeqCst)
         {
-            self.record(
+            let paused = self
+                .record(
+                    run,
+                    None,
+                    None,
+                    0,
+                    EventKind::RunPaused {
+                        reason: "interrupted".into(),
+                    },
+                )
+                .await?;
+            self.tell(
                 run,
-                None,
-                None,
-                0,
-                EventKind::RunPaused {
-                    reason: "interrupted".into(),
+                Some(&paused),
+                Fact::RunFinished {
+                    outcome: "paused".into(),
                 },
-            )
-            .await?;
+            );
             return Ok(RunReport {
                 run,
                 outcome: "paused".into(),
                 instances: results,
             });
         }
-        self.record(run, None, None, 0, EventKind::RunFinished { outcome })
+        let finished = self
+            .record(run, None, None, 0, EventKind::RunFinished { outcome })
             .await?;
+        self.tell(
+            run,
+            Some(&finished),
+            Fact::RunFinished {
+                outcome: word.to_string(),
+            },
+        );
         Ok(RunReport {
             run,
             outcome: word.to_string(),
@@ -393,10 +432,14 @@ impl<E: Send + Sync + 'static> Engine<E> {
     /// True if the instance is inside its downtime window in `state`: its window opened and
     /// did not close, or its revert began and did not finish.
     fn is_down(&self, state: &RunState, instance: &str) -> bool {
+        state
+            .instance(instance)
+            .is_some_and(|inst| self.instance_down(inst))
+    }
+
+    /// [`Engine::is_down`], for one instance's part of the state.
+    fn instance_down(&self, inst: &journal::InstanceState) -> bool {
         let Some(w) = self.options.window else {
-            return false;
-        };
-        let Some(inst) = state.instance(instance) else {
             return false;
         };
         let status = |name: &str| inst.steps.iter().find(|s| s.name == name).map(|s| s.status);
@@ -436,15 +479,33 @@ impl<E: Send + Sync + 'static> Engine<E> {
                 let over_budget = failures.load(Ordering::SeqCst) > engine.options.max_failures;
                 let held = over_budget || engine.interrupted.load(Ordering::SeqCst);
                 if (held && !urgent) || engine.journal_lost.load(Ordering::SeqCst) {
+                    engine.tell_not_started(run, &name);
                     return Ok(InstanceOutcome::NotStarted);
                 }
+                let began = journal::now_ms();
+                engine.tell(
+                    run,
+                    None,
+                    Fact::InstanceStarted {
+                        instance: name.clone(),
+                    },
+                );
                 let outcome = match direction {
                     Direction::Forward => engine.forward_instance(run, &name).await?,
-                    Direction::Undo => engine.undo_instance(run, &name).await?,
+                    Direction::Undo => engine.undo_instance(run, &name, false).await?,
                 };
                 if outcome.is_failure() {
                     failures.fetch_add(1, Ordering::SeqCst);
                 }
+                engine.tell(
+                    run,
+                    None,
+                    Fact::InstanceFinished {
+                        instance: name.clone(),
+                        outcome: outcome.clone(),
+                        duration_ms: Some(journal::now_ms() - began),
+                    },
+                );
                 Ok::<_, EngineError>(outcome)
             }));
         }
@@ -500,7 +561,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
                 let error = failed
                     .and_then(|s| s.error.clone())
                     .unwrap_or_else(|| "put back on its old root earlier in this run".into());
-                return self.revert(run, instance, step, error).await;
+                return self.revert(run, instance, step, error, false).await;
             }
         }
         let redo_from = self
@@ -511,6 +572,16 @@ impl<E: Send + Sync + 'static> Engine<E> {
             status(w.opens).is_some()
                 && status(w.closes).is_none_or(|s| s.status != StepStatus::Succeeded)
         });
+        if down {
+            self.tell(
+                run,
+                None,
+                Fact::WindowOpened {
+                    instance: instance.to_string(),
+                    resumed: true,
+                },
+            );
+        }
         for (k, step) in self.steps.iter().enumerate() {
             let name = step.name();
             let prev = status(name);
@@ -518,7 +589,21 @@ impl<E: Send + Sync + 'static> Engine<E> {
             if prev.is_some_and(|p| p.status == StepStatus::Succeeded) && !redo {
                 continue;
             }
-            if window.is_some_and(|w| w.opens == name) {
+            let opens = window.is_some_and(|w| w.opens == name);
+            let closes = window.is_some_and(|w| w.closes == name);
+            let edge = if opens && !down {
+                Some(Edge::Opens)
+            } else if closes && down {
+                Some(Edge::Closes {
+                    opened_at_ms: window
+                        .and_then(|w| times.get(w.opens))
+                        .map_or_else(journal::now_ms, |t| t.0),
+                    reverted: false,
+                })
+            } else {
+                None
+            };
+            if opens {
                 down = true;
             }
             let attempt = prev.map_or(1, |p| p.attempt + 1);
@@ -531,9 +616,9 @@ impl<E: Send + Sync + 'static> Engine<E> {
                     attempt,
                     &outputs,
                     &times,
+                    edge,
                 )
                 .await;
-            let closes = window.is_some_and(|w| w.closes == name);
             match result {
                 Ok(Ok((value, started))) => {
                     outputs.insert(name, value);
@@ -549,7 +634,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
                         && !error.is_unreachable() =>
                 {
                     return self
-                        .revert(run, instance, name.to_string(), error.to_string())
+                        .revert(run, instance, name.to_string(), error.to_string(), true)
                         .await;
                 }
                 Ok(Err(error)) => {
@@ -631,15 +716,26 @@ impl<E: Send + Sync + 'static> Engine<E> {
 
     /// Puts an instance whose step `step` failed inside its window back where it was: every
     /// step that ran is undone (journaled, like an undo), so its old root runs again.
+    /// `told_down`: the observer was already told that its window is open.
     async fn revert(
         &self,
         run: RunId,
         instance: &str,
         step: String,
         error: String,
+        told_down: bool,
     ) -> Result<InstanceOutcome, EngineError> {
         tracing::warn!(run = %run, instance, step, error, "failed inside its downtime window: putting it back on its old root");
-        Ok(match self.undo_instance(run, instance).await? {
+        self.tell(
+            run,
+            None,
+            Fact::RevertStarted {
+                instance: instance.to_string(),
+                step: step.clone(),
+                error: error.clone(),
+            },
+        );
+        Ok(match self.undo_instance(run, instance, told_down).await? {
             InstanceOutcome::Undone => InstanceOutcome::Reverted { step, error },
             InstanceOutcome::UndoFailed {
                 step: undo_step,
@@ -700,13 +796,30 @@ impl<E: Send + Sync + 'static> Engine<E> {
         }
     }
 
+    /// Undoes every step of `instance` that ran, in reverse. `told_down`: the observer was
+    /// already told that its window is open (a revert within the pass that opened it).
     async fn undo_instance(
         &self,
         run: RunId,
         instance: &str,
+        told_down: bool,
     ) -> Result<InstanceOutcome, EngineError> {
         let state = self.instance_state(run, instance)?;
         let (outputs, times) = recorded(state.as_ref());
+        let window = self.options.window;
+        // Down from the start of the window's first step, as the journal has it.
+        let mut opened_at_ms = window.and_then(|w| times.get(w.opens)).map(|t| t.0);
+        let mut down = state.as_ref().is_some_and(|i| self.instance_down(i));
+        if down && !told_down {
+            self.tell(
+                run,
+                None,
+                Fact::WindowOpened {
+                    instance: instance.to_string(),
+                    resumed: true,
+                },
+            );
+        }
         for step in self.steps.iter().rev() {
             let name = step.name();
             let Some(prev) = state
@@ -714,6 +827,16 @@ impl<E: Send + Sync + 'static> Engine<E> {
                 .and_then(|i| i.steps.iter().find(|s| s.name == name))
             else {
                 continue;
+            };
+            // Undoing the step that brought the instance up takes it down; undoing the one
+            // that took it down brings its old root back.
+            let edge = match window {
+                Some(w) if w.closes == name && !down => Some(Edge::Opens),
+                Some(w) if w.opens == name && down => Some(Edge::Closes {
+                    opened_at_ms: opened_at_ms.unwrap_or_else(journal::now_ms),
+                    reverted: true,
+                }),
+                _ => None,
             };
             let mut attempt = prev.attempt;
             match prev.status {
@@ -735,7 +858,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
                 StepStatus::UndoStarted | StepStatus::UndoFailed => attempt += 1,
                 StepStatus::Succeeded | StepStatus::Failed => {}
             }
-            if let Err(error) = self
+            match self
                 .drive_step(
                     run,
                     instance,
@@ -744,15 +867,40 @@ impl<E: Send + Sync + 'static> Engine<E> {
                     attempt,
                     &outputs,
                     &times,
+                    edge,
                 )
                 .await
                 .map_err(|f| f.error)?
             {
-                return Ok(InstanceOutcome::UndoFailed {
-                    step: name.to_string(),
-                    error: error.to_string(),
-                });
+                Ok((_, started)) => match edge {
+                    Some(Edge::Opens) => {
+                        down = true;
+                        opened_at_ms = Some(started);
+                    }
+                    Some(Edge::Closes { .. }) => down = false,
+                    None => {}
+                },
+                Err(error) => {
+                    return Ok(InstanceOutcome::UndoFailed {
+                        step: name.to_string(),
+                        error: error.to_string(),
+                    })
+                }
             }
+        }
+        if down {
+            // Every step is undone, yet the window's first step was undone in an earlier
+            // pass (a crash came after it): the old root is back all the same.
+            let now = journal::now_ms();
+            self.tell(
+                run,
+                None,
+                Fact::WindowClosed {
+                    instance: instance.to_string(),
+                    down_ms: now - opened_at_ms.unwrap_or(now),
+                    reverted: true,
+                },
+            );
         }
         Ok(InstanceOutcome::Undone)
     }
@@ -761,7 +909,8 @@ impl<E: Send + Sync + 'static> Engine<E> {
     /// each attempt is journaled as started, then succeeded/finished or failed, with the fault
     /// points around it; a transient failure is tried again within the retry budget. Gives the
     /// step's output and the time its last attempt started, or the error it failed with for
-    /// good (`Ok(Err(_))`: an outcome, not an engine failure).
+    /// good (`Ok(Err(_))`: an outcome, not an engine failure). Each record is told to the
+    /// observer, and `edge` says whether the step opens or closes the downtime window.
     #[allow(clippy::too_many_arguments)]
     async fn drive_step(
         &self,
@@ -772,6 +921,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
         mut attempt: u32,
         outputs: &Outputs,
         times: &Times,
+        edge: Option<Edge>,
     ) -> Result<StepResult, DriveFailure> {
         let name = step.name();
         let (before, after, after_record) = match direction {
@@ -789,8 +939,29 @@ impl<E: Send + Sync + 'static> Engine<E> {
                 Direction::Forward => EventKind::StepStarted,
                 Direction::Undo => EventKind::UndoStarted,
             };
-            self.record(run, Some(instance), Some(name), attempt, kind)
+            let started_event = self
+                .record(run, Some(instance), Some(name), attempt, kind)
                 .await?;
+            self.tell(
+                run,
+                Some(&started_event),
+                Fact::StepStarted {
+                    instance: instance.to_string(),
+                    step: name.to_string(),
+                    attempt,
+                    direction,
+                },
+            );
+            if retried == 0 && edge == Some(Edge::Opens) {
+                self.tell(
+                    run,
+                    Some(&started_event),
+                    Fact::WindowOpened {
+                        instance: instance.to_string(),
+                        resumed: false,
+                    },
+                );
+            }
             let started = journal::now_ms();
             self.fault(instance, name, before)?;
             let point = FaultPoint {
@@ -823,12 +994,42 @@ impl<E: Send + Sync + 'static> Engine<E> {
                         },
                         Direction::Undo => EventKind::UndoFinished,
                     };
-                    self.record(run, Some(instance), Some(name), attempt, kind)
+                    let ended = self
+                        .record(run, Some(instance), Some(name), attempt, kind)
                         .await
                         .map_err(|error| DriveFailure {
                             error,
                             applied: true,
                         })?;
+                    self.tell(
+                        run,
+                        Some(&ended),
+                        Fact::StepFinished {
+                            instance: instance.to_string(),
+                            step: name.to_string(),
+                            attempt,
+                            direction,
+                            duration_ms: ended.at_ms - started_event.at_ms,
+                            error: None,
+                            retry: false,
+                            output: (direction == Direction::Forward).then(|| value.clone()),
+                        },
+                    );
+                    if let Some(Edge::Closes {
+                        opened_at_ms,
+                        reverted,
+                    }) = edge
+                    {
+                        self.tell(
+                            run,
+                            Some(&ended),
+                            Fact::WindowClosed {
+                                instance: instance.to_string(),
+                                down_ms: ended.at_ms - opened_at_ms,
+                                reverted,
+                            },
+                        );
+                    }
                     self.fault(instance, name, after_record)?;
                     return Ok(Ok((value, started)));
                 }
@@ -844,13 +1045,28 @@ impl<E: Send + Sync + 'static> Engine<E> {
                             error: error.clone(),
                         },
                     };
-                    self.record(run, Some(instance), Some(name), attempt, kind)
+                    let ended = self
+                        .record(run, Some(instance), Some(name), attempt, kind)
                         .await?;
                     let wait = if e.is_unreachable() {
                         (first_try.elapsed() < UNREACHABLE_BOUND).then_some(UNREACHABLE_RETRY)
                     } else {
                         self.retry_wait(&e, retried)
                     };
+                    self.tell(
+                        run,
+                        Some(&ended),
+                        Fact::StepFinished {
+                            instance: instance.to_string(),
+                            step: name.to_string(),
+                            attempt,
+                            direction,
+                            duration_ms: ended.at_ms - started_event.at_ms,
+                            error: Some(error.clone()),
+                            retry: wait.is_some(),
+                            output: None,
+                        },
+                    );
                     let Some(wait) = wait else {
                         return Ok(Err(e));
                     };
@@ -907,19 +1123,46 @@ impl<E: Send + Sync + 'static> Engine<E> {
         step: Option<&str>,
         attempt: u32,
         kind: EventKind,
-    ) -> Result<(), EngineError> {
+    ) -> Result<journal::Event, EngineError> {
         if self.crashed.load(Ordering::SeqCst) {
             return Err(EngineError::Crashed);
         }
         let journal = self.journal.clone();
         let instance = instance.map(str::to_string);
         let step = step.map(str::to_string);
-        tokio::task::spawn_blocking(move || {
+        let event = tokio::task::spawn_blocking(move || {
             journal.append(run, instance.as_deref(), step.as_deref(), attempt, kind)
         })
         .await
         .map_err(|e| EngineError::Internal(e.to_string()))??;
-        Ok(())
+        Ok(event)
+    }
+
+    /// Tells the observer, if there is one, a fact that `recorded` (the journal event that
+    /// records it, if one does) dates.
+    fn tell(&self, run: RunId, recorded: Option<&journal::Event>, fact: Fact) {
+        observe::tell(
+            self.options.observer.as_ref(),
+            EngineEvent {
+                run,
+                at_ms: recorded.map_or_else(journal::now_ms, |e| e.at_ms),
+                seq: recorded.map(|e| e.seq),
+                fact,
+            },
+        );
+    }
+
+    /// Tells the observer that `instance` ends this pass without having started.
+    fn tell_not_started(&self, run: RunId, instance: &str) {
+        self.tell(
+            run,
+            None,
+            Fact::InstanceFinished {
+                instance: instance.to_string(),
+                outcome: InstanceOutcome::NotStarted,
+                duration_ms: None,
+            },
+        );
     }
 }
 
@@ -932,6 +1175,16 @@ fn is_undo_status(s: StepStatus) -> bool {
         s,
         StepStatus::UndoStarted | StepStatus::UndoFinished | StepStatus::UndoFailed
     )
+}
+
+/// Whether a step opens or closes the downtime window, in the direction it is driven.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Edge {
+    /// Its start takes the instance down.
+    Opens,
+    /// Its success brings the instance up again, down since `opened_at_ms`; `reverted`: on
+    /// its old root.
+    Closes { opened_at_ms: i64, reverted: bool },
 }
 
 /// When each step of an instance started and ended (ms since the epoch), by step name.

@@ -12,10 +12,12 @@
 //! - undo walks the steps in reverse and undoes every step that ran (succeeded, failed, or was
 //!   cut short by a crash), so an instance returns to where it started.
 //!
-//! [`fault`] holds the points where tests make the engine die on purpose.
+//! [`fault`] holds the points where tests make the engine die on purpose; [`observe`] what the
+//! engine tells an observer (a progress view, an event stream) as a pass goes.
 
 pub mod executor;
 pub mod fault;
+pub mod observe;
 pub mod step;
 
 #[cfg(test)]
@@ -25,4 +27,5 @@ pub use executor::{
     Direction, Engine, EngineError, EngineOptions, InstanceOutcome, OnFailure, RunReport, Window,
 };
 pub use fault::{FaultPoint, Faults, Moment};
+pub use observe::{EngineEvent, Fact, Observer};
 pub use step::{BoxFuture, Outputs, Step, StepCx, StepError};

@@ -874,3 +874,445 @@ async fn a_resume_redoes_what_a_daemon_restart_reverted() {
         );
     }
 }
+
+/// An observer that keeps every fact it is told.
+#[derive(Default)]
+struct Recorder(Mutex<Vec<EngineEvent>>);
+
+impl Observer for Recorder {
+    fn observe(&self, event: EngineEvent) {
+        self.0.lock().unwrap().push(event);
+    }
+}
+
+impl Recorder {
+    fn events(&self) -> Vec<EngineEvent> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// [`engine_with`], told to `observer`, with no failure budget.
+fn observed(
+    j: &Arc<Journal>,
+    env: &Arc<Env>,
+    parallel: usize,
+    faults: Faults,
+    observer: &Arc<Recorder>,
+) -> Engine<Env> {
+    Engine::new(
+        j.clone(),
+        env.clone(),
+        pipeline(),
+        EngineOptions {
+            parallel,
+            max_failures: usize::MAX,
+            faults,
+            window: Some(WINDOW),
+            observer: Some(observer.clone() as Arc<dyn Observer>),
+            ..EngineOptions::default()
+        },
+    )
+}
+
+/// The step facts of `instance`, as `(started?, step, attempt, direction)`.
+fn step_facts(events: &[EngineEvent], instance: &str) -> Vec<(bool, String, u32, Direction)> {
+    events
+        .iter()
+        .filter_map(|e| match &e.fact {
+            Fact::StepStarted {
+                instance: i,
+                step,
+                attempt,
+                direction,
+            } if i == instance => Some((true, step.clone(), *attempt, *direction)),
+            Fact::StepFinished {
+                instance: i,
+                step,
+                attempt,
+                direction,
+                ..
+            } if i == instance => Some((false, step.clone(), *attempt, *direction)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Each step attempt started, then finished, one after the other, in the order `expected`
+/// (step names with their direction), each once (no retries here).
+fn assert_steps_in_order(events: &[EngineEvent], instance: &str, expected: &[(&str, Direction)]) {
+    let facts = step_facts(events, instance);
+    let mut want = Vec::new();
+    for (step, direction) in expected {
+        want.push((true, step.to_string(), *direction));
+        want.push((false, step.to_string(), *direction));
+    }
+    let got: Vec<_> = facts
+        .iter()
+        .map(|(s, n, _, d)| (*s, n.clone(), *d))
+        .collect();
+    assert_eq!(got, want, "{instance}: step facts");
+    for pair in facts.chunks(2) {
+        assert_eq!(pair[0].2, pair[1].2, "{instance}: attempt of {pair:?}");
+    }
+}
+
+/// The indices of the facts about `instance` that match `pick`.
+fn positions(events: &[EngineEvent], instance: &str, pick: impl Fn(&Fact) -> bool) -> Vec<usize> {
+    events
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.fact.instance() == Some(instance) && pick(&e.fact))
+        .map(|(k, _)| k)
+        .collect()
+}
+
+/// Every fact that names a journal event agrees with it: same instance, step, attempt, time
+/// and kind of event.
+fn assert_facts_match_the_journal(events: &[EngineEvent], j: &Journal, run: RunId) {
+    let journal: BTreeMap<u64, journal::Event> = j
+        .events(run)
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.seq, e))
+        .collect();
+    let mut told = 0;
+    for e in events {
+        let Some(seq) = e.seq else { continue };
+        told += 1;
+        let rec = &journal[&seq];
+        assert_eq!(e.at_ms, rec.at_ms, "{e:?}");
+        assert_eq!(e.fact.instance(), rec.instance.as_deref(), "{e:?}");
+        let kind = rec.kind.name();
+        let ok = match &e.fact {
+            Fact::RunStarted { .. } => kind == "RunResumed",
+            Fact::RunFinished { outcome } if outcome == "paused" => kind == "RunPaused",
+            Fact::RunFinished { .. } => kind == "RunFinished",
+            Fact::StepStarted {
+                step,
+                attempt,
+                direction,
+                ..
+            } => {
+                rec.step.as_deref() == Some(step)
+                    && rec.attempt == *attempt
+                    && kind
+                        == match direction {
+                            Direction::Forward => "StepStarted",
+                            Direction::Undo => "UndoStarted",
+                        }
+            }
+            Fact::StepFinished {
+                step,
+                attempt,
+                direction,
+                error,
+                ..
+            } => {
+                rec.step.as_deref() == Some(step)
+                    && rec.attempt == *attempt
+                    && kind
+                        == match (direction, error.is_some()) {
+                            (Direction::Forward, false) => "StepSucceeded",
+                            (Direction::Forward, true) => "StepFailed",
+                            (Direction::Undo, false) => "UndoFinished",
+                            (Direction::Undo, true) => "UndoFailed",
+                        }
+            }
+            // Told with the record of the step that opened or closed the window.
+            Fact::WindowOpened { .. } => kind == "StepStarted" || kind == "UndoStarted",
+            Fact::WindowClosed { .. } => kind == "StepSucceeded" || kind == "UndoFinished",
+            Fact::InstanceStarted { .. }
+            | Fact::InstanceFinished { .. }
+            | Fact::RevertStarted { .. } => false,
+        };
+        assert!(ok, "{e:?} does not match its journal event {rec:?}");
+    }
+    assert!(told > 0, "no fact named a journal event");
+}
+
+/// Each instance of the pass starts at most once and finishes exactly once, all its other
+/// facts between the two; gives each instance's outcome as told.
+fn assert_once_each(events: &[EngineEvent], instances: &[String]) -> Vec<InstanceOutcome> {
+    let mut outcomes = Vec::new();
+    for i in instances {
+        let started = positions(events, i, |f| matches!(f, Fact::InstanceStarted { .. }));
+        let finished = positions(events, i, |f| matches!(f, Fact::InstanceFinished { .. }));
+        assert!(started.len() <= 1, "{i} started {} times", started.len());
+        assert_eq!(finished.len(), 1, "{i} finished {} times", finished.len());
+        let all = positions(events, i, |_| true);
+        assert_eq!(all.last(), finished.last(), "{i}: a fact after its end");
+        if let Some(&s) = started.first() {
+            assert_eq!(all.first(), Some(&s), "{i}: a fact before its start");
+        } else {
+            assert_eq!(all.len(), 1, "{i} did not start, yet more was told");
+        }
+        let Fact::InstanceFinished {
+            outcome,
+            duration_ms,
+            ..
+        } = &events[finished[0]].fact
+        else {
+            unreachable!()
+        };
+        assert_eq!(duration_ms.is_some(), !started.is_empty(), "{i}");
+        outcomes.push(outcome.clone());
+    }
+    assert!(
+        matches!(
+            events.first().map(|e| &e.fact),
+            Some(Fact::RunStarted { .. })
+        ),
+        "the run's start is told first"
+    );
+    assert!(
+        matches!(
+            events.last().map(|e| &e.fact),
+            Some(Fact::RunFinished { .. })
+        ),
+        "the run's end is told last"
+    );
+    outcomes
+}
+
+/// `(resumed, reverted)` of each window opened and closed for `instance`, in order: one open
+/// then one close each time.
+fn windows(events: &[EngineEvent], instance: &str) -> Vec<(bool, Option<bool>)> {
+    let mut out: Vec<(bool, Option<bool>)> = Vec::new();
+    for e in events
+        .iter()
+        .filter(|e| e.fact.instance() == Some(instance))
+    {
+        match &e.fact {
+            Fact::WindowOpened { resumed, .. } => {
+                assert!(
+                    out.last().is_none_or(|w| w.1.is_some()),
+                    "{instance}: opened twice"
+                );
+                out.push((*resumed, None));
+            }
+            Fact::WindowClosed {
+                reverted, down_ms, ..
+            } => {
+                assert!(*down_ms >= 0, "{instance}: down {down_ms} ms");
+                let last = out.last_mut().expect("closed before it opened");
+                assert!(last.1.is_none(), "{instance}: closed twice");
+                last.1 = Some(*reverted);
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_observer_sees_each_instance_once_its_steps_in_order_and_each_window() {
+    let (_dir, instances, env, j, run) = fresh_run(3);
+    let observer = Arc::new(Recorder::default());
+    let report = observed(&j, &env, 2, failing("swap", "web1"), &observer)
+        .drive(run, &instances, Direction::Forward)
+        .await
+        .unwrap();
+    let events = observer.events();
+    let outcomes = assert_once_each(&events, &instances);
+    let reported: Vec<InstanceOutcome> = report.instances.iter().map(|(_, o)| o.clone()).collect();
+    assert_eq!(outcomes, reported);
+    assert!(matches!(
+        &events[0].fact,
+        Fact::RunStarted { instances: told, resumed: false, parallel: 2, .. } if *told == instances
+    ));
+    assert_eq!(
+        events.last().unwrap().fact,
+        Fact::RunFinished {
+            outcome: "failed".into()
+        }
+    );
+    let forward: Vec<(&str, Direction)> = pipeline()
+        .iter()
+        .map(|s| (s.name(), Direction::Forward))
+        .collect();
+    for i in ["web0", "web2"] {
+        assert_steps_in_order(&events, i, &forward);
+        assert_eq!(windows(&events, i), vec![(false, Some(false))], "{i}");
+    }
+    // web1: forward up to the failed swap, then its revert undoes those steps in reverse.
+    let mut web1 = forward[..5].to_vec();
+    web1.extend(
+        forward[..5]
+            .iter()
+            .rev()
+            .map(|(s, _)| (*s, Direction::Undo)),
+    );
+    assert_steps_in_order(&events, "web1", &web1);
+    assert_eq!(windows(&events, "web1"), vec![(false, Some(true))]);
+    let reverts: Vec<&EngineEvent> = events
+        .iter()
+        .filter(|e| matches!(e.fact, Fact::RevertStarted { .. }))
+        .collect();
+    assert_eq!(reverts.len(), 1);
+    assert_eq!(
+        reverts[0].fact,
+        Fact::RevertStarted {
+            instance: "web1".into(),
+            step: "swap".into(),
+            error: "injected failure of step swap".into(),
+        }
+    );
+    // The window opens with the start of `stop` and closes with the success of `start` (or,
+    // reverted, with the undo of `stop`): told with the same journal event.
+    for e in &events {
+        let with = |pick: &dyn Fn(&Fact) -> bool| {
+            events
+                .iter()
+                .filter(|o| o.seq == e.seq && o.fact.instance() == e.fact.instance())
+                .any(|o| pick(&o.fact))
+        };
+        match &e.fact {
+            Fact::WindowOpened { .. } => assert!(with(
+                &|f| matches!(f, Fact::StepStarted { step, .. } if step == "stop")
+            )),
+            Fact::WindowClosed { reverted, .. } => {
+                let step = if *reverted { "stop" } else { "start" };
+                assert!(with(
+                    &|f| matches!(f, Fact::StepFinished { step: s, error: None, .. } if s == step)
+                ))
+            }
+            _ => {}
+        }
+    }
+    // A step's output rides with its success.
+    assert!(events.iter().any(|e| matches!(
+        &e.fact,
+        Fact::StepFinished { step, output: Some(out), .. } if step == "prepare" && out["tmp"].is_string()
+    )));
+    assert_facts_match_the_journal(&events, &j, run);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_observer_sees_a_window_left_open_by_a_crash_and_the_windows_of_an_undo() {
+    let (_dir, instances, env, j, run) = fresh_run(2);
+    // parallel 1: the crash comes with web0 inside its window, web1 not started.
+    let crash = Faults::from_hook(|p| p.step == "retire" && p.moment == Moment::AfterRecord);
+    let crashed = Arc::new(Recorder::default());
+    let r = observed(&j, &env, 1, crash, &crashed)
+        .drive(run, &instances, Direction::Forward)
+        .await;
+    assert!(matches!(r, Err(EngineError::Crashed)), "{r:?}");
+    // A killed process tells nothing after the crash: web0 began, did not end.
+    let before = crashed.events();
+    assert_eq!(windows(&before, "web0"), vec![(false, None)]);
+    assert!(positions(&before, "web0", |f| matches!(
+        f,
+        Fact::InstanceFinished { .. }
+    ))
+    .is_empty());
+
+    let resumed = Arc::new(Recorder::default());
+    let report = observed(&j, &env, 1, Faults::none(), &resumed)
+        .drive(run, &instances, Direction::Forward)
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{report:?}");
+    let events = resumed.events();
+    assert_once_each(&events, &instances);
+    assert!(matches!(
+        events[0].fact,
+        Fact::RunStarted { resumed: true, .. }
+    ));
+    assert_eq!(windows(&events, "web0"), vec![(true, Some(false))]);
+    assert_eq!(windows(&events, "web1"), vec![(false, Some(false))]);
+    // web0 picks up where it was: its open window is told before any step of this pass.
+    let first_step = positions(&events, "web0", |f| matches!(f, Fact::StepStarted { .. }))[0];
+    let opened = positions(&events, "web0", |f| matches!(f, Fact::WindowOpened { .. }))[0];
+    assert!(opened < first_step);
+    assert_steps_in_order(
+        &events,
+        "web0",
+        &[("swap", Direction::Forward), ("start", Direction::Forward)],
+    );
+    assert_facts_match_the_journal(&events, &j, run);
+
+    // Undo: undoing `start` takes each instance down, undoing `stop` brings its old root back.
+    let undone = Arc::new(Recorder::default());
+    let report = observed(&j, &env, 2, Faults::none(), &undone)
+        .drive(run, &instances, Direction::Undo)
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{report:?}");
+    let events = undone.events();
+    assert_once_each(&events, &instances);
+    let backward: Vec<(&str, Direction)> = pipeline()
+        .iter()
+        .rev()
+        .map(|s| (s.name(), Direction::Undo))
+        .collect();
+    for i in &instances {
+        assert_eq!(windows(&events, i), vec![(false, Some(true))], "{i}");
+        assert_steps_in_order(&events, i, &backward);
+    }
+    assert_facts_match_the_journal(&events, &j, run);
+}
+
+#[tokio::test]
+async fn instances_held_back_are_told_as_not_started_without_a_start() {
+    for canaries in [0, 1] {
+        let (_dir, instances, env, j, run) = fresh_run(3);
+        let observer = Arc::new(Recorder::default());
+        let report = Engine::new(
+            j.clone(),
+            env.clone(),
+            pipeline_failing_web0(),
+            EngineOptions {
+                parallel: 1,
+                max_failures: 0,
+                canaries,
+                observer: Some(observer.clone() as Arc<dyn Observer>),
+                ..EngineOptions::default()
+            },
+        )
+        .drive(run, &instances, Direction::Forward)
+        .await
+        .unwrap();
+        let events = observer.events();
+        let outcomes = assert_once_each(&events, &instances);
+        assert!(matches!(outcomes[0], InstanceOutcome::Failed { .. }));
+        assert_eq!(
+            outcomes[1..],
+            [InstanceOutcome::NotStarted, InstanceOutcome::NotStarted],
+            "canaries {canaries}"
+        );
+        assert_eq!(
+            outcomes,
+            report
+                .instances
+                .iter()
+                .map(|(_, o)| o.clone())
+                .collect::<Vec<_>>()
+        );
+    }
+}
+
+#[tokio::test]
+async fn an_observer_that_panics_does_not_fail_the_run() {
+    struct Panics;
+    impl Observer for Panics {
+        fn observe(&self, _: EngineEvent) {
+            panic!("observer bug");
+        }
+    }
+    let (_dir, instances, env, j, run) = fresh_run(1);
+    let report = Engine::new(
+        j.clone(),
+        env.clone(),
+        pipeline(),
+        EngineOptions {
+            window: Some(WINDOW),
+            observer: Some(Arc::new(Panics)),
+            ..EngineOptions::default()
+        },
+    )
+    .drive(run, &instances, Direction::Forward)
+    .await
+    .unwrap();
+    assert!(report.is_success(), "{report:?}");
+    assert_eq!(j.replay(run).unwrap().status, RunStatus::Succeeded);
+}
