@@ -17,12 +17,23 @@ use crate::steps::RunKind;
 /// space for the `T`, which reads better in a table). humantime panics on a time before 1970,
 /// and an imported journal may carry any time: outside 1970..=9999 the time is clamped there.
 pub fn utc(ms: i64) -> String {
-    const LAST_MS: i64 = 253_402_300_799_999; // 9999-12-31 23:59:59.999Z
-    let ms = ms.clamp(0, LAST_MS).unsigned_abs();
-    let at = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms);
-    humantime::format_rfc3339_seconds(at)
+    humantime::format_rfc3339_seconds(clamped(ms))
         .to_string()
         .replacen('T', " ", 1)
+}
+
+/// `2026-11-22T03:41:07.250Z`: RFC 3339 with milliseconds (UTC), as the event stream gives
+/// times; clamped like [`utc`].
+pub fn rfc3339(ms: i64) -> String {
+    humantime::format_rfc3339_millis(clamped(ms)).to_string()
+}
+
+/// `ms` since the epoch as a time humantime can format: clamped to 1970..=9999, since it
+/// panics before the epoch and an imported journal may carry any time.
+fn clamped(ms: i64) -> std::time::SystemTime {
+    const LAST_MS: i64 = 253_402_300_799_999; // 9999-12-31 23:59:59.999Z
+    let ms = ms.clamp(0, LAST_MS).unsigned_abs();
+    std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)
 }
 
 /// `1.234 s` or `87 ms`.
@@ -177,6 +188,16 @@ pub fn downtime_ms(state: &RunState, instance: &str) -> Option<i64> {
     let out = state.step(instance, "start")?.output.as_ref()?;
     let v: serde_json::Value = serde_json::from_str(out).ok()?;
     v.get("downtime_ms")?.as_i64()
+}
+
+/// Each instance's recorded downtime (`None`: none recorded), by name: what `--json` gives at
+/// the end of a run.
+pub fn downtimes(state: &RunState) -> BTreeMap<String, Option<i64>> {
+    state
+        .instances
+        .iter()
+        .map(|i| (i.name.clone(), downtime_ms(state, &i.name)))
+        .collect()
 }
 
 fn status_word(s: StepStatus) -> &'static str {
@@ -1265,6 +1286,9 @@ mod tests {
         assert_eq!(utc(-1000), "1970-01-01 00:00:00Z");
         assert_eq!(utc(i64::MIN), "1970-01-01 00:00:00Z");
         assert_eq!(utc(i64::MAX), "9999-12-31 23:59:59Z");
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(1_795_315_922_250), "2026-11-22T02:52:02.250Z");
+        assert_eq!(rfc3339(-1), "1970-01-01T00:00:00.000Z");
     }
 
     #[test]
