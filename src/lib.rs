@@ -4,7 +4,8 @@
 //!
 //! Data flows one way: [`config`] files become resolved instances, the [`engine`] runs
 //! [`steps`] against [`lxd`], [`storage`] and [`cloudconfig`], and records each transition in the
-//! `journal` crate.
+//! `journal` crate. While a run goes, [`progress`] shows what the engine tells (a live view, a
+//! line per instance, an NDJSON event stream).
 
 pub mod cli;
 pub mod cloudconfig;
@@ -12,6 +13,7 @@ pub mod config;
 pub mod engine;
 pub mod input;
 pub mod lxd;
+pub mod progress;
 pub mod report;
 pub mod shell;
 pub mod steps;
