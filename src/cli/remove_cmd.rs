@@ -82,7 +82,13 @@ async fn remove(
             .map(|fs| crate::steps::storage_filesystem(fs).kind.location())
             .collect();
         if !kept.is_empty() {
-            println!("{}: filesystems kept: {}", plan.name, kept.join(", "));
+            let line = format!("{}: filesystems kept: {}", plan.name, kept.join(", "));
+            // With --json, stdout is the event stream: one JSON object per line, nothing else.
+            if global.json {
+                eprintln!("reroot: {line}");
+            } else {
+                println!("{line}");
+            }
         }
     }
     Ok(code)

@@ -13,6 +13,7 @@ use super::{CliError, Global};
 use crate::config;
 use crate::engine::{Direction, Engine, EngineError, EngineOptions, Faults, OnFailure, RunReport};
 use crate::lxd::{self, OptionalExt};
+use crate::progress::{self, Progress};
 use crate::report;
 use crate::steps::{
     forecast, rebuild_pipeline, retired_name, snapshot_name, storage_filesystem, InstancePlan,
@@ -230,7 +231,11 @@ struct Pass<'a> {
     on_failure: OnFailure,
 }
 
+/// Drives a pass of the run in `state`, showing its progress (see [`crate::progress`]; with
+/// `--json` the event stream, whose last line carries the report), and gives the report and
+/// the run's state after it.
 async fn drive(
+    global: &Global,
     journal: Arc<Journal>,
     lxd: lxd::Client,
     state: &RunState,
@@ -250,6 +255,11 @@ async fn drive(
     let kind = kind_of(state)?;
     let pipeline = kind.pipeline();
     let env = Arc::new(RebuildEnv::new(lxd, plans, options));
+    let progress = Progress::start(progress::Options {
+        json: global.json,
+        kind: kind.word(),
+        done: kind.done_word(),
+    });
     let engine = Engine::new(
         journal.clone(),
         env,
@@ -262,18 +272,22 @@ async fn drive(
             faults: Faults::from_env(),
             window: kind.window(),
             on_failure,
+            observer: Some(progress.observer()),
             ..EngineOptions::default()
         },
     );
     let flag = engine.interrupt_flag();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("reroot: interrupted: instances under way will finish; no new one starts");
+            progress::note(
+                "reroot: interrupted: instances under way will finish; no new one starts",
+            );
             flag.store(true, Ordering::SeqCst);
         }
     });
-    let report = match engine.drive(state.header.id, instances, direction).await {
-        Ok(report) => report,
+    let run = state.header.id;
+    let ran = match engine.drive(run, instances, direction).await {
+        Ok(ran) => ran,
         Err(e @ EngineError::Journal(_)) => {
             let reverted = engine.unrecorded_reverts();
             let mut message = format!("{e}; the run stopped");
@@ -288,26 +302,29 @@ async fn drive(
                 ". Once the journal can be written again, `reroot resume {}` finishes the run",
                 report::short_id(&state.header.id)
             ));
+            progress.stopped(run, &message).await;
             return Err(message.into());
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            progress.stopped(run, &e.to_string()).await;
+            return Err(e.into());
+        }
     };
-    let state = journal.replay(state.header.id)?;
-    Ok((report, state))
+    let state = match journal.replay(run) {
+        Ok(state) => state,
+        Err(e) => {
+            progress.stopped(run, &e.to_string()).await;
+            return Err(e.into());
+        }
+    };
+    progress.finished(&ran, report::downtimes(&state)).await;
+    Ok((ran, state))
 }
 
+/// The end of a pass: the summary table (with `--json`, the stream's last line, written by
+/// [`drive`], has the same), and the exit status.
 fn finish(global: &Global, report: &RunReport, state: &RunState) -> Result<ExitCode, CliError> {
-    if global.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "report": report,
-                "downtime_ms": state.instances.iter()
-                    .map(|i| (i.name.clone(), report::downtime_ms(state, &i.name)))
-                    .collect::<BTreeMap<_, _>>(),
-            }))?
-        );
-    } else {
+    if !global.json {
         let done = kind_of(state)?.done_word();
         print!("{}", report::pass_summary(report, state, done));
     }
@@ -510,6 +527,7 @@ pub(super) async fn start_run(
     let state = journal.replay(run)?;
     let instances = state.header.instances.clone();
     let (report, state) = drive(
+        global,
         journal.clone(),
         lxd,
         &state,
@@ -600,6 +618,7 @@ pub async fn resume(args: ResumeArgs, global: &Global) -> Result<ExitCode, CliEr
     );
     let lxd = connect(global).await?;
     let (report, state) = drive(
+        global,
         journal,
         lxd,
         &state,
@@ -661,6 +680,7 @@ pub async fn undo(args: UndoArgs, global: &Global) -> Result<ExitCode, CliError>
     journal.append(run, None, None, 0, EventKind::Note { text: note.into() })?;
     let lxd = connect(global).await?;
     let (report, state) = drive(
+        global,
         journal,
         lxd,
         &state,
