@@ -1048,3 +1048,149 @@ async fn a_rebuild_moves_disk_devices_between_the_device_profile_and_the_instanc
     );
     assert_eq!(bed.run_count(), runs);
 }
+
+/// The lines of `stderr` that `reroot` wrote about `instance` as it finished.
+fn finished_lines<'a>(stderr: &'a str, instance: &str) -> Vec<&'a str> {
+    let head = format!("reroot: {instance} ");
+    stderr.lines().filter(|l| l.starts_with(&head)).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_json_streams_ndjson_events_and_stderr_has_a_line_per_instance() {
+    let _serial = common::LXD_LOCK.lock().await;
+    let bed = Bed::new().await;
+    let first = bed.config("");
+    // A second instance of the same shape: its name comes from its file name.
+    let other = format!("{}-web2", bed.prefix);
+    let second = bed.dir.path().join(format!("{other}.yaml"));
+    std::fs::copy(&first, &second).unwrap();
+    let names = [bed.instance(), other.clone()];
+    let rebuild = |tpl: &str, extra: &[&str]| {
+        let tpl = format!("tpl={}", bed.template(tpl));
+        let mut args = vec!["rebuild", "-P", &tpl, "--parallel", "2"];
+        args.extend_from_slice(extra);
+        args.extend([first.to_str().unwrap(), second.to_str().unwrap()]);
+        bed.reroot(&args)
+    };
+
+    // Launch, without --json: the table on stdout; stderr is not a terminal here, so one line
+    // per instance as it finished (launched: it was not running, so no downtime).
+    let out = rebuild("old", &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).starts_with("INSTANCE"), "{}", stdout(&out));
+    let err = stderr(&out);
+    for n in &names {
+        let lines = finished_lines(&err, n);
+        assert_eq!(lines.len(), 1, "{n}: {err}");
+        assert!(
+            lines[0].starts_with(&format!("reroot: {n} rebuilt in ")),
+            "{err}"
+        );
+        assert!(!lines[0].contains("(down"), "{err}");
+    }
+
+    // The rebuild onto the new template, with --json: NDJSON on stdout.
+    let out = rebuild("new", &["--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let run = bed.last_run();
+    let text = stdout(&out);
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}"));
+            assert!(v.is_object(), "{l}");
+            assert_eq!(v["schema"], "reroot.events/1", "{l}");
+            assert_eq!(v["run"], run.as_str(), "{l}");
+            assert!(v["at_ms"].is_i64(), "{l}");
+            assert!(v["at"].as_str().is_some_and(|t| t.ends_with('Z')), "{l}");
+            v
+        })
+        .collect();
+    assert!(!text.contains("\n\n"), "an empty line:\n{text}");
+    let ty = |v: &serde_json::Value| v["type"].as_str().expect("a type").to_string();
+    let started = &events[0];
+    assert_eq!(ty(started), "run_started", "{text}");
+    assert_eq!(started["kind"], "rebuild");
+    assert_eq!(started["instances"], serde_json::json!(names));
+    let steps: Vec<String> = started["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect();
+    assert!(steps.contains(&"stop".to_string()) && steps.contains(&"start".to_string()));
+    for n in &names {
+        // An instance's recorded facts come in journal order (those of instances running at
+        // once may interleave out of it: each is told by its own task).
+        let seqs: Vec<u64> = events
+            .iter()
+            .filter(|v| v["instance"] == n.as_str())
+            .filter_map(|v| v["seq"].as_u64())
+            .collect();
+        assert!(seqs.windows(2).all(|w| w[0] <= w[1]), "{n}: {seqs:?}");
+        let of = |t: &str| -> Vec<&serde_json::Value> {
+            events
+                .iter()
+                .filter(|v| ty(v) == t && v["instance"] == n.as_str())
+                .collect()
+        };
+        assert_eq!(of("instance_started").len(), 1, "{n}");
+        let finished = of("instance_finished");
+        assert_eq!(finished.len(), 1, "{n}");
+        assert_eq!(finished[0]["outcome"], "succeeded", "{n}");
+        // Each step started then succeeded, in the pipeline's order.
+        let step_events: Vec<(String, String)> = events
+            .iter()
+            .filter(|v| v["instance"] == n.as_str() && ty(v).starts_with("step_"))
+            .map(|v| (ty(v), v["step"].as_str().unwrap().to_string()))
+            .collect();
+        let expected: Vec<(String, String)> = steps
+            .iter()
+            .flat_map(|s| {
+                [
+                    ("step_started".to_string(), s.clone()),
+                    ("step_finished".to_string(), s.clone()),
+                ]
+            })
+            .collect();
+        assert_eq!(step_events, expected, "{n}");
+        assert!(of("step_finished")
+            .iter()
+            .all(|v| v["result"] == "succeeded"));
+        // It went down once, and came up on its new root.
+        let opened = of("window_opened");
+        let closed = of("window_closed");
+        assert_eq!((opened.len(), closed.len()), (1, 1), "{n}");
+        assert_eq!(closed[0]["reverted"], false);
+        assert!(closed[0]["down_ms"].as_i64().unwrap() > 0);
+    }
+    // The last line ends the run with what `--json` printed before the stream.
+    let last = events.last().unwrap();
+    assert_eq!(ty(last), "run_finished", "{text}");
+    assert_eq!(last["outcome"], "succeeded");
+    assert_eq!(last["report"]["run"], run.as_str());
+    let reported = last["report"]["instances"].as_array().expect("instances");
+    assert_eq!(reported.len(), 2);
+    for (k, n) in names.iter().enumerate() {
+        assert_eq!(reported[k][0], n.as_str());
+        assert_eq!(reported[k][1]["outcome"], "succeeded");
+        assert!(
+            last["downtime_ms"][n].as_i64().is_some_and(|d| d > 0),
+            "{n}: {last}"
+        );
+    }
+    assert_eq!(events.iter().filter(|v| ty(v) == "run_finished").count(), 1);
+    // stderr: one line per instance, with its downtime this time (it was running).
+    let err = stderr(&out);
+    for n in &names {
+        let lines = finished_lines(&err, n);
+        assert_eq!(lines.len(), 1, "{n}: {err}");
+        assert!(
+            lines[0].starts_with(&format!("reroot: {n} rebuilt in "))
+                && lines[0].contains("(down "),
+            "{err}"
+        );
+    }
+    assert_eq!(bed.template_version().await, "new");
+}
