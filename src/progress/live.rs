@@ -45,7 +45,12 @@ pub struct Live {
 impl Live {
     /// Starts showing the view on stderr.
     pub fn show() -> Live {
-        let view = MultiProgress::with_draw_target(ProgressDrawTarget::stderr());
+        Live::on(ProgressDrawTarget::stderr())
+    }
+
+    /// Starts showing the view on `target`.
+    fn on(target: ProgressDrawTarget) -> Live {
+        let view = MultiProgress::with_draw_target(target);
         let style = ProgressStyle::with_template(
             "{spinner} {elapsed_precise} [{bar:20}] {pos}/{len} {wide_msg}",
         )
@@ -175,6 +180,130 @@ fn clock(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::InstanceOutcome;
+    use indicatif::InMemoryTerm;
+
+    fn event(fact: Fact) -> EngineEvent {
+        EngineEvent {
+            run: uuid::Uuid::nil(),
+            at_ms: 0,
+            seq: None,
+            fact,
+        }
+    }
+
+    /// Feeds `fact` to the tally and the view, as the progress thread does.
+    fn feed(live: &mut Live, tally: &mut Tally, fact: Fact, line: Option<&str>) {
+        let e = event(fact);
+        tally.apply(&e);
+        live.update(tally, &e, line);
+    }
+
+    /// What the terminal shows once the view had time to draw (it draws at most 20 times a
+    /// second).
+    fn screen(live: &Live, tally: &Tally, term: &InMemoryTerm) -> String {
+        std::thread::sleep(Duration::from_millis(120));
+        live.tick(tally);
+        term.contents()
+    }
+
+    #[test]
+    fn the_view_shows_counts_and_instances_under_way_then_clears_all_but_failures() {
+        let term = InMemoryTerm::new(20, 120);
+        let mut live = Live::on(ProgressDrawTarget::term_like(Box::new(term.clone())));
+        let mut tally = Tally::default();
+        let names: Vec<String> = (1..=4).map(|i| format!("web-00{i}")).collect();
+        feed(
+            &mut live,
+            &mut tally,
+            Fact::RunStarted {
+                direction: Direction::Forward,
+                instances: names.clone(),
+                steps: vec!["stop".into(), "start".into()],
+                parallel: 2,
+                resumed: false,
+            },
+            None,
+        );
+        for name in &names[..2] {
+            feed(
+                &mut live,
+                &mut tally,
+                Fact::InstanceStarted {
+                    instance: name.clone(),
+                },
+                None,
+            );
+        }
+        feed(
+            &mut live,
+            &mut tally,
+            Fact::StepStarted {
+                instance: names[0].clone(),
+                step: "stop".into(),
+                attempt: 2,
+                direction: Direction::Forward,
+            },
+            None,
+        );
+        feed(
+            &mut live,
+            &mut tally,
+            Fact::WindowOpened {
+                instance: names[0].clone(),
+                resumed: false,
+            },
+            None,
+        );
+        let shown = screen(&live, &tally, &term);
+        assert!(
+            shown.contains("0/4 ETA - · done 0 · failed 0 · in flight 2 · down 1 · not started 2"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("web-001") && shown.contains("stop (try 2) · DOWN"),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("web-002") && shown.contains("starting"),
+            "{shown}"
+        );
+
+        let failed = "reroot: web-002 FAILED at stop: refused";
+        feed(
+            &mut live,
+            &mut tally,
+            Fact::InstanceFinished {
+                instance: names[1].clone(),
+                outcome: InstanceOutcome::Failed {
+                    step: "stop".into(),
+                    error: "refused".into(),
+                },
+                duration_ms: Some(1000),
+            },
+            Some(failed),
+        );
+        let shown = screen(&live, &tally, &term);
+        assert!(
+            shown.starts_with(failed),
+            "printed above the view:\n{shown}"
+        );
+        assert!(
+            shown.contains("1/4") && shown.contains("failed 1"),
+            "{shown}"
+        );
+        assert!(
+            !shown.lines().any(|l| l.starts_with("  web-002")),
+            "its line is gone:\n{shown}"
+        );
+        // One of two instances that started ended: the two left take about as long again.
+        assert!(!shown.contains("ETA -"), "{shown}");
+
+        live.finish();
+        assert_eq!(term.contents(), failed, "only the failure is left");
+        // Nothing is shown any more: writes to stderr go straight through.
+        assert!(SHOWN.lock().unwrap().is_none());
+    }
 
     #[test]
     fn an_instance_line_says_its_step_try_and_whether_it_is_down() {
