@@ -1193,4 +1193,44 @@ async fn rebuild_json_streams_ndjson_events_and_stderr_has_a_line_per_instance()
         );
     }
     assert_eq!(bed.template_version().await, "new");
+
+    // `undo --json` streams too: each instance goes down as its `start` is undone and comes
+    // back on its old root; the last line says the run is undone.
+    let out = bed.reroot(&["undo", &run, "--json"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let events: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}")))
+        .collect();
+    assert!(events.iter().all(|v| v["schema"] == "reroot.events/1"));
+    assert_eq!(ty(&events[0]), "run_started");
+    assert_eq!(events[0]["direction"], "undo");
+    assert_eq!(events[0]["resumed"], true);
+    for n in &names {
+        let of = |t: &str| -> Vec<&serde_json::Value> {
+            events
+                .iter()
+                .filter(|v| ty(v) == t && v["instance"] == n.as_str())
+                .collect()
+        };
+        let closed = of("window_closed");
+        assert_eq!((of("window_opened").len(), closed.len()), (1, 1), "{n}");
+        assert_eq!(closed[0]["reverted"], true, "{n}");
+        assert!(of("step_started").iter().all(|v| v["direction"] == "undo"));
+        let finished = of("instance_finished");
+        assert_eq!(finished.len(), 1, "{n}");
+        assert_eq!(finished[0]["outcome"], "undone", "{n}");
+        let err = stderr(&out);
+        let lines = finished_lines(&err, n);
+        assert_eq!(lines.len(), 1, "{n}: {err}");
+        assert!(
+            lines[0].starts_with(&format!("reroot: {n} undone in ")),
+            "{err}"
+        );
+    }
+    let last = events.last().unwrap();
+    assert_eq!(ty(last), "run_finished");
+    assert_eq!(last["outcome"], "undone");
+    assert_eq!(bed.template_version().await, "old");
 }
