@@ -470,15 +470,23 @@ impl<E: Send + Sync + 'static> Engine<E> {
             let engine = self.clone_handle();
             let name = name.clone();
             let failures = failures.clone();
-            let window = window.clone();
+            // The slot is taken here, before the task exists, so that instances start in the
+            // order given (a task taking its own slot would race the others for it).
+            let permit = window
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|e| EngineError::Internal(e.to_string()))?;
             tasks.push(tokio::spawn(async move {
-                let _permit = window
-                    .acquire_owned()
-                    .await
-                    .map_err(|e| EngineError::Internal(e.to_string()))?;
+                let _permit = permit;
                 let over_budget = failures.load(Ordering::SeqCst) > engine.options.max_failures;
                 let held = over_budget || engine.interrupted.load(Ordering::SeqCst);
                 if (held && !urgent) || engine.journal_lost.load(Ordering::SeqCst) {
+                    // One whose steps all went through in an earlier pass is done, not
+                    // "not started".
+                    if direction == Direction::Forward && engine.is_complete(run, &name)? {
+                        return Ok(InstanceOutcome::Succeeded);
+                    }
                     engine.tell_not_started(run, &name);
                     return Ok(InstanceOutcome::NotStarted);
                 }
@@ -1153,6 +1161,18 @@ impl<E: Send + Sync + 'static> Engine<E> {
     }
 
     /// Tells the observer that `instance` ends this pass without having started.
+    /// True if every step of the pipeline succeeded for this instance.
+    fn is_complete(&self, run: RunId, instance: &str) -> Result<bool, EngineError> {
+        let state = self.instance_state(run, instance)?;
+        Ok(state.is_some_and(|i| {
+            self.steps.iter().all(|s| {
+                i.steps
+                    .iter()
+                    .any(|st| st.name == s.name() && st.status == StepStatus::Succeeded)
+            })
+        }))
+    }
+
     fn tell_not_started(&self, run: RunId, instance: &str) {
         self.tell(
             run,
