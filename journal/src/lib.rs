@@ -173,6 +173,10 @@
 //! every record and ignoring only an unfinished end (a write in progress). [`Journal`]
 //! dereferences to a [`Reader`] of its own database.
 //!
+//! [`Journal::open_waiting`] waits instead of failing while another process holds the journal
+//! (trying again every [`WAIT_POLL`], with an optional time limit), so that a second process
+//! can queue behind a running one.
+//!
 //! # Verification
 //!
 //! [`Reader::verify`] checks every stored event's checksum, each run's sequence numbers, hash
@@ -197,7 +201,7 @@ pub use import::import_ndjson;
 pub use reader::{Problem, Reader, RunFilter, RunSummary, Source, VerifyReport, WriterInfo};
 pub use recovery::rebuild_live_log;
 pub use state::{InstanceState, Replay, RunState, RunStatus, StepState, StepStatus};
-pub use writer::{Journal, WriterOptions, WRITER_WAIT};
+pub use writer::{Journal, WriterOptions, WAIT_POLL, WRITER_WAIT};
 
 use std::path::PathBuf;
 

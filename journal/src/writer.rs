@@ -24,6 +24,11 @@ use std::time::{Duration, Instant};
 /// [`Error::Locked`]. A writer holding it is reported at once.
 pub const WRITER_WAIT: Duration = Duration::from_secs(10);
 
+/// How often [`Journal::open_waiting`] tries again while another process holds the journal:
+/// often enough that the waiter starts soon after the holder ends, rarely enough to cost
+/// nothing (each try is one `flock` and a read of the lock file).
+pub const WAIT_POLL: Duration = Duration::from_millis(200);
+
 /// What the writer keeps about a run it appends to.
 #[derive(Debug)]
 struct RunCache {
@@ -114,6 +119,41 @@ impl Journal {
     /// hold the same events (see the crate docs).
     pub fn open(dir: &Path) -> Result<Journal, Error> {
         Self::open_with(dir, WriterOptions::default())
+    }
+
+    /// [`Journal::open`], waiting while another process holds the journal instead of failing:
+    /// the first time it finds the journal held, it calls `on_wait` with the
+    /// [`Error::Locked`] naming the holder (so the caller can say once who it waits for), then
+    /// tries again every [`WAIT_POLL`] until the lock is free. With a `timeout`, it gives up
+    /// once that much time has passed and returns the latest [`Error::Locked`]; since a
+    /// short-lived reader is waited for inside each try (up to [`WRITER_WAIT`]), it may return
+    /// that much later. Any other error is returned at once.
+    ///
+    /// Waiting is what lets two runs be started at once: the second begins when the first has
+    /// closed the journal, and the caller then checks what the first left (e.g. its leases on
+    /// instances) as usual.
+    pub fn open_waiting(
+        dir: &Path,
+        timeout: Option<Duration>,
+        on_wait: impl FnOnce(&Error),
+    ) -> Result<Journal, Error> {
+        let started = Instant::now();
+        let mut on_wait = Some(on_wait);
+        loop {
+            match Self::open(dir) {
+                Err(e @ Error::Locked { .. }) => {
+                    let left = timeout.map(|t| t.saturating_sub(started.elapsed()));
+                    if left == Some(Duration::ZERO) {
+                        return Err(e);
+                    }
+                    if let Some(f) = on_wait.take() {
+                        f(&e);
+                    }
+                    std::thread::sleep(left.map_or(WAIT_POLL, |l| l.min(WAIT_POLL)));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Opens the journal in `dir` for reading, from another process or this one: the database

@@ -384,6 +384,93 @@ fn a_second_writer_gets_locked_naming_pid_and_run() {
     assert_eq!(j.replay(held).unwrap().last_seq, 1);
 }
 
+/// `journal-child hold DIR` in the background, once it holds the journal: the child and its
+/// run. Closing its standard input ends it.
+fn spawn_holder(dir: &Path) -> (std::process::Child, RunId) {
+    let mut child = Command::new(CHILD)
+        .args(["hold", dir.to_str().unwrap()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    let held: RunId = line
+        .trim()
+        .strip_prefix("ready ")
+        .unwrap_or_else(|| panic!("child said {line:?}"))
+        .parse()
+        .unwrap();
+    (child, held)
+}
+
+#[test]
+fn open_waiting_waits_for_the_writer_and_names_it_once() {
+    use std::time::{Duration, Instant};
+    let dir = tempfile::tempdir().unwrap();
+    // A free journal opens at once, without a word.
+    let mut said = Vec::new();
+    drop(Journal::open_waiting(dir.path(), None, |e| said.push(e.to_string())).unwrap());
+    assert!(said.is_empty(), "{said:?}");
+
+    let (mut child, held) = spawn_holder(dir.path());
+    // With a time limit: the holder is named once, then the limit ends the wait with Locked.
+    let started = Instant::now();
+    let mut said = Vec::new();
+    let err = Journal::open_waiting(dir.path(), Some(Duration::from_millis(700)), |e| {
+        said.push(e.to_string())
+    })
+    .unwrap_err();
+    assert!(started.elapsed() >= Duration::from_millis(700));
+    match &err {
+        journal::Error::Locked { pid, run, .. } => {
+            assert_eq!(*pid, Some(child.id()));
+            assert_eq!(*run, Some(held));
+        }
+        other => panic!("expected Locked, got {other:?}"),
+    }
+    assert_eq!(said.len(), 1, "named once: {said:?}");
+    assert!(said[0].contains(&child.id().to_string()), "{said:?}");
+    // A zero limit tries once.
+    let err = Journal::open_waiting(dir.path(), Some(Duration::ZERO), |_| {
+        panic!("no wait with a zero limit")
+    })
+    .unwrap_err();
+    assert!(matches!(err, journal::Error::Locked { .. }), "{err:?}");
+
+    // Without a limit: it opens only once the holder has ended.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let path = dir.path().to_path_buf();
+    let waiter = std::thread::spawn(move || {
+        let j = Journal::open_waiting(&path, None, |e| tx.send(e.to_string()).unwrap());
+        let opened_at = Instant::now();
+        (j.map(|j| j.replay(held).map(|s| s.last_seq)), opened_at)
+    });
+    let first = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the waiter says whom it waits for");
+    assert!(
+        first.contains(&child.id().to_string()) && first.contains(&held.to_string()),
+        "{first}"
+    );
+    std::thread::sleep(Duration::from_millis(600));
+    assert!(
+        !waiter.is_finished(),
+        "the waiter opened the journal while another process held it"
+    );
+    let released_at = Instant::now();
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    let (opened, opened_at) = waiter.join().unwrap();
+    assert_eq!(opened.unwrap().unwrap(), 1, "the holder's run is there");
+    assert!(opened_at >= released_at);
+    assert!(rx.try_recv().is_err(), "the holder was named only once");
+}
+
 #[test]
 fn another_process_reads_while_the_writer_writes() {
     let dir = tempfile::tempdir().unwrap();
