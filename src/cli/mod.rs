@@ -72,8 +72,9 @@ pub enum Command {
     Resume(run_cmd::ResumeArgs),
     /// Put a run's instances back where they were before it.
     Undo(run_cmd::UndoArgs),
-    /// Delete the retired old roots of a succeeded run (the run can no longer be undone);
-    /// with --snapshots also the filesystem snapshots it took.
+    /// Delete the retired old roots of a succeeded run (the run can no longer be undone), or
+    /// by a retention policy (--keep N, --older-than AGE); with --snapshots also the
+    /// filesystem snapshots taken.
     Prune(run_cmd::PruneArgs),
     /// Snapshot instances' roots (e.g. a template) and their filesystems, as a journaled run.
     Snapshot(snapshot_cmd::SnapshotArgs),

@@ -12,20 +12,19 @@ use super::config_cmd::ConfigFileArgs;
 use super::{CliError, Global};
 use crate::config;
 use crate::engine::{Direction, Engine, EngineError, EngineOptions, Faults, OnFailure, RunReport};
-use crate::lxd::{self, OptionalExt};
+use crate::lxd;
 use crate::progress::{self, Progress};
 use crate::report;
+use crate::run::prune::{self, PRUNED_NOTE};
 use crate::steps::{
-    forecast, rebuild_pipeline, retired_name, snapshot_name, storage_filesystem, InstancePlan,
-    RebuildEnv, RebuildOptions, RunKind, SnapshotRequest, KIND_OPTION, PLANS_OPTION, RUN_KEY,
+    forecast, rebuild_pipeline, InstancePlan, RebuildEnv, RebuildOptions, RunKind, SnapshotRequest,
+    KIND_OPTION, PLANS_OPTION,
 };
 
 /// Note recorded when an undo is asked for (`undo` or `undo --data`); `resume` reads it.
 /// (The report tells an undone instance from a reverted one by this note's prefix.)
 const UNDO_NOTE: &str = report::UNDO_NOTE_PREFIX;
 const UNDO_DATA_NOTE: &str = "undo requested with --data";
-/// Note recorded per instance by `prune`; an undo after it is refused.
-const PRUNED_NOTE: &str = "pruned";
 
 /// `reroot rebuild`.
 #[derive(Debug, Args)]
@@ -63,6 +62,10 @@ pub struct RebuildArgs {
     /// succeeded (skipped otherwise).
     #[arg(long)]
     pub force: bool,
+    /// Once this run has succeeded, delete the retired roots of the previous succeeded rebuild
+    /// of each of its instances (this run's stay, so it can still be undone).
+    #[arg(long)]
+    pub prune_previous: bool,
 }
 
 /// `reroot resume`.
@@ -89,17 +92,36 @@ pub struct UndoArgs {
 
 /// `reroot prune`.
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("which").required(true).multiple(true)
+    .args(["run", "keep", "older_than"]))]
 pub struct PruneArgs {
-    /// The run (id or its first characters).
-    pub run: String,
+    /// The run (id or its first characters); or none, with --keep and/or --older-than.
+    #[arg(conflicts_with_all = ["keep", "older_than"])]
+    pub run: Option<String>,
+    /// Of every instance, keep the retired roots of its N newest succeeded rebuild runs and
+    /// delete those of its older succeeded rebuild runs (failed, unfinished and undone runs are
+    /// never touched).
+    #[arg(long, value_name = "N")]
+    pub keep: Option<usize>,
+    /// Delete the retired roots of succeeded rebuild runs started at least AGE ago (30d, 12h,
+    /// 90m); with --keep, except each instance's N newest.
+    #[arg(long, value_name = "AGE", value_parser = parse_age)]
+    pub older_than: Option<std::time::Duration>,
     /// Print what would be deleted and change nothing.
     #[arg(long)]
     pub dry_run: bool,
     /// Also delete the filesystem snapshots the run took (`reroot-<run>`), of a succeeded or
-    /// an undone run. The filesystems themselves are never touched; `undo --data` of that run
-    /// has nothing to roll back to afterwards.
+    /// an undone run (with --keep/--older-than: of the succeeded runs pruned). The filesystems
+    /// themselves are never touched; `undo --data` of that run has nothing to roll back to
+    /// afterwards.
     #[arg(long)]
     pub snapshots: bool,
+}
+
+/// An age for `--older-than`: `30d`, `12h`, `90m`, `1w 2d`, `0s`.
+fn parse_age(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("{text:?} is not an age such as 30d, 12h or 90m: {e}"))
 }
 
 pub(super) async fn connect(global: &Global) -> Result<lxd::Client, CliError> {
@@ -411,6 +433,9 @@ pub async fn rebuild(args: RebuildArgs, global: &Global) -> Result<ExitCode, Cli
         ON_FAILURE_OPTION.to_string(),
         args.on_failure.as_str().to_string(),
     );
+    if args.prune_previous {
+        options.insert(prune::PRUNE_PREVIOUS_OPTION.to_string(), "true".to_string());
+    }
     start_run(
         global,
         lxd,
@@ -529,7 +554,7 @@ pub(super) async fn start_run(
     let (report, state) = drive(
         global,
         journal.clone(),
-        lxd,
+        lxd.clone(),
         &state,
         Pass {
             instances: &instances,
@@ -543,6 +568,7 @@ pub(super) async fn start_run(
         },
     )
     .await?;
+    prune_previous_if_asked(&journal, &lxd, &state).await;
     finish(global, &report, &state)
 }
 
@@ -699,101 +725,75 @@ pub async fn undo(args: UndoArgs, global: &Global) -> Result<ExitCode, CliError>
     finish(global, &report, &state)
 }
 
-/// `reroot prune RUN`: deletes the retired old roots of a finished run. Its data lives on the
-/// external filesystems, which are not touched; after this the run can no longer be undone.
+/// `reroot prune RUN` or `reroot prune --keep N --older-than AGE`: deletes retired old roots
+/// (see `run::prune`), printing what it deletes (or would) as it goes. Their data lives on the
+/// external filesystems, which are not touched; a pruned run can no longer be undone.
 pub async fn prune(args: PruneArgs, global: &Global) -> Result<ExitCode, CliError> {
     let journal = open_journal(global)?;
-    let run = resolve(&journal, &args.run)?;
-    let state = journal.replay(run)?;
-    if kind_of(&state)? != RunKind::Rebuild {
-        return Err(format!(
-            "run {run} is a {} run: only rebuild runs have retired roots and snapshots to prune",
-            kind_of(&state)?.word()
-        )
-        .into());
-    }
-    let prunable = match state.status {
-        RunStatus::Succeeded => true,
-        RunStatus::Undone => args.snapshots,
-        _ => false,
+    let options = prune::PruneOptions {
+        dry_run: args.dry_run,
+        snapshots: args.snapshots,
     };
-    if !prunable {
-        return Err(format!(
-            "run {run} is {}: only a succeeded run is pruned, or an undone one with \
-             --snapshots (resume or undo it first)",
-            state.status
-        )
-        .into());
-    }
-    let plans = plans_of(&state)?;
-    let lxd = connect(global).await?;
-    let note = |instance: &str, what: String| -> Result<(), CliError> {
-        journal.append(
-            run,
-            Some(instance),
-            None,
-            0,
-            EventKind::Note {
-                text: format!("{PRUNED_NOTE} {instance}: {what}"),
-            },
-        )?;
-        println!("{instance}: {what}");
-        Ok(())
+    let items = match &args.run {
+        Some(run) => {
+            let run = resolve(&journal, run)?;
+            // Refuse an unprunable run before connecting: nothing to do with LXD then.
+            let state = journal.replay(run)?;
+            prune::prunable(run, kind_of(&state)?, state.status, args.snapshots)?;
+            let lxd = connect(global).await?;
+            prune::prune_run(&journal, &lxd, run, options, &mut print_item).await?
+        }
+        None => {
+            let retention = prune::Retention::new(args.keep, args.older_than)?;
+            let lxd = connect(global).await?;
+            // Over the whole history, what was never there is not worth a line per run.
+            let items = prune::prune_retained(&journal, &lxd, &retention, options, &mut |item| {
+                if !item.what.is_absent() {
+                    print_item(item)
+                }
+            })
+            .await?;
+            if items.iter().all(|i| i.what.is_absent()) {
+                println!("nothing to prune");
+            }
+            items
+        }
     };
-    let mut failed = false;
-    let name = snapshot_name(run);
-    for plan in &plans {
-        let client = lxd.with_project(&plan.project);
-        let retired = retired_name(&plan.name, run);
-        match client.get_instance(&retired).await.optional()? {
-            None => println!("{}: no retired root {retired}", plan.name),
-            Some(inst) if inst.value.config.get(RUN_KEY) == Some(&run.to_string()) => {
-                eprintln!(
-                    "reroot: {retired} is this run's new root, not a retired one; left alone"
-                );
-                failed = true;
-            }
-            Some(_) if args.dry_run => {
-                println!("{}: would delete retired root {retired}", plan.name)
-            }
-            Some(_) => {
-                client.stop_instance(&retired, lxd::Stop::Force).await?;
-                client.delete_instance(&retired).await?;
-                note(&plan.name, format!("deleted retired root {retired}"))?;
-            }
-        }
-        if !args.snapshots {
-            continue;
-        }
-        let snapshotted = plan
-            .filesystems
-            .iter()
-            .map(storage_filesystem)
-            .filter(crate::storage::Filesystem::takes_snapshots);
-        for fs in snapshotted {
-            let place = format!("{}@{name}", fs.kind.location());
-            match fs.has_snapshot(&name).await {
-                Ok(false) => println!("{}: no snapshot {place}", plan.name),
-                Ok(true) if args.dry_run => {
-                    println!("{}: would delete snapshot {place}", plan.name)
-                }
-                Ok(true) => match fs.delete_snapshot(&name).await {
-                    Ok(_) => note(&plan.name, format!("deleted snapshot {place}"))?,
-                    Err(e) => {
-                        eprintln!("reroot: {}: {e}", plan.name);
-                        failed = true;
-                    }
-                },
-                Err(e) => {
-                    eprintln!("reroot: {}: {e}", plan.name);
-                    failed = true;
-                }
-            }
-        }
-    }
-    Ok(if failed {
+    Ok(if items.iter().any(|i| i.what.is_problem()) {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// One line per thing a prune found or did: problems on stderr, the rest on stdout.
+fn print_item(item: &prune::Item) {
+    match &item.what {
+        prune::What::LeftAlone(why) => eprintln!("reroot: {why}"),
+        prune::What::SnapshotFailed(e) => eprintln!("reroot: {}: {e}", item.instance),
+        what => println!("{}: {what}", item.instance),
+    }
+}
+
+/// After a rebuild run started with `--prune-previous` succeeded: prunes the previous
+/// succeeded rebuild of each of its instances, saying so on stderr (stdout keeps the run's
+/// table or JSON). The rebuild itself went through, so a failure here is a warning, not the
+/// run's exit status.
+async fn prune_previous_if_asked(journal: &Journal, lxd: &lxd::Client, state: &RunState) {
+    let asked = state
+        .header
+        .options
+        .get(prune::PRUNE_PREVIOUS_OPTION)
+        .map(String::as_str);
+    if asked != Some("true") || state.status != RunStatus::Succeeded {
+        return;
+    }
+    let mut said = |item: &prune::Item| {
+        if !item.what.is_absent() {
+            eprintln!("reroot: --prune-previous: {}: {}", item.instance, item.what);
+        }
+    };
+    if let Err(e) = prune::prune_previous(journal, lxd, state.header.id, &mut said).await {
+        eprintln!("reroot: --prune-previous: the run succeeded, but pruning failed: {e}");
+    }
 }
