@@ -592,7 +592,7 @@ async fn a_failed_run_holds_its_instance_until_undone_and_bad_configs_change_not
     assert_eq!(bed.template_version().await, "new");
 
     // `status` in a second terminal while a run is writing: the run, in progress, by its pid.
-    let slow = bed.config("health-check:\n  command: [sh, -c, 'sleep 4']\n  timeout: 30\n");
+    let slow = bed.config("health-check:\n  command: [sh, -c, 'sleep 6']\n  timeout: 30\n");
     let tpl = format!("tpl={}", bed.template("old"));
     let mut writer = Command::new(REROOT)
         .args(["--journal", bed.journal().to_str().unwrap()])
@@ -1233,4 +1233,171 @@ async fn rebuild_json_streams_ndjson_events_and_stderr_has_a_line_per_instance()
     assert_eq!(ty(last), "run_finished");
     assert_eq!(last["outcome"], "undone");
     assert_eq!(bed.template_version().await, "old");
+}
+
+/// The ids of the bed's runs, oldest first.
+fn run_ids(bed: &Bed) -> Vec<String> {
+    let out = bed.reroot(&["history", "--json"]);
+    assert!(out.status.success(), "history: {}", stderr(&out));
+    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("history json");
+    let mut ids: Vec<String> = runs
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|r| r["id"].as_str().expect("id").to_string())
+        .collect();
+    ids.reverse();
+    ids
+}
+
+/// The retired root a run leaves of the bed's instance.
+fn retired(bed: &Bed, run: &str) -> String {
+    format!("{}-old-{}", bed.instance(), &run[..8])
+}
+
+/// `rebuild --force` from template `tpl` (`old` or `new`) with `extra` arguments: rebuilt even
+/// when already built from that template, so that each call retires a root.
+fn rebuild_forced(bed: &Bed, tpl: &str, config: &Path, extra: &[&str]) -> Output {
+    let tpl = format!("tpl={}", bed.template(tpl));
+    let mut args = vec!["rebuild", "--force", "-P", &tpl];
+    args.extend_from_slice(extra);
+    args.push(config.to_str().unwrap());
+    bed.reroot(&args)
+}
+
+/// The bed's instances, sorted, as the test expects them: the instance and these retired
+/// roots.
+fn with_retired(bed: &Bed, runs: &[&str]) -> Vec<String> {
+    let mut names = vec![bed.instance()];
+    names.extend(runs.iter().map(|r| retired(bed, r)));
+    names.sort();
+    names
+}
+
+/// `prune --keep N` keeps each instance's N newest succeeded runs' retired roots and prunes
+/// the older ones (which then refuse undo); `--dry-run` changes nothing; `--older-than` leaves
+/// a retired root someone started and a failed run's, which can still be undone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prune_keep_and_older_than_prune_only_older_succeeded_runs() {
+    let _serial = common::LXD_LOCK.lock().await;
+    let bed = Bed::new().await;
+    let config = bed.config("");
+    // A launch (no old root to retire), then three rebuilds, each retiring the root before.
+    assert!(bed.rebuild("old", &config).status.success());
+    for _ in 0..3 {
+        assert!(rebuild_forced(&bed, "new", &config, &[]).status.success());
+    }
+    let runs = run_ids(&bed);
+    assert_eq!(runs.len(), 4, "{runs:?}");
+    let (r1, r2, r3) = (&runs[1], &runs[2], &runs[3]);
+    assert_eq!(bed.instances().await, with_retired(&bed, &[r1, r2, r3]));
+
+    // --dry-run lists what would go and changes nothing, in LXD or the journal.
+    let dry = bed.reroot(&["prune", "--keep", "1", "--dry-run"]);
+    assert!(dry.status.success());
+    let listed = stdout(&dry);
+    for (run, goes) in [(r1, true), (r2, true), (r3, false)] {
+        let line = format!("would delete retired root {}", retired(&bed, run));
+        assert_eq!(listed.contains(&line), goes, "{line}: {listed}");
+    }
+    assert_eq!(bed.instances().await, with_retired(&bed, &[r1, r2, r3]));
+    assert!(!stdout(&bed.reroot(&["show", r1])).contains("pruned"));
+
+    // --keep 1: only the newest run's retired root is left; the older runs refuse undo.
+    let out = bed.reroot(&["prune", "--keep", "1"]);
+    assert!(out.status.success());
+    for run in [r1, r2] {
+        let line = format!("deleted retired root {}", retired(&bed, run));
+        assert!(stdout(&out).contains(&line), "{line}: {}", stdout(&out));
+        let undo = bed.reroot(&["undo", run]);
+        assert!(!undo.status.success(), "a pruned run was undone");
+        assert!(
+            stderr(&undo).contains("retired roots were deleted"),
+            "{}",
+            stderr(&undo)
+        );
+    }
+    assert_eq!(bed.instances().await, with_retired(&bed, &[r3]));
+    assert_eq!(bed.template_version().await, "new");
+    // Again: what was pruned is skipped.
+    let again = bed.reroot(&["prune", "--keep", "1"]);
+    assert!(again.status.success());
+    assert_eq!(stdout(&again).trim(), "nothing to prune");
+
+    // A retired root someone started is left alone, and the prune says so and fails.
+    let old3 = retired(&bed, r3);
+    bed.lxd
+        .start_instance(&old3)
+        .await
+        .expect("start retired root");
+    let out = bed.reroot(&["prune", "--older-than", "0s"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!("{old3} is Running, not stopped")),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(bed.instances().await, with_retired(&bed, &[r3]));
+    bed.lxd
+        .stop_instance(&old3, reroot::lxd::Stop::Force)
+        .await
+        .expect("stop retired root");
+
+    // A failed run's retired root is never touched by a policy, and its undo still works.
+    let failing = bed.config("health-check:\n  command: [sh, -c, 'exit 3']\n  timeout: 2\n");
+    let out = rebuild_forced(&bed, "new", &failing, &["--retries", "0"]);
+    assert!(!out.status.success());
+    let r4 = bed.last_run();
+    assert_eq!(bed.instances().await, with_retired(&bed, &[r3, &r4]));
+    let dry = bed.reroot(&["prune", "--older-than", "0s", "--dry-run"]);
+    assert!(dry.status.success());
+    assert_eq!(
+        stdout(&dry).trim(),
+        format!("{}: would delete retired root {old3}", bed.instance())
+    );
+    let out = bed.reroot(&["prune", "--older-than", "0s"]);
+    assert!(out.status.success());
+    assert_eq!(bed.instances().await, with_retired(&bed, &[&r4]));
+    assert!(bed.reroot(&["undo", &r4]).status.success());
+    assert_eq!(bed.instances().await, vec![bed.instance()]);
+    assert_eq!(bed.template_version().await, "new");
+    assert!(!bed.reroot(&["undo", r3]).status.success());
+    assert!(bed.reroot(&["journal", "verify"]).status.success());
+}
+
+/// `rebuild --prune-previous`: after two rebuilds one retired root is left, this run's, which
+/// can still be undone; the previous run refuses undo.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rebuild_prune_previous_leaves_one_retired_root() {
+    let _serial = common::LXD_LOCK.lock().await;
+    let bed = Bed::new().await;
+    let config = bed.config("");
+    assert!(bed.rebuild("old", &config).status.success());
+    let rebuild = || {
+        let out = rebuild_forced(&bed, "new", &config, &["--prune-previous"]);
+        assert!(out.status.success());
+        out
+    };
+    rebuild();
+    let r1 = bed.last_run();
+    // The previous run was the launch: nothing retired to prune.
+    assert_eq!(bed.instances().await, with_retired(&bed, &[&r1]));
+    let out = rebuild();
+    let r2 = bed.last_run();
+    assert!(
+        stderr(&out).contains(&format!(
+            "--prune-previous: {}: deleted retired root {}",
+            bed.instance(),
+            retired(&bed, &r1)
+        )),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(bed.instances().await, with_retired(&bed, &[&r2]));
+    let undo = bed.reroot(&["undo", &r1]);
+    assert!(!undo.status.success());
+    assert!(stderr(&undo).contains("retired roots were deleted"));
+    assert!(bed.reroot(&["undo", &r2]).status.success());
+    assert_eq!(bed.instances().await, vec![bed.instance()]);
+    assert!(bed.reroot(&["journal", "verify"]).status.success());
 }
