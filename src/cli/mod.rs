@@ -37,6 +37,51 @@ pub struct Global {
     /// More output (repeat for more).
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// What to do when another process holds the journal: set from a writing command's own
+    /// `--wait` ([`Global::waiting`]), since the journal is opened deep inside the run
+    /// functions, which are handed only these options.
+    #[arg(skip)]
+    pub wait: JournalWait,
+}
+
+/// How a command that writes the journal opens it while another process holds it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum JournalWait {
+    /// Fail at once, naming the holder (the default).
+    #[default]
+    Fail,
+    /// Wait until it is free, or until the time limit.
+    Wait {
+        timeout: Option<std::time::Duration>,
+    },
+}
+
+/// `--wait` and `--wait-timeout`, for the commands that write the journal.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct WaitArgs {
+    /// If another reroot process is writing the journal, say which and wait until it is done
+    /// (instead of failing); its unfinished instances are still refused afterwards.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after this many seconds (default: wait as long as it takes).
+    #[arg(long, value_name = "SECONDS", requires = "wait")]
+    pub wait_timeout: Option<u64>,
+}
+
+impl Global {
+    /// These options with a writing command's `--wait` applied.
+    pub fn waiting(&self, args: WaitArgs) -> Global {
+        Global {
+            wait: if args.wait {
+                JournalWait::Wait {
+                    timeout: args.wait_timeout.map(std::time::Duration::from_secs),
+                }
+            } else {
+                JournalWait::Fail
+            },
+            ..self.clone()
+        }
+    }
 }
 
 #[derive(Debug, Parser)]

@@ -11,7 +11,7 @@ use clap::Args;
 
 use super::config_cmd::ConfigFileArgs;
 use super::run_cmd::{connect, load_plans, start_run, RunLimits};
-use super::{CliError, Global};
+use super::{CliError, Global, WaitArgs};
 use crate::lxd::{self, OptionalExt};
 use crate::steps::{InstancePlan, RunKind};
 
@@ -20,6 +20,8 @@ use crate::steps::{InstancePlan, RunKind};
 pub struct DeleteArgs {
     #[command(flatten)]
     pub config: ConfigFileArgs,
+    #[command(flatten)]
+    pub wait: WaitArgs,
 }
 
 /// `reroot destroy`.
@@ -30,6 +32,8 @@ pub struct DestroyArgs {
     /// Do not ask: destroy what the configs mark `destroy: true` (for scripts).
     #[arg(long)]
     pub yes: bool,
+    #[command(flatten)]
+    pub wait: WaitArgs,
 }
 
 /// Refuses, before any question is asked or any run recorded, an instance that is not stopped.
@@ -96,6 +100,7 @@ async fn remove(
 
 /// Runs `reroot delete`.
 pub async fn delete(args: DeleteArgs, global: &Global) -> Result<ExitCode, CliError> {
+    let global = &global.waiting(args.wait);
     let plans = load_plans(&args.config, global)?;
     let lxd = connect(global).await?;
     refuse_running(&lxd, &plans).await?;
@@ -104,6 +109,7 @@ pub async fn delete(args: DeleteArgs, global: &Global) -> Result<ExitCode, CliEr
 
 /// Runs `reroot destroy`, after the user confirmed it (or `--yes`).
 pub async fn destroy(args: DestroyArgs, global: &Global) -> Result<ExitCode, CliError> {
+    let global = &global.waiting(args.wait);
     let plans = load_plans(&args.config, global)?;
     let lxd = connect(global).await?;
     refuse_running(&lxd, &plans).await?;

@@ -9,7 +9,7 @@ use clap::Args;
 use journal::{EventKind, Journal, Reader, RunHeader, RunId, RunState, RunStatus, StepStatus};
 
 use super::config_cmd::ConfigFileArgs;
-use super::{CliError, Global};
+use super::{CliError, Global, JournalWait, WaitArgs};
 use crate::config;
 use crate::engine::{Direction, Engine, EngineError, EngineOptions, Faults, OnFailure, RunReport};
 use crate::lxd;
@@ -66,6 +66,8 @@ pub struct RebuildArgs {
     /// of each of its instances (this run's stay, so it can still be undone).
     #[arg(long)]
     pub prune_previous: bool,
+    #[command(flatten)]
+    pub wait: WaitArgs,
 }
 
 /// `reroot resume`.
@@ -73,6 +75,8 @@ pub struct RebuildArgs {
 pub struct ResumeArgs {
     /// The run (id or its first characters); default: the only unfinished run.
     pub run: Option<String>,
+    #[command(flatten)]
+    pub wait: WaitArgs,
 }
 
 /// `reroot undo`.
@@ -88,6 +92,8 @@ pub struct UndoArgs {
     /// How many instances to undo at once.
     #[arg(long, default_value_t = 1)]
     pub parallel: usize,
+    #[command(flatten)]
+    pub wait: WaitArgs,
 }
 
 /// `reroot prune`.
@@ -116,6 +122,8 @@ pub struct PruneArgs {
     /// afterwards.
     #[arg(long)]
     pub snapshots: bool,
+    #[command(flatten)]
+    pub wait: WaitArgs,
 }
 
 /// An age for `--older-than`: `30d`, `12h`, `90m`, `1w 2d`, `0s`.
@@ -134,12 +142,47 @@ pub(super) async fn connect(global: &Global) -> Result<lxd::Client, CliError> {
 }
 
 pub(super) fn open_journal(global: &Global) -> Result<Arc<Journal>, CliError> {
-    let j = Journal::open(&global.journal)
-        .map_err(|e| format!("journal {}: {e}", global.journal.display()))?;
+    let dir = &global.journal;
+    let opened = match global.wait {
+        JournalWait::Fail => Journal::open(dir),
+        JournalWait::Wait { timeout } => Journal::open_waiting(dir, timeout, |held| {
+            eprintln!("reroot: {}", waiting_for(held));
+        }),
+    };
+    let j = opened.map_err(|e| match (&e, global.wait) {
+        (journal::Error::Locked { .. }, JournalWait::Fail) => format!(
+            "journal {}: {e} (or pass --wait to wait for it)",
+            dir.display()
+        ),
+        (journal::Error::Locked { .. }, JournalWait::Wait { timeout: Some(t) }) => format!(
+            "journal {}: {e}: gave up waiting after --wait-timeout {} s",
+            dir.display(),
+            t.as_secs()
+        ),
+        _ => format!("journal {}: {e}", dir.display()),
+    })?;
     for note in j.recovery_notes() {
         eprintln!("reroot: journal: {note}");
     }
     Ok(Arc::new(j))
+}
+
+/// The line `--wait` prints once: who holds the journal, and that this process waits.
+fn waiting_for(held: &journal::Error) -> String {
+    match held {
+        journal::Error::Locked {
+            dir,
+            pid,
+            run,
+            role,
+        } => format!(
+            "journal {} is in use by {role} process {}{}; waiting until it is free (--wait)",
+            dir.display(),
+            pid.map_or_else(|| "unknown".to_string(), |p| p.to_string()),
+            run.map(|r| format!(" (run {r})")).unwrap_or_default()
+        ),
+        other => format!("journal: {other}; waiting (--wait)"),
+    }
 }
 
 fn whoami() -> String {
@@ -359,6 +402,7 @@ fn finish(global: &Global, report: &RunReport, state: &RunState) -> Result<ExitC
 
 /// `reroot rebuild CONFIG...`.
 pub async fn rebuild(args: RebuildArgs, global: &Global) -> Result<ExitCode, CliError> {
+    let global = &global.waiting(args.wait);
     let plans = load_plans(&args.config, global)?;
     let lxd = connect(global).await?;
     // What the journal says: the leases, and the runs that succeeded. Read and let go before
@@ -595,6 +639,7 @@ fn undo_requested(state: &RunState) -> Option<bool> {
 
 /// `reroot resume [RUN]`.
 pub async fn resume(args: ResumeArgs, global: &Global) -> Result<ExitCode, CliError> {
+    let global = &global.waiting(args.wait);
     let journal = open_journal(global)?;
     let run = match &args.run {
         Some(r) => resolve(&journal, r)?,
@@ -665,6 +710,7 @@ pub async fn resume(args: ResumeArgs, global: &Global) -> Result<ExitCode, CliEr
 
 /// `reroot undo RUN [INSTANCE...]`.
 pub async fn undo(args: UndoArgs, global: &Global) -> Result<ExitCode, CliError> {
+    let global = &global.waiting(args.wait);
     let journal = open_journal(global)?;
     let run = resolve(&journal, &args.run)?;
     let state = journal.replay(run)?;
@@ -729,6 +775,7 @@ pub async fn undo(args: UndoArgs, global: &Global) -> Result<ExitCode, CliError>
 /// (see `run::prune`), printing what it deletes (or would) as it goes. Their data lives on the
 /// external filesystems, which are not touched; a pruned run can no longer be undone.
 pub async fn prune(args: PruneArgs, global: &Global) -> Result<ExitCode, CliError> {
+    let global = &global.waiting(args.wait);
     let journal = open_journal(global)?;
     let options = prune::PruneOptions {
         dry_run: args.dry_run,

@@ -9,7 +9,7 @@ use clap::Args;
 
 use super::config_cmd::ConfigFileArgs;
 use super::run_cmd::{connect, load_plans, snapshot_options, start_run, RunLimits};
-use super::{CliError, Global};
+use super::{CliError, Global, WaitArgs};
 use crate::steps::{RunKind, SnapshotRequest};
 
 /// `reroot snapshot`.
@@ -26,10 +26,13 @@ pub struct SnapshotArgs {
     /// How many instances to snapshot at once.
     #[arg(long, default_value_t = 1)]
     pub parallel: usize,
+    #[command(flatten)]
+    pub wait: WaitArgs,
 }
 
 /// Runs `reroot snapshot`: a journaled run (resumable, undoable) of the snapshot steps.
 pub async fn run(args: SnapshotArgs, global: &Global) -> Result<ExitCode, CliError> {
+    let global = &global.waiting(args.wait);
     crate::storage::validate_snapshot_name(&args.snapshot)?;
     let plans = load_plans(&args.config, global)?;
     let request = SnapshotRequest {
