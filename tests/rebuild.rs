@@ -1401,3 +1401,153 @@ async fn rebuild_prune_previous_leaves_one_retired_root() {
     assert_eq!(bed.instances().await, vec![bed.instance()]);
     assert!(bed.reroot(&["journal", "verify"]).status.success());
 }
+
+/// `reroot ARGS...` on the bed's journal, in the background, with its output captured.
+fn spawn_reroot(bed: &Bed, args: &[&str]) -> std::process::Child {
+    Command::new(REROOT)
+        .env_remove("REROOT_FAULT")
+        .arg("--journal")
+        .arg(bed.journal())
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn reroot")
+}
+
+/// Waits until `child` holds the bed's journal as writer with a run recorded.
+fn wait_until_writing(bed: &Bed, child: &mut std::process::Child) {
+    let lock = bed.journal().join("lock");
+    let pid = format!("pid={}\n", child.id());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let text = std::fs::read_to_string(&lock).unwrap_or_default();
+        if text.contains(&pid) && text.contains("role=writer") && !text.contains("run=-") {
+            return;
+        }
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            panic!("reroot ended ({status}) before it was seen writing the journal");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reroot did not start its run within 60 s"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Logs a background reroot's output the way `Bed::reroot` does, and returns it.
+fn finished(child: std::process::Child, what: &str) -> Output {
+    let out = child.wait_with_output().expect("wait for reroot");
+    eprintln!(
+        "reroot {what} (background): {}\n{}{}",
+        out.status,
+        stdout(&out),
+        stderr(&out)
+    );
+    out
+}
+
+/// `--wait`: a second run started while a first writes the journal says once whom it waits
+/// for, starts only after the first released the journal, and is still refused an instance
+/// the first left unfinished. Without `--wait`, the clear error as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wait_queues_a_second_run_behind_the_first() {
+    let _serial = common::LXD_LOCK.lock().await;
+    let bed = Bed::new().await;
+    // The health check keeps the first run writing for a few seconds.
+    let slow = bed.config("health-check:\n  command: [sh, -c, 'sleep 6']\n  timeout: 30\n");
+    let slow = slow.to_str().unwrap().to_string();
+    let tpl = format!("tpl={}", bed.template("old"));
+    // --force: the instance may be built from that template already (by the run before), and
+    // a rebuild skips such an instance before it ever opens the journal.
+    let rebuild = ["rebuild", "--force", "-P", &tpl, &slow];
+
+    let mut first = spawn_reroot(&bed, &rebuild);
+    wait_until_writing(&bed, &mut first);
+    let refused = bed.reroot(&rebuild);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains(&format!("is in use by writer process {}", first.id()))
+            && stderr(&refused).contains("--wait"),
+        "{}",
+        stderr(&refused)
+    );
+    // --wait-timeout ends the wait with the same error, saying it gave up.
+    let gave_up = bed.reroot(&["prune", "--keep", "1", "--wait", "--wait-timeout", "1"]);
+    assert!(!gave_up.status.success());
+    assert!(
+        stderr(&gave_up).contains(&format!("is in use by writer process {}", first.id()))
+            && stderr(&gave_up).contains("gave up waiting after --wait-timeout 1 s"),
+        "{}",
+        stderr(&gave_up)
+    );
+    assert!(
+        first.try_wait().expect("try_wait").is_none(),
+        "the first run ended before the refusals were shown: the test proves nothing"
+    );
+    let waiting = ["rebuild", "--force", "--wait", "-P", &tpl, &slow];
+    let second = spawn_reroot(&bed, &waiting);
+    let first_pid = first.id();
+    assert!(finished(first, "rebuild").status.success());
+    let out = finished(second, "rebuild --wait");
+    assert!(out.status.success());
+    let said = stderr(&out);
+    assert_eq!(
+        said.matches("waiting until it is free").count(),
+        1,
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("in use by writer process {first_pid}")),
+        "{said}"
+    );
+    // The second run began after the first one's last event.
+    let history: serde_json::Value =
+        serde_json::from_slice(&bed.reroot(&["history", "--json"]).stdout).expect("json");
+    let runs = history.as_array().expect("a list");
+    assert_eq!(runs.len(), 2, "{history}");
+    let (newer, older) = (&runs[0], &runs[1]);
+    assert_eq!(older["status"], "Succeeded");
+    assert_eq!(newer["status"], "Succeeded");
+    assert!(
+        newer["started_at_ms"].as_i64().unwrap() >= older["last_at_ms"].as_i64().unwrap(),
+        "the waiting run started before the first one finished: {history}"
+    );
+
+    // A first run that fails leaves its instance leased: the waiting run is refused it.
+    let failing =
+        bed.config("health-check:\n  command: [sh, -c, 'sleep 3; exit 3']\n  timeout: 30\n");
+    let failing = failing.to_str().unwrap().to_string();
+    let tpl_new = format!("tpl={}", bed.template("new"));
+    let mut first = spawn_reroot(
+        &bed,
+        &[
+            "rebuild",
+            "--force",
+            "--retries",
+            "0",
+            "-P",
+            &tpl_new,
+            &failing,
+        ],
+    );
+    wait_until_writing(&bed, &mut first);
+    let second = spawn_reroot(
+        &bed,
+        &["rebuild", "--force", "--wait", "-P", &tpl_new, &failing],
+    );
+    assert!(!finished(first, "failing rebuild").status.success());
+    let failed = bed.last_run();
+    let out = finished(second, "rebuild --wait");
+    assert!(!out.status.success());
+    let said = stderr(&out);
+    assert!(said.contains("waiting until it is free"), "{said}");
+    assert!(
+        said.contains(&format!("is part of run {}", &failed[..8])) && said.contains("not finished"),
+        "{said}"
+    );
+    assert_eq!(run_ids(&bed).len(), 3, "the refused run recorded nothing");
+    assert!(bed.reroot(&["undo", &failed]).status.success());
+    assert!(bed.reroot(&["journal", "verify"]).status.success());
+}
