@@ -690,8 +690,8 @@ pub async fn resume(args: ResumeArgs, global: &Global) -> Result<ExitCode, CliEr
     let lxd = connect(global).await?;
     let (report, state) = drive(
         global,
-        journal,
-        lxd,
+        journal.clone(),
+        lxd.clone(),
         &state,
         Pass {
             instances: &instances,
@@ -705,6 +705,10 @@ pub async fn resume(args: ResumeArgs, global: &Global) -> Result<ExitCode, CliEr
         },
     )
     .await?;
+    // A run started with --prune-previous prunes once it succeeds, resumed or not.
+    if direction == Direction::Forward {
+        prune_previous_if_asked(&journal, &lxd, &state).await;
+    }
     finish(global, &report, &state)
 }
 
