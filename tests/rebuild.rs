@@ -1011,11 +1011,25 @@ async fn a_rebuild_moves_disk_devices_between_the_device_profile_and_the_instanc
     assert_eq!(bed.template_version().await, "old");
     assert_eq!(bed.sh("cat /var/www/orders.txt").await, "orders\n");
 
-    // And back from the instance to a profile, by a rebuild again.
+    // Pruning the retired root, the device profile's last user, deletes the profile too.
     assert!(
         bed.rebuild("new", &config).status.success(),
         "to the instance again"
     );
+    let moved = bed.last_run();
+    let pruned = bed.reroot(&["prune", &moved]);
+    assert!(pruned.status.success(), "{}", stderr(&pruned));
+    assert!(
+        stdout(&pruned).contains("deleted device profile"),
+        "{}",
+        stdout(&pruned)
+    );
+    assert!(
+        bed.lxd.get_profile(&device_profile).await.is_err(),
+        "profile left"
+    );
+
+    // And back from the instance to a profile, by a rebuild again.
     let config = bed.config("device-placement: profile\n");
     assert!(
         bed.rebuild("old", &config).status.success(),

@@ -22,6 +22,7 @@ use std::time::Duration;
 use journal::{EventKind, Journal, RunFilter, RunId, RunState, RunStatus};
 
 use crate::lxd::{self, OptionalExt};
+use crate::steps::plan::DevicePlacement;
 use crate::steps::{
     retired_name, snapshot_name, storage_filesystem, InstancePlan, RunKind, PLANS_OPTION, RUN_KEY,
 };
@@ -281,6 +282,9 @@ pub enum What {
     /// A snapshot could not be checked or deleted: the error (the prune fails; it goes on with
     /// the others).
     SnapshotFailed(String),
+    /// The instance's device profile, which no instance uses any more: the run moved its disk
+    /// devices onto the instance and the retired root was the last user.
+    DeletedProfile(String),
 }
 
 impl What {
@@ -305,6 +309,7 @@ impl std::fmt::Display for What {
             What::NoSnapshot(p) => write!(f, "no snapshot {p}"),
             What::WouldDeleteSnapshot(p) => write!(f, "would delete snapshot {p}"),
             What::DeletedSnapshot(p) => write!(f, "deleted snapshot {p}"),
+            What::DeletedProfile(p) => write!(f, "deleted device profile {p}, used by no instance"),
         }
     }
 }
@@ -420,7 +425,24 @@ impl Pruner<'_> {
                     What::DeletedRoot(retired)
                 }
             };
+            let deleted = matches!(what, What::DeletedRoot(_));
             self.report(run, &plan.name, what)?;
+            // With the devices on the instance, the device profile's last user may have been
+            // the retired root: an unused profile still costs every LXD operation (LXD 5.0.2
+            // loads each profile of the project), so it goes too.
+            if deleted && plan.device_placement == DevicePlacement::Instance {
+                if let Some(p) = client.get_profile(&plan.device_profile).await.optional()? {
+                    if p.value.used_by.is_empty()
+                        && client.delete_profile(&plan.device_profile).await?
+                    {
+                        self.report(
+                            run,
+                            &plan.name,
+                            What::DeletedProfile(plan.device_profile.clone()),
+                        )?;
+                    }
+                }
+            }
         }
         if !self.options.snapshots {
             return Ok(());
