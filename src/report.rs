@@ -11,7 +11,6 @@ use journal::{InstanceState, RunState, RunStatus, RunSummary, StepStatus};
 use serde::Serialize;
 
 use crate::engine::{InstanceOutcome, RunReport};
-use crate::steps::RunKind;
 
 /// `2026-11-22 03:41:07Z` from milliseconds since the epoch (UTC; humantime's RFC 3339 with a
 /// space for the `T`, which reads better in a table). humantime panics on a time before 1970,
@@ -272,10 +271,6 @@ impl InstanceResult {
     }
 }
 
-/// The start of the note `reroot undo` records in a run before undoing it (`undo requested`,
-/// or `undo requested with --data`; see `cli::run_cmd`).
-pub const UNDO_NOTE_PREFIX: &str = "undo requested";
-
 /// What, besides an instance's own steps, tells where it stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunFacts {
@@ -292,11 +287,11 @@ impl RunFacts {
     /// The facts of `state`.
     pub fn of(state: &RunState) -> RunFacts {
         RunFacts {
-            steps: RunKind::of(&state.header.options)
+            steps: crate::run::spec::kind_of(state)
                 .ok()
                 .map(|kind| kind.pipeline().iter().map(|s| s.name()).collect()),
             status: state.status,
-            undo_requested: state.notes.iter().any(|n| n.starts_with(UNDO_NOTE_PREFIX)),
+            undo_requested: crate::run::spec::undo_requested(state).is_some(),
         }
     }
 }

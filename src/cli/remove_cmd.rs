@@ -3,16 +3,16 @@
 //! every filesystem; `destroy` also removes the filesystems marked `destroy: true`, and asks
 //! first. Both refuse an instance that is not stopped.
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::Args;
 
 use super::config_cmd::ConfigFileArgs;
-use super::run_cmd::{connect, load_plans, start_run, RunLimits};
+use super::run_cmd::{connect, load_plans, start_run};
 use super::{CliError, Global, WaitArgs};
 use crate::lxd::{self, OptionalExt};
+use crate::run::spec::{Limits, RunSpec};
 use crate::steps::{InstancePlan, RunKind};
 
 /// `reroot delete`.
@@ -61,20 +61,17 @@ async fn remove(
     global: &Global,
     lxd: lxd::Client,
 ) -> Result<ExitCode, CliError> {
-    let code = start_run(
-        global,
-        lxd,
+    let spec = RunSpec::new(
         kind,
-        plans,
-        BTreeMap::new(),
-        RunLimits {
+        plans.to_vec(),
+        Limits {
             parallel: 1,
             max_failures: usize::MAX,
             canaries: 0,
             retries: 2,
         },
-    )
-    .await?;
+    );
+    let code = start_run(global, lxd, spec).await?;
     if code != ExitCode::SUCCESS {
         return Ok(code);
     }

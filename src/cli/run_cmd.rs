@@ -15,16 +15,9 @@ use crate::engine::{Direction, Engine, EngineError, EngineOptions, Faults, OnFai
 use crate::lxd;
 use crate::progress::{self, Progress};
 use crate::report;
-use crate::run::prune::{self, PRUNED_NOTE};
-use crate::steps::{
-    forecast, rebuild_pipeline, InstancePlan, RebuildEnv, RebuildOptions, RunKind, SnapshotRequest,
-    KIND_OPTION, PLANS_OPTION,
-};
-
-/// Note recorded when an undo is asked for (`undo` or `undo --data`); `resume` reads it.
-/// (The report tells an undone instance from a reverted one by this note's prefix.)
-const UNDO_NOTE: &str = report::UNDO_NOTE_PREFIX;
-const UNDO_DATA_NOTE: &str = "undo requested with --data";
+use crate::run::prune;
+use crate::run::spec::{self, Limits, RunSpec};
+use crate::steps::{forecast, rebuild_pipeline, InstancePlan, RebuildEnv, RebuildOptions, RunKind};
 
 /// `reroot rebuild`.
 #[derive(Debug, Args)]
@@ -197,58 +190,13 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// Plans stored in a run's header.
-fn plans_of(state: &RunState) -> Result<Vec<InstancePlan>, CliError> {
-    let text = state
-        .header
-        .options
-        .get(PLANS_OPTION)
-        .ok_or_else(|| format!("run {} has no rebuild plans in its header", state.header.id))?;
-    Ok(serde_json::from_str(text).map_err(|e| {
-        format!(
-            "run {}: its stored plans cannot be read: {e}",
-            state.header.id
-        )
-    })?)
+/// The spec a run was started with (see `run::spec`).
+fn spec_of(state: &RunState) -> Result<RunSpec, CliError> {
+    Ok(RunSpec::of(state)?)
 }
-
-/// A number the run was started with (`--parallel`, ...), or `default`.
-fn option_or<T: std::str::FromStr>(state: &RunState, key: &str, default: T) -> T {
-    state
-        .header
-        .options
-        .get(key)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// Header option: what a failure inside the downtime window does (`revert` or `hold`).
-const ON_FAILURE_OPTION: &str = "on_failure";
-
-/// The failure policy the run was started with; runs that predate it revert.
-fn on_failure_of(state: &RunState) -> OnFailure {
-    option_or(state, ON_FAILURE_OPTION, OnFailure::Revert)
-}
-
-/// Header option: the snapshot name of a snapshot run.
-const SNAPSHOT_OPTION: &str = "snapshot";
-/// Header option: a snapshot run leaves the filesystems alone.
-const ROOT_ONLY_OPTION: &str = "root_only";
 
 fn kind_of(state: &RunState) -> Result<RunKind, CliError> {
-    Ok(RunKind::of(&state.header.options).map_err(|e| format!("run {}: {e}", state.header.id))?)
-}
-
-fn options_of(state: &RunState, undo_data: bool) -> RebuildOptions {
-    let options = &state.header.options;
-    RebuildOptions {
-        stop_timeout_s: options.get("stop_timeout").and_then(|v| v.parse().ok()),
-        undo_data,
-        snapshot: options.get(SNAPSHOT_OPTION).map(|name| SnapshotRequest {
-            name: name.clone(),
-            root_only: options.get(ROOT_ONLY_OPTION).map(String::as_str) == Some("true"),
-        }),
-    }
+    Ok(spec::kind_of(state)?)
 }
 
 /// Instances that are part of a run that is neither finished nor undone: a second run must
@@ -287,13 +235,10 @@ fn leased(journal: &Reader) -> Result<BTreeMap<String, RunId>, CliError> {
 /// How to drive one pass over a run.
 struct Pass<'a> {
     instances: &'a [String],
-    retries: u32,
     direction: Direction,
-    options: RebuildOptions,
-    parallel: usize,
-    max_failures: usize,
-    canaries: usize,
-    on_failure: OnFailure,
+    limits: Limits,
+    /// Undo rolls the filesystems back too (`undo --data`).
+    undo_data: bool,
 }
 
 /// Drives a pass of the run in `state`, showing its progress (see [`crate::progress`]; with
@@ -308,18 +253,20 @@ async fn drive(
 ) -> Result<(RunReport, RunState), CliError> {
     let Pass {
         instances,
-        retries,
         direction,
-        options,
-        parallel,
-        max_failures,
-        canaries,
-        on_failure,
+        limits,
+        undo_data,
     } = pass;
-    let plans = plans_of(state)?;
-    let kind = kind_of(state)?;
+    let spec = spec_of(state)?;
+    let kind = spec.kind;
     let pipeline = kind.pipeline();
-    let env = Arc::new(RebuildEnv::new(lxd, plans, options));
+    let options = RebuildOptions {
+        stop_timeout_s: spec.stop_timeout_s,
+        undo_data,
+        snapshot: spec.snapshot.clone(),
+    };
+    let on_failure = spec.on_failure;
+    let env = Arc::new(RebuildEnv::new(lxd, spec.plans, options));
     let progress = Progress::start(progress::Options {
         json: global.json,
         kind: kind.word(),
@@ -330,10 +277,10 @@ async fn drive(
         env,
         pipeline,
         EngineOptions {
-            parallel,
-            max_failures,
-            canaries,
-            retries,
+            parallel: limits.parallel,
+            max_failures: limits.max_failures,
+            canaries: limits.canaries,
+            retries: limits.retries,
             faults: Faults::from_env(),
             window: kind.window(),
             on_failure,
@@ -469,31 +416,20 @@ pub async fn rebuild(args: RebuildArgs, global: &Global) -> Result<ExitCode, Cli
         }
         plans = keep;
     }
-    let mut options = BTreeMap::new();
-    if let Some(t) = args.stop_timeout {
-        options.insert("stop_timeout".to_string(), t.to_string());
-    }
-    options.insert(
-        ON_FAILURE_OPTION.to_string(),
-        args.on_failure.as_str().to_string(),
-    );
-    if args.prune_previous {
-        options.insert(prune::PRUNE_PREVIOUS_OPTION.to_string(), "true".to_string());
-    }
-    start_run(
-        global,
-        lxd,
+    let mut spec = RunSpec::new(
         RunKind::Rebuild,
-        &plans,
-        options,
-        RunLimits {
+        plans,
+        Limits {
             parallel: args.parallel,
             max_failures: args.max_failures,
             canaries: args.canaries,
             retries: args.retries,
         },
-    )
-    .await
+    );
+    spec.stop_timeout_s = args.stop_timeout;
+    spec.on_failure = args.on_failure;
+    spec.prune_previous = args.prune_previous;
+    start_run(global, lxd, spec).await
 }
 
 /// A reader of the journal, or `None` when there is no journal yet.
@@ -541,24 +477,14 @@ pub(super) fn load_plans(
     Ok(plans)
 }
 
-/// How many instances a new run takes at once, and how failures count.
-pub(super) struct RunLimits {
-    pub parallel: usize,
-    pub max_failures: usize,
-    pub canaries: usize,
-    pub retries: u32,
-}
-
 /// Starts a run of `kind` over `plans` (after checking that no unfinished run holds one of
 /// their instances), records it with `options` in the journal, and drives it forward.
 pub(super) async fn start_run(
     global: &Global,
     lxd: lxd::Client,
-    kind: RunKind,
-    plans: &[InstancePlan],
-    mut options: BTreeMap<String, String>,
-    limits: RunLimits,
+    spec: RunSpec,
 ) -> Result<ExitCode, CliError> {
+    let plans = &spec.plans;
     let journal = open_journal(global)?;
     let leases = leased(&journal)?;
     for p in plans {
@@ -574,12 +500,7 @@ pub(super) async fn start_run(
             .into());
         }
     }
-    options.insert(KIND_OPTION.to_string(), kind.word().to_string());
-    options.insert(PLANS_OPTION.to_string(), serde_json::to_string(plans)?);
-    options.insert("parallel".to_string(), limits.parallel.to_string());
-    options.insert("max_failures".to_string(), limits.max_failures.to_string());
-    options.insert("canaries".to_string(), limits.canaries.to_string());
-    options.insert("retries".to_string(), limits.retries.to_string());
+    let options = spec.to_options()?;
     let header = RunHeader {
         id: RunHeader::new_id(),
         command: std::env::args().collect(),
@@ -602,13 +523,9 @@ pub(super) async fn start_run(
         &state,
         Pass {
             instances: &instances,
-            retries: limits.retries,
             direction: Direction::Forward,
-            options: options_of(&state, false),
-            parallel: limits.parallel,
-            max_failures: limits.max_failures,
-            canaries: limits.canaries,
-            on_failure: on_failure_of(&state),
+            limits: spec.limits,
+            undo_data: false,
         },
     )
     .await?;
@@ -616,25 +533,8 @@ pub(super) async fn start_run(
     finish(global, &report, &state)
 }
 
-/// The header options of a snapshot run of `snapshot`.
-pub(super) fn snapshot_options(snapshot: &SnapshotRequest) -> BTreeMap<String, String> {
-    BTreeMap::from([
-        (SNAPSHOT_OPTION.to_string(), snapshot.name.clone()),
-        (ROOT_ONLY_OPTION.to_string(), snapshot.root_only.to_string()),
-    ])
-}
-
 fn resolve(journal: &Journal, run: &str) -> Result<RunId, CliError> {
     Ok(journal.resolve_run(run)?)
-}
-
-fn undo_requested(state: &RunState) -> Option<bool> {
-    state
-        .notes
-        .iter()
-        .rev()
-        .find(|n| n.starts_with(UNDO_NOTE))
-        .map(|n| n == UNDO_DATA_NOTE)
 }
 
 /// `reroot resume [RUN]`.
@@ -665,7 +565,7 @@ pub async fn resume(args: ResumeArgs, global: &Global) -> Result<ExitCode, CliEr
     };
     let state = journal.replay(run)?;
     let instances = state.header.instances.clone();
-    let (direction, data) = match undo_requested(&state) {
+    let (direction, data) = match spec::undo_requested(&state) {
         Some(data) => (Direction::Undo, data),
         None => (Direction::Forward, false),
     };
@@ -676,9 +576,7 @@ pub async fn resume(args: ResumeArgs, global: &Global) -> Result<ExitCode, CliEr
         }
         _ => {}
     }
-    let parallel = option_or(&state, "parallel", 1);
-    let max_failures = option_or(&state, "max_failures", 0);
-    let canaries = option_or(&state, "canaries", 0);
+    let limits = spec_of(&state)?.limits;
     eprintln!(
         "reroot: resuming run {run} ({})",
         if direction == Direction::Undo {
@@ -695,13 +593,9 @@ pub async fn resume(args: ResumeArgs, global: &Global) -> Result<ExitCode, CliEr
         &state,
         Pass {
             instances: &instances,
-            retries: option_or(&state, "retries", 2),
             direction,
-            options: options_of(&state, data),
-            parallel,
-            max_failures,
-            canaries,
-            on_failure: on_failure_of(&state),
+            limits,
+            undo_data: data,
         },
     )
     .await?;
@@ -737,7 +631,7 @@ pub async fn undo(args: UndoArgs, global: &Global) -> Result<ExitCode, CliError>
         )
         .into());
     }
-    if let Some(note) = state.notes.iter().find(|n| n.starts_with(PRUNED_NOTE)) {
+    if let Some(note) = prune::pruned(&state) {
         return Err(
             format!("run {run} cannot be undone: its retired roots were deleted ({note})").into(),
         );
@@ -752,8 +646,9 @@ pub async fn undo(args: UndoArgs, global: &Global) -> Result<ExitCode, CliError>
         }
         args.instances.clone()
     };
-    let note = if args.data { UNDO_DATA_NOTE } else { UNDO_NOTE };
+    let note = spec::undo_note(args.data);
     journal.append(run, None, None, 0, EventKind::Note { text: note.into() })?;
+    let retries = spec_of(&state)?.limits.retries;
     let lxd = connect(global).await?;
     let (report, state) = drive(
         global,
@@ -762,13 +657,14 @@ pub async fn undo(args: UndoArgs, global: &Global) -> Result<ExitCode, CliError>
         &state,
         Pass {
             instances: &instances,
-            retries: option_or(&state, "retries", 2),
             direction: Direction::Undo,
-            options: options_of(&state, args.data),
-            parallel: args.parallel,
-            max_failures: usize::MAX,
-            canaries: 0,
-            on_failure: on_failure_of(&state),
+            limits: Limits {
+                parallel: args.parallel,
+                max_failures: usize::MAX,
+                canaries: 0,
+                retries,
+            },
+            undo_data: args.data,
         },
     )
     .await?;
@@ -831,12 +727,8 @@ fn print_item(item: &prune::Item) {
 /// table or JSON). The rebuild itself went through, so a failure here is a warning, not the
 /// run's exit status.
 async fn prune_previous_if_asked(journal: &Journal, lxd: &lxd::Client, state: &RunState) {
-    let asked = state
-        .header
-        .options
-        .get(prune::PRUNE_PREVIOUS_OPTION)
-        .map(String::as_str);
-    if asked != Some("true") || state.status != RunStatus::Succeeded {
+    let asked = RunSpec::of(state).is_ok_and(|s| s.prune_previous);
+    if !asked || state.status != RunStatus::Succeeded {
         return;
     }
     let mut said = |item: &prune::Item| {

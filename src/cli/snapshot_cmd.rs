@@ -8,8 +8,9 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::config_cmd::ConfigFileArgs;
-use super::run_cmd::{connect, load_plans, snapshot_options, start_run, RunLimits};
+use super::run_cmd::{connect, load_plans, start_run};
 use super::{CliError, Global, WaitArgs};
+use crate::run::spec::{Limits, RunSpec};
 use crate::steps::{RunKind, SnapshotRequest};
 
 /// `reroot snapshot`.
@@ -39,18 +40,16 @@ pub async fn run(args: SnapshotArgs, global: &Global) -> Result<ExitCode, CliErr
         name: args.snapshot.clone(),
         root_only: args.root_only,
     };
-    start_run(
-        global,
-        connect(global).await?,
+    let mut spec = RunSpec::new(
         RunKind::Snapshot,
-        &plans,
-        snapshot_options(&request),
-        RunLimits {
+        plans,
+        Limits {
             parallel: args.parallel,
             max_failures: usize::MAX,
             canaries: 0,
             retries: 2,
         },
-    )
-    .await
+    );
+    spec.snapshot = Some(request);
+    start_run(global, connect(global).await?, spec).await
 }

@@ -3,3 +3,4 @@
 //! retention policy.
 
 pub mod prune;
+pub mod spec;

@@ -24,17 +24,21 @@ use journal::{EventKind, Journal, RunFilter, RunId, RunState, RunStatus};
 use crate::lxd::{self, OptionalExt};
 use crate::steps::plan::DevicePlacement;
 use crate::steps::{
-    retired_name, snapshot_name, storage_filesystem, InstancePlan, RunKind, PLANS_OPTION, RUN_KEY,
+    retired_name, snapshot_name, storage_filesystem, InstancePlan, RunKind, RUN_KEY,
 };
 
 /// The start of the note recorded per instance for each deletion; `undo` refuses a run that
 /// has one.
-pub const PRUNED_NOTE: &str = "pruned";
+const PRUNED_NOTE: &str = "pruned";
 
-/// Header option of a rebuild run started with `--prune-previous` (value `true`): once it has
-/// succeeded, the previous succeeded rebuild of each of its instances is pruned. Kept in the
-/// header so that the run's record says it was asked for.
-pub const PRUNE_PREVIOUS_OPTION: &str = "prune_previous";
+/// The first note saying something of the run was pruned, if any: such a run cannot be undone.
+pub fn pruned(state: &RunState) -> Option<&str> {
+    state
+        .notes
+        .iter()
+        .find(|n| n.starts_with(PRUNED_NOTE))
+        .map(String::as_str)
+}
 
 /// What can stop a prune. Each names the run or the object concerned.
 #[derive(Debug, thiserror::Error)]
@@ -72,7 +76,7 @@ impl RunInfo {
             run: state.header.id,
             started_at_ms: state.header.started_at_ms,
             status: state.status,
-            rebuild: RunKind::of(&state.header.options) == Ok(RunKind::Rebuild),
+            rebuild: super::spec::kind_of(state) == Ok(RunKind::Rebuild),
             instances: state.header.instances.clone(),
         }
     }
@@ -349,13 +353,9 @@ fn note_text(instance: &str, what: &What) -> String {
 
 /// The plans stored in a run's header.
 fn plans_of(state: &RunState) -> Result<Vec<InstancePlan>, PruneError> {
-    let run = state.header.id;
-    let text = state.header.options.get(PLANS_OPTION).ok_or_else(|| {
-        PruneError::Refused(format!("run {run} has no rebuild plans in its header"))
-    })?;
-    serde_json::from_str(text).map_err(|e| {
-        PruneError::Refused(format!("run {run}: its stored plans cannot be read: {e}"))
-    })
+    Ok(super::spec::RunSpec::of(state)
+        .map_err(PruneError::Refused)?
+        .plans)
 }
 
 /// Carries out a prune over the instances of runs, recording each deletion in the journal and
@@ -516,8 +516,7 @@ pub async fn prune_run(
     on_item: &mut dyn FnMut(&Item),
 ) -> Result<Vec<Item>, PruneError> {
     let state = journal.replay(run)?;
-    let kind = RunKind::of(&state.header.options)
-        .map_err(|e| PruneError::Refused(format!("run {run}: {e}")))?;
+    let kind = super::spec::kind_of(&state).map_err(PruneError::Refused)?;
     prunable(run, kind, state.status, options.snapshots).map_err(PruneError::Refused)?;
     let plans = plans_of(&state)?;
     let mut pruner = Pruner {

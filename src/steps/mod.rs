@@ -53,7 +53,7 @@ use crate::lxd;
 pub use names::{
     retired_name, snapshot_name, temporary_name, MAX_NAME_LEN, RUN_KEY, SOURCE_ID_KEY, SOURCE_KEY,
 };
-pub use plan::{InstancePlan, PLANS_OPTION};
+pub use plan::InstancePlan;
 pub use preflight::Preflight as PreflightRecord;
 pub use snapshot::to_storage as storage_filesystem;
 
@@ -77,10 +77,6 @@ pub struct SnapshotRequest {
     pub root_only: bool,
 }
 
-/// Header option naming what a run does; a run without it is a rebuild (as all runs were
-/// before snapshot runs).
-pub const KIND_OPTION: &str = "kind";
-
 /// What a run does, and so which steps drive it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunKind {
@@ -95,14 +91,14 @@ pub enum RunKind {
 }
 
 impl RunKind {
-    /// The kind recorded in a run header's options.
-    pub fn of(options: &BTreeMap<String, String>) -> Result<RunKind, String> {
-        match options.get(KIND_OPTION).map(String::as_str) {
-            None | Some("rebuild") => Ok(RunKind::Rebuild),
-            Some("snapshot") => Ok(RunKind::Snapshot),
-            Some("delete") => Ok(RunKind::Delete),
-            Some("destroy") => Ok(RunKind::Destroy),
-            Some(other) => Err(format!(
+    /// The kind a run header records (`rebuild`, `snapshot`, ...; see `run::spec`).
+    pub fn from_word(word: &str) -> Result<RunKind, String> {
+        match word {
+            "rebuild" => Ok(RunKind::Rebuild),
+            "snapshot" => Ok(RunKind::Snapshot),
+            "delete" => Ok(RunKind::Delete),
+            "destroy" => Ok(RunKind::Destroy),
+            other => Err(format!(
                 "a run of kind {other:?}, which this reroot does not know (a newer version?)"
             )),
         }
@@ -280,24 +276,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn run_kind_comes_from_the_header_and_older_runs_are_rebuilds() {
-        let with = |kind: Option<&str>| {
-            let mut options = BTreeMap::new();
-            if let Some(k) = kind {
-                options.insert(KIND_OPTION.to_string(), k.to_string());
-            }
-            RunKind::of(&options)
-        };
-        assert_eq!(with(None), Ok(RunKind::Rebuild));
+    fn run_kinds_read_back_from_their_word_and_unknown_ones_are_refused() {
         for kind in [
             RunKind::Rebuild,
             RunKind::Snapshot,
             RunKind::Delete,
             RunKind::Destroy,
         ] {
-            assert_eq!(with(Some(kind.word())), Ok(kind));
+            assert_eq!(RunKind::from_word(kind.word()), Ok(kind));
         }
-        let err = with(Some("migrate")).unwrap_err();
+        let err = RunKind::from_word("migrate").unwrap_err();
         assert!(err.contains("\"migrate\""), "{err}");
         let names: Vec<&str> = RunKind::Snapshot
             .pipeline()

@@ -177,9 +177,6 @@ fn profile_placement() -> DevicePlacement {
     DevicePlacement::Profile
 }
 
-/// The key of the run header's options under which the plans are stored (JSON list).
-pub const PLANS_OPTION: &str = "plans";
-
 impl FilesystemPlan {
     fn from_config(fs: &crate::config::Filesystem) -> FilesystemPlan {
         use crate::config::FilesystemPath;

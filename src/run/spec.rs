@@ -1,0 +1,299 @@
+//! A run's record: what it was started with, as one typed [`RunSpec`] stored in the run
+//! header's options, and the notes that later commands add to it (an undo asked for). This is
+//! the one module that knows the option keys and note texts; every other reads and writes them
+//! through the types here.
+//!
+//! The header's options are a string map (the journal knows nothing of what they mean); the
+//! keys and their encodings are pinned by the tests below, since runs recorded by this build
+//! must be read by the next: add keys, never change what one means.
+
+use std::collections::BTreeMap;
+
+use journal::RunState;
+
+use crate::engine::OnFailure;
+use crate::steps::{InstancePlan, RunKind, SnapshotRequest};
+
+const KIND: &str = "kind";
+const PLANS: &str = "plans";
+const PARALLEL: &str = "parallel";
+const MAX_FAILURES: &str = "max_failures";
+const CANARIES: &str = "canaries";
+const RETRIES: &str = "retries";
+const STOP_TIMEOUT: &str = "stop_timeout";
+const ON_FAILURE: &str = "on_failure";
+const SNAPSHOT: &str = "snapshot";
+const ROOT_ONLY: &str = "root_only";
+const PRUNE_PREVIOUS: &str = "prune_previous";
+
+/// The note `reroot undo` records before it undoes a run; `resume` then goes on with the undo.
+const UNDO_NOTE: &str = "undo requested";
+const UNDO_DATA_NOTE: &str = "undo requested with --data";
+
+/// How many instances a run takes at once, and how failures count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Instances at once.
+    pub parallel: usize,
+    /// Failed instances tolerated before no new one starts.
+    pub max_failures: usize,
+    /// Instances that go first, alone.
+    pub canaries: usize,
+    /// Tries again of a step that failed with a passing error.
+    pub retries: u32,
+}
+
+impl Default for Limits {
+    /// What a run recorded without them had.
+    fn default() -> Limits {
+        Limits {
+            parallel: 1,
+            max_failures: 0,
+            canaries: 0,
+            retries: 2,
+        }
+    }
+}
+
+/// Everything a run was started with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunSpec {
+    /// What the run does (which pipeline).
+    pub kind: RunKind,
+    /// The instances' plans, so that resume and undo never read config files again.
+    pub plans: Vec<InstancePlan>,
+    /// Parallelism and failure budget.
+    pub limits: Limits,
+    /// `--stop-timeout`: overrides every plan's clean-stop timeout.
+    pub stop_timeout_s: Option<u64>,
+    /// What a failure inside the downtime window does.
+    pub on_failure: OnFailure,
+    /// What a snapshot run takes.
+    pub snapshot: Option<SnapshotRequest>,
+    /// `--prune-previous`: once it succeeds, prune the previous succeeded rebuild.
+    pub prune_previous: bool,
+}
+
+impl RunSpec {
+    /// A run of `kind` over `plans` with `limits`, and nothing else asked for.
+    pub fn new(kind: RunKind, plans: Vec<InstancePlan>, limits: Limits) -> RunSpec {
+        RunSpec {
+            kind,
+            plans,
+            limits,
+            stop_timeout_s: None,
+            on_failure: OnFailure::Revert,
+            snapshot: None,
+            prune_previous: false,
+        }
+    }
+
+    /// The header options that record it.
+    pub fn to_options(&self) -> Result<BTreeMap<String, String>, serde_json::Error> {
+        let mut o = BTreeMap::new();
+        let mut put = |k: &str, v: String| {
+            o.insert(k.to_string(), v);
+        };
+        put(KIND, self.kind.word().to_string());
+        put(PLANS, serde_json::to_string(&self.plans)?);
+        put(PARALLEL, self.limits.parallel.to_string());
+        put(MAX_FAILURES, self.limits.max_failures.to_string());
+        put(CANARIES, self.limits.canaries.to_string());
+        put(RETRIES, self.limits.retries.to_string());
+        if let Some(t) = self.stop_timeout_s {
+            put(STOP_TIMEOUT, t.to_string());
+        }
+        put(ON_FAILURE, self.on_failure.as_str().to_string());
+        if let Some(s) = &self.snapshot {
+            put(SNAPSHOT, s.name.clone());
+            put(ROOT_ONLY, s.root_only.to_string());
+        }
+        if self.prune_previous {
+            put(PRUNE_PREVIOUS, "true".to_string());
+        }
+        Ok(o)
+    }
+
+    /// The spec recorded in a run's header. A run without a kind is a rebuild (as all runs
+    /// were before others existed); a missing limit or policy is its default.
+    pub fn of(state: &RunState) -> Result<RunSpec, String> {
+        let options = &state.header.options;
+        let run = state.header.id;
+        let kind = kind_of_options(options).map_err(|e| format!("run {run}: {e}"))?;
+        let text = options
+            .get(PLANS)
+            .ok_or_else(|| format!("run {run} has no plans in its header"))?;
+        let plans = serde_json::from_str(text)
+            .map_err(|e| format!("run {run}: its stored plans cannot be read: {e}"))?;
+        let number = |key: &str, default: usize| {
+            options
+                .get(key)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(default)
+        };
+        let d = Limits::default();
+        Ok(RunSpec {
+            kind,
+            plans,
+            limits: Limits {
+                parallel: number(PARALLEL, d.parallel),
+                max_failures: number(MAX_FAILURES, d.max_failures),
+                canaries: number(CANARIES, d.canaries),
+                retries: options
+                    .get(RETRIES)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(d.retries),
+            },
+            stop_timeout_s: options.get(STOP_TIMEOUT).and_then(|v| v.parse().ok()),
+            on_failure: options
+                .get(ON_FAILURE)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_default(),
+            snapshot: options.get(SNAPSHOT).map(|name| SnapshotRequest {
+                name: name.clone(),
+                root_only: options.get(ROOT_ONLY).map(String::as_str) == Some("true"),
+            }),
+            prune_previous: options.get(PRUNE_PREVIOUS).map(String::as_str) == Some("true"),
+        })
+    }
+}
+
+/// The kind of a run, from its header alone (cheaper than [`RunSpec::of`], which decodes the
+/// plans).
+pub fn kind_of(state: &RunState) -> Result<RunKind, String> {
+    kind_of_options(&state.header.options).map_err(|e| format!("run {}: {e}", state.header.id))
+}
+
+fn kind_of_options(options: &BTreeMap<String, String>) -> Result<RunKind, String> {
+    match options.get(KIND) {
+        None => Ok(RunKind::Rebuild),
+        Some(word) => RunKind::from_word(word),
+    }
+}
+
+/// The text of the note that asks for an undo (`data`: with the filesystems rolled back).
+pub fn undo_note(data: bool) -> &'static str {
+    if data {
+        UNDO_DATA_NOTE
+    } else {
+        UNDO_NOTE
+    }
+}
+
+/// The undo asked for in a run, if any: `Some(true)` with `--data`.
+pub fn undo_requested(state: &RunState) -> Option<bool> {
+    state
+        .notes
+        .iter()
+        .rev()
+        .find(|n| n.starts_with(UNDO_NOTE))
+        .map(|n| n == UNDO_DATA_NOTE)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use journal::{Event, EventKind, Replay, RunHeader};
+
+    fn state(options: BTreeMap<String, String>, notes: &[&str]) -> RunState {
+        let header = RunHeader {
+            id: RunHeader::new_id(),
+            command: vec!["reroot".into()],
+            user: "u".into(),
+            host: "h".into(),
+            started_at_ms: 1,
+            config_digests: vec![],
+            instances: vec![],
+            options,
+        };
+        let run = header.id;
+        let mut events = vec![Event {
+            run,
+            seq: 1,
+            instance: None,
+            step: None,
+            attempt: 0,
+            at_ms: 1,
+            kind: EventKind::RunCreated(header),
+        }];
+        for (k, n) in notes.iter().enumerate() {
+            events.push(Event {
+                run,
+                seq: k as u64 + 2,
+                instance: None,
+                step: None,
+                attempt: 0,
+                at_ms: 2,
+                kind: EventKind::Note {
+                    text: n.to_string(),
+                },
+            });
+        }
+        Replay::run(&events).unwrap()
+    }
+
+    #[test]
+    fn a_spec_round_trips_through_the_header_and_its_keys_are_pinned() {
+        let mut spec = RunSpec::new(
+            RunKind::Snapshot,
+            vec![],
+            Limits {
+                parallel: 8,
+                max_failures: 3,
+                canaries: 1,
+                retries: 4,
+            },
+        );
+        spec.stop_timeout_s = Some(0);
+        spec.on_failure = OnFailure::Hold;
+        spec.snapshot = Some(SnapshotRequest {
+            name: "v2".into(),
+            root_only: true,
+        });
+        spec.prune_previous = true;
+        let options = spec.to_options().unwrap();
+        let pinned: BTreeMap<String, String> = [
+            ("kind", "snapshot"),
+            ("plans", "[]"),
+            ("parallel", "8"),
+            ("max_failures", "3"),
+            ("canaries", "1"),
+            ("retries", "4"),
+            ("stop_timeout", "0"),
+            ("on_failure", "hold"),
+            ("snapshot", "v2"),
+            ("root_only", "true"),
+            ("prune_previous", "true"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(options, pinned);
+        assert_eq!(RunSpec::of(&state(options, &[])).unwrap(), spec);
+    }
+
+    #[test]
+    fn older_runs_read_with_defaults_and_unknown_kinds_are_refused() {
+        let only_plans = BTreeMap::from([("plans".to_string(), "[]".to_string())]);
+        let spec = RunSpec::of(&state(only_plans.clone(), &[])).unwrap();
+        assert_eq!(
+            spec,
+            RunSpec::new(RunKind::Rebuild, vec![], Limits::default())
+        );
+        let mut odd = only_plans;
+        odd.insert("kind".into(), "migrate".into());
+        let err = RunSpec::of(&state(odd, &[])).unwrap_err();
+        assert!(err.contains("\"migrate\""), "{err}");
+        let none = RunSpec::of(&state(BTreeMap::new(), &[])).unwrap_err();
+        assert!(none.contains("no plans"), "{none}");
+    }
+
+    #[test]
+    fn the_latest_undo_note_decides() {
+        assert_eq!(undo_requested(&state(BTreeMap::new(), &[])), None);
+        let notes = [undo_note(false), "pruned x", undo_note(true)];
+        assert_eq!(undo_requested(&state(BTreeMap::new(), &notes)), Some(true));
+        let notes = [undo_note(true), undo_note(false)];
+        assert_eq!(undo_requested(&state(BTreeMap::new(), &notes)), Some(false));
+    }
+}
