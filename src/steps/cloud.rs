@@ -74,8 +74,7 @@ impl Step<RebuildEnv> for CloudConfigPart {
         cx: &'a StepCx<'a, RebuildEnv>,
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
-            let plan = cx.env.plan(cx.instance)?;
-            let lxd = cx.env.lxd(plan);
+            let (plan, lxd) = cx.env.scope(cx.instance)?;
             let changed = apply_part(&lxd, cx.instance, plan, self.0).await?;
             Ok(serde_json::json!({ "changed": changed }))
         })

@@ -191,6 +191,13 @@ impl RebuildEnv {
         Ok(lxd.get_instance(name).await.optional()?.map(|v| v.value))
     }
 
+    /// The plan of an instance and the LXD client for its project: what nearly every step
+    /// begins with.
+    pub fn scope(&self, instance: &str) -> Result<(&InstancePlan, lxd::Client), StepError> {
+        let plan = self.plan(instance)?;
+        Ok((plan, self.lxd(plan)))
+    }
+
     /// The LXD client for the instance's project.
     pub fn lxd(&self, plan: &InstancePlan) -> lxd::Client {
         if self.lxd.project() == Some(plan.project.as_str()) {

@@ -67,8 +67,7 @@ impl Step<RebuildEnv> for SurveyStep {
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
             let name = &request(cx.env)?.name;
-            let plan = cx.env.plan(cx.instance)?;
-            let lxd = cx.env.lxd(plan);
+            let (_, lxd) = cx.env.scope(cx.instance)?;
             if !lxd.instance_exists(cx.instance).await? {
                 return Err(StepError::new(format!(
                     "instance {} does not exist",

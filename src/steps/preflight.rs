@@ -168,8 +168,7 @@ impl Step<RebuildEnv> for PreflightStep {
         cx: &'a StepCx<'a, RebuildEnv>,
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
-            let plan = cx.env.plan(cx.instance)?;
-            let lxd = cx.env.lxd(plan);
+            let (plan, lxd) = cx.env.scope(cx.instance)?;
             Ok(serde_json::to_value(survey(&lxd, plan, cx.run).await?)?)
         })
     }

@@ -25,8 +25,7 @@ impl Step<RebuildEnv> for Prepare {
         cx: &'a StepCx<'a, RebuildEnv>,
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
-            let plan = cx.env.plan(cx.instance)?;
-            let lxd = cx.env.lxd(plan);
+            let (plan, lxd) = cx.env.scope(cx.instance)?;
             let pre: Preflight = cx.outputs.get("preflight")?;
             let tmp = temporary_name(cx.instance, cx.run);
             let result = serde_json::json!({ "temporary": tmp });
@@ -104,8 +103,7 @@ impl Step<RebuildEnv> for Prepare {
     /// back there). Never touches an instance this run did not make.
     fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move {
-            let plan = cx.env.plan(cx.instance)?;
-            let lxd = cx.env.lxd(plan);
+            let (_, lxd) = cx.env.scope(cx.instance)?;
             let tmp = temporary_name(cx.instance, cx.run);
             let Some(i) = lxd.get_instance(&tmp).await.optional()? else {
                 return Ok(());

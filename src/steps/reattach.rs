@@ -47,8 +47,7 @@ impl Step<RebuildEnv> for Reattach {
         cx: &'a StepCx<'a, RebuildEnv>,
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
-            let plan = cx.env.plan(cx.instance)?;
-            let lxd = cx.env.lxd(plan);
+            let (plan, lxd) = cx.env.scope(cx.instance)?;
             let current = new_root(&lxd, cx.instance, cx.run).await?;
             let owner = owner(&lxd, cx.instance, plan.device_owner).await?;
 

@@ -19,8 +19,7 @@ impl Step<RebuildEnv> for Retire {
         cx: &'a StepCx<'a, RebuildEnv>,
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
-            let plan = cx.env.plan(cx.instance)?;
-            let lxd = cx.env.lxd(plan);
+            let (_, lxd) = cx.env.scope(cx.instance)?;
             let retired = retired_name(cx.instance, cx.run);
             match lxd.get_instance(cx.instance).await.optional()? {
                 Some(i) if !built_by(&i.value, cx.run) => {
@@ -67,8 +66,7 @@ impl Step<RebuildEnv> for Retire {
 
     fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move {
-            let plan = cx.env.plan(cx.instance)?;
-            let lxd = cx.env.lxd(plan);
+            let (_, lxd) = cx.env.scope(cx.instance)?;
             let retired = retired_name(cx.instance, cx.run);
             if !lxd.instance_exists(&retired).await? {
                 return Ok(());
@@ -98,8 +96,7 @@ impl Step<RebuildEnv> for Swap {
         cx: &'a StepCx<'a, RebuildEnv>,
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
-            let plan = cx.env.plan(cx.instance)?;
-            let lxd = cx.env.lxd(plan);
+            let (_, lxd) = cx.env.scope(cx.instance)?;
             let tmp = temporary_name(cx.instance, cx.run);
             if let Some(i) = lxd.get_instance(cx.instance).await.optional()? {
                 if built_by(&i.value, cx.run) {
@@ -130,8 +127,7 @@ impl Step<RebuildEnv> for Swap {
     /// take its name again.
     fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move {
-            let plan = cx.env.plan(cx.instance)?;
-            let lxd = cx.env.lxd(plan);
+            let (_, lxd) = cx.env.scope(cx.instance)?;
             let Some(i) = lxd.get_instance(cx.instance).await.optional()? else {
                 return Ok(());
             };

@@ -19,8 +19,7 @@ impl Step<RebuildEnv> for Start {
         cx: &'a StepCx<'a, RebuildEnv>,
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
-            let plan = cx.env.plan(cx.instance)?;
-            let lxd = cx.env.lxd(plan);
+            let (_, lxd) = cx.env.scope(cx.instance)?;
             new_root(&lxd, cx.instance, cx.run).await?;
             lxd.start_instance(cx.instance)
                 .await
@@ -48,8 +47,7 @@ impl Step<RebuildEnv> for Start {
 
     fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move {
-            let plan = cx.env.plan(cx.instance)?;
-            let lxd = cx.env.lxd(plan);
+            let (_, lxd) = cx.env.scope(cx.instance)?;
             if let Some(i) = lxd.get_instance(cx.instance).await.optional()? {
                 if built_by(&i.value, cx.run) {
                     lxd.stop_instance(cx.instance, Stop::Force)

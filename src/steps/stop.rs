@@ -47,8 +47,7 @@ impl Step<RebuildEnv> for StopOld {
         cx: &'a StepCx<'a, RebuildEnv>,
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
-            let plan = cx.env.plan(cx.instance)?;
-            let lxd = cx.env.lxd(plan);
+            let (plan, lxd) = cx.env.scope(cx.instance)?;
             let current = lxd.get_instance(cx.instance).await.optional()?;
             let Some(current) = current.filter(|c| !built_by(&c.value, cx.run)) else {
                 // Launching, or already retired (maybe swapped) by a previous attempt. A daemon
@@ -122,8 +121,7 @@ impl Step<RebuildEnv> for StopOld {
     /// name (the undo of `retire` has run by then).
     fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move {
-            let plan = cx.env.plan(cx.instance)?;
-            let lxd = cx.env.lxd(plan);
+            let (_, lxd) = cx.env.scope(cx.instance)?;
             let pre: Preflight = cx.outputs.get("preflight")?;
             if !pre.running {
                 return Ok(());

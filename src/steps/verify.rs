@@ -20,8 +20,7 @@ impl Step<RebuildEnv> for Verify {
         cx: &'a StepCx<'a, RebuildEnv>,
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
-            let plan = cx.env.plan(cx.instance)?;
-            let lxd = cx.env.lxd(plan);
+            let (plan, lxd) = cx.env.scope(cx.instance)?;
             let inst = new_root(&lxd, cx.instance, cx.run).await?.value;
             if !inst.is_running() {
                 return Err(StepError::new(format!(
