@@ -75,7 +75,7 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
 
 /// The short form of a run id that users type.
 pub fn short_id(id: &journal::RunId) -> String {
-    id.simple().to_string()[..8].to_string()
+    journal::short_id(id)
 }
 
 /// How many operands a shortened command line keeps: the subcommand and the first path or two

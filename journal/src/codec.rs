@@ -40,7 +40,14 @@ fn bincode_config() -> impl bincode::config::Config {
 /// might change between versions would not do). It is not meant to resist an attacker: the
 /// chain guards against accidents (lost, reordered or mixed-up records), like the CRC.
 pub fn fnv1a64(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    fnv1a64_continue(FNV_OFFSET, bytes)
+}
+
+/// FNV-1a's starting state.
+pub(crate) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a over `bytes`, from the state `h` (the replay's hasher feeds its keys piece by piece).
+pub(crate) fn fnv1a64_continue(mut h: u64, bytes: &[u8]) -> u64 {
     for &b in bytes {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);

@@ -10,6 +10,12 @@ use std::collections::BTreeMap;
 /// Identifies a run. Random (v4) when made by [`RunHeader::new_id`].
 pub type RunId = uuid::Uuid;
 
+/// The short form of a run id that people read and type: its first 8 hex digits (also what
+/// reroot's temporary and retired instance names carry).
+pub fn short_id(run: &RunId) -> String {
+    run.simple().to_string()[..8].to_string()
+}
+
 /// What a run is: recorded once, in its first event ([`EventKind::RunCreated`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunHeader {

@@ -196,7 +196,7 @@ pub mod state;
 mod store;
 mod writer;
 
-pub use event::{now_ms, Event, EventKind, Outcome, RunHeader, RunId};
+pub use event::{now_ms, short_id, Event, EventKind, Outcome, RunHeader, RunId};
 pub use import::import_ndjson;
 pub use reader::{Problem, Reader, RunFilter, RunSummary, Source, VerifyReport, WriterInfo};
 pub use recovery::rebuild_live_log;

@@ -19,16 +19,12 @@ impl Hasher for Fnv {
         self.0
     }
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 {
-            0xcbf2_9ce4_8422_2325
+        let from = if self.0 == 0 {
+            crate::codec::FNV_OFFSET
         } else {
             self.0
         };
-        for &b in bytes {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        self.0 = h;
+        self.0 = crate::codec::fnv1a64_continue(from, bytes);
     }
 }
 

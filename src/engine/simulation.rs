@@ -33,10 +33,10 @@ struct World {
 type Env = Mutex<World>;
 
 fn tmp_name(i: &str, run: RunId) -> String {
-    format!("{i}-new-{}", &run.simple().to_string()[..8])
+    format!("{i}-new-{}", journal::short_id(&run))
 }
 fn old_name(i: &str, run: RunId) -> String {
-    format!("{i}-old-{}", &run.simple().to_string()[..8])
+    format!("{i}-old-{}", journal::short_id(&run))
 }
 
 /// One step of the simulated pipeline; apply and undo are closures over the world.

@@ -16,7 +16,7 @@ pub const SOURCE_ID_KEY: &str = "user.reroot.source-id";
 pub const MAX_NAME_LEN: usize = 50;
 
 fn short(run: RunId) -> String {
-    run.simple().to_string()[..8].to_string()
+    journal::short_id(&run)
 }
 
 /// The new root's name until the swap: `<instance>-new-<run8>`.
