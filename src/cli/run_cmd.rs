@@ -17,7 +17,7 @@ use crate::progress::{self, Progress};
 use crate::report;
 use crate::run::prune;
 use crate::run::spec::{self, Limits, RunSpec};
-use crate::steps::{forecast, rebuild_pipeline, InstancePlan, RebuildEnv, RebuildOptions, RunKind};
+use crate::steps::{forecast, rebuild_pipeline, InstancePlan, RunEnv, RunKind, RunOptions};
 
 /// `reroot rebuild`.
 #[derive(Debug, Args)]
@@ -260,13 +260,13 @@ async fn drive(
     let spec = spec_of(state)?;
     let kind = spec.kind;
     let pipeline = kind.pipeline();
-    let options = RebuildOptions {
+    let options = RunOptions {
         stop_timeout_s: spec.stop_timeout_s,
         undo_data,
         snapshot: spec.snapshot.clone(),
     };
     let on_failure = spec.on_failure;
-    let env = Arc::new(RebuildEnv::new(lxd, spec.plans, options));
+    let env = Arc::new(RunEnv::new(lxd, spec.plans, options));
     let progress = Progress::start(progress::Options {
         json: global.json,
         kind: kind.word(),

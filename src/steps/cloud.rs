@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use super::plan::InstancePlan;
-use super::RebuildEnv;
+use super::RunEnv;
 use crate::cloudconfig::{self, Action, LxdGuest, OsType};
 use crate::engine::{BoxFuture, Step, StepCx, StepError};
 use crate::lxd;
@@ -61,7 +61,7 @@ pub(super) async fn apply_part(
 /// applies the rest to the running new root.
 pub(super) struct CloudConfigPart(pub Part);
 
-impl Step<RebuildEnv> for CloudConfigPart {
+impl Step<RunEnv> for CloudConfigPart {
     fn name(&self) -> &'static str {
         match self.0 {
             Part::EarlyFiles => "files",
@@ -71,7 +71,7 @@ impl Step<RebuildEnv> for CloudConfigPart {
 
     fn apply<'a>(
         &'a self,
-        cx: &'a StepCx<'a, RebuildEnv>,
+        cx: &'a StepCx<'a, RunEnv>,
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
             let (plan, lxd) = cx.env.scope(cx.instance)?;
@@ -82,7 +82,7 @@ impl Step<RebuildEnv> for CloudConfigPart {
 
     /// Nothing to undo: what either part changed lives in the new root, which the undo of
     /// `prepare` removes.
-    fn undo<'a>(&'a self, _cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+    fn undo<'a>(&'a self, _cx: &'a StepCx<'a, RunEnv>) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async { Ok(()) })
     }
 }

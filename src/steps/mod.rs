@@ -59,7 +59,7 @@ pub use snapshot::to_storage as storage_filesystem;
 
 /// Options of a run that are not part of any config.
 #[derive(Debug, Clone, Default)]
-pub struct RebuildOptions {
+pub struct RunOptions {
     /// Overrides every plan's clean-stop timeout (seconds; 0 = force at once).
     pub stop_timeout_s: Option<u64>,
     /// On undo, roll the external filesystems back to the run's snapshots.
@@ -125,7 +125,7 @@ impl RunKind {
     }
 
     /// The steps of each instance, in order.
-    pub fn pipeline(self) -> Vec<Arc<dyn Step<RebuildEnv>>> {
+    pub fn pipeline(self) -> Vec<Arc<dyn Step<RunEnv>>> {
         match self {
             RunKind::Rebuild => rebuild_pipeline(),
             RunKind::Snapshot => named_snapshot::steps(),
@@ -154,18 +154,18 @@ impl RunKind {
 }
 
 /// What the steps of a run share: the LXD client, the plans and the options.
-pub struct RebuildEnv {
+pub struct RunEnv {
     lxd: lxd::Client,
     plans: BTreeMap<String, InstancePlan>,
     /// The options.
-    pub options: RebuildOptions,
+    pub options: RunOptions,
 }
 
-impl RebuildEnv {
+impl RunEnv {
     /// An environment for these plans (instance names must be unique).
-    pub fn new(lxd: lxd::Client, plans: Vec<InstancePlan>, options: RebuildOptions) -> RebuildEnv {
+    pub fn new(lxd: lxd::Client, plans: Vec<InstancePlan>, options: RunOptions) -> RunEnv {
         let plans = plans.into_iter().map(|p| (p.name.clone(), p)).collect();
-        RebuildEnv {
+        RunEnv {
             lxd,
             plans,
             options,
@@ -219,7 +219,7 @@ pub(crate) fn state_change_error(e: lxd::Error) -> StepError {
 }
 
 /// The rebuild pipeline, in order.
-pub fn rebuild_pipeline() -> Vec<Arc<dyn Step<RebuildEnv>>> {
+pub fn rebuild_pipeline() -> Vec<Arc<dyn Step<RunEnv>>> {
     vec![
         Arc::new(preflight::PreflightStep),
         Arc::new(prepare::Prepare),

@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::snapshot::to_storage;
-use super::{RebuildEnv, SnapshotRequest};
+use super::{RunEnv, SnapshotRequest};
 use crate::engine::{BoxFuture, Step, StepCx, StepError};
 use crate::lxd::OptionalExt;
 use crate::storage::{self, SnapshotOutcome};
@@ -28,7 +28,7 @@ pub struct Survey {
 }
 
 /// The snapshot run's steps, in order.
-pub(super) fn steps() -> Vec<std::sync::Arc<dyn Step<RebuildEnv>>> {
+pub(super) fn steps() -> Vec<std::sync::Arc<dyn Step<RunEnv>>> {
     vec![
         std::sync::Arc::new(SurveyStep),
         std::sync::Arc::new(SnapshotRoot),
@@ -36,7 +36,7 @@ pub(super) fn steps() -> Vec<std::sync::Arc<dyn Step<RebuildEnv>>> {
     ]
 }
 
-fn request(env: &RebuildEnv) -> Result<&SnapshotRequest, StepError> {
+fn request(env: &RunEnv) -> Result<&SnapshotRequest, StepError> {
     env.options
         .snapshot
         .as_ref()
@@ -44,7 +44,7 @@ fn request(env: &RebuildEnv) -> Result<&SnapshotRequest, StepError> {
 }
 
 /// The instance's filesystems that can have snapshots.
-fn snapshotted(env: &RebuildEnv, instance: &str) -> Result<Vec<storage::Filesystem>, StepError> {
+fn snapshotted(env: &RunEnv, instance: &str) -> Result<Vec<storage::Filesystem>, StepError> {
     Ok(env
         .plan(instance)?
         .filesystems
@@ -56,14 +56,14 @@ fn snapshotted(env: &RebuildEnv, instance: &str) -> Result<Vec<storage::Filesyst
 
 struct SurveyStep;
 
-impl Step<RebuildEnv> for SurveyStep {
+impl Step<RunEnv> for SurveyStep {
     fn name(&self) -> &'static str {
         "survey"
     }
 
     fn apply<'a>(
         &'a self,
-        cx: &'a StepCx<'a, RebuildEnv>,
+        cx: &'a StepCx<'a, RunEnv>,
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
             let name = &request(cx.env)?.name;
@@ -89,21 +89,21 @@ impl Step<RebuildEnv> for SurveyStep {
         })
     }
 
-    fn undo<'a>(&'a self, _: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+    fn undo<'a>(&'a self, _: &'a StepCx<'a, RunEnv>) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async { Ok(()) })
     }
 }
 
 struct SnapshotRoot;
 
-impl Step<RebuildEnv> for SnapshotRoot {
+impl Step<RunEnv> for SnapshotRoot {
     fn name(&self) -> &'static str {
         "snapshot-root"
     }
 
     fn apply<'a>(
         &'a self,
-        cx: &'a StepCx<'a, RebuildEnv>,
+        cx: &'a StepCx<'a, RunEnv>,
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
             let name = &request(cx.env)?.name;
@@ -121,7 +121,7 @@ impl Step<RebuildEnv> for SnapshotRoot {
         })
     }
 
-    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RunEnv>) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move {
             let survey: Survey = cx.outputs.get("survey")?;
             if survey.root {
@@ -137,14 +137,14 @@ impl Step<RebuildEnv> for SnapshotRoot {
 
 struct SnapshotFilesystems;
 
-impl Step<RebuildEnv> for SnapshotFilesystems {
+impl Step<RunEnv> for SnapshotFilesystems {
     fn name(&self) -> &'static str {
         "snapshot-fs"
     }
 
     fn apply<'a>(
         &'a self,
-        cx: &'a StepCx<'a, RebuildEnv>,
+        cx: &'a StepCx<'a, RunEnv>,
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
             let request = request(cx.env)?;
@@ -163,7 +163,7 @@ impl Step<RebuildEnv> for SnapshotFilesystems {
         })
     }
 
-    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RunEnv>) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move {
             let request = request(cx.env)?;
             if request.root_only {

@@ -9,7 +9,7 @@ use super::names::{
     built_by, retired_name, temporary_name, MAX_NAME_LEN, RUN_KEY, SOURCE_ID_KEY, SOURCE_KEY,
 };
 use super::plan::{InstancePlan, RootSource};
-use super::RebuildEnv;
+use super::RunEnv;
 use crate::engine::{BoxFuture, Step, StepCx, StepError};
 use crate::lxd::{self, OptionalExt, ProfilePut};
 
@@ -158,14 +158,14 @@ pub(crate) async fn survey(
 
 pub(super) struct PreflightStep;
 
-impl Step<RebuildEnv> for PreflightStep {
+impl Step<RunEnv> for PreflightStep {
     fn name(&self) -> &'static str {
         "preflight"
     }
 
     fn apply<'a>(
         &'a self,
-        cx: &'a StepCx<'a, RebuildEnv>,
+        cx: &'a StepCx<'a, RunEnv>,
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
             let (plan, lxd) = cx.env.scope(cx.instance)?;
@@ -173,7 +173,7 @@ impl Step<RebuildEnv> for PreflightStep {
         })
     }
 
-    fn undo<'a>(&'a self, _cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+    fn undo<'a>(&'a self, _cx: &'a StepCx<'a, RunEnv>) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async { Ok(()) })
     }
 }

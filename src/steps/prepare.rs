@@ -9,20 +9,20 @@
 use super::names::{built_by, temporary_name, RUN_KEY, SOURCE_ID_KEY, SOURCE_KEY};
 use super::plan::RootSource;
 use super::preflight::Preflight;
-use super::RebuildEnv;
+use super::RunEnv;
 use crate::engine::{BoxFuture, Step, StepCx, StepError};
 use crate::lxd::{NewInstance, OptionalExt, Stop};
 
 pub(super) struct Prepare;
 
-impl Step<RebuildEnv> for Prepare {
+impl Step<RunEnv> for Prepare {
     fn name(&self) -> &'static str {
         "prepare"
     }
 
     fn apply<'a>(
         &'a self,
-        cx: &'a StepCx<'a, RebuildEnv>,
+        cx: &'a StepCx<'a, RunEnv>,
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
             let (plan, lxd) = cx.env.scope(cx.instance)?;
@@ -84,10 +84,7 @@ impl Step<RebuildEnv> for Prepare {
     }
 
     /// The new root exists, under its temporary name or already swapped in.
-    fn holds<'a>(
-        &'a self,
-        cx: &'a StepCx<'a, RebuildEnv>,
-    ) -> BoxFuture<'a, Result<bool, StepError>> {
+    fn holds<'a>(&'a self, cx: &'a StepCx<'a, RunEnv>) -> BoxFuture<'a, Result<bool, StepError>> {
         Box::pin(async move {
             for name in [temporary_name(cx.instance, cx.run), cx.instance.to_string()] {
                 let live = cx.env.live(cx.instance, &name).await?;
@@ -101,7 +98,7 @@ impl Step<RebuildEnv> for Prepare {
 
     /// Deletes the new root if it still has its temporary name (the undo of `swap` has put it
     /// back there). Never touches an instance this run did not make.
-    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RunEnv>) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move {
             let (_, lxd) = cx.env.scope(cx.instance)?;
             let tmp = temporary_name(cx.instance, cx.run);

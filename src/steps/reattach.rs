@@ -9,7 +9,7 @@ use super::plan::DevicePlacement;
 use super::preflight::Preflight;
 use super::profile::{device_host_dir, filesystem, wanted_devices};
 use super::snapshot::to_storage;
-use super::RebuildEnv;
+use super::RunEnv;
 use crate::engine::{BoxFuture, Step, StepCx, StepError};
 use crate::lxd::{self, InstancePatch, OptionalExt, ProfilePut};
 use crate::storage::{self, Ensured, IdMap, Owner};
@@ -37,14 +37,14 @@ async fn owner(
     Ok(map.owner(Owner { uid: 0, gid: 0 })?)
 }
 
-impl Step<RebuildEnv> for Reattach {
+impl Step<RunEnv> for Reattach {
     fn name(&self) -> &'static str {
         "reattach"
     }
 
     fn apply<'a>(
         &'a self,
-        cx: &'a StepCx<'a, RebuildEnv>,
+        cx: &'a StepCx<'a, RunEnv>,
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
             let (plan, lxd) = cx.env.scope(cx.instance)?;
@@ -176,10 +176,7 @@ impl Step<RebuildEnv> for Reattach {
 
     /// The new root, under the instance's name, has its disk devices (on itself, or through the
     /// device profile attached).
-    fn holds<'a>(
-        &'a self,
-        cx: &'a StepCx<'a, RebuildEnv>,
-    ) -> BoxFuture<'a, Result<bool, StepError>> {
+    fn holds<'a>(&'a self, cx: &'a StepCx<'a, RunEnv>) -> BoxFuture<'a, Result<bool, StepError>> {
         Box::pin(async move {
             let plan = cx.env.plan(cx.instance)?;
             let live = cx.env.live(cx.instance, cx.instance).await?;
@@ -199,7 +196,7 @@ impl Step<RebuildEnv> for Reattach {
     /// it). Filesystems and directories the step created are kept: no undo deletes data.
     /// With the devices on the instance there is nothing to put back: they live on the new
     /// root, which the undo of `prepare` deletes, and the device profile was not touched.
-    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RunEnv>) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move {
             let plan = cx.env.plan(cx.instance)?;
             if plan.device_placement == DevicePlacement::Instance {

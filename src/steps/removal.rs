@@ -16,7 +16,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::snapshot::to_storage;
-use super::RebuildEnv;
+use super::RunEnv;
 use crate::engine::{BoxFuture, Step, StepCx, StepError};
 use crate::lxd::OptionalExt;
 use crate::storage::Removed;
@@ -29,8 +29,8 @@ pub struct Check {
 }
 
 /// The steps of a delete (`destroy` false) or a destroy run, in order.
-pub(super) fn steps(destroy: bool) -> Vec<std::sync::Arc<dyn Step<RebuildEnv>>> {
-    let mut steps: Vec<std::sync::Arc<dyn Step<RebuildEnv>>> = vec![
+pub(super) fn steps(destroy: bool) -> Vec<std::sync::Arc<dyn Step<RunEnv>>> {
+    let mut steps: Vec<std::sync::Arc<dyn Step<RunEnv>>> = vec![
         std::sync::Arc::new(CheckStep),
         std::sync::Arc::new(DeleteRoot),
         std::sync::Arc::new(DeleteProfile),
@@ -47,14 +47,14 @@ fn irreversible(what: &str) -> StepError {
 
 struct CheckStep;
 
-impl Step<RebuildEnv> for CheckStep {
+impl Step<RunEnv> for CheckStep {
     fn name(&self) -> &'static str {
         "check"
     }
 
     fn apply<'a>(
         &'a self,
-        cx: &'a StepCx<'a, RebuildEnv>,
+        cx: &'a StepCx<'a, RunEnv>,
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
             let lxd = cx.env.lxd(cx.env.plan(cx.instance)?);
@@ -73,21 +73,21 @@ impl Step<RebuildEnv> for CheckStep {
         })
     }
 
-    fn undo<'a>(&'a self, _: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+    fn undo<'a>(&'a self, _: &'a StepCx<'a, RunEnv>) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async { Ok(()) })
     }
 }
 
 struct DeleteRoot;
 
-impl Step<RebuildEnv> for DeleteRoot {
+impl Step<RunEnv> for DeleteRoot {
     fn name(&self) -> &'static str {
         "delete-root"
     }
 
     fn apply<'a>(
         &'a self,
-        cx: &'a StepCx<'a, RebuildEnv>,
+        cx: &'a StepCx<'a, RunEnv>,
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
             let lxd = cx.env.lxd(cx.env.plan(cx.instance)?);
@@ -97,21 +97,21 @@ impl Step<RebuildEnv> for DeleteRoot {
         })
     }
 
-    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RunEnv>) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move { Err(irreversible(&format!("the root of {}", cx.instance))) })
     }
 }
 
 struct DeleteProfile;
 
-impl Step<RebuildEnv> for DeleteProfile {
+impl Step<RunEnv> for DeleteProfile {
     fn name(&self) -> &'static str {
         "delete-profile"
     }
 
     fn apply<'a>(
         &'a self,
-        cx: &'a StepCx<'a, RebuildEnv>,
+        cx: &'a StepCx<'a, RunEnv>,
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
             let plan = cx.env.plan(cx.instance)?;
@@ -124,7 +124,7 @@ impl Step<RebuildEnv> for DeleteProfile {
         })
     }
 
-    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RunEnv>) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move {
             Err(irreversible(&format!(
                 "the device profile of {}",
@@ -136,14 +136,14 @@ impl Step<RebuildEnv> for DeleteProfile {
 
 struct DestroyFilesystems;
 
-impl Step<RebuildEnv> for DestroyFilesystems {
+impl Step<RunEnv> for DestroyFilesystems {
     fn name(&self) -> &'static str {
         "destroy-fs"
     }
 
     fn apply<'a>(
         &'a self,
-        cx: &'a StepCx<'a, RebuildEnv>,
+        cx: &'a StepCx<'a, RunEnv>,
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
             let plan = cx.env.plan(cx.instance)?;
@@ -158,7 +158,7 @@ impl Step<RebuildEnv> for DestroyFilesystems {
         })
     }
 
-    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RunEnv>) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move {
             Err(irreversible(&format!(
                 "the destroyed filesystems of {}",

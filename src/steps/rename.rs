@@ -2,21 +2,21 @@
 //! root is kept under its retired name until `reroot prune`, so undo can bring it back.
 
 use super::names::{built_by, retired_name, temporary_name};
-use super::RebuildEnv;
+use super::RunEnv;
 use crate::engine::{BoxFuture, Step, StepCx, StepError};
 use crate::lxd::{OptionalExt, Stop};
 
 /// `retire`: renames the (stopped) old root to `<instance>-old-<run8>`.
 pub(super) struct Retire;
 
-impl Step<RebuildEnv> for Retire {
+impl Step<RunEnv> for Retire {
     fn name(&self) -> &'static str {
         "retire"
     }
 
     fn apply<'a>(
         &'a self,
-        cx: &'a StepCx<'a, RebuildEnv>,
+        cx: &'a StepCx<'a, RunEnv>,
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
             let (_, lxd) = cx.env.scope(cx.instance)?;
@@ -54,17 +54,14 @@ impl Step<RebuildEnv> for Retire {
     }
 
     /// The old root is no longer under the instance's name.
-    fn holds<'a>(
-        &'a self,
-        cx: &'a StepCx<'a, RebuildEnv>,
-    ) -> BoxFuture<'a, Result<bool, StepError>> {
+    fn holds<'a>(&'a self, cx: &'a StepCx<'a, RunEnv>) -> BoxFuture<'a, Result<bool, StepError>> {
         Box::pin(async move {
             let live = cx.env.live(cx.instance, cx.instance).await?;
             Ok(live.is_none_or(|i| built_by(&i, cx.run)))
         })
     }
 
-    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RunEnv>) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move {
             let (_, lxd) = cx.env.scope(cx.instance)?;
             let retired = retired_name(cx.instance, cx.run);
@@ -86,14 +83,14 @@ impl Step<RebuildEnv> for Retire {
 /// `swap`: renames the new root from its temporary name to the instance's name.
 pub(super) struct Swap;
 
-impl Step<RebuildEnv> for Swap {
+impl Step<RunEnv> for Swap {
     fn name(&self) -> &'static str {
         "swap"
     }
 
     fn apply<'a>(
         &'a self,
-        cx: &'a StepCx<'a, RebuildEnv>,
+        cx: &'a StepCx<'a, RunEnv>,
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
             let (_, lxd) = cx.env.scope(cx.instance)?;
@@ -113,10 +110,7 @@ impl Step<RebuildEnv> for Swap {
     }
 
     /// The new root is under the instance's name.
-    fn holds<'a>(
-        &'a self,
-        cx: &'a StepCx<'a, RebuildEnv>,
-    ) -> BoxFuture<'a, Result<bool, StepError>> {
+    fn holds<'a>(&'a self, cx: &'a StepCx<'a, RunEnv>) -> BoxFuture<'a, Result<bool, StepError>> {
         Box::pin(async move {
             let live = cx.env.live(cx.instance, cx.instance).await?;
             Ok(live.is_some_and(|i| built_by(&i, cx.run)))
@@ -125,7 +119,7 @@ impl Step<RebuildEnv> for Swap {
 
     /// Moves the new root back to its temporary name (stopping it first), so the old root can
     /// take its name again.
-    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RunEnv>) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move {
             let (_, lxd) = cx.env.scope(cx.instance)?;
             let Some(i) = lxd.get_instance(cx.instance).await.optional()? else {

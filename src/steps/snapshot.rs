@@ -3,7 +3,7 @@
 //! skipped), named after the run. The snapshots are kept: they are the way back for the data.
 
 use super::plan::{FilesystemKind, FilesystemPlan};
-use super::{snapshot_name, RebuildEnv};
+use super::{snapshot_name, RunEnv};
 use crate::engine::{BoxFuture, Step, StepCx, StepError};
 use crate::storage::{self, FsKind, RollbackOutcome, SnapshotOutcome};
 
@@ -25,14 +25,14 @@ pub fn to_storage(fs: &FilesystemPlan) -> storage::Filesystem {
 
 pub(super) struct SnapshotData;
 
-impl Step<RebuildEnv> for SnapshotData {
+impl Step<RunEnv> for SnapshotData {
     fn name(&self) -> &'static str {
         "snapshot"
     }
 
     fn apply<'a>(
         &'a self,
-        cx: &'a StepCx<'a, RebuildEnv>,
+        cx: &'a StepCx<'a, RunEnv>,
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
             let plan = cx.env.plan(cx.instance)?;
@@ -56,7 +56,7 @@ impl Step<RebuildEnv> for SnapshotData {
 
     /// Rolls the filesystems back to the run's snapshot only when the undo was asked for with
     /// `--data`; otherwise the data is left as it is (the snapshot stays for later use).
-    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RunEnv>) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move {
             if !cx.env.options.undo_data {
                 return Ok(());

@@ -3,20 +3,20 @@
 
 use super::names::{built_by, new_root};
 use super::preflight::Preflight;
-use super::RebuildEnv;
+use super::RunEnv;
 use crate::engine::{BoxFuture, Step, StepCx, StepError};
 use crate::lxd::{OptionalExt, Stop};
 
 pub(super) struct Start;
 
-impl Step<RebuildEnv> for Start {
+impl Step<RunEnv> for Start {
     fn name(&self) -> &'static str {
         "start"
     }
 
     fn apply<'a>(
         &'a self,
-        cx: &'a StepCx<'a, RebuildEnv>,
+        cx: &'a StepCx<'a, RunEnv>,
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
             let (_, lxd) = cx.env.scope(cx.instance)?;
@@ -35,17 +35,14 @@ impl Step<RebuildEnv> for Start {
     }
 
     /// The new root runs under the instance's name.
-    fn holds<'a>(
-        &'a self,
-        cx: &'a StepCx<'a, RebuildEnv>,
-    ) -> BoxFuture<'a, Result<bool, StepError>> {
+    fn holds<'a>(&'a self, cx: &'a StepCx<'a, RunEnv>) -> BoxFuture<'a, Result<bool, StepError>> {
         Box::pin(async move {
             let live = cx.env.live(cx.instance, cx.instance).await?;
             Ok(live.is_some_and(|i| built_by(&i, cx.run) && i.is_running()))
         })
     }
 
-    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RunEnv>) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move {
             let (_, lxd) = cx.env.scope(cx.instance)?;
             if let Some(i) = lxd.get_instance(cx.instance).await.optional()? {

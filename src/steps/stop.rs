@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use super::names::{built_by, retired_name};
 use super::preflight::Preflight;
-use super::RebuildEnv;
+use super::RunEnv;
 use crate::engine::{BoxFuture, Step, StepCx, StepError};
 use crate::lxd::{self, InstancePatch, OptionalExt, Stop};
 
@@ -37,14 +37,14 @@ async fn settle(lxd: &lxd::Client, instance: &str) -> Result<(), StepError> {
     }
 }
 
-impl Step<RebuildEnv> for StopOld {
+impl Step<RunEnv> for StopOld {
     fn name(&self) -> &'static str {
         "stop"
     }
 
     fn apply<'a>(
         &'a self,
-        cx: &'a StepCx<'a, RebuildEnv>,
+        cx: &'a StepCx<'a, RunEnv>,
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
             let (plan, lxd) = cx.env.scope(cx.instance)?;
@@ -102,10 +102,7 @@ impl Step<RebuildEnv> for StopOld {
 
     /// The old root, under its name or retired, is not running (a daemon restart starts again
     /// the instances that were running when it died).
-    fn holds<'a>(
-        &'a self,
-        cx: &'a StepCx<'a, RebuildEnv>,
-    ) -> BoxFuture<'a, Result<bool, StepError>> {
+    fn holds<'a>(&'a self, cx: &'a StepCx<'a, RunEnv>) -> BoxFuture<'a, Result<bool, StepError>> {
         Box::pin(async move {
             for name in [cx.instance.to_string(), retired_name(cx.instance, cx.run)] {
                 let live = cx.env.live(cx.instance, &name).await?;
@@ -119,7 +116,7 @@ impl Step<RebuildEnv> for StopOld {
 
     /// Starts the old root again if it was running before the run, once it is back under its
     /// name (the undo of `retire` has run by then).
-    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RunEnv>) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move {
             let (_, lxd) = cx.env.scope(cx.instance)?;
             let pre: Preflight = cx.outputs.get("preflight")?;

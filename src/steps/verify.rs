@@ -4,20 +4,20 @@
 use std::time::{Duration, Instant};
 
 use super::names::new_root;
-use super::RebuildEnv;
+use super::RunEnv;
 use crate::engine::{BoxFuture, Step, StepCx, StepError};
 use crate::lxd::ExecRequest;
 
 pub(super) struct Verify;
 
-impl Step<RebuildEnv> for Verify {
+impl Step<RunEnv> for Verify {
     fn name(&self) -> &'static str {
         "verify"
     }
 
     fn apply<'a>(
         &'a self,
-        cx: &'a StepCx<'a, RebuildEnv>,
+        cx: &'a StepCx<'a, RunEnv>,
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
             let (plan, lxd) = cx.env.scope(cx.instance)?;
@@ -57,7 +57,7 @@ impl Step<RebuildEnv> for Verify {
         })
     }
 
-    fn undo<'a>(&'a self, _cx: &'a StepCx<'a, RebuildEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+    fn undo<'a>(&'a self, _cx: &'a StepCx<'a, RunEnv>) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async { Ok(()) })
     }
 }
