@@ -80,7 +80,7 @@ async fn remove(
             .filesystems
             .iter()
             .filter(|fs| kind != RunKind::Destroy || !fs.destroy)
-            .map(|fs| crate::steps::storage_filesystem(fs).kind.location())
+            .map(|fs| fs.storage().kind.location())
             .collect();
         if !kept.is_empty() {
             let line = format!("{}: filesystems kept: {}", plan.name, kept.join(", "));
@@ -118,7 +118,7 @@ pub async fn destroy(args: DestroyArgs, global: &Global) -> Result<ExitCode, Cli
                 plan.name, plan.device_profile
             ));
             for fs in plan.filesystems.iter().filter(|fs| fs.destroy) {
-                let fs = crate::steps::storage_filesystem(fs);
+                let fs = fs.storage();
                 listing.push_str(&format!("  {} with all its data\n", fs.kind.location()));
             }
         }

@@ -23,9 +23,7 @@ use journal::{EventKind, Journal, RunFilter, RunId, RunState, RunStatus};
 
 use crate::lxd::{self, OptionalExt};
 use crate::steps::plan::DevicePlacement;
-use crate::steps::{
-    retired_name, snapshot_name, storage_filesystem, InstancePlan, RunKind, RUN_KEY,
-};
+use crate::steps::{retired_name, snapshot_name, InstancePlan, RunKind, RUN_KEY};
 
 /// The start of the note recorded per instance for each deletion; `undo` refuses a run that
 /// has one.
@@ -451,7 +449,7 @@ impl Pruner<'_> {
         let snapshotted = plan
             .filesystems
             .iter()
-            .map(storage_filesystem)
+            .map(|fs| fs.storage())
             .filter(crate::storage::Filesystem::takes_snapshots);
         for fs in snapshotted {
             let place = format!("{}@{name}", fs.kind.location());

@@ -6,7 +6,6 @@ use serde::Serialize;
 
 use super::plan::{DevicePlacement, InstancePlan};
 use super::preflight::{source_id, survey, BuiltFrom};
-use super::snapshot::to_storage;
 use crate::lxd::{self, OptionalExt};
 
 /// What a rebuild would do to one instance.
@@ -144,7 +143,7 @@ pub async fn forecast(
         f.profiles_after.push(plan.device_profile.clone());
     }
     for fs in &plan.filesystems {
-        let storage = to_storage(fs);
+        let storage = fs.storage();
         if !storage.exists().await.unwrap_or(false) {
             f.new_filesystems.push(storage.kind.location());
         }

@@ -55,7 +55,6 @@ pub use names::{
 };
 pub use plan::InstancePlan;
 pub use preflight::Preflight as PreflightRecord;
-pub use snapshot::to_storage as storage_filesystem;
 
 /// Options of a run that are not part of any config.
 #[derive(Debug, Clone, Default)]

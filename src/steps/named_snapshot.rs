@@ -12,7 +12,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::snapshot::to_storage;
 use super::{RunEnv, SnapshotRequest};
 use crate::engine::{BoxFuture, Step, StepCx, StepError};
 use crate::lxd::OptionalExt;
@@ -49,7 +48,7 @@ fn snapshotted(env: &RunEnv, instance: &str) -> Result<Vec<storage::Filesystem>,
         .plan(instance)?
         .filesystems
         .iter()
-        .map(to_storage)
+        .map(|fs| fs.storage())
         .filter(storage::Filesystem::takes_snapshots)
         .collect())
 }

@@ -178,6 +178,24 @@ fn profile_placement() -> DevicePlacement {
 }
 
 impl FilesystemPlan {
+    /// The storage module's view of this filesystem (what it is and where, to create, snapshot
+    /// and find it).
+    pub fn storage(&self) -> crate::storage::Filesystem {
+        use crate::storage::FsKind;
+        crate::storage::Filesystem {
+            id: self.id.clone(),
+            kind: match &self.kind {
+                FilesystemKind::Zfs { dataset } => FsKind::Zfs {
+                    dataset: dataset.clone(),
+                },
+                FilesystemKind::Btrfs { path } => FsKind::Btrfs { path: path.into() },
+                FilesystemKind::Dir { path } => FsKind::Dir { path: path.into() },
+            },
+            transient: self.transient,
+            zfs_properties: self.zfs_properties.clone(),
+        }
+    }
+
     fn from_config(fs: &crate::config::Filesystem) -> FilesystemPlan {
         use crate::config::FilesystemPath;
         FilesystemPlan {

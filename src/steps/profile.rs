@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 
 use super::plan::{DevicePlan, FilesystemPlan, InstancePlan};
-use super::snapshot::to_storage;
 use crate::engine::StepError;
 use crate::lxd::{Device, Devices};
 
@@ -17,7 +16,7 @@ pub(super) async fn device_host_dir(
         None => Ok(PathBuf::from(&device.dir)),
         Some(id) => {
             let fs = filesystem(plan, id)?;
-            let root = to_storage(fs).host_dir().await?;
+            let root = fs.storage().host_dir().await?;
             Ok(if device.dir.is_empty() {
                 root
             } else {

@@ -8,7 +8,6 @@ use super::names::{built_by, new_root};
 use super::plan::DevicePlacement;
 use super::preflight::Preflight;
 use super::profile::{device_host_dir, filesystem, wanted_devices};
-use super::snapshot::to_storage;
 use super::RunEnv;
 use crate::engine::{BoxFuture, Step, StepCx, StepError};
 use crate::lxd::{self, InstancePatch, OptionalExt, ProfilePut};
@@ -54,11 +53,11 @@ impl Step<RunEnv> for Reattach {
             let mut new_filesystems = Vec::new();
             let one_at_a_time = MAKING_FILESYSTEMS.lock().await;
             for fs in &plan.filesystems {
-                let target = to_storage(fs);
+                let target = fs.storage();
                 let made = match &fs.clone_of {
                     Some(src) => {
                         target
-                            .clone_from(&to_storage(&src.filesystem), &src.snapshot)
+                            .clone_from(&src.filesystem.storage(), &src.snapshot)
                             .await?
                     }
                     None => target.create().await?,
@@ -89,7 +88,7 @@ impl Step<RunEnv> for Reattach {
                 new_dirs.push(dir.display().to_string());
                 let transient = filesystem(plan, fs_id)?.transient;
                 if let (Some(t), false) = (&d.template, transient) {
-                    let root = to_storage(&t.filesystem).host_dir().await?;
+                    let root = t.filesystem.storage().host_dir().await?;
                     let src = if t.subdir.is_empty() {
                         root
                     } else {

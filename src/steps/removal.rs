@@ -15,7 +15,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::snapshot::to_storage;
 use super::RunEnv;
 use crate::engine::{BoxFuture, Step, StepCx, StepError};
 use crate::lxd::OptionalExt;
@@ -149,7 +148,7 @@ impl Step<RunEnv> for DestroyFilesystems {
             let plan = cx.env.plan(cx.instance)?;
             let mut destroyed = Vec::new();
             for fs in plan.filesystems.iter().filter(|fs| fs.destroy) {
-                let fs = to_storage(fs);
+                let fs = fs.storage();
                 if fs.destroy().await? == Removed::Removed {
                     destroyed.push(fs.kind.location());
                 }

@@ -2,26 +2,9 @@
 //! (ZFS snapshot, read-only btrfs snapshot; plain directories and transient filesystems are
 //! skipped), named after the run. The snapshots are kept: they are the way back for the data.
 
-use super::plan::{FilesystemKind, FilesystemPlan};
 use super::{snapshot_name, RunEnv};
 use crate::engine::{BoxFuture, Step, StepCx, StepError};
-use crate::storage::{self, FsKind, RollbackOutcome, SnapshotOutcome};
-
-/// The storage module's view of a planned filesystem.
-pub fn to_storage(fs: &FilesystemPlan) -> storage::Filesystem {
-    storage::Filesystem {
-        id: fs.id.clone(),
-        kind: match &fs.kind {
-            FilesystemKind::Zfs { dataset } => FsKind::Zfs {
-                dataset: dataset.clone(),
-            },
-            FilesystemKind::Btrfs { path } => FsKind::Btrfs { path: path.into() },
-            FilesystemKind::Dir { path } => FsKind::Dir { path: path.into() },
-        },
-        transient: fs.transient,
-        zfs_properties: fs.zfs_properties.clone(),
-    }
-}
+use crate::storage::{RollbackOutcome, SnapshotOutcome};
 
 pub(super) struct SnapshotData;
 
@@ -39,7 +22,7 @@ impl Step<RunEnv> for SnapshotData {
             let name = snapshot_name(cx.run);
             let mut taken = Vec::new();
             for fs in &plan.filesystems {
-                let fs = to_storage(fs);
+                let fs = fs.storage();
                 if !fs.supports_snapshots() || !fs.exists().await? {
                     continue;
                 }
@@ -64,7 +47,7 @@ impl Step<RunEnv> for SnapshotData {
             let plan = cx.env.plan(cx.instance)?;
             let name = snapshot_name(cx.run);
             for fs in &plan.filesystems {
-                let fs = to_storage(fs);
+                let fs = fs.storage();
                 if !fs.supports_snapshots() || !fs.has_snapshot(&name).await? {
                     continue;
                 }
