@@ -11,7 +11,7 @@ use clap::Args;
 use super::config_cmd::ConfigFileArgs;
 use super::run_cmd::{connect, load_plans, start_run};
 use super::{CliError, Global, WaitArgs};
-use crate::lxd::{self, OptionalExt};
+use crate::lxd;
 use crate::run::spec::{Limits, RunSpec};
 use crate::steps::{InstancePlan, RunKind};
 
@@ -41,15 +41,8 @@ pub struct DestroyArgs {
 async fn refuse_running(lxd: &lxd::Client, plans: &[InstancePlan]) -> Result<(), CliError> {
     for plan in plans {
         let client = lxd.with_project(&plan.project);
-        if let Some(inst) = client.get_instance(&plan.name).await.optional()? {
-            if inst.value.status != "Stopped" {
-                return Err(format!(
-                    "instance {} is {}: stop it first (reroot never deletes a running \
-                     instance); nothing was changed",
-                    plan.name, inst.value.status
-                )
-                .into());
-            }
+        if let Err(e) = crate::steps::removal::check_stopped(&client, &plan.name).await {
+            return Err(format!("{e}; nothing was changed").into());
         }
     }
     Ok(())

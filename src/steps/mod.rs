@@ -37,7 +37,7 @@ mod preflight;
 mod prepare;
 mod profile;
 mod reattach;
-mod removal;
+pub mod removal;
 mod rename;
 mod snapshot;
 mod start;

@@ -40,6 +40,24 @@ pub(super) fn steps(destroy: bool) -> Vec<std::sync::Arc<dyn Step<RunEnv>>> {
     steps
 }
 
+/// The `check` of a delete or destroy, read-only: the instance must be stopped (reroot never
+/// deletes a running instance). The CLI asks it before any question or run; the step asks it
+/// again when the run starts, for an instance started meanwhile.
+pub async fn check_stopped(lxd: &crate::lxd::Client, instance: &str) -> Result<Check, StepError> {
+    let mut record = Check::default();
+    if let Some(inst) = lxd.get_instance(instance).await.optional()? {
+        if inst.value.status != "Stopped" {
+            return Err(StepError::new(format!(
+                "instance {instance} is {}: stop it first (reroot never deletes a running \
+                 instance)",
+                inst.value.status
+            )));
+        }
+        record.existed = true;
+    }
+    Ok(record)
+}
+
 fn irreversible(what: &str) -> StepError {
     StepError::new(format!("{what} cannot be brought back"))
 }
@@ -56,19 +74,10 @@ impl Step<RunEnv> for CheckStep {
         cx: &'a StepCx<'a, RunEnv>,
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
-            let lxd = cx.env.lxd(cx.env.plan(cx.instance)?);
-            let mut record = Check::default();
-            if let Some(inst) = lxd.get_instance(cx.instance).await.optional()? {
-                if inst.value.status != "Stopped" {
-                    return Err(StepError::new(format!(
-                        "instance {} is {}: stop it first (reroot never deletes a running \
-                         instance)",
-                        cx.instance, inst.value.status
-                    )));
-                }
-                record.existed = true;
-            }
-            Ok(serde_json::to_value(record)?)
+            let (_, lxd) = cx.env.scope(cx.instance)?;
+            Ok(serde_json::to_value(
+                check_stopped(&lxd, cx.instance).await?,
+            )?)
         })
     }
 
