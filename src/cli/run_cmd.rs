@@ -1,12 +1,12 @@
 //! `reroot rebuild`, `resume`, `undo` and `prune`: the commands that start or continue a run.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use clap::Args;
-use journal::{EventKind, Journal, Reader, RunHeader, RunId, RunState, RunStatus, StepStatus};
+use journal::{EventKind, Journal, Reader, RunHeader, RunId, RunState, RunStatus};
 
 use super::config_cmd::ConfigFileArgs;
 use super::{CliError, Global, JournalWait, WaitArgs};
@@ -15,8 +15,8 @@ use crate::engine::{Direction, Engine, EngineError, EngineOptions, Faults, OnFai
 use crate::lxd;
 use crate::progress::{self, Progress};
 use crate::report;
-use crate::run::prune;
 use crate::run::spec::{self, Limits, RunSpec};
+use crate::run::{lease, prune};
 use crate::steps::{forecast, rebuild_pipeline, InstancePlan, RunEnv, RunKind, RunOptions};
 
 /// `reroot rebuild`.
@@ -199,39 +199,6 @@ fn kind_of(state: &RunState) -> Result<RunKind, CliError> {
     Ok(spec::kind_of(state)?)
 }
 
-/// Instances that are part of a run that is neither finished nor undone: a second run must
-/// not touch them until that one is resumed or undone.
-fn leased(journal: &Reader) -> Result<BTreeMap<String, RunId>, CliError> {
-    let mut out = BTreeMap::new();
-    for run in journal.unfinished()? {
-        for i in run.instances {
-            out.insert(i, run.id);
-        }
-    }
-    for run in journal.runs(&journal::RunFilter {
-        statuses: vec![RunStatus::Failed],
-        ..Default::default()
-    })? {
-        let state = journal.replay(run.id)?;
-        let pipeline = kind_of(&state)?.pipeline();
-        let (first, steps) = (pipeline[0].name(), pipeline.len());
-        for inst in &state.instances {
-            // The first step of every pipeline only looks.
-            let changed = inst.steps.iter().any(|s| s.name != first);
-            let complete = inst.steps.len() == steps
-                && inst.steps.iter().all(|s| s.status == StepStatus::Succeeded);
-            let undone = inst
-                .steps
-                .iter()
-                .all(|s| s.status == StepStatus::UndoFinished);
-            if changed && !complete && !undone {
-                out.entry(inst.name.clone()).or_insert(run.id);
-            }
-        }
-    }
-    Ok(out)
-}
-
 /// How to drive one pass over a run.
 struct Pass<'a> {
     instances: &'a [String],
@@ -356,7 +323,7 @@ pub async fn rebuild(args: RebuildArgs, global: &Global) -> Result<ExitCode, Cli
     // the run opens the journal for writing.
     let (leases, succeeded) = {
         match journal_reader(global)? {
-            Some(reader) => (leased(&reader)?, succeeded_runs(&reader)?),
+            Some(reader) => (lease::leased(&reader)?, lease::succeeded_runs(&reader)?),
             None => Default::default(),
         }
     };
@@ -442,18 +409,6 @@ fn journal_reader(global: &Global) -> Result<Option<Reader>, CliError> {
     })?))
 }
 
-/// The ids of the runs that succeeded: a root one of them built is as that run left it.
-fn succeeded_runs(reader: &Reader) -> Result<BTreeSet<String>, CliError> {
-    Ok(reader
-        .runs(&journal::RunFilter {
-            statuses: vec![RunStatus::Succeeded],
-            ..Default::default()
-        })?
-        .into_iter()
-        .map(|r| r.id.to_string())
-        .collect())
-}
-
 /// The plans of the instances the config files describe; an instance named by two configs is
 /// an error.
 pub(super) fn load_plans(
@@ -486,7 +441,7 @@ pub(super) async fn start_run(
 ) -> Result<ExitCode, CliError> {
     let plans = &spec.plans;
     let journal = open_journal(global)?;
-    let leases = leased(&journal)?;
+    let leases = lease::leased(&journal)?;
     for p in plans {
         if let Some(run) = leases.get(&p.name) {
             return Err(format!(

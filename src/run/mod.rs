@@ -2,5 +2,6 @@
 //! filesystem snapshots) that succeeded rebuild runs leave behind, for one run or by a
 //! retention policy.
 
+pub mod lease;
 pub mod prune;
 pub mod spec;
