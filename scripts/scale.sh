@@ -382,7 +382,8 @@ printf '%-12s %-9s %-9s %-10s %-14s %s\n' INSTANCE STATUS TEMPLATE DATA OLD-ROOT
 if [ "$count" -le 50 ]; then
     printf '%s\n' "${check_rows[@]}"
 else
-    printf '%s\n' "${check_rows[@]}" | grep 'FAILED$' | head -50
+    # Only the failures (none is no error: grep's exit 1 must not end the script).
+    printf '%s\n' "${check_rows[@]}" | { grep 'FAILED$' || true; } | head -50
 fi
 echo "$((count - bad)) of $count websites ok"
 echo
