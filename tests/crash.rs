@@ -1422,6 +1422,17 @@ async fn light_fleet(bed: &Bed, prefix: &str, n: usize) -> (Vec<Inst>, String) {
     (insts, run)
 }
 
+/// A new bed with `n` light instances launched on `old`, and a second data file written into
+/// each just before the test's rebuild.
+async fn fleet_with_data(prefix: &str, n: usize) -> (Bed, Vec<Inst>) {
+    let bed = Bed::new().await;
+    let (mut insts, _) = light_fleet(&bed, prefix, n).await;
+    for inst in insts.iter_mut() {
+        bed.write_data(inst, "before").await;
+    }
+    (bed, insts)
+}
+
 fn configs_of(insts: &[Inst]) -> Vec<String> {
     insts
         .iter()
@@ -1573,11 +1584,7 @@ async fn lxd_killed_while_websites_are_down_then_started_again() {
     require_fault_injection();
     let _serial = LXD_LOCK.lock().await;
     let started = Instant::now();
-    let bed = Bed::new().await;
-    let (mut insts, _) = light_fleet(&bed, "k", 6).await;
-    for inst in insts.iter_mut() {
-        bed.write_data(inst, "before").await;
-    }
+    let (bed, insts) = fleet_with_data("k", 6).await;
     let _lxd_up = LxdUp;
     let journal = Journal::new();
     let tpl = bed.tpl_property("new");
@@ -1668,11 +1675,7 @@ async fn a_full_journal_disk_leaves_no_website_down_and_one_resume_finishes() {
     require_fault_injection();
     let _serial = LXD_LOCK.lock().await;
     let started = Instant::now();
-    let bed = Bed::new().await;
-    let (mut insts, _) = light_fleet(&bed, "j", 6).await;
-    for inst in insts.iter_mut() {
-        bed.write_data(inst, "before").await;
-    }
+    let (bed, insts) = fleet_with_data("j", 6).await;
     let disk = SmallDisk::new("16m");
     let journal_dir = disk.dir.path().join("journal");
     let tpl = bed.tpl_property("new");

@@ -129,16 +129,7 @@ pub async fn forecast(
     f.running = pre.running;
     f.from = pre.built.as_ref().map(|b| b.source.clone());
     f.profiles_before = pre.profiles.clone();
-    let kept: Vec<String> = if pre.existed {
-        pre.profiles
-            .iter()
-            .filter(|p| **p != plan.device_profile)
-            .cloned()
-            .collect()
-    } else {
-        plan.profiles.clone()
-    };
-    f.profiles_after = kept;
+    f.profiles_after = pre.new_root_profiles(plan);
     if plan.device_placement == DevicePlacement::Profile {
         f.profiles_after.push(plan.device_profile.clone());
     }

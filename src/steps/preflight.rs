@@ -38,6 +38,23 @@ pub struct Preflight {
     pub built: Option<BuiltFrom>,
 }
 
+impl Preflight {
+    /// The profiles the new root gets: the instance's own, less the device profile (which
+    /// `reattach` attaches, with that placement, once the filesystems are ready), or the
+    /// config's for an instance being launched.
+    pub fn new_root_profiles(&self, plan: &InstancePlan) -> Vec<String> {
+        if self.existed {
+            self.profiles
+                .iter()
+                .filter(|p| **p != plan.device_profile)
+                .cloned()
+                .collect()
+        } else {
+            plan.profiles.clone()
+        }
+    }
+}
+
 /// What a root built by reroot carries about its making.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BuiltFrom {

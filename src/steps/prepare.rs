@@ -55,17 +55,7 @@ impl Step<RunEnv> for Prepare {
                     config.insert(RUN_KEY.to_string(), cx.run.to_string());
                     config.insert(SOURCE_KEY.to_string(), plan.source.describe());
                     config.insert(SOURCE_ID_KEY.to_string(), pre.source_id.clone());
-                    let profiles = if pre.existed {
-                        // Keep the instance's profiles, less the device profile, which
-                        // `reattach` attaches once the filesystems are ready.
-                        pre.profiles
-                            .iter()
-                            .filter(|p| **p != plan.device_profile)
-                            .cloned()
-                            .collect()
-                    } else {
-                        plan.profiles.clone()
-                    };
+                    let profiles = pre.new_root_profiles(plan);
                     let new = new
                         .profiles(profiles)
                         .config(config)
