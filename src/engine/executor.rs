@@ -1044,7 +1044,6 @@ impl<E: Send + Sync + 'static> Engine<E> {
                 Err(e) => {
                     tracing::info!(run = %run, instance, step = name, attempt, ?direction, error = %e, "step failed");
                     let error = e.to_string();
-                    let e: StepError = e;
                     let kind = match direction {
                         Direction::Forward => EventKind::StepFailed {
                             error: error.clone(),
