@@ -10,7 +10,8 @@ use std::fmt::Write as _;
 use journal::{InstanceState, RunState, RunStatus, RunSummary, StepStatus};
 use serde::Serialize;
 
-use crate::engine::{InstanceOutcome, RunReport};
+use crate::engine::{InstanceOutcome, Output, RunReport};
+use crate::steps::Started;
 
 /// `2026-11-22 03:41:07Z` from milliseconds since the epoch (UTC; humantime's RFC 3339 with a
 /// space for the `T`, which reads better in a table). humantime panics on a time before 1970,
@@ -184,9 +185,8 @@ pub fn listed_runs(runs: &[RunSummary]) -> Vec<ListedRun<'_>> {
 
 /// The downtime an instance's `start` step recorded, if any.
 pub fn downtime_ms(state: &RunState, instance: &str) -> Option<i64> {
-    let out = state.step(instance, "start")?.output.as_ref()?;
-    let v: serde_json::Value = serde_json::from_str(out).ok()?;
-    v.get("downtime_ms")?.as_i64()
+    let step = state.step(instance, Started::STEP)?;
+    Started::from_recorded(&step.name, step.output.as_deref())?.downtime_ms
 }
 
 /// Each instance's recorded downtime (`None`: none recorded), by name: what `--json` gives at

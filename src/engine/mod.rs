@@ -28,4 +28,4 @@ pub use executor::{
 };
 pub use fault::{FaultPoint, Faults, Moment};
 pub use observe::{EngineEvent, Fact, Observer};
-pub use step::{BoxFuture, Outputs, Step, StepCx, StepError};
+pub use step::{BoxFuture, Output, Outputs, Step, StepCx, StepError};

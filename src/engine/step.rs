@@ -12,6 +12,7 @@ use std::pin::Pin;
 
 use journal::RunId;
 use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 /// A boxed, sendable future: what a step's `apply` and `undo` return, so that a pipeline can be
 /// a list of different step types behind `dyn Step`.
@@ -93,6 +94,39 @@ impl From<serde_json::Error> for StepError {
     }
 }
 
+/// The output a step records in the journal, as a type that names its step: a later step, an
+/// undo or a report reads it through the type ([`Outputs::of`]), never by spelling the step's
+/// name or a field as a string. The journal keeps it as JSON, so a field added later with
+/// `#[serde(default)]` still reads the outputs of older runs.
+pub trait Output: Serialize + DeserializeOwned {
+    /// The name of the step that records this output.
+    const STEP: &'static str;
+
+    /// The output as the engine records it.
+    fn record(&self) -> Result<serde_json::Value, StepError> {
+        Ok(serde_json::to_value(self)?)
+    }
+
+    /// Decodes a recorded output; an error names the step.
+    fn decode(value: &serde_json::Value) -> Result<Self, StepError> {
+        serde_json::from_value(value.clone()).map_err(|e| {
+            StepError::new(format!(
+                "the recorded output of step `{}` is malformed: {e}",
+                Self::STEP
+            ))
+        })
+    }
+
+    /// Decodes a recorded output from the journal's text, if it is this step's and well formed
+    /// (reports read finished runs and show what they can).
+    fn from_recorded(step: &str, text: Option<&str>) -> Option<Self> {
+        if step != Self::STEP {
+            return None;
+        }
+        serde_json::from_str(text?).ok()
+    }
+}
+
 /// The recorded outputs of an instance's steps that have succeeded so far in this run, by step
 /// name. This is how a later step, or an undo, learns what an earlier step saw or did.
 #[derive(Debug, Clone, Default)]
@@ -111,24 +145,17 @@ impl Outputs {
         self.by_step.get(step)
     }
 
-    /// The output of a step, decoded; an error names the step when it is missing or malformed.
-    pub fn get<T: DeserializeOwned>(&self, step: &str) -> Result<T, StepError> {
-        let value = self.by_step.get(step).ok_or_else(|| {
-            StepError::new(format!("the output of step `{step}` is not recorded"))
-        })?;
-        serde_json::from_value(value.clone()).map_err(|e| {
-            StepError::new(format!(
-                "the recorded output of step `{step}` is malformed: {e}"
-            ))
+    /// The output of the step `T` belongs to; an error names the step when it is missing or
+    /// malformed.
+    pub fn of<T: Output>(&self) -> Result<T, StepError> {
+        self.try_of()?.ok_or_else(|| {
+            StepError::new(format!("the output of step `{}` is not recorded", T::STEP))
         })
     }
 
-    /// The output of a step, decoded, or `None` if that step has no recorded output.
-    pub fn try_get<T: DeserializeOwned>(&self, step: &str) -> Result<Option<T>, StepError> {
-        match self.by_step.get(step) {
-            None => Ok(None),
-            Some(_) => self.get(step).map(Some),
-        }
+    /// The output of the step `T` belongs to, or `None` if that step has no recorded output.
+    pub fn try_of<T: Output>(&self) -> Result<Option<T>, StepError> {
+        self.by_step.get(T::STEP).map(T::decode).transpose()
     }
 }
 

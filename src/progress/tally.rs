@@ -3,7 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use crate::engine::{Direction, EngineEvent, Fact, InstanceOutcome};
+use crate::engine::{Direction, EngineEvent, Fact, InstanceOutcome, Output};
+use crate::steps::Started;
 
 /// An instance under way.
 #[derive(Debug, Clone)]
@@ -95,12 +96,12 @@ impl Tally {
                 }
             }
             Fact::StepFinished {
-                instance, output, ..
-            } => {
-                let downtime = output
-                    .as_ref()
-                    .and_then(|o| o.get("downtime_ms"))
-                    .and_then(serde_json::Value::as_i64);
+                instance,
+                step,
+                output: Some(output),
+                ..
+            } if step == Started::STEP => {
+                let downtime = Started::decode(output).ok().and_then(|s| s.downtime_ms);
                 if let Some(d) = downtime {
                     self.downtime_ms.insert(instance.clone(), d);
                 }
@@ -121,7 +122,7 @@ impl Tally {
                     _ => self.done += 1,
                 }
             }
-            Fact::RevertStarted { .. } | Fact::RunFinished { .. } => {}
+            Fact::StepFinished { .. } | Fact::RevertStarted { .. } | Fact::RunFinished { .. } => {}
         }
     }
 
@@ -197,13 +198,19 @@ mod tests {
         assert_eq!(t.eta(Duration::from_secs(10)), None);
         t.apply(&event(Fact::StepFinished {
             instance: "a".into(),
-            step: "start".into(),
+            step: Started::STEP.into(),
             attempt: 1,
             direction: Direction::Forward,
             duration_ms: 5,
             error: None,
             retry: false,
-            output: Some(serde_json::json!({ "downtime_ms": 1300 })),
+            output: Some(
+                Started {
+                    downtime_ms: Some(1300),
+                }
+                .record()
+                .unwrap(),
+            ),
         }));
         t.apply(&event(Fact::WindowClosed {
             instance: "a".into(),

@@ -8,10 +8,12 @@
 
 use std::path::Path;
 
+use serde::{Deserialize, Serialize};
+
 use super::plan::InstancePlan;
 use super::RunEnv;
 use crate::cloudconfig::{self, Action, LxdGuest, OsType};
-use crate::engine::{BoxFuture, Step, StepCx, StepError};
+use crate::engine::{BoxFuture, Output, Step, StepCx, StepError};
 use crate::lxd;
 
 /// Which part of the cloud-config.
@@ -21,6 +23,28 @@ pub(super) enum Part {
     EarlyFiles,
     /// Everything else, in the usual order; needs the container running.
     Rest,
+}
+
+/// What `files` recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilesPushed {
+    /// How many files changed.
+    pub changed: usize,
+}
+
+impl Output for FilesPushed {
+    const STEP: &'static str = "files";
+}
+
+/// What `cloud-config` recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CloudConfigApplied {
+    /// How many actions changed something.
+    pub changed: usize,
+}
+
+impl Output for CloudConfigApplied {
+    const STEP: &'static str = "cloud-config";
 }
 
 fn is_early(action: &Action) -> bool {
@@ -64,8 +88,8 @@ pub(super) struct CloudConfigPart(pub Part);
 impl Step<RunEnv> for CloudConfigPart {
     fn name(&self) -> &'static str {
         match self.0 {
-            Part::EarlyFiles => "files",
-            Part::Rest => "cloud-config",
+            Part::EarlyFiles => FilesPushed::STEP,
+            Part::Rest => CloudConfigApplied::STEP,
         }
     }
 
@@ -76,7 +100,10 @@ impl Step<RunEnv> for CloudConfigPart {
         Box::pin(async move {
             let (plan, lxd) = cx.env.scope(cx.instance)?;
             let changed = apply_part(&lxd, cx.instance, plan, self.0).await?;
-            Ok(serde_json::json!({ "changed": changed }))
+            match self.0 {
+                Part::EarlyFiles => FilesPushed { changed }.record(),
+                Part::Rest => CloudConfigApplied { changed }.record(),
+            }
         })
     }
 

@@ -47,7 +47,7 @@ mod verify;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::engine::{Step, StepError, Window};
+use crate::engine::{Output, Step, StepError, Window};
 use crate::lxd;
 
 pub use names::{
@@ -55,6 +55,7 @@ pub use names::{
 };
 pub use plan::InstancePlan;
 pub use preflight::Preflight as PreflightRecord;
+pub use start::Started;
 
 /// Options of a run that are not part of any config.
 #[derive(Debug, Clone, Default)]
@@ -137,8 +138,8 @@ impl RunKind {
     pub fn window(self) -> Option<Window> {
         match self {
             RunKind::Rebuild => Some(Window {
-                opens: "stop",
-                closes: "start",
+                opens: stop::Stopped::STEP,
+                closes: Started::STEP,
             }),
             // A snapshot run never stops anything; delete and destroy refuse a running
             // instance, so nothing they do takes a website down.
@@ -299,5 +300,116 @@ mod tests {
             .map(|s| s.name())
             .collect();
         assert_eq!(names, ["survey", "snapshot-root", "snapshot-fs"]);
+    }
+
+    /// The outputs are stored in the journal as JSON and read back by later steps, undo and
+    /// reports of runs recorded by earlier builds: their shapes are pinned here. If this
+    /// fails, a step's output changed shape; add fields with `#[serde(default)]` instead.
+    #[test]
+    fn step_outputs_keep_their_recorded_shape() {
+        use serde_json::json;
+        fn pinned<T: Output + std::fmt::Debug + PartialEq>(value: T, recorded: serde_json::Value) {
+            assert_eq!(value.record().unwrap(), recorded, "{}", T::STEP);
+            assert_eq!(T::decode(&recorded).unwrap(), value, "{}", T::STEP);
+        }
+        pinned(
+            Started {
+                downtime_ms: Some(1300),
+            },
+            json!({ "downtime_ms": 1300 }),
+        );
+        pinned(
+            Started { downtime_ms: None },
+            json!({ "downtime_ms": null }),
+        );
+        pinned(
+            stop::Stopped {
+                how: stop::How::AlreadyStopped,
+                retired: false,
+            },
+            json!({ "how": "already stopped" }),
+        );
+        pinned(
+            stop::Stopped {
+                how: stop::How::Forced,
+                retired: true,
+            },
+            json!({ "how": "forced", "retired": true }),
+        );
+        pinned(rename::Swapped, json!(null));
+        pinned(
+            rename::Retired { retired: None },
+            json!({ "retired": null }),
+        );
+        pinned(
+            prepare::Prepared {
+                temporary: "web-new-1a2b3c4d".into(),
+            },
+            json!({ "temporary": "web-new-1a2b3c4d" }),
+        );
+        pinned(
+            verify::Verified {
+                health: "ok".into(),
+                tries: Some(2),
+            },
+            json!({ "health": "ok", "tries": 2 }),
+        );
+        pinned(
+            reattach::Reattached {
+                owner: "1000000:1000000".into(),
+                new_filesystems: vec!["data".into()],
+                new_directories: vec![],
+                devices: Some("instance".into()),
+            },
+            json!({ "owner": "1000000:1000000", "new_filesystems": ["data"],
+                    "new_directories": [], "devices": "instance" }),
+        );
+        pinned(cloud::FilesPushed { changed: 3 }, json!({ "changed": 3 }));
+        pinned(
+            removal::ProfileDeleted {
+                profile: "web.reroot".into(),
+                deleted: true,
+            },
+            json!({ "profile": "web.reroot", "deleted": true }),
+        );
+        // A malformed output names its step; a missing one too.
+        let err = Started::decode(&json!({ "downtime_ms": "soon" })).unwrap_err();
+        assert!(err.to_string().contains("`start`"), "{err}");
+        let err = crate::engine::Outputs::default()
+            .of::<PreflightRecord>()
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("`preflight` is not recorded"),
+            "{err}"
+        );
+    }
+
+    /// Every step of every pipeline is named by the output type it records, so a lookup by
+    /// type finds what the step wrote.
+    #[test]
+    fn pipeline_steps_are_named_by_their_outputs() {
+        let names: Vec<&str> = RunKind::Rebuild
+            .pipeline()
+            .iter()
+            .map(|s| s.name())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                PreflightRecord::STEP,
+                prepare::Prepared::STEP,
+                stop::Stopped::STEP,
+                snapshot::DataSnapshots::STEP,
+                rename::Retired::STEP,
+                rename::Swapped::STEP,
+                reattach::Reattached::STEP,
+                cloud::FilesPushed::STEP,
+                Started::STEP,
+                cloud::CloudConfigApplied::STEP,
+                verify::Verified::STEP,
+            ]
+        );
+        let window = RunKind::Rebuild.window().unwrap();
+        assert!(names.contains(&window.opens) && names.contains(&window.closes));
     }
 }

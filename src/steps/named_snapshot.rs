@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{RunEnv, SnapshotRequest};
-use crate::engine::{BoxFuture, Step, StepCx, StepError};
+use crate::engine::{BoxFuture, Output, Step, StepCx, StepError};
 use crate::lxd::OptionalExt;
 use crate::storage::{self, SnapshotOutcome};
 
@@ -24,6 +24,36 @@ pub struct Survey {
     pub root: bool,
     /// Locations of the filesystems that had the snapshot.
     pub filesystems: Vec<String>,
+}
+
+impl Output for Survey {
+    const STEP: &'static str = "survey";
+}
+
+/// What `snapshot-root` recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RootSnapshot {
+    /// `instance/name`.
+    pub snapshot: String,
+    /// This run took it (false: it was there already).
+    pub taken: bool,
+}
+
+impl Output for RootSnapshot {
+    const STEP: &'static str = "snapshot-root";
+}
+
+/// What `snapshot-fs` recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FilesystemSnapshots {
+    /// The snapshot name.
+    pub snapshot: String,
+    /// Locations of the filesystems this run took it of.
+    pub taken: Vec<String>,
+}
+
+impl Output for FilesystemSnapshots {
+    const STEP: &'static str = "snapshot-fs";
 }
 
 /// The snapshot run's steps, in order.
@@ -57,7 +87,7 @@ struct SurveyStep;
 
 impl Step<RunEnv> for SurveyStep {
     fn name(&self) -> &'static str {
-        "survey"
+        Survey::STEP
     }
 
     fn apply<'a>(
@@ -84,7 +114,7 @@ impl Step<RunEnv> for SurveyStep {
                     filesystems.push(fs.kind.location());
                 }
             }
-            Ok(serde_json::to_value(Survey { root, filesystems })?)
+            Survey { root, filesystems }.record()
         })
     }
 
@@ -97,7 +127,7 @@ struct SnapshotRoot;
 
 impl Step<RunEnv> for SnapshotRoot {
     fn name(&self) -> &'static str {
-        "snapshot-root"
+        RootSnapshot::STEP
     }
 
     fn apply<'a>(
@@ -106,7 +136,7 @@ impl Step<RunEnv> for SnapshotRoot {
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
             let name = &request(cx.env)?.name;
-            let lxd = cx.env.lxd(cx.env.plan(cx.instance)?);
+            let (_, lxd) = cx.env.scope(cx.instance)?;
             let taken = match lxd.get_snapshot(cx.instance, name).await.optional()? {
                 Some(_) => false,
                 // A create cut short by a crash may have finished meanwhile: a conflict is done.
@@ -116,18 +146,22 @@ impl Step<RunEnv> for SnapshotRoot {
                     Err(e) => return Err(e.into()),
                 },
             };
-            Ok(serde_json::json!({ "snapshot": format!("{}/{name}", cx.instance), "taken": taken }))
+            RootSnapshot {
+                snapshot: format!("{}/{name}", cx.instance),
+                taken,
+            }
+            .record()
         })
     }
 
     fn undo<'a>(&'a self, cx: &'a StepCx<'a, RunEnv>) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move {
-            let survey: Survey = cx.outputs.get("survey")?;
+            let survey: Survey = cx.outputs.of()?;
             if survey.root {
                 return Ok(());
             }
             let name = &request(cx.env)?.name;
-            let lxd = cx.env.lxd(cx.env.plan(cx.instance)?);
+            let (_, lxd) = cx.env.scope(cx.instance)?;
             lxd.delete_snapshot(cx.instance, name).await?;
             Ok(())
         })
@@ -138,7 +172,7 @@ struct SnapshotFilesystems;
 
 impl Step<RunEnv> for SnapshotFilesystems {
     fn name(&self) -> &'static str {
-        "snapshot-fs"
+        FilesystemSnapshots::STEP
     }
 
     fn apply<'a>(
@@ -158,7 +192,11 @@ impl Step<RunEnv> for SnapshotFilesystems {
                     }
                 }
             }
-            Ok(serde_json::json!({ "snapshot": request.name, "taken": taken }))
+            FilesystemSnapshots {
+                snapshot: request.name.clone(),
+                taken,
+            }
+            .record()
         })
     }
 
@@ -168,7 +206,7 @@ impl Step<RunEnv> for SnapshotFilesystems {
             if request.root_only {
                 return Ok(());
             }
-            let survey: Survey = cx.outputs.get("survey")?;
+            let survey: Survey = cx.outputs.of()?;
             for fs in snapshotted(cx.env, cx.instance)? {
                 if !survey.filesystems.contains(&fs.kind.location()) {
                     fs.delete_snapshot(&request.name).await?;

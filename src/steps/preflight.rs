@@ -10,7 +10,7 @@ use super::names::{
 };
 use super::plan::{InstancePlan, RootSource};
 use super::RunEnv;
-use crate::engine::{BoxFuture, Step, StepCx, StepError};
+use crate::engine::{BoxFuture, Output, Step, StepCx, StepError};
 use crate::lxd::{self, OptionalExt, ProfilePut};
 
 /// What `preflight` recorded.
@@ -36,6 +36,10 @@ pub struct Preflight {
     /// What reroot recorded on the instance's current root, if reroot built it.
     #[serde(default)]
     pub built: Option<BuiltFrom>,
+}
+
+impl Output for Preflight {
+    const STEP: &'static str = "preflight";
 }
 
 impl Preflight {
@@ -177,7 +181,7 @@ pub(super) struct PreflightStep;
 
 impl Step<RunEnv> for PreflightStep {
     fn name(&self) -> &'static str {
-        "preflight"
+        Preflight::STEP
     }
 
     fn apply<'a>(
@@ -186,7 +190,7 @@ impl Step<RunEnv> for PreflightStep {
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
             let (plan, lxd) = cx.env.scope(cx.instance)?;
-            Ok(serde_json::to_value(survey(&lxd, plan, cx.run).await?)?)
+            survey(&lxd, plan, cx.run).await?.record()
         })
     }
 

@@ -6,18 +6,31 @@
 //! wait 15-40 s (LXD keeps the file session under the old name; seen on the testbed), while a
 //! push under the final name costs a few milliseconds of downtime.
 
+use serde::{Deserialize, Serialize};
+
 use super::names::{built_by, temporary_name, RUN_KEY, SOURCE_ID_KEY, SOURCE_KEY};
 use super::plan::RootSource;
 use super::preflight::Preflight;
 use super::RunEnv;
-use crate::engine::{BoxFuture, Step, StepCx, StepError};
+use crate::engine::{BoxFuture, Output, Step, StepCx, StepError};
 use crate::lxd::{NewInstance, OptionalExt, Stop};
 
 pub(super) struct Prepare;
 
+/// What `prepare` recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prepared {
+    /// The new root's temporary name.
+    pub temporary: String,
+}
+
+impl Output for Prepared {
+    const STEP: &'static str = "prepare";
+}
+
 impl Step<RunEnv> for Prepare {
     fn name(&self) -> &'static str {
-        "prepare"
+        Prepared::STEP
     }
 
     fn apply<'a>(
@@ -26,9 +39,12 @@ impl Step<RunEnv> for Prepare {
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
             let (plan, lxd) = cx.env.scope(cx.instance)?;
-            let pre: Preflight = cx.outputs.get("preflight")?;
+            let pre: Preflight = cx.outputs.of()?;
             let tmp = temporary_name(cx.instance, cx.run);
-            let result = serde_json::json!({ "temporary": tmp });
+            let result = Prepared {
+                temporary: tmp.clone(),
+            }
+            .record()?;
 
             // Already swapped in a previous attempt: nothing left to prepare.
             if let Some(i) = lxd.get_instance(cx.instance).await.optional()? {

@@ -4,16 +4,36 @@
 //! disk devices, and it is attached to the new root. Existing filesystems and directories are
 //! never touched.
 
+use serde::{Deserialize, Serialize};
+
 use super::names::{built_by, new_root};
 use super::plan::DevicePlacement;
 use super::preflight::Preflight;
 use super::profile::{device_host_dir, filesystem, wanted_devices};
 use super::RunEnv;
-use crate::engine::{BoxFuture, Step, StepCx, StepError};
+use crate::engine::{BoxFuture, Output, Step, StepCx, StepError};
 use crate::lxd::{self, InstancePatch, OptionalExt, ProfilePut};
 use crate::storage::{self, Ensured, IdMap, Owner};
 
 pub(super) struct Reattach;
+
+/// What `reattach` recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reattached {
+    /// The host owner of directories it made, `uid:gid`.
+    pub owner: String,
+    /// Ids (config keys) of the filesystems it made (or cloned).
+    pub new_filesystems: Vec<String>,
+    /// The device directories it made.
+    pub new_directories: Vec<String>,
+    /// Where the disk devices went: `instance`, or the device profile (`None`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub devices: Option<String>,
+}
+
+impl Output for Reattached {
+    const STEP: &'static str = "reattach";
+}
 
 /// Held while a process makes filesystems: the instances of a parallel run may have datasets
 /// under a parent that does not exist yet, and of two concurrent `zfs create -p` one fails
@@ -38,7 +58,7 @@ async fn owner(
 
 impl Step<RunEnv> for Reattach {
     fn name(&self) -> &'static str {
-        "reattach"
+        Reattached::STEP
     }
 
     fn apply<'a>(
@@ -117,12 +137,13 @@ impl Step<RunEnv> for Reattach {
                     })
                 })
                 .await?;
-                return Ok(serde_json::json!({
-                    "owner": format!("{}:{}", owner.uid, owner.gid),
-                    "new_filesystems": new_filesystems,
-                    "new_directories": new_dirs,
-                    "devices": "instance",
-                }));
+                return Reattached {
+                    owner: format!("{}:{}", owner.uid, owner.gid),
+                    new_filesystems,
+                    new_directories: new_dirs,
+                    devices: Some("instance".into()),
+                }
+                .record();
             }
             match lxd.get_profile(&plan.device_profile).await.optional()? {
                 None => {
@@ -165,11 +186,13 @@ impl Step<RunEnv> for Reattach {
                 })
                 .await?;
             }
-            Ok(serde_json::json!({
-                "owner": format!("{}:{}", owner.uid, owner.gid),
-                "new_filesystems": new_filesystems,
-                "new_directories": new_dirs,
-            }))
+            Reattached {
+                owner: format!("{}:{}", owner.uid, owner.gid),
+                new_filesystems,
+                new_directories: new_dirs,
+                devices: None,
+            }
+            .record()
         })
     }
 
@@ -197,12 +220,11 @@ impl Step<RunEnv> for Reattach {
     /// root, which the undo of `prepare` deletes, and the device profile was not touched.
     fn undo<'a>(&'a self, cx: &'a StepCx<'a, RunEnv>) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move {
-            let plan = cx.env.plan(cx.instance)?;
+            let (plan, lxd) = cx.env.scope(cx.instance)?;
             if plan.device_placement == DevicePlacement::Instance {
                 return Ok(());
             }
-            let lxd = cx.env.lxd(plan);
-            let pre: Preflight = cx.outputs.get("preflight")?;
+            let pre: Preflight = cx.outputs.of()?;
             match pre.device_profile {
                 Some(before) => {
                     let restored = lxd

@@ -16,7 +16,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::RunEnv;
-use crate::engine::{BoxFuture, Step, StepCx, StepError};
+use crate::engine::{BoxFuture, Output, Step, StepCx, StepError};
 use crate::lxd::OptionalExt;
 use crate::storage::Removed;
 
@@ -25,6 +25,45 @@ use crate::storage::Removed;
 pub struct Check {
     /// The instance existed.
     pub existed: bool,
+}
+
+impl Output for Check {
+    const STEP: &'static str = "check";
+}
+
+/// What `delete-root` recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootDeleted {
+    /// It was there to delete (false: gone already).
+    pub deleted: bool,
+}
+
+impl Output for RootDeleted {
+    const STEP: &'static str = "delete-root";
+}
+
+/// What `delete-profile` recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileDeleted {
+    /// The device profile.
+    pub profile: String,
+    /// It was there to delete.
+    pub deleted: bool,
+}
+
+impl Output for ProfileDeleted {
+    const STEP: &'static str = "delete-profile";
+}
+
+/// What `destroy-fs` recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilesystemsDestroyed {
+    /// Locations of the filesystems destroyed.
+    pub destroyed: Vec<String>,
+}
+
+impl Output for FilesystemsDestroyed {
+    const STEP: &'static str = "destroy-fs";
 }
 
 /// The steps of a delete (`destroy` false) or a destroy run, in order.
@@ -66,7 +105,7 @@ struct CheckStep;
 
 impl Step<RunEnv> for CheckStep {
     fn name(&self) -> &'static str {
-        "check"
+        Check::STEP
     }
 
     fn apply<'a>(
@@ -75,9 +114,7 @@ impl Step<RunEnv> for CheckStep {
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
             let (_, lxd) = cx.env.scope(cx.instance)?;
-            Ok(serde_json::to_value(
-                check_stopped(&lxd, cx.instance).await?,
-            )?)
+            check_stopped(&lxd, cx.instance).await?.record()
         })
     }
 
@@ -90,7 +127,7 @@ struct DeleteRoot;
 
 impl Step<RunEnv> for DeleteRoot {
     fn name(&self) -> &'static str {
-        "delete-root"
+        RootDeleted::STEP
     }
 
     fn apply<'a>(
@@ -98,10 +135,10 @@ impl Step<RunEnv> for DeleteRoot {
         cx: &'a StepCx<'a, RunEnv>,
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
-            let lxd = cx.env.lxd(cx.env.plan(cx.instance)?);
+            let (_, lxd) = cx.env.scope(cx.instance)?;
             // Never forced: LXD refuses to delete a running instance, and so does this step.
             let deleted = lxd.delete_instance(cx.instance).await?;
-            Ok(serde_json::json!({ "deleted": deleted }))
+            RootDeleted { deleted }.record()
         })
     }
 
@@ -114,7 +151,7 @@ struct DeleteProfile;
 
 impl Step<RunEnv> for DeleteProfile {
     fn name(&self) -> &'static str {
-        "delete-profile"
+        ProfileDeleted::STEP
     }
 
     fn apply<'a>(
@@ -122,13 +159,13 @@ impl Step<RunEnv> for DeleteProfile {
         cx: &'a StepCx<'a, RunEnv>,
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
-            let plan = cx.env.plan(cx.instance)?;
-            let deleted = cx
-                .env
-                .lxd(plan)
-                .delete_profile(&plan.device_profile)
-                .await?;
-            Ok(serde_json::json!({ "profile": plan.device_profile, "deleted": deleted }))
+            let (plan, lxd) = cx.env.scope(cx.instance)?;
+            let deleted = lxd.delete_profile(&plan.device_profile).await?;
+            ProfileDeleted {
+                profile: plan.device_profile.clone(),
+                deleted,
+            }
+            .record()
         })
     }
 
@@ -146,7 +183,7 @@ struct DestroyFilesystems;
 
 impl Step<RunEnv> for DestroyFilesystems {
     fn name(&self) -> &'static str {
-        "destroy-fs"
+        FilesystemsDestroyed::STEP
     }
 
     fn apply<'a>(
@@ -162,7 +199,7 @@ impl Step<RunEnv> for DestroyFilesystems {
                     destroyed.push(fs.kind.location());
                 }
             }
-            Ok(serde_json::json!({ "destroyed": destroyed }))
+            FilesystemsDestroyed { destroyed }.record()
         })
     }
 

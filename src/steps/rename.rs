@@ -1,17 +1,38 @@
 //! `retire` and `swap`: the two renames that put the new root in the old one's place. The old
 //! root is kept under its retired name until `reroot prune`, so undo can bring it back.
 
+use serde::{Deserialize, Serialize};
+
 use super::names::{built_by, retired_name, temporary_name};
 use super::RunEnv;
-use crate::engine::{BoxFuture, Step, StepCx, StepError};
+use crate::engine::{BoxFuture, Output, Step, StepCx, StepError};
 use crate::lxd::{OptionalExt, Stop};
 
 /// `retire`: renames the (stopped) old root to `<instance>-old-<run8>`.
 pub(super) struct Retire;
 
+/// What `retire` recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retired {
+    /// The old root's name now (`None`: there was no old root, the rebuild launches).
+    pub retired: Option<String>,
+}
+
+impl Output for Retired {
+    const STEP: &'static str = "retire";
+}
+
+/// What `swap` recorded: nothing beyond its success (the new root's name is the instance's).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Swapped;
+
+impl Output for Swapped {
+    const STEP: &'static str = "swap";
+}
+
 impl Step<RunEnv> for Retire {
     fn name(&self) -> &'static str {
-        "retire"
+        Retired::STEP
     }
 
     fn apply<'a>(
@@ -42,12 +63,18 @@ impl Step<RunEnv> for Retire {
                         )));
                     }
                     lxd.rename_instance(cx.instance, &retired).await?;
-                    Ok(serde_json::json!({ "retired": retired }))
+                    Retired {
+                        retired: Some(retired),
+                    }
+                    .record()
                 }
                 // Already retired (and maybe swapped) by a previous attempt, or launching.
                 _ => {
                     let exists = lxd.instance_exists(&retired).await?;
-                    Ok(serde_json::json!({ "retired": exists.then_some(retired) }))
+                    Retired {
+                        retired: exists.then_some(retired),
+                    }
+                    .record()
                 }
             }
         })
@@ -85,7 +112,7 @@ pub(super) struct Swap;
 
 impl Step<RunEnv> for Swap {
     fn name(&self) -> &'static str {
-        "swap"
+        Swapped::STEP
     }
 
     fn apply<'a>(
@@ -97,7 +124,7 @@ impl Step<RunEnv> for Swap {
             let tmp = temporary_name(cx.instance, cx.run);
             if let Some(i) = lxd.get_instance(cx.instance).await.optional()? {
                 if built_by(&i.value, cx.run) {
-                    return Ok(serde_json::json!(null));
+                    return Swapped.record();
                 }
                 return Err(StepError::new(format!(
                     "{} still exists and is not the new root",
@@ -105,7 +132,7 @@ impl Step<RunEnv> for Swap {
                 )));
             }
             lxd.rename_instance(&tmp, cx.instance).await?;
-            Ok(serde_json::json!(null))
+            Swapped.record()
         })
     }
 

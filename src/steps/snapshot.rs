@@ -2,15 +2,30 @@
 //! (ZFS snapshot, read-only btrfs snapshot; plain directories and transient filesystems are
 //! skipped), named after the run. The snapshots are kept: they are the way back for the data.
 
+use serde::{Deserialize, Serialize};
+
 use super::{snapshot_name, RunEnv};
-use crate::engine::{BoxFuture, Step, StepCx, StepError};
+use crate::engine::{BoxFuture, Output, Step, StepCx, StepError};
 use crate::storage::{RollbackOutcome, SnapshotOutcome};
 
 pub(super) struct SnapshotData;
 
+/// What `snapshot` recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataSnapshots {
+    /// The snapshot name (`reroot-<run>`).
+    pub snapshot: String,
+    /// Locations of the filesystems that have it.
+    pub filesystems: Vec<String>,
+}
+
+impl Output for DataSnapshots {
+    const STEP: &'static str = "snapshot";
+}
+
 impl Step<RunEnv> for SnapshotData {
     fn name(&self) -> &'static str {
-        "snapshot"
+        DataSnapshots::STEP
     }
 
     fn apply<'a>(
@@ -33,7 +48,11 @@ impl Step<RunEnv> for SnapshotData {
                     SnapshotOutcome::Skipped(_) => {}
                 }
             }
-            Ok(serde_json::json!({ "snapshot": name, "filesystems": taken }))
+            DataSnapshots {
+                snapshot: name,
+                filesystems: taken,
+            }
+            .record()
         })
     }
 

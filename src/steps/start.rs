@@ -1,17 +1,31 @@
 //! `start`: starts the new root. The downtime ends here: it is recorded, from the start of
 //! `stop` to now, in this step's output.
 
+use serde::{Deserialize, Serialize};
+
 use super::names::{built_by, new_root};
 use super::preflight::Preflight;
+use super::stop::Stopped;
 use super::RunEnv;
-use crate::engine::{BoxFuture, Step, StepCx, StepError};
+use crate::engine::{BoxFuture, Output, Step, StepCx, StepError};
 use crate::lxd::{OptionalExt, Stop};
 
 pub(super) struct Start;
 
+/// What `start` recorded: the instance's downtime, from the start of `stop` to the start of
+/// the new root (`None`: it was not running before the run, so nothing was down).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Started {
+    pub downtime_ms: Option<i64>,
+}
+
+impl Output for Started {
+    const STEP: &'static str = "start";
+}
+
 impl Step<RunEnv> for Start {
     fn name(&self) -> &'static str {
-        "start"
+        Started::STEP
     }
 
     fn apply<'a>(
@@ -24,13 +38,13 @@ impl Step<RunEnv> for Start {
             lxd.start_instance(cx.instance)
                 .await
                 .map_err(super::state_change_error)?;
-            let pre: Preflight = cx.outputs.get("preflight")?;
+            let pre: Preflight = cx.outputs.of()?;
             // Downtime: the old root was running until `stop` began.
-            let downtime_ms = match (pre.running, cx.times.get("stop")) {
+            let downtime_ms = match (pre.running, cx.times.get(Stopped::STEP)) {
                 (true, Some((stop_started, _))) => Some(journal::now_ms() - stop_started),
                 _ => None,
             };
-            Ok(serde_json::json!({ "downtime_ms": downtime_ms }))
+            Started { downtime_ms }.record()
         })
     }
 

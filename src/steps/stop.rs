@@ -3,13 +3,52 @@
 
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 use super::names::{built_by, retired_name};
 use super::preflight::Preflight;
 use super::RunEnv;
-use crate::engine::{BoxFuture, Step, StepCx, StepError};
+use crate::engine::{BoxFuture, Output, Step, StepCx, StepError};
 use crate::lxd::{self, InstancePatch, OptionalExt, Stop};
 
 pub(super) struct StopOld;
+
+/// What `stop` recorded: how the old root came to be stopped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Stopped {
+    pub how: How,
+    /// What was stopped was the retired old root, started again by a daemon restart.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub retired: bool,
+}
+
+/// How the old root stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum How {
+    /// Within the clean-stop timeout.
+    #[serde(rename = "clean")]
+    Clean,
+    /// By force: no timeout, or the clean stop did not end in time.
+    #[serde(rename = "forced")]
+    Forced,
+    /// It was not running (or a previous attempt had stopped it).
+    #[serde(rename = "already stopped")]
+    AlreadyStopped,
+}
+
+impl Output for Stopped {
+    const STEP: &'static str = "stop";
+}
+
+impl Stopped {
+    fn output(how: How) -> Result<serde_json::Value, StepError> {
+        Stopped {
+            how,
+            retired: false,
+        }
+        .record()
+    }
+}
 
 /// How long `stop` waits for LXD to finish an operation that a killed run left on the old root.
 const SETTLE_BOUND: Duration = Duration::from_secs(60);
@@ -39,7 +78,7 @@ async fn settle(lxd: &lxd::Client, instance: &str) -> Result<(), StepError> {
 
 impl Step<RunEnv> for StopOld {
     fn name(&self) -> &'static str {
-        "stop"
+        Stopped::STEP
     }
 
     fn apply<'a>(
@@ -59,24 +98,28 @@ impl Step<RunEnv> for StopOld {
                         lxd.stop_instance(&retired, Stop::Force)
                             .await
                             .map_err(super::state_change_error)?;
-                        return Ok(serde_json::json!({ "how": "forced", "retired": true }));
+                        let stopped = Stopped {
+                            how: How::Forced,
+                            retired: true,
+                        };
+                        return stopped.record();
                     }
                 }
-                return Ok(serde_json::json!({ "how": "already stopped" }));
+                return Stopped::output(How::AlreadyStopped);
             };
             if !current.value.is_running() {
                 // Maybe by the stop of a previous attempt, which LXD may still be finishing.
                 settle(&lxd, cx.instance).await?;
-                return Ok(serde_json::json!({ "how": "already stopped" }));
+                return Stopped::output(How::AlreadyStopped);
             }
             let timeout = cx.env.options.stop_timeout_s.unwrap_or(plan.stop_timeout_s);
-            let mut how = "forced";
+            let mut how = How::Forced;
             if timeout > 0 {
                 let clean = Stop::Clean {
                     timeout: Duration::from_secs(timeout),
                 };
                 match lxd.stop_instance(cx.instance, clean).await {
-                    Ok(_) => how = "clean",
+                    Ok(_) => how = How::Clean,
                     Err(e) => tracing::info!(
                         instance = cx.instance,
                         error = %e,
@@ -84,7 +127,7 @@ impl Step<RunEnv> for StopOld {
                     ),
                 }
             }
-            if how == "forced" {
+            if how == How::Forced {
                 lxd.stop_instance(cx.instance, Stop::Force)
                     .await
                     .map_err(super::state_change_error)?;
@@ -96,7 +139,7 @@ impl Step<RunEnv> for StopOld {
                     cx.instance, state.status
                 )));
             }
-            Ok(serde_json::json!({ "how": how }))
+            Stopped::output(how)
         })
     }
 
@@ -119,7 +162,7 @@ impl Step<RunEnv> for StopOld {
     fn undo<'a>(&'a self, cx: &'a StepCx<'a, RunEnv>) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move {
             let (_, lxd) = cx.env.scope(cx.instance)?;
-            let pre: Preflight = cx.outputs.get("preflight")?;
+            let pre: Preflight = cx.outputs.of()?;
             if !pre.running {
                 return Ok(());
             }

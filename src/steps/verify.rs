@@ -3,16 +3,32 @@
 
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
+
 use super::names::new_root;
 use super::RunEnv;
-use crate::engine::{BoxFuture, Step, StepCx, StepError};
+use crate::engine::{BoxFuture, Output, Step, StepCx, StepError};
 use crate::lxd::ExecRequest;
 
 pub(super) struct Verify;
 
+/// What `verify` recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verified {
+    /// `ok`, or `none` when the config has no health check.
+    pub health: String,
+    /// How many times the health check ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tries: Option<u32>,
+}
+
+impl Output for Verified {
+    const STEP: &'static str = "verify";
+}
+
 impl Step<RunEnv> for Verify {
     fn name(&self) -> &'static str {
-        "verify"
+        Verified::STEP
     }
 
     fn apply<'a>(
@@ -29,7 +45,11 @@ impl Step<RunEnv> for Verify {
                 )));
             }
             let Some(health) = &plan.health else {
-                return Ok(serde_json::json!({ "health": "none" }));
+                let verified = Verified {
+                    health: "none".into(),
+                    tries: None,
+                };
+                return verified.record();
             };
             let deadline = Instant::now() + Duration::from_secs(health.timeout_s.max(1));
             let mut tries = 0;
@@ -40,7 +60,11 @@ impl Step<RunEnv> for Verify {
                     ExecRequest::new(&health.command).timeout(left.max(Duration::from_secs(1)));
                 let last = match lxd.exec(cx.instance, &req).await {
                     Ok(out) if out.success() => {
-                        return Ok(serde_json::json!({ "health": "ok", "tries": tries }));
+                        let verified = Verified {
+                            health: "ok".into(),
+                            tries: Some(tries),
+                        };
+                        return verified.record();
                     }
                     Ok(out) => format!("exit code {}: {}", out.exit_code, out.stderr_text().trim()),
                     Err(e) => e.to_string(),
