@@ -994,6 +994,18 @@ impl<E: Send + Sync + 'static> Engine<E> {
                 }
             };
             self.fault(instance, name, after)?;
+            // What the observer hears when this attempt ends, either way.
+            let finished =
+                |ended: &journal::Event, error: Option<String>, retry, output| Fact::StepFinished {
+                    instance: instance.to_string(),
+                    step: name.to_string(),
+                    attempt,
+                    direction,
+                    duration_ms: ended.at_ms - started_event.at_ms,
+                    error,
+                    retry,
+                    output,
+                };
             match result {
                 Ok(value) => {
                     let kind = match direction {
@@ -1009,20 +1021,8 @@ impl<E: Send + Sync + 'static> Engine<E> {
                             error,
                             applied: true,
                         })?;
-                    self.tell(
-                        run,
-                        Some(&ended),
-                        Fact::StepFinished {
-                            instance: instance.to_string(),
-                            step: name.to_string(),
-                            attempt,
-                            direction,
-                            duration_ms: ended.at_ms - started_event.at_ms,
-                            error: None,
-                            retry: false,
-                            output: (direction == Direction::Forward).then(|| value.clone()),
-                        },
-                    );
+                    let output = (direction == Direction::Forward).then(|| value.clone());
+                    self.tell(run, Some(&ended), finished(&ended, None, false, output));
                     if let Some(Edge::Closes {
                         opened_at_ms,
                         reverted,
@@ -1060,20 +1060,8 @@ impl<E: Send + Sync + 'static> Engine<E> {
                     } else {
                         self.retry_wait(&e, retried)
                     };
-                    self.tell(
-                        run,
-                        Some(&ended),
-                        Fact::StepFinished {
-                            instance: instance.to_string(),
-                            step: name.to_string(),
-                            attempt,
-                            direction,
-                            duration_ms: ended.at_ms - started_event.at_ms,
-                            error: Some(error.clone()),
-                            retry: wait.is_some(),
-                            output: None,
-                        },
-                    );
+                    let fact = finished(&ended, Some(error.clone()), wait.is_some(), None);
+                    self.tell(run, Some(&ended), fact);
                     let Some(wait) = wait else {
                         return Ok(Err(e));
                     };
