@@ -42,9 +42,10 @@ impl Step<()> for Noop {
     }
 }
 
-const STEPS: [&str; 11] = [
+const STEPS: [&str; 12] = [
     "preflight",
     "prepare",
+    "provision",
     "stop",
     "snapshot",
     "retire",

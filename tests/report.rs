@@ -11,9 +11,10 @@ use journal::{EventKind, Journal, Outcome, RunHeader, RunId};
 const REROOT: &str = env!("CARGO_BIN_EXE_reroot");
 
 /// The rebuild steps, in order (as the run kind `rebuild` has them).
-const STEPS: [&str; 11] = [
+const STEPS: [&str; 12] = [
     "preflight",
     "prepare",
+    "provision",
     "stop",
     "snapshot",
     "retire",
@@ -101,16 +102,16 @@ fn write_journal(dir: &Path) -> (RunId, RunId) {
                         let error = format!("{inst}: no space left on device");
                         step(j, big, &inst, "prepare", EventKind::StepFailed { error });
                     } else if i < REBUILT + FAILED + REVERTED {
-                        succeed(j, big, &inst, &STEPS[..3], 0);
+                        succeed(j, big, &inst, &STEPS[..4], 0);
                         step(j, big, &inst, "snapshot", EventKind::StepStarted);
                         let error = "zfs: dataset is busy".to_string();
                         step(j, big, &inst, "snapshot", EventKind::StepFailed { error });
-                        for s in STEPS[..4].iter().rev() {
+                        for s in STEPS[..5].iter().rev() {
                             step(j, big, &inst, s, EventKind::UndoStarted);
                             step(j, big, &inst, s, EventKind::UndoFinished);
                         }
                     } else if i == REBUILT + FAILED + REVERTED {
-                        succeed(j, big, &inst, &STEPS[..2], 0);
+                        succeed(j, big, &inst, &STEPS[..3], 0);
                         step(j, big, &inst, "stop", EventKind::StepStarted);
                     }
                 }

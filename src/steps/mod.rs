@@ -8,11 +8,12 @@
 //! |---|---|---|
 //! | `preflight` | checks the source, records the instance as it is | nothing |
 //! | `prepare` | copies the new root under a temporary name | deletes it |
+//! | `provision` | filesystems and device directories made ready, disk devices set on the new root (before `stop`: no downtime) | nothing (data is kept; the devices go with the new root) |
 //! | `stop` | stops the old root (clean, then forced) | starts it again if it ran |
 //! | `snapshot` | snapshots the external filesystems at this consistent point | rolls back only with `--data` |
 //! | `retire` | renames the old root out of the way (kept for undo) | renames it back |
 //! | `swap` | renames the new root to the instance's name | renames it back to the temporary name |
-//! | `reattach` | filesystems, device directories, device profile, attached | restores the profile |
+//! | `reattach` | the devices checked on the new root, or the device profile made exact and attached | restores the profile |
 //! | `files` | pushes the early cloud-config files (non-deferred `write_files`) | nothing |
 //! | `start` | starts the new root; records the downtime | stops it |
 //! | `cloud-config` | applies the rest of the cloud-config | nothing (the root goes with undo) |
@@ -36,6 +37,7 @@ mod names;
 mod preflight;
 mod prepare;
 mod profile;
+mod provision;
 mod reattach;
 pub mod removal;
 mod rename;
@@ -223,6 +225,7 @@ pub fn rebuild_pipeline() -> Vec<Arc<dyn Step<RunEnv>>> {
     vec![
         Arc::new(preflight::PreflightStep),
         Arc::new(prepare::Prepare),
+        Arc::new(provision::Provision),
         Arc::new(stop::StopOld),
         Arc::new(snapshot::SnapshotData),
         Arc::new(rename::Retire),
@@ -355,14 +358,19 @@ mod tests {
             json!({ "health": "ok", "tries": 2 }),
         );
         pinned(
-            reattach::Reattached {
+            provision::Provisioned {
                 owner: "1000000:1000000".into(),
                 new_filesystems: vec!["data".into()],
                 new_directories: vec![],
-                devices: Some("instance".into()),
             },
             json!({ "owner": "1000000:1000000", "new_filesystems": ["data"],
-                    "new_directories": [], "devices": "instance" }),
+                    "new_directories": [] }),
+        );
+        pinned(
+            reattach::Reattached {
+                devices: plan::DevicePlacement::Profile,
+            },
+            json!({ "devices": "profile" }),
         );
         pinned(cloud::FilesPushed { changed: 3 }, json!({ "changed": 3 }));
         pinned(
@@ -398,6 +406,7 @@ mod tests {
             [
                 PreflightRecord::STEP,
                 prepare::Prepared::STEP,
+                provision::Provisioned::STEP,
                 stop::Stopped::STEP,
                 snapshot::DataSnapshots::STEP,
                 rename::Retired::STEP,

@@ -1,59 +1,31 @@
-//! `reattach`: makes sure the new root gets the instance's data. Missing external filesystems
-//! are created (or cloned, with `device-origin`), missing device directories are created with
-//! the right owner and seeded from the template, the device profile holds exactly the planned
-//! disk devices, and it is attached to the new root. Existing filesystems and directories are
-//! never touched.
+//! `reattach`: once the new root has the instance's name, makes sure it has the disk devices.
+//! With `device-placement: instance` `provision` set them before `stop`, so this is one read
+//! that finds them there (or sets them again after a crash). With `device-placement: profile`
+//! the device profile is made to hold exactly the planned devices and attached: the old root,
+//! which has the profile too, is stopped by now, so nothing is hot-plugged into a running
+//! website. The filesystems and directories are `provision`'s work.
 
 use serde::{Deserialize, Serialize};
 
 use super::names::{built_by, new_root};
 use super::plan::DevicePlacement;
 use super::preflight::Preflight;
-use super::profile::{device_host_dir, filesystem, wanted_devices};
+use super::profile::wanted_devices;
 use super::RunEnv;
 use crate::engine::{BoxFuture, Output, Step, StepCx, StepError};
-use crate::lxd::{self, InstancePatch, OptionalExt, ProfilePut};
-use crate::storage::{self, Ensured, IdMap, Owner};
+use crate::lxd::{InstancePatch, OptionalExt, ProfilePut};
 
 pub(super) struct Reattach;
 
 /// What `reattach` recorded.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Reattached {
-    /// The host owner of directories it made, `uid:gid`.
-    pub owner: String,
-    /// Ids (config keys) of the filesystems it made (or cloned).
-    pub new_filesystems: Vec<String>,
-    /// The device directories it made.
-    pub new_directories: Vec<String>,
-    /// Where the disk devices went: `instance`, or the device profile (`None`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub devices: Option<String>,
+    /// Where the disk devices are: on the new root, or in the device profile.
+    pub devices: DevicePlacement,
 }
 
 impl Output for Reattached {
     const STEP: &'static str = "reattach";
-}
-
-/// Held while a process makes filesystems: the instances of a parallel run may have datasets
-/// under a parent that does not exist yet, and of two concurrent `zfs create -p` one fails
-/// (seen on the testbed's zfs-fuse: "dataset already exists", or "cannot mount ...:
-/// Input/output error").
-static MAKING_FILESYSTEMS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// The host owner of new directories: the configured `device-owner`, else the host ids that
-/// the instance's root (0:0 inside) maps to.
-async fn owner(
-    lxd: &lxd::Client,
-    instance: &str,
-    configured: Option<(u32, u32)>,
-) -> Result<Owner, StepError> {
-    if let Some((uid, gid)) = configured {
-        return Ok(Owner { uid, gid });
-    }
-    let inst = lxd.get_instance(instance).await?.value;
-    let map = IdMap::from_instance_config(inst.config.iter().chain(inst.expanded_config.iter()))?;
-    Ok(map.owner(Owner { uid: 0, gid: 0 })?)
 }
 
 impl Step<RunEnv> for Reattach {
@@ -68,63 +40,6 @@ impl Step<RunEnv> for Reattach {
         Box::pin(async move {
             let (plan, lxd) = cx.env.scope(cx.instance)?;
             let current = new_root(&lxd, cx.instance, cx.run).await?;
-            let owner = owner(&lxd, cx.instance, plan.device_owner).await?;
-
-            let mut new_filesystems = Vec::new();
-            let one_at_a_time = MAKING_FILESYSTEMS.lock().await;
-            for fs in &plan.filesystems {
-                let target = fs.storage();
-                let made = match &fs.clone_of {
-                    Some(src) => {
-                        target
-                            .clone_from(&src.filesystem.storage(), &src.snapshot)
-                            .await?
-                    }
-                    None => target.create().await?,
-                };
-                if made == Ensured::Created {
-                    if fs.clone_of.is_none() {
-                        storage::set_owner(&target.host_dir().await?, owner).await?;
-                    }
-                    new_filesystems.push(fs.id.clone());
-                }
-            }
-            drop(one_at_a_time);
-
-            let mut new_dirs = Vec::new();
-            for d in &plan.devices {
-                let Some(fs_id) = &d.filesystem else {
-                    continue; // standalone: an existing host directory, never created
-                };
-                let dir = device_host_dir(plan, d).await?;
-                let fresh = if d.dir.is_empty() {
-                    new_filesystems.contains(fs_id)
-                } else {
-                    storage::ensure_device_dir(&dir, Some(owner)).await? == Ensured::Created
-                };
-                if !fresh {
-                    continue;
-                }
-                new_dirs.push(dir.display().to_string());
-                let transient = filesystem(plan, fs_id)?.transient;
-                if let (Some(t), false) = (&d.template, transient) {
-                    let root = t.filesystem.storage().host_dir().await?;
-                    let src = if t.subdir.is_empty() {
-                        root
-                    } else {
-                        root.join(&t.subdir)
-                    };
-                    if !src.is_dir() {
-                        return Err(StepError::new(format!(
-                            "template directory {} of device {} does not exist",
-                            src.display(),
-                            d.name
-                        )));
-                    }
-                    storage::rsync_template(&src, &dir).await?;
-                }
-            }
-
             let devices = wanted_devices(plan).await?;
             if plan.device_placement == DevicePlacement::Instance {
                 // On the new root itself; a device profile an earlier rebuild left is not
@@ -138,10 +53,7 @@ impl Step<RunEnv> for Reattach {
                 })
                 .await?;
                 return Reattached {
-                    owner: format!("{}:{}", owner.uid, owner.gid),
-                    new_filesystems,
-                    new_directories: new_dirs,
-                    devices: Some("instance".into()),
+                    devices: plan.device_placement,
                 }
                 .record();
             }
@@ -187,10 +99,7 @@ impl Step<RunEnv> for Reattach {
                 .await?;
             }
             Reattached {
-                owner: format!("{}:{}", owner.uid, owner.gid),
-                new_filesystems,
-                new_directories: new_dirs,
-                devices: None,
+                devices: plan.device_placement,
             }
             .record()
         })
