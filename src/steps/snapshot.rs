@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::provision::Provisioned;
 use super::{snapshot_name, RunEnv};
 use crate::engine::{BoxFuture, Output, Step, StepCx, StepError};
 use crate::storage::{RollbackOutcome, SnapshotOutcome};
@@ -35,8 +36,15 @@ impl Step<RunEnv> for SnapshotData {
         Box::pin(async move {
             let plan = cx.env.plan(cx.instance)?;
             let name = snapshot_name(cx.run);
+            // A filesystem `provision` made in this run holds nothing from before it: no
+            // snapshot (an instance being launched gets none).
+            let made = cx
+                .outputs
+                .try_of::<Provisioned>()?
+                .map(|p| p.new_filesystems)
+                .unwrap_or_default();
             let mut taken = Vec::new();
-            for fs in &plan.filesystems {
+            for fs in plan.filesystems.iter().filter(|fs| !made.contains(&fs.id)) {
                 let fs = fs.storage();
                 if !fs.supports_snapshots() || !fs.exists().await? {
                     continue;
