@@ -11,11 +11,13 @@ use journal::{EventKind, Journal, Reader, RunHeader, RunId, RunState, RunStatus}
 use super::config_cmd::ConfigFileArgs;
 use super::{CliError, Global, JournalWait, WaitArgs};
 use crate::config;
-use crate::engine::{Direction, Engine, EngineError, EngineOptions, Faults, OnFailure, RunReport};
+use crate::engine::{
+    Direction, Engine, EngineError, EngineOptions, Faults, Limits, OnFailure, RunReport,
+};
 use crate::lxd;
 use crate::progress::{self, Progress};
 use crate::report;
-use crate::run::spec::{self, Limits, RunSpec};
+use crate::run::spec::{self, RunSpec};
 use crate::run::{lease, prune};
 use crate::steps::{forecast, rebuild_pipeline, InstancePlan, RunEnv, RunKind, RunOptions};
 
@@ -25,14 +27,14 @@ pub struct RebuildArgs {
     #[command(flatten)]
     pub config: ConfigFileArgs,
     /// How many instances to rebuild at once.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = Limits::default().parallel)]
     pub parallel: usize,
     /// How many instances may fail before no new instance starts (those under way finish).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = Limits::default().max_failures)]
     pub max_failures: usize,
     /// Canaries: rebuild the first N instances (in the order given) first, and start the
     /// others only if all N went through.
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = Limits::default().canaries)]
     pub canaries: usize,
     /// Seconds of clean stop before a forced stop, for every instance (0 = force at once);
     /// default: each config's `stop-timeout`.
@@ -40,7 +42,7 @@ pub struct RebuildArgs {
     pub stop_timeout: Option<u64>,
     /// How many times a failed step is tried again (after 2 s, 4 s, ...) before the instance
     /// is given up; steps are idempotent, so this rides out a busy daemon.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = Limits::default().retries)]
     pub retries: u32,
     /// What happens to an instance whose step fails while it is down (between `stop` and
     /// `start`): `revert` puts it back on its old root at once; `hold` leaves it stopped, as it
@@ -83,7 +85,7 @@ pub struct UndoArgs {
     #[arg(long)]
     pub data: bool,
     /// How many instances to undo at once.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = Limits::default().parallel)]
     pub parallel: usize,
     #[command(flatten)]
     pub wait: WaitArgs,
@@ -244,10 +246,7 @@ async fn drive(
         env,
         pipeline,
         EngineOptions {
-            parallel: limits.parallel,
-            max_failures: limits.max_failures,
-            canaries: limits.canaries,
-            retries: limits.retries,
+            limits,
             faults: Faults::from_env(),
             window: kind.window(),
             on_failure,
@@ -614,10 +613,8 @@ pub async fn undo(args: UndoArgs, global: &Global) -> Result<ExitCode, CliError>
             instances: &instances,
             direction: Direction::Undo,
             limits: Limits {
-                parallel: args.parallel,
-                max_failures: usize::MAX,
-                canaries: 0,
                 retries,
+                ..Limits::without_budget(args.parallel)
             },
             undo_data: args.data,
         },
