@@ -168,19 +168,11 @@ pub fn undo_requested(state: &RunState) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use journal::{Event, EventKind, Replay, RunHeader};
+    use crate::run::testing;
+    use journal::{Event, EventKind, Replay};
 
     fn state(options: BTreeMap<String, String>, notes: &[&str]) -> RunState {
-        let header = RunHeader {
-            id: RunHeader::new_id(),
-            command: vec!["reroot".into()],
-            user: "u".into(),
-            host: "h".into(),
-            started_at_ms: 1,
-            config_digests: vec![],
-            instances: vec![],
-            options,
-        };
+        let header = testing::header(&[], options);
         let run = header.id;
         let mut events = vec![Event {
             run,
