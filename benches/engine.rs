@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use journal::{Journal, RunHeader};
-use reroot::engine::{BoxFuture, Direction, Engine, EngineOptions, Step, StepCx, StepError};
+use reroot::engine::{
+    BoxFuture, Direction, Engine, EngineOptions, Limits, Step, StepCx, StepError,
+};
 
 /// A step that does nothing; with `replay`, it first replays the whole run from the journal's
 /// store, as the engine used to once per instance and direction.
@@ -88,7 +90,10 @@ async fn one_run(n: usize, baseline: bool) -> f64 {
         Arc::new(()),
         steps,
         EngineOptions {
-            parallel: 8,
+            limits: Limits {
+                parallel: 8,
+                ..Limits::default()
+            },
             ..EngineOptions::default()
         },
     );

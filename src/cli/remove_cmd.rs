@@ -11,8 +11,9 @@ use clap::Args;
 use super::config_cmd::ConfigFileArgs;
 use super::run_cmd::{connect, load_plans, start_run};
 use super::{CliError, Global, WaitArgs};
+use crate::engine::Limits;
 use crate::lxd;
-use crate::run::spec::{Limits, RunSpec};
+use crate::run::spec::RunSpec;
 use crate::steps::{InstancePlan, RunKind};
 
 /// `reroot delete`.
@@ -54,16 +55,7 @@ async fn remove(
     global: &Global,
     lxd: lxd::Client,
 ) -> Result<ExitCode, CliError> {
-    let spec = RunSpec::new(
-        kind,
-        plans.to_vec(),
-        Limits {
-            parallel: 1,
-            max_failures: usize::MAX,
-            canaries: 0,
-            retries: 2,
-        },
-    );
+    let spec = RunSpec::new(kind, plans.to_vec(), Limits::without_budget(1));
     let code = start_run(global, lxd, spec).await?;
     if code != ExitCode::SUCCESS {
         return Ok(code);

@@ -6,18 +6,21 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use clap::Args;
-use journal::{EventKind, Journal, Reader, RunHeader, RunId, RunState, RunStatus};
+use journal::{Journal, Reader, RunId, RunState};
 
 use super::config_cmd::ConfigFileArgs;
 use super::{CliError, Global, JournalWait, WaitArgs};
 use crate::config;
-use crate::engine::{Direction, Engine, EngineError, EngineOptions, Faults, OnFailure, RunReport};
+use crate::engine::{Direction, EngineError, Limits, OnFailure, RunReport};
 use crate::lxd;
 use crate::progress::{self, Progress};
 use crate::report;
-use crate::run::spec::{self, Limits, RunSpec};
-use crate::run::{lease, prune};
-use crate::steps::{forecast, rebuild_pipeline, InstancePlan, RunEnv, RunKind, RunOptions};
+use crate::run::pass::Pass;
+use crate::run::spec::{self, RunSpec};
+use crate::run::start::Origin;
+use crate::run::undo::UndoRequest;
+use crate::run::{lease, prune, resume as resumption, start, undo as undoing};
+use crate::steps::{forecast, rebuild_pipeline, InstancePlan, RunKind};
 
 /// `reroot rebuild`.
 #[derive(Debug, Args)]
@@ -25,14 +28,14 @@ pub struct RebuildArgs {
     #[command(flatten)]
     pub config: ConfigFileArgs,
     /// How many instances to rebuild at once.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = Limits::default().parallel)]
     pub parallel: usize,
     /// How many instances may fail before no new instance starts (those under way finish).
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = Limits::default().max_failures)]
     pub max_failures: usize,
     /// Canaries: rebuild the first N instances (in the order given) first, and start the
     /// others only if all N went through.
-    #[arg(long, value_name = "N", default_value_t = 0)]
+    #[arg(long, value_name = "N", default_value_t = Limits::default().canaries)]
     pub canaries: usize,
     /// Seconds of clean stop before a forced stop, for every instance (0 = force at once);
     /// default: each config's `stop-timeout`.
@@ -40,7 +43,7 @@ pub struct RebuildArgs {
     pub stop_timeout: Option<u64>,
     /// How many times a failed step is tried again (after 2 s, 4 s, ...) before the instance
     /// is given up; steps are idempotent, so this rides out a busy daemon.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = Limits::default().retries)]
     pub retries: u32,
     /// What happens to an instance whose step fails while it is down (between `stop` and
     /// `start`): `revert` puts it back on its old root at once; `hold` leaves it stopped, as it
@@ -83,7 +86,7 @@ pub struct UndoArgs {
     #[arg(long)]
     pub data: bool,
     /// How many instances to undo at once.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = Limits::default().parallel)]
     pub parallel: usize,
     #[command(flatten)]
     pub wait: WaitArgs,
@@ -178,83 +181,26 @@ fn waiting_for(held: &journal::Error) -> String {
     }
 }
 
-fn whoami() -> String {
-    std::env::var("SUDO_USER")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "root".into())
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "unknown".into())
-}
-
-/// The spec a run was started with (see `run::spec`).
-fn spec_of(state: &RunState) -> Result<RunSpec, CliError> {
-    Ok(RunSpec::of(state)?)
-}
-
 fn kind_of(state: &RunState) -> Result<RunKind, CliError> {
     Ok(spec::kind_of(state)?)
 }
 
-/// How to drive one pass over a run.
-struct Pass<'a> {
-    instances: &'a [String],
-    direction: Direction,
-    limits: Limits,
-    /// Undo rolls the filesystems back too (`undo --data`).
-    undo_data: bool,
-}
-
-/// Drives a pass of the run in `state`, showing its progress (see [`crate::progress`]; with
-/// `--json` the event stream, whose last line carries the report), and gives the report and
-/// the run's state after it.
+/// Drives `pass`, showing its progress (see [`crate::progress`]; with `--json` the event
+/// stream, whose last line carries the report), and gives the report and the run's state after
+/// it.
 async fn drive(
     global: &Global,
     journal: Arc<Journal>,
     lxd: lxd::Client,
-    state: &RunState,
-    pass: Pass<'_>,
+    pass: &Pass,
 ) -> Result<(RunReport, RunState), CliError> {
-    let Pass {
-        instances,
-        direction,
-        limits,
-        undo_data,
-    } = pass;
-    let spec = spec_of(state)?;
-    let kind = spec.kind;
-    let pipeline = kind.pipeline();
-    let options = RunOptions {
-        stop_timeout_s: spec.stop_timeout_s,
-        undo_data,
-        snapshot: spec.snapshot.clone(),
-    };
-    let on_failure = spec.on_failure;
-    let env = Arc::new(RunEnv::new(lxd, spec.plans, options));
+    let kind = pass.spec.kind;
     let progress = Progress::start(progress::Options {
         json: global.json,
         kind: kind.word(),
         done: kind.done_word(),
     });
-    let engine = Engine::new(
-        journal.clone(),
-        env,
-        pipeline,
-        EngineOptions {
-            parallel: limits.parallel,
-            max_failures: limits.max_failures,
-            canaries: limits.canaries,
-            retries: limits.retries,
-            faults: Faults::from_env(),
-            window: kind.window(),
-            on_failure,
-            observer: Some(progress.observer()),
-            ..EngineOptions::default()
-        },
-    );
+    let engine = pass.engine(journal.clone(), lxd, Some(progress.observer()));
     let flag = engine.interrupt_flag();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -264,8 +210,8 @@ async fn drive(
             flag.store(true, Ordering::SeqCst);
         }
     });
-    let run = state.header.id;
-    let ran = match engine.drive(run, instances, direction).await {
+    let run = pass.run;
+    let ran = match engine.drive(run, &pass.instances, pass.direction).await {
         Ok(ran) => ran,
         Err(e @ EngineError::Journal(_)) => {
             let reverted = engine.unrecorded_reverts();
@@ -279,7 +225,7 @@ async fn drive(
             }
             message.push_str(&format!(
                 ". Once the journal can be written again, `reroot resume {}` finishes the run",
-                report::short_id(&state.header.id)
+                report::short_id(&run)
             ));
             progress.stopped(run, &message).await;
             return Err(message.into());
@@ -432,59 +378,18 @@ pub(super) fn load_plans(
     Ok(plans)
 }
 
-/// Starts a run of `kind` over `plans` (after checking that no unfinished run holds one of
-/// their instances), records it with `options` in the journal, and drives it forward.
+/// Starts a run of `spec` (see `run::start`: refused while an unfinished run holds one of its
+/// instances) and drives it forward.
 pub(super) async fn start_run(
     global: &Global,
     lxd: lxd::Client,
     spec: RunSpec,
 ) -> Result<ExitCode, CliError> {
-    let plans = &spec.plans;
     let journal = open_journal(global)?;
-    let leases = lease::leased(&journal)?;
-    for p in plans {
-        if let Some(run) = leases.get(&p.name) {
-            return Err(format!(
-                "instance {} is part of run {} which is not finished: `reroot resume {}` or \
-                 `reroot undo {}` first",
-                p.name,
-                report::short_id(run),
-                report::short_id(run),
-                report::short_id(run)
-            )
-            .into());
-        }
-    }
-    let options = spec.to_options()?;
-    let header = RunHeader {
-        id: RunHeader::new_id(),
-        command: std::env::args().collect(),
-        user: whoami(),
-        host: hostname(),
-        started_at_ms: journal::now_ms(),
-        config_digests: plans.iter().flat_map(|p| p.config_files.clone()).collect(),
-        instances: plans.iter().map(|p| p.name.clone()).collect(),
-        options,
-    };
-    let run = header.id;
-    journal.create_run(header)?;
-    eprintln!("reroot: run {run}");
-    let state = journal.replay(run)?;
-    let instances = state.header.instances.clone();
-    let (report, state) = drive(
-        global,
-        journal.clone(),
-        lxd.clone(),
-        &state,
-        Pass {
-            instances: &instances,
-            direction: Direction::Forward,
-            limits: spec.limits,
-            undo_data: false,
-        },
-    )
-    .await?;
-    prune_previous_if_asked(&journal, &lxd, &state).await;
+    let pass = start::start(&journal, spec, Origin::of_this_process())?;
+    eprintln!("reroot: run {}", pass.run);
+    let (report, state) = drive(global, journal.clone(), lxd.clone(), &pass).await?;
+    prune_previous_if_asked(&journal, &lxd, &pass, &state).await;
     finish(global, &report, &state)
 }
 
@@ -496,68 +401,20 @@ fn resolve(journal: &Journal, run: &str) -> Result<RunId, CliError> {
 pub async fn resume(args: ResumeArgs, global: &Global) -> Result<ExitCode, CliError> {
     let global = &global.waiting(args.wait);
     let journal = open_journal(global)?;
-    let run = match &args.run {
-        Some(r) => resolve(&journal, r)?,
-        None => {
-            // Runs cut short by a crash or stopped by a failure.
-            let open = journal.runs(&journal::RunFilter {
-                statuses: vec![RunStatus::Running, RunStatus::Paused, RunStatus::Failed],
-                ..Default::default()
-            })?;
-            match open.as_slice() {
-                [one] => one.id,
-                [] => return Err("no interrupted or failed run to resume".into()),
-                many => {
-                    let ids: Vec<String> = many.iter().map(|r| report::short_id(&r.id)).collect();
-                    return Err(format!(
-                        "several runs can be resumed ({}); name one: `reroot resume RUN`",
-                        ids.join(", ")
-                    )
-                    .into());
-                }
-            }
-        }
-    };
-    let state = journal.replay(run)?;
-    let instances = state.header.instances.clone();
-    let (direction, data) = match spec::undo_requested(&state) {
-        Some(data) => (Direction::Undo, data),
-        None => (Direction::Forward, false),
-    };
-    match (state.status, direction) {
-        (RunStatus::Undone, _) => return Err(format!("run {run} is already undone").into()),
-        (RunStatus::Succeeded, Direction::Forward) => {
-            return Err(format!("run {run} already succeeded; nothing to resume").into())
-        }
-        _ => {}
-    }
-    let limits = spec_of(&state)?.limits;
+    let run = resumption::choose(&journal, args.run.as_deref())?;
+    let pass = resumption::resume(&journal.replay(run)?)?;
     eprintln!(
         "reroot: resuming run {run} ({})",
-        if direction == Direction::Undo {
+        if pass.direction == Direction::Undo {
             "undo"
         } else {
-            kind_of(&state)?.word()
+            pass.spec.kind.word()
         }
     );
     let lxd = connect(global).await?;
-    let (report, state) = drive(
-        global,
-        journal.clone(),
-        lxd.clone(),
-        &state,
-        Pass {
-            instances: &instances,
-            direction,
-            limits,
-            undo_data: data,
-        },
-    )
-    .await?;
+    let (report, state) = drive(global, journal.clone(), lxd.clone(), &pass).await?;
     // A run started with --prune-previous prunes once it succeeds, resumed or not.
-    if direction == Direction::Forward {
-        prune_previous_if_asked(&journal, &lxd, &state).await;
-    }
+    prune_previous_if_asked(&journal, &lxd, &pass, &state).await;
     finish(global, &report, &state)
 }
 
@@ -566,63 +423,14 @@ pub async fn undo(args: UndoArgs, global: &Global) -> Result<ExitCode, CliError>
     let global = &global.waiting(args.wait);
     let journal = open_journal(global)?;
     let run = resolve(&journal, &args.run)?;
-    let state = journal.replay(run)?;
-    if state.status == RunStatus::Undone {
-        return Err(format!("run {run} is already undone").into());
-    }
-    let kind = kind_of(&state)?;
-    if args.data && kind != RunKind::Rebuild {
-        return Err(format!(
-            "run {run} is a {} run: --data (roll filesystems back) is for rebuild runs",
-            kind.word()
-        )
-        .into());
-    }
-    if !kind.undoable() {
-        return Err(format!(
-            "run {run} is a {} run and cannot be undone: what it deleted cannot be brought \
-             back (if it is unfinished, `reroot resume` finishes it)",
-            kind.word()
-        )
-        .into());
-    }
-    if let Some(note) = prune::pruned(&state) {
-        return Err(
-            format!("run {run} cannot be undone: its retired roots were deleted ({note})").into(),
-        );
-    }
-    let instances = if args.instances.is_empty() {
-        state.header.instances.clone()
-    } else {
-        for i in &args.instances {
-            if !state.header.instances.contains(i) {
-                return Err(format!("instance {i} is not part of run {run}").into());
-            }
-        }
-        args.instances.clone()
+    let asked = UndoRequest {
+        instances: args.instances,
+        data: args.data,
+        parallel: args.parallel,
     };
-    let note = spec::undo_note(args.data);
-    journal.append(run, None, None, 0, EventKind::Note { text: note.into() })?;
-    let retries = spec_of(&state)?.limits.retries;
+    let pass = undoing::undo(&journal, &journal.replay(run)?, &asked)?;
     let lxd = connect(global).await?;
-    let (report, state) = drive(
-        global,
-        journal,
-        lxd,
-        &state,
-        Pass {
-            instances: &instances,
-            direction: Direction::Undo,
-            limits: Limits {
-                parallel: args.parallel,
-                max_failures: usize::MAX,
-                canaries: 0,
-                retries,
-            },
-            undo_data: args.data,
-        },
-    )
-    .await?;
+    let (report, state) = drive(global, journal, lxd, &pass).await?;
     finish(global, &report, &state)
 }
 
@@ -677,13 +485,17 @@ fn print_item(item: &prune::Item) {
     }
 }
 
-/// After a rebuild run started with `--prune-previous` succeeded: prunes the previous
-/// succeeded rebuild of each of its instances, saying so on stderr (stdout keeps the run's
-/// table or JSON). The rebuild itself went through, so a failure here is a warning, not the
-/// run's exit status.
-async fn prune_previous_if_asked(journal: &Journal, lxd: &lxd::Client, state: &RunState) {
-    let asked = RunSpec::of(state).is_ok_and(|s| s.prune_previous);
-    if !asked || state.status != RunStatus::Succeeded {
+/// After a pass that made a run started with `--prune-previous` succeed (see
+/// `Pass::prunes_previous`): prunes the previous succeeded rebuild of each of its instances,
+/// saying so on stderr (stdout keeps the run's table or JSON). The rebuild itself went through,
+/// so a failure here is a warning, not the run's exit status.
+async fn prune_previous_if_asked(
+    journal: &Journal,
+    lxd: &lxd::Client,
+    pass: &Pass,
+    state: &RunState,
+) {
+    if !pass.prunes_previous(state) {
         return;
     }
     let mut said = |item: &prune::Item| {

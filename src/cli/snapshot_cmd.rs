@@ -10,7 +10,8 @@ use clap::Args;
 use super::config_cmd::ConfigFileArgs;
 use super::run_cmd::{connect, load_plans, start_run};
 use super::{CliError, Global, WaitArgs};
-use crate::run::spec::{Limits, RunSpec};
+use crate::engine::Limits;
+use crate::run::spec::RunSpec;
 use crate::steps::{RunKind, SnapshotRequest};
 
 /// `reroot snapshot`.
@@ -25,7 +26,7 @@ pub struct SnapshotArgs {
     #[arg(long)]
     pub root_only: bool,
     /// How many instances to snapshot at once.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = Limits::default().parallel)]
     pub parallel: usize,
     #[command(flatten)]
     pub wait: WaitArgs,
@@ -43,12 +44,7 @@ pub async fn run(args: SnapshotArgs, global: &Global) -> Result<ExitCode, CliErr
     let mut spec = RunSpec::new(
         RunKind::Snapshot,
         plans,
-        Limits {
-            parallel: args.parallel,
-            max_failures: usize::MAX,
-            canaries: 0,
-            retries: 2,
-        },
+        Limits::without_budget(args.parallel),
     );
     spec.snapshot = Some(request);
     start_run(global, connect(global).await?, spec).await

@@ -34,9 +34,11 @@ use super::fault::{FaultPoint, Faults, Moment};
 use super::observe::{self, EngineEvent, Fact, Observer};
 use super::step::{Outputs, Step, StepCx, StepError};
 
-/// How the executor runs.
-#[derive(Debug, Clone)]
-pub struct EngineOptions {
+/// How many instances a pass takes at once, and how failures count. A run is started with
+/// them, its header records them, and every later pass over it hands them to the engine as
+/// they are: one type from the command line to the executor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
     /// How many instances run at once (at least 1).
     pub parallel: usize,
     /// How many failed instances are tolerated before no new instance starts.
@@ -45,9 +47,44 @@ pub struct EngineOptions {
     /// starts (forward passes only; 0 = none). A canary that fails leaves the rest not started.
     pub canaries: usize,
     /// How many times a step that failed with a transient error is applied again, in the same
-    /// pass, before its instance is given up (each attempt is journaled). Steps are idempotent, so this is safe; it rides
-    /// out passing trouble such as a daemon busy for a few seconds.
+    /// pass, before its instance is given up (each attempt is journaled). Steps are
+    /// idempotent, so this is safe; it rides out passing trouble such as a daemon busy for a
+    /// few seconds.
     pub retries: u32,
+}
+
+impl Default for Limits {
+    /// One instance at a time, stopping at the first failure, no canaries, two retries: what
+    /// `reroot rebuild` does without options, and what a run recorded without limits is read
+    /// with, so the two must stay one value.
+    fn default() -> Limits {
+        Limits {
+            parallel: 1,
+            max_failures: 0,
+            canaries: 0,
+            retries: 2,
+        }
+    }
+}
+
+impl Limits {
+    /// `parallel` instances at once, and no failure budget: every instance is tried, whatever
+    /// becomes of the others. For passes where one instance's failure says nothing about the
+    /// next (an undo, a snapshot, a removal), so stopping early would only leave more to do.
+    pub fn without_budget(parallel: usize) -> Limits {
+        Limits {
+            parallel,
+            max_failures: usize::MAX,
+            ..Limits::default()
+        }
+    }
+}
+
+/// How the executor runs.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Parallelism, failure budget, canaries and retries.
+    pub limits: Limits,
     /// The wait before the first retry; each further retry waits one more such delay.
     pub retry_delay: std::time::Duration,
     /// Where to die on purpose (tests only).
@@ -107,10 +144,7 @@ impl std::str::FromStr for OnFailure {
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
-            parallel: 1,
-            max_failures: 0,
-            canaries: 0,
-            retries: 0,
+            limits: Limits::default(),
             retry_delay: std::time::Duration::from_secs(2),
             faults: Faults::none(),
             window: None,
@@ -321,12 +355,12 @@ impl<E: Send + Sync + 'static> Engine<E> {
                 direction,
                 instances: instances.to_vec(),
                 steps: self.step_names().iter().map(|s| s.to_string()).collect(),
-                parallel: self.options.parallel.max(1),
+                parallel: self.options.limits.parallel.max(1),
                 resumed: resumed.is_some(),
             },
         );
         let failures = Arc::new(AtomicUsize::new(0));
-        let window = Arc::new(Semaphore::new(self.options.parallel.max(1)));
+        let window = Arc::new(Semaphore::new(self.options.limits.parallel.max(1)));
         // Those that are down right now come back first, whatever else holds the run back.
         let (down, waiting): (Vec<String>, Vec<String>) = instances
             .iter()
@@ -336,7 +370,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
             tracing::info!(run = %run, count = down.len(), "instances inside their downtime window go first");
         }
         let canaries = match direction {
-            Direction::Forward => &instances[..self.options.canaries.min(instances.len())],
+            Direction::Forward => &instances[..self.options.limits.canaries.min(instances.len())],
             Direction::Undo => &[],
         };
         let (first, rest): (Vec<String>, Vec<String>) =
@@ -479,7 +513,8 @@ impl<E: Send + Sync + 'static> Engine<E> {
                 .map_err(|e| EngineError::Internal(e.to_string()))?;
             tasks.push(tokio::spawn(async move {
                 let _permit = permit;
-                let over_budget = failures.load(Ordering::SeqCst) > engine.options.max_failures;
+                let over_budget =
+                    failures.load(Ordering::SeqCst) > engine.options.limits.max_failures;
                 let held = over_budget || engine.interrupted.load(Ordering::SeqCst);
                 if (held && !urgent) || engine.journal_lost.load(Ordering::SeqCst) {
                     // One whose steps all went through in an earlier pass is done, not
@@ -1076,7 +1111,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
     /// How long to wait before applying (or undoing) a step again after `e`, having retried it
     /// `retried` times already; `None` when it is not to be retried.
     fn retry_wait(&self, e: &StepError, retried: u32) -> Option<std::time::Duration> {
-        (e.is_transient() && retried < self.options.retries)
+        (e.is_transient() && retried < self.options.limits.retries)
             .then(|| self.options.retry_delay * (retried + 1))
     }
 

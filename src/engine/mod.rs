@@ -24,7 +24,8 @@ pub mod step;
 mod simulation;
 
 pub use executor::{
-    Direction, Engine, EngineError, EngineOptions, InstanceOutcome, OnFailure, RunReport, Window,
+    Direction, Engine, EngineError, EngineOptions, InstanceOutcome, Limits, OnFailure, RunReport,
+    Window,
 };
 pub use fault::{FaultPoint, Faults, Moment};
 pub use observe::{EngineEvent, Fact, Observer};

@@ -269,8 +269,11 @@ fn engine(j: &Arc<Journal>, env: &Arc<Env>, parallel: usize, faults: Faults) -> 
         env.clone(),
         pipeline(),
         EngineOptions {
-            parallel,
-            max_failures: usize::MAX,
+            limits: Limits {
+                parallel,
+                max_failures: usize::MAX,
+                ..Limits::default()
+            },
             faults,
             window: Some(WINDOW),
             ..EngineOptions::default()
@@ -534,8 +537,11 @@ async fn a_failing_step_stops_its_instance_and_the_budget_stops_new_ones() {
         env.clone(),
         pipeline_failing_web0(),
         EngineOptions {
-            parallel: 1,
-            max_failures: 0,
+            limits: Limits {
+                parallel: 1,
+                max_failures: 0,
+                ..Limits::default()
+            },
             ..EngineOptions::default()
         },
     )
@@ -581,7 +587,10 @@ async fn a_passing_failure_is_retried_and_every_attempt_is_journaled() {
         }),
     );
     let options = EngineOptions {
-        retries: 2,
+        limits: Limits {
+            retries: 2,
+            ..Limits::default()
+        },
         retry_delay: std::time::Duration::from_millis(1),
         ..EngineOptions::default()
     };
@@ -622,9 +631,12 @@ async fn canaries_go_first_and_a_failed_canary_holds_the_rest() {
                 pipeline()
             },
             EngineOptions {
-                parallel: 4,
-                max_failures: usize::MAX,
-                canaries: 1,
+                limits: Limits {
+                    parallel: 4,
+                    max_failures: usize::MAX,
+                    canaries: 1,
+                    ..Limits::default()
+                },
                 ..EngineOptions::default()
             },
         )
@@ -679,8 +691,12 @@ fn engine_with(
         env.clone(),
         pipeline(),
         EngineOptions {
-            parallel,
-            max_failures: 0,
+            limits: Limits {
+                parallel,
+                max_failures: 0,
+                canaries: 0,
+                retries: 0,
+            },
             faults,
             window: Some(WINDOW),
             on_failure,
@@ -791,9 +807,12 @@ async fn a_resume_takes_the_instances_that_are_down_first_whatever_the_budget() 
         env.clone(),
         pipeline(),
         EngineOptions {
-            parallel: 1,
-            max_failures: 0,
-            canaries: 0,
+            limits: Limits {
+                parallel: 1,
+                max_failures: 0,
+                canaries: 0,
+                ..Limits::default()
+            },
             faults,
             window: Some(WINDOW),
             ..EngineOptions::default()
@@ -904,8 +923,11 @@ fn observed(
         env.clone(),
         pipeline(),
         EngineOptions {
-            parallel,
-            max_failures: usize::MAX,
+            limits: Limits {
+                parallel,
+                max_failures: usize::MAX,
+                ..Limits::default()
+            },
             faults,
             window: Some(WINDOW),
             observer: Some(observer.clone() as Arc<dyn Observer>),
@@ -1262,9 +1284,12 @@ async fn instances_held_back_are_told_as_not_started_without_a_start() {
             env.clone(),
             pipeline_failing_web0(),
             EngineOptions {
-                parallel: 1,
-                max_failures: 0,
-                canaries,
+                limits: Limits {
+                    parallel: 1,
+                    max_failures: 0,
+                    canaries,
+                    ..Limits::default()
+                },
                 observer: Some(observer.clone() as Arc<dyn Observer>),
                 ..EngineOptions::default()
             },

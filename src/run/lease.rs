@@ -61,19 +61,12 @@ pub fn succeeded_runs(reader: &Reader) -> Result<BTreeSet<String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use journal::{EventKind, Journal, Outcome, RunHeader};
+    use crate::run::testing;
+    use journal::{EventKind, Journal, Outcome};
 
     fn run(j: &Journal, instances: &[&str]) -> RunId {
-        let header = RunHeader {
-            id: RunHeader::new_id(),
-            command: vec!["reroot".into(), "rebuild".into()],
-            user: "u".into(),
-            host: "h".into(),
-            started_at_ms: 1,
-            config_digests: vec![],
-            instances: instances.iter().map(|s| s.to_string()).collect(),
-            options: Default::default(),
-        };
+        let names: Vec<String> = instances.iter().map(|s| s.to_string()).collect();
+        let header = testing::header(&names, Default::default());
         let id = header.id;
         j.create_run(header).unwrap();
         id

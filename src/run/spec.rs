@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 
 use journal::RunState;
 
-use crate::engine::OnFailure;
+use crate::engine::{Limits, OnFailure};
 use crate::steps::{InstancePlan, RunKind, SnapshotRequest};
 
 const KIND: &str = "kind";
@@ -30,31 +30,6 @@ const PRUNE_PREVIOUS: &str = "prune_previous";
 const UNDO_NOTE: &str = "undo requested";
 const UNDO_DATA_NOTE: &str = "undo requested with --data";
 
-/// How many instances a run takes at once, and how failures count.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Instances at once.
-    pub parallel: usize,
-    /// Failed instances tolerated before no new one starts.
-    pub max_failures: usize,
-    /// Instances that go first, alone.
-    pub canaries: usize,
-    /// Tries again of a step that failed with a passing error.
-    pub retries: u32,
-}
-
-impl Default for Limits {
-    /// What a run recorded without them had.
-    fn default() -> Limits {
-        Limits {
-            parallel: 1,
-            max_failures: 0,
-            canaries: 0,
-            retries: 2,
-        }
-    }
-}
-
 /// Everything a run was started with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunSpec {
@@ -62,7 +37,7 @@ pub struct RunSpec {
     pub kind: RunKind,
     /// The instances' plans, so that resume and undo never read config files again.
     pub plans: Vec<InstancePlan>,
-    /// Parallelism and failure budget.
+    /// Parallelism, failure budget, canaries and retries, as the engine takes them.
     pub limits: Limits,
     /// `--stop-timeout`: overrides every plan's clean-stop timeout.
     pub stop_timeout_s: Option<u64>,
@@ -193,19 +168,11 @@ pub fn undo_requested(state: &RunState) -> Option<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use journal::{Event, EventKind, Replay, RunHeader};
+    use crate::run::testing;
+    use journal::{Event, EventKind, Replay};
 
     fn state(options: BTreeMap<String, String>, notes: &[&str]) -> RunState {
-        let header = RunHeader {
-            id: RunHeader::new_id(),
-            command: vec!["reroot".into()],
-            user: "u".into(),
-            host: "h".into(),
-            started_at_ms: 1,
-            config_digests: vec![],
-            instances: vec![],
-            options,
-        };
+        let header = testing::header(&[], options);
         let run = header.id;
         let mut events = vec![Event {
             run,
