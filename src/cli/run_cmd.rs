@@ -37,6 +37,10 @@ pub struct RebuildArgs {
     /// others only if all N went through.
     #[arg(long, value_name = "N", default_value_t = Limits::default().canaries)]
     pub canaries: usize,
+    /// How many instances may be down (between `stop` and `start`) at the same moment; the
+    /// others wait with their new root prepared. 0 = as many as --parallel.
+    #[arg(long, value_name = "N", default_value_t = Limits::default().max_down)]
+    pub max_down: usize,
     /// Seconds of clean stop before a forced stop, for every instance (0 = force at once);
     /// default: each config's `stop-timeout`.
     #[arg(long, value_name = "SECONDS")]
@@ -337,6 +341,7 @@ pub async fn rebuild(args: RebuildArgs, global: &Global) -> Result<ExitCode, Cli
             max_failures: args.max_failures,
             canaries: args.canaries,
             retries: args.retries,
+            max_down: args.max_down,
         },
     );
     spec.stop_timeout_s = args.stop_timeout;

@@ -51,6 +51,14 @@ pub struct Limits {
     /// idempotent, so this is safe; it rides out passing trouble such as a daemon busy for a
     /// few seconds.
     pub retries: u32,
+    /// How many instances may be inside their downtime window at the same moment (0: as
+    /// many as run at once). An instance that is ready to go down waits for a place, its new
+    /// root prepared, while `parallel` bounds the work before the window: on a 2-core host
+    /// LXD runs its operations nearly one after another, and eight instances down at once
+    /// mostly wait inside their downtime (median downtime 3.1 s at `--parallel 1`, 19 s at
+    /// `--parallel 8`, 100 instances on the testbed). Instances already down when a pass
+    /// starts (a resume) never wait for a place.
+    pub max_down: usize,
 }
 
 impl Default for Limits {
@@ -63,6 +71,7 @@ impl Default for Limits {
             max_failures: 0,
             canaries: 0,
             retries: 2,
+            max_down: 0,
         }
     }
 }
@@ -258,6 +267,8 @@ pub struct Engine<E> {
     journal_lost: Arc<AtomicBool>,
     /// Instances put back on their old roots without a record, after the journal was lost.
     unrecorded_reverts: Arc<Mutex<Vec<String>>>,
+    /// The places inside the downtime window ([`Limits::max_down`]), shared by every pass.
+    down_places: Arc<Semaphore>,
 }
 
 /// How a step ended in [`Engine::drive_step`], when the engine itself did not fail.
@@ -297,11 +308,15 @@ impl<E: Send + Sync + 'static> Engine<E> {
             journal,
             env,
             steps: Arc::new(steps),
-            options,
             crashed: Arc::new(AtomicBool::new(false)),
             interrupted: Arc::new(AtomicBool::new(false)),
             journal_lost: Arc::new(AtomicBool::new(false)),
             unrecorded_reverts: Arc::new(Mutex::new(Vec::new())),
+            down_places: Arc::new(Semaphore::new(match options.limits.max_down {
+                0 => Semaphore::MAX_PERMITS,
+                n => n,
+            })),
+            options,
         }
     }
 
@@ -581,6 +596,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
             interrupted: self.interrupted.clone(),
             journal_lost: self.journal_lost.clone(),
             unrecorded_reverts: self.unrecorded_reverts.clone(),
+            down_places: self.down_places.clone(),
         }
     }
 
@@ -625,6 +641,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
                 },
             );
         }
+        let mut down_place = None;
         for (k, step) in self.steps.iter().enumerate() {
             let name = step.name();
             let prev = status(name);
@@ -646,6 +663,17 @@ impl<E: Send + Sync + 'static> Engine<E> {
             } else {
                 None
             };
+            if edge == Some(Edge::Opens) {
+                // Held until the window closes, or until this instance's pass ends (a failure
+                // held down, a revert: nothing is done to it any more in this pass).
+                down_place = Some(
+                    self.down_places
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .map_err(|e| EngineError::Internal(e.to_string()))?,
+                );
+            }
             if opens {
                 down = true;
             }
@@ -668,6 +696,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
                     times.insert(name.to_string(), (started, Some(journal::now_ms())));
                     if closes {
                         down = false;
+                        drop(down_place.take());
                     }
                 }
                 // Without the daemon nothing can be put back: the next resume finishes it.

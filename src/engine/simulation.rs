@@ -696,6 +696,7 @@ fn engine_with(
                 max_failures: 0,
                 canaries: 0,
                 retries: 0,
+                max_down: 0,
             },
             faults,
             window: Some(WINDOW),
@@ -1340,4 +1341,83 @@ async fn an_observer_that_panics_does_not_fail_the_run() {
     .unwrap();
     assert!(report.is_success(), "{report:?}");
     assert_eq!(j.replay(run).unwrap().status, RunStatus::Succeeded);
+}
+
+/// The most windows open at the same moment in `events`.
+fn most_down_at_once(events: &[EngineEvent]) -> usize {
+    let (mut now, mut most) = (0usize, 0usize);
+    for e in events {
+        match e.fact {
+            Fact::WindowOpened { .. } => {
+                now += 1;
+                most = most.max(now);
+            }
+            Fact::WindowClosed { .. } => now -= 1,
+            _ => {}
+        }
+    }
+    most
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_down_bounds_the_instances_inside_their_window_not_the_work_before_it() {
+    for max_down in [1, 2] {
+        let (_dir, instances, env, j, run) = fresh_run(8);
+        let observer = Arc::new(Recorder::default());
+        let engine = Engine::new(
+            j.clone(),
+            env.clone(),
+            pipeline(),
+            EngineOptions {
+                limits: Limits {
+                    parallel: 4,
+                    max_down,
+                    ..Limits::default()
+                },
+                window: Some(WINDOW),
+                observer: Some(observer.clone() as Arc<dyn Observer>),
+                ..EngineOptions::default()
+            },
+        );
+        let report = engine
+            .drive(run, &instances, Direction::Forward)
+            .await
+            .unwrap();
+        assert!(report.is_success(), "max_down {max_down}: {report:?}");
+        let events = observer.events();
+        assert_eq!(
+            windows_opened(&events),
+            instances.len(),
+            "max_down {max_down}"
+        );
+        let most = most_down_at_once(&events);
+        assert!(
+            (1..=max_down).contains(&most),
+            "max_down {max_down}: {most} down at once"
+        );
+        // Four at once all the same: the work outside the window is not held to max_down.
+        let most_in_flight = {
+            let (mut now, mut most) = (0usize, 0usize);
+            for e in &events {
+                match e.fact {
+                    Fact::InstanceStarted { .. } => {
+                        now += 1;
+                        most = most.max(now);
+                    }
+                    Fact::InstanceFinished { .. } => now -= 1,
+                    _ => {}
+                }
+            }
+            most
+        };
+        assert!(most_in_flight > max_down, "{most_in_flight} in flight");
+        assert_facts_match_the_journal(&events, &j, run);
+    }
+}
+
+fn windows_opened(events: &[EngineEvent]) -> usize {
+    events
+        .iter()
+        .filter(|e| matches!(e.fact, Fact::WindowOpened { .. }))
+        .count()
 }

@@ -145,6 +145,7 @@ mod tests {
             max_failures: 1,
             canaries: 2,
             retries: 5,
+            max_down: 2,
         };
         let spec = RunSpec::new(RunKind::Rebuild, vec![], limits);
         let pass = Pass::forward(RunId::from_u128(1), spec, vec!["a".into(), "b".into()]);

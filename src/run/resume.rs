@@ -85,6 +85,7 @@ mod tests {
             max_failures: 2,
             canaries: 1,
             retries: 0,
+            max_down: 0,
         };
         RunSpec::new(RunKind::Rebuild, vec![testing::plan(name)], limits)
     }

@@ -20,6 +20,7 @@ const PARALLEL: &str = "parallel";
 const MAX_FAILURES: &str = "max_failures";
 const CANARIES: &str = "canaries";
 const RETRIES: &str = "retries";
+const MAX_DOWN: &str = "max_down";
 const STOP_TIMEOUT: &str = "stop_timeout";
 const ON_FAILURE: &str = "on_failure";
 const SNAPSHOT: &str = "snapshot";
@@ -75,6 +76,9 @@ impl RunSpec {
         put(MAX_FAILURES, self.limits.max_failures.to_string());
         put(CANARIES, self.limits.canaries.to_string());
         put(RETRIES, self.limits.retries.to_string());
+        if self.limits.max_down != 0 {
+            put(MAX_DOWN, self.limits.max_down.to_string());
+        }
         if let Some(t) = self.stop_timeout_s {
             put(STOP_TIMEOUT, t.to_string());
         }
@@ -118,6 +122,7 @@ impl RunSpec {
                     .get(RETRIES)
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(d.retries),
+                max_down: number(MAX_DOWN, d.max_down),
             },
             stop_timeout_s: options.get(STOP_TIMEOUT).and_then(|v| v.parse().ok()),
             on_failure: options
@@ -209,6 +214,7 @@ mod tests {
                 max_failures: 3,
                 canaries: 1,
                 retries: 4,
+                max_down: 2,
             },
         );
         spec.stop_timeout_s = Some(0);
@@ -226,6 +232,7 @@ mod tests {
             ("max_failures", "3"),
             ("canaries", "1"),
             ("retries", "4"),
+            ("max_down", "2"),
             ("stop_timeout", "0"),
             ("on_failure", "hold"),
             ("snapshot", "v2"),

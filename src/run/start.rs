@@ -113,6 +113,7 @@ mod tests {
             max_failures: 1,
             canaries: 1,
             retries: 3,
+            max_down: 1,
         };
         RunSpec::new(RunKind::Rebuild, plans, limits)
     }

@@ -139,6 +139,7 @@ mod tests {
             max_failures: 0,
             canaries: 2,
             retries: 4,
+            max_down: 0,
         };
         let plans = names.iter().map(|n| testing::plan(n)).collect();
         RunSpec::new(RunKind::Rebuild, plans, limits)
@@ -173,6 +174,7 @@ mod tests {
                 max_failures: usize::MAX,
                 canaries: 0,
                 retries: 4,
+                max_down: 0,
             }
         );
         // Recorded: a resume now goes on with the undo, --data included.
