@@ -291,7 +291,7 @@ impl RunFacts {
                 .ok()
                 .map(|kind| kind.pipeline().iter().map(|s| s.name()).collect()),
             status: state.status,
-            undo_requested: crate::run::spec::undo_requested(state).is_some(),
+            undo_requested: state.undo_requested.is_some(),
         }
     }
 }
@@ -580,6 +580,13 @@ pub fn run_detail(state: &RunState, filter: &InstanceFilter) -> Result<String, S
     }
     for note in &state.notes {
         let _ = writeln!(out, "note: {note}");
+    }
+    if let Some(data) = state.undo_requested {
+        let with = if data { " with --data" } else { "" };
+        let _ = writeln!(out, "undo requested{with}");
+    }
+    for p in &state.pruned {
+        let _ = writeln!(out, "pruned {}: {}", p.instance, p.what);
     }
     Ok(out)
 }
@@ -1039,8 +1046,7 @@ mod tests {
         for undo_requested in [false, true] {
             let run = f.run("rebuild", &refs);
             if undo_requested {
-                let text = "undo requested with --data".to_string();
-                f.j.append(run, None, None, 0, EventKind::Note { text })
+                f.j.append(run, None, None, 0, EventKind::UndoRequested { data: true })
                     .unwrap();
             }
             for ((_, write, _), name) in cases.iter().zip(&names) {
@@ -1049,7 +1055,7 @@ mod tests {
             let state = f.j.replay(run).unwrap();
             let results = instance_results(&state);
             for ((what, _, want), (inst, got)) in cases.iter().zip(&results) {
-                // The journal records a revert like an undo: only the undo's note tells them
+                // The journal records a revert like an undo: only the undo request tells them
                 // apart.
                 let want = match want {
                     Reverted if undo_requested => Undone,

@@ -562,6 +562,63 @@ mod tests {
         );
     }
 
+    /// The kinds added after the first release candidates sit at the end of the enum, so the
+    /// bytes of every older kind stay as pinned above; these pin the new ones.
+    #[test]
+    fn undo_requested_and_pruned_bytes_are_pinned() {
+        let ev = |instance: Option<&str>, kind| Event {
+            run: sample_run(),
+            seq: 3,
+            instance: instance.map(String::from),
+            step: None,
+            attempt: 0,
+            at_ms: 5,
+            kind,
+        };
+        let prefix = concat!(
+            "10",
+            "0f8c1e5a112243449566778899aabbcc", // run
+            "03",                               // seq 3
+        );
+        let cases = [
+            (
+                ev(None, EventKind::UndoRequested { data: true }),
+                // No instance, no step, attempt 0, at 5; variant 11: UndoRequested; true.
+                concat!("00", "00", "00", "0a", "0b", "01"),
+            ),
+            (
+                ev(
+                    Some("w"),
+                    EventKind::Pruned {
+                        what: "deleted x".into(),
+                    },
+                ),
+                concat!(
+                    "01",
+                    "01",
+                    "77", // Some("w")
+                    "00",
+                    "00",
+                    "0a", // no step, attempt 0, at 5
+                    "0c", // variant 12: Pruned
+                    "09",
+                    "64656c657465642078", // what
+                ),
+            ),
+        ];
+        for (event, payload) in &cases {
+            let bytes = encode(event, 0).unwrap();
+            assert_eq!(hex(&bytes[ENVELOPE_HEADER..]), format!("{prefix}{payload}"));
+            assert_eq!(&decode(&bytes).unwrap().event, event);
+        }
+        // The whole envelope of one, checksum included.
+        let bytes = encode(&cases[0].0, 0).unwrap();
+        assert_eq!(
+            hex(&bytes[..ENVELOPE_HEADER]),
+            concat!("01", "0000000000000000", "7cfaee22") // version, prev hash 0, crc32 LE
+        );
+    }
+
     #[test]
     fn round_trip_and_hash() {
         let ev = sample_event();

@@ -51,7 +51,7 @@ pub enum Outcome {
     Succeeded,
     /// The run stopped with failures; its completed steps can still be undone.
     Failed,
-    /// The run's steps were undone. Nothing may follow.
+    /// The run's steps were undone. Only notes and `Pruned` may follow.
     Undone,
 }
 
@@ -101,6 +101,18 @@ pub enum EventKind {
         /// The note.
         text: String,
     },
+    /// Someone asked for the run to be undone (`reroot undo`); a resume after a crash goes on
+    /// undoing. The latest one counts ([`crate::RunState::undo_requested`]).
+    UndoRequested {
+        /// Roll the filesystems back too (`--data`).
+        data: bool,
+    },
+    /// Something the run kept so that it could be undone was deleted for good; the event names
+    /// the instance. The run can no longer be undone ([`crate::RunState::pruned`]).
+    Pruned {
+        /// What was deleted, for people: "deleted retired root web-old-0f8c1e5a".
+        what: String,
+    },
 }
 
 impl EventKind {
@@ -118,6 +130,8 @@ impl EventKind {
             EventKind::UndoFinished => "UndoFinished",
             EventKind::UndoFailed { .. } => "UndoFailed",
             EventKind::Note { .. } => "Note",
+            EventKind::UndoRequested { .. } => "UndoRequested",
+            EventKind::Pruned { .. } => "Pruned",
         }
     }
 
@@ -142,6 +156,7 @@ impl EventKind {
                 | EventKind::RunResumed { .. }
                 | EventKind::RunPaused { .. }
                 | EventKind::RunFinished { .. }
+                | EventKind::UndoRequested { .. }
         )
     }
 
@@ -228,6 +243,12 @@ pub(crate) enum KindView<'a> {
     Note {
         text: &'a str,
     },
+    UndoRequested {
+        data: bool,
+    },
+    Pruned {
+        what: &'a str,
+    },
 }
 
 impl Event {
@@ -245,6 +266,8 @@ impl Event {
             EventKind::UndoFinished => KindView::UndoFinished,
             EventKind::UndoFailed { error } => KindView::UndoFailed { error },
             EventKind::Note { text } => KindView::Note { text },
+            EventKind::UndoRequested { data } => KindView::UndoRequested { data: *data },
+            EventKind::Pruned { what } => KindView::Pruned { what },
         };
         EventView {
             run: self.run,
@@ -272,6 +295,8 @@ impl KindView<'_> {
             KindView::UndoFinished => "UndoFinished",
             KindView::UndoFailed { .. } => "UndoFailed",
             KindView::Note { .. } => "Note",
+            KindView::UndoRequested { .. } => "UndoRequested",
+            KindView::Pruned { .. } => "Pruned",
         }
     }
 
@@ -294,6 +319,7 @@ impl KindView<'_> {
                 | KindView::RunResumed { .. }
                 | KindView::RunPaused { .. }
                 | KindView::RunFinished { .. }
+                | KindView::UndoRequested { .. }
         )
     }
 

@@ -54,18 +54,23 @@
 //! for a step a crash cut short), anything after `UndoFinished`, and attempt numbers going
 //! backwards are all refused. Step events carry an attempt number of 1 or more.
 //!
-//! Shape: step events name a non-empty instance and step; run-level events name neither; a
-//! note may name an instance, or an instance and a step.
+//! Shape: step events name a non-empty instance and step; run-level events (`UndoRequested`
+//! among them) name neither; `Pruned` names a non-empty instance and no step; a note may name
+//! an instance, or an instance and a step.
 //!
 //! Per run:
 //! - `RunCreated` is the first event (sequence number 1), exactly once, and its header's id is
 //!   the run's id.
 //! - `RunPaused` sets the status to Paused, `RunResumed` to Running. While Running or Paused
 //!   any other event may follow (steps already in flight may end while the run is paused).
-//! - After `RunFinished { Succeeded | Failed }` only `RunResumed`, undo events, notes and a new
-//!   `RunFinished` may follow: a finished run can still be undone. `RunResumed` makes it
-//!   Running again (then anything may follow), and a new `RunFinished` closes it again.
-//! - Nothing at all follows `RunFinished { Undone }`.
+//! - After `RunFinished { Succeeded | Failed }` only `RunResumed`, undo events,
+//!   `UndoRequested`, `Pruned`, notes and a new `RunFinished` may follow: a finished run can
+//!   still be undone. `RunResumed` makes it Running again (then anything may follow), and a new
+//!   `RunFinished` closes it again.
+//! - Only notes and `Pruned` follow `RunFinished { Undone }`.
+//! - `Pruned` (something the undo needs is deleted for good) needs a finished run; once a run
+//!   has one, `UndoRequested` is refused. The latest `UndoRequested` is the run's
+//!   [`RunState::undo_requested`]; the deletions are [`RunState::pruned`].
 //!
 //! # Files
 //!
@@ -200,7 +205,7 @@ pub use event::{now_ms, short_id, Event, EventKind, Outcome, RunHeader, RunId};
 pub use import::import_ndjson;
 pub use reader::{Problem, Reader, RunFilter, RunSummary, Source, VerifyReport, WriterInfo};
 pub use recovery::rebuild_live_log;
-pub use state::{InstanceState, Replay, RunState, RunStatus, StepState, StepStatus};
+pub use state::{InstanceState, PrunedItem, Replay, RunState, RunStatus, StepState, StepStatus};
 pub use writer::{Journal, WriterOptions, WAIT_POLL, WRITER_WAIT};
 
 use std::path::PathBuf;

@@ -86,7 +86,7 @@ pub enum RunStatus {
     Succeeded,
     /// Finished with failures.
     Failed,
-    /// Finished and undone. Final: only notes (audit remarks) may follow.
+    /// Finished and undone. Final: only notes (audit remarks) and `Pruned` may follow.
     Undone,
 }
 
@@ -144,6 +144,25 @@ pub struct RunState {
     pub last_seq: u64,
     /// The texts of its notes, oldest first.
     pub notes: Vec<String>,
+    /// The latest undo asked for ([`EventKind::UndoRequested`]), if any: `Some(true)` with the
+    /// filesystems rolled back too.
+    ///
+    /// [`EventKind::UndoRequested`]: crate::EventKind::UndoRequested
+    pub undo_requested: Option<bool>,
+    /// What was deleted for good ([`EventKind::Pruned`]), oldest first. Once there is any, the
+    /// run cannot be undone.
+    ///
+    /// [`EventKind::Pruned`]: crate::EventKind::Pruned
+    pub pruned: Vec<PrunedItem>,
+}
+
+/// One deletion recorded by [`EventKind::Pruned`](crate::EventKind::Pruned).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrunedItem {
+    /// The instance it belonged to.
+    pub instance: String,
+    /// What was deleted.
+    pub what: String,
 }
 
 impl RunState {
@@ -216,6 +235,8 @@ impl Replay {
                 instances: Vec::new(),
                 last_seq: 1,
                 notes: Vec::new(),
+                undo_requested: None,
+                pruned: Vec::new(),
             },
             instance_index: FnvMap::default(),
             step_index: Vec::new(),
@@ -315,14 +336,20 @@ impl Replay {
                     ev.kind.name()
                 ));
             }
+        } else if let KindView::Pruned { .. } = ev.kind {
+            if ev.instance.is_none_or(str::is_empty) || ev.step.is_some() {
+                return Err("Pruned must name a non-empty instance and no step".into());
+            }
         } else if ev.step.is_some() && ev.instance.is_none() {
             return Err("a note naming a step must also name its instance".into());
         }
         // Run-level rules.
         match st.status {
-            RunStatus::Undone if !matches!(ev.kind, KindView::Note { .. }) => {
+            RunStatus::Undone
+                if !matches!(ev.kind, KindView::Note { .. } | KindView::Pruned { .. }) =>
+            {
                 return Err(format!(
-                    "{} after the run finished as undone: only notes may follow",
+                    "{} after the run finished as undone: only notes and Pruned may follow",
                     ev.kind.name()
                 ))
             }
@@ -333,17 +360,34 @@ impl Replay {
                     KindView::RunResumed { .. }
                         | KindView::RunFinished { .. }
                         | KindView::Note { .. }
+                        | KindView::UndoRequested { .. }
+                        | KindView::Pruned { .. }
                 ) || ev.kind.is_undo_event();
                 if !allowed {
                     return Err(format!(
-                        "{} after the run finished as {}: only RunResumed, undo events, notes \
-                         and a new RunFinished may follow",
+                        "{} after the run finished as {}: only RunResumed, undo events, \
+                         UndoRequested, Pruned, notes and a new RunFinished may follow",
                         ev.kind.name(),
                         st.status
                     ));
                 }
             }
+            // What a run in progress kept may still be needed by its own steps.
+            RunStatus::Running | RunStatus::Paused
+                if matches!(ev.kind, KindView::Pruned { .. }) =>
+            {
+                return Err(format!(
+                    "Pruned while the run is {}: only a finished run is pruned",
+                    st.status
+                ))
+            }
             RunStatus::Running | RunStatus::Paused => {}
+        }
+        if matches!(ev.kind, KindView::UndoRequested { .. }) && !st.pruned.is_empty() {
+            return Err(format!(
+                "UndoRequested after Pruned: what the undo would bring back is gone ({}: {})",
+                st.pruned[0].instance, st.pruned[0].what
+            ));
         }
         if !ev.kind.is_step_event() {
             return Ok(());
@@ -438,6 +482,17 @@ impl Replay {
                     self.instance_slot(i);
                 }
                 self.state.notes.push(text.to_string());
+            }
+            KindView::UndoRequested { data } => self.state.undo_requested = Some(*data),
+            KindView::Pruned { what } => {
+                let Some(instance) = ev.instance else {
+                    return Err("Pruned without instance".into());
+                };
+                self.instance_slot(instance);
+                self.state.pruned.push(PrunedItem {
+                    instance: instance.to_string(),
+                    what: what.to_string(),
+                });
             }
             kind => {
                 let (Some(instance), Some(step)) = (ev.instance, ev.step) else {
@@ -826,6 +881,132 @@ mod tests {
             outcome: Outcome::Failed,
         })
         .unwrap();
+    }
+
+    fn pruned(what: &str) -> EventKind {
+        EventKind::Pruned { what: what.into() }
+    }
+
+    /// The run-level table of `UndoRequested` and `Pruned` (with notes and `RunResumed` beside
+    /// them): for each place a run can be in, whether each is legal. A pruned run cannot be
+    /// asked to undo; a run in progress cannot be pruned; an undone one can.
+    #[test]
+    fn undo_requested_and_pruned_table() {
+        let finish = |outcome| EventKind::RunFinished { outcome };
+        let reach = |from: &str| -> R {
+            let mut r = at(Some(StepStatus::Succeeded));
+            let (status, pruned_too) = match from.strip_suffix(", pruned") {
+                Some(s) => (s, true),
+                None => (from, false),
+            };
+            match status {
+                "running" => {}
+                "paused" => r.run(EventKind::RunPaused { reason: "p".into() }).unwrap(),
+                "succeeded" => r.run(finish(Outcome::Succeeded)).unwrap(),
+                "failed" => r.run(finish(Outcome::Failed)).unwrap(),
+                "undone" => {
+                    r.step(1, EventKind::UndoStarted).unwrap();
+                    r.step(1, EventKind::UndoFinished).unwrap();
+                    r.run(finish(Outcome::Undone)).unwrap();
+                }
+                other => panic!("{other}"),
+            }
+            if pruned_too {
+                let e = r.ev(Some("a"), None, 0, pruned("deleted x"));
+                r.0.apply(&e).unwrap();
+            }
+            assert_eq!(r.0.state().status.as_str(), status);
+            r
+        };
+        // (from, UndoRequested, Pruned, Note, RunResumed)
+        let table: &[(&str, bool, bool, bool, bool)] = &[
+            ("running", true, false, true, true),
+            ("paused", true, false, true, true),
+            ("succeeded", true, true, true, true),
+            ("failed", true, true, true, true),
+            ("undone", false, true, true, false),
+            ("succeeded, pruned", false, true, true, true),
+            ("failed, pruned", false, true, true, true),
+            ("undone, pruned", false, true, true, false),
+        ];
+        for &(from, undo, prune, note, resume) in table {
+            let cases = [
+                (
+                    "UndoRequested",
+                    None,
+                    EventKind::UndoRequested { data: true },
+                    undo,
+                ),
+                ("Pruned", Some("b"), pruned("deleted y"), prune),
+                ("Note", None, EventKind::Note { text: "n".into() }, note),
+                ("RunResumed", None, EventKind::RunResumed { pid: 9 }, resume),
+            ];
+            for (name, instance, kind, legal) in cases {
+                let mut r = reach(from);
+                let before = r.0.state().clone();
+                let e = r.ev(instance, None, 0, kind);
+                let res = r.0.apply(&e);
+                assert_eq!(res.is_ok(), legal, "{name} after {from}: got {res:?}");
+                if res.is_err() {
+                    assert_eq!(r.0.state(), &before, "a refused event must change nothing");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn undo_requested_and_pruned_are_recorded_as_typed_fields() {
+        let mut r = at(Some(StepStatus::Succeeded));
+        assert_eq!(r.0.state().undo_requested, None);
+        // A note that reads like one of them is only a note.
+        r.run(EventKind::Note {
+            text: "undo requested with --data".into(),
+        })
+        .unwrap();
+        assert_eq!(r.0.state().undo_requested, None);
+        r.run(EventKind::UndoRequested { data: true }).unwrap();
+        assert_eq!(r.0.state().undo_requested, Some(true));
+        r.run(EventKind::UndoRequested { data: false }).unwrap();
+        assert_eq!(r.0.state().undo_requested, Some(false), "the latest counts");
+        r.run(EventKind::RunFinished {
+            outcome: Outcome::Succeeded,
+        })
+        .unwrap();
+        assert!(r.0.state().pruned.is_empty());
+        for (inst, what) in [("a", "deleted root"), ("z", "deleted snapshot")] {
+            let e = r.ev(Some(inst), None, 0, pruned(what));
+            r.0.apply(&e).unwrap();
+        }
+        let st = r.0.state();
+        let got: Vec<_> = st
+            .pruned
+            .iter()
+            .map(|p| (p.instance.as_str(), p.what.as_str()))
+            .collect();
+        assert_eq!(got, [("a", "deleted root"), ("z", "deleted snapshot")]);
+        assert!(
+            st.instance("z").is_some(),
+            "a pruned instance is an instance of the run"
+        );
+        assert_eq!(st.notes, ["undo requested with --data"]);
+    }
+
+    #[test]
+    fn undo_requested_and_pruned_shape() {
+        let mut r = at(Some(StepStatus::Succeeded));
+        r.run(EventKind::RunFinished {
+            outcome: Outcome::Succeeded,
+        })
+        .unwrap();
+        for (inst, step, kind) in [
+            (None, None, pruned("x")),
+            (Some(""), None, pruned("x")),
+            (Some("a"), Some("stop"), pruned("x")),
+            (Some("a"), None, EventKind::UndoRequested { data: false }),
+        ] {
+            let e = r.ev(inst, step, 0, kind);
+            assert!(r.0.apply(&e).is_err(), "{e:?} accepted");
+        }
     }
 
     #[test]

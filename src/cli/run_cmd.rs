@@ -601,8 +601,8 @@ pub async fn undo(args: UndoArgs, global: &Global) -> Result<ExitCode, CliError>
         }
         args.instances.clone()
     };
-    let note = spec::undo_note(args.data);
-    journal.append(run, None, None, 0, EventKind::Note { text: note.into() })?;
+    let asked = EventKind::UndoRequested { data: args.data };
+    journal.append(run, None, None, 0, asked)?;
     let retries = spec_of(&state)?.limits.retries;
     let lxd = connect(global).await?;
     let (report, state) = drive(
