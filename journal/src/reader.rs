@@ -570,7 +570,7 @@ pub(crate) fn verify_store(
         }
         let mut count = 0u64;
         let res = store::for_each_in_value(run, first, &v, &what, &mut |seq, bytes, _| {
-            let h = store::check_stored(&mut seen.chain, run, seq, bytes, &what)?;
+            let h = store::check_stored(&mut seen.chain, run, seq, bytes, &what)?.hash;
             seen.hashes.push(h);
             count += 1;
             Ok(())

@@ -4,7 +4,7 @@
 //! written) and re-checks every stored event on replay and `verify` (an illegal one there means
 //! the journal is corrupt). The rules are listed in the crate docs.
 
-use crate::event::{Event, EventView, KindView, Outcome, RunHeader, RunId};
+use crate::event::{Event, EventKind, Outcome, RunHeader, RunId};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -146,17 +146,13 @@ pub struct RunState {
     pub notes: Vec<String>,
     /// The latest undo asked for ([`EventKind::UndoRequested`]), if any: `Some(true)` with the
     /// filesystems rolled back too.
-    ///
-    /// [`EventKind::UndoRequested`]: crate::EventKind::UndoRequested
     pub undo_requested: Option<bool>,
     /// What was deleted for good ([`EventKind::Pruned`]), oldest first. Once there is any, the
     /// run cannot be undone.
-    ///
-    /// [`EventKind::Pruned`]: crate::EventKind::Pruned
     pub pruned: Vec<PrunedItem>,
 }
 
-/// One deletion recorded by [`EventKind::Pruned`](crate::EventKind::Pruned).
+/// One deletion recorded by [`EventKind::Pruned`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PrunedItem {
     /// The instance it belonged to.
@@ -200,12 +196,8 @@ impl Replay {
     /// Starts a replay from a run's first event, which must be `RunCreated` with sequence
     /// number 1 and the header's run id.
     pub fn new(first: &Event) -> Result<Replay, String> {
-        Self::new_view(&first.view())
-    }
-
-    pub(crate) fn new_view(first: &EventView<'_>) -> Result<Replay, String> {
         let header: &RunHeader = match &first.kind {
-            KindView::RunCreated(h) => h,
+            EventKind::RunCreated(h) => h,
             other => {
                 return Err(format!(
                     "a run must begin with RunCreated, not {}",
@@ -292,10 +284,6 @@ impl Replay {
 
     /// Checks `ev` against the rules without changing anything.
     pub fn check(&self, ev: &Event) -> Result<(), String> {
-        self.check_view(&ev.view())
-    }
-
-    pub(crate) fn check_view(&self, ev: &EventView<'_>) -> Result<(), String> {
         let st = &self.state;
         if ev.run != st.header.id {
             return Err(format!(
@@ -309,12 +297,12 @@ impl Replay {
                 ev.seq, st.last_seq
             ));
         }
-        if let KindView::RunCreated(_) = ev.kind {
+        if let EventKind::RunCreated(_) = ev.kind {
             return Err("RunCreated may only be the first event of a run".into());
         }
         // Shape: which events name an instance and a step.
         if ev.kind.is_step_event() {
-            match (ev.instance, ev.step) {
+            match (ev.instance.as_deref(), ev.step.as_deref()) {
                 (Some(i), Some(s)) if !i.is_empty() && !s.is_empty() => {}
                 _ => {
                     return Err(format!(
@@ -336,8 +324,8 @@ impl Replay {
                     ev.kind.name()
                 ));
             }
-        } else if let KindView::Pruned { .. } = ev.kind {
-            if ev.instance.is_none_or(str::is_empty) || ev.step.is_some() {
+        } else if let EventKind::Pruned { .. } = ev.kind {
+            if ev.instance.as_deref().is_none_or(str::is_empty) || ev.step.is_some() {
                 return Err("Pruned must name a non-empty instance and no step".into());
             }
         } else if ev.step.is_some() && ev.instance.is_none() {
@@ -346,7 +334,7 @@ impl Replay {
         // Run-level rules.
         match st.status {
             RunStatus::Undone
-                if !matches!(ev.kind, KindView::Note { .. } | KindView::Pruned { .. }) =>
+                if !matches!(ev.kind, EventKind::Note { .. } | EventKind::Pruned { .. }) =>
             {
                 return Err(format!(
                     "{} after the run finished as undone: only notes and Pruned may follow",
@@ -357,11 +345,11 @@ impl Replay {
             RunStatus::Succeeded | RunStatus::Failed => {
                 let allowed = matches!(
                     ev.kind,
-                    KindView::RunResumed { .. }
-                        | KindView::RunFinished { .. }
-                        | KindView::Note { .. }
-                        | KindView::UndoRequested { .. }
-                        | KindView::Pruned { .. }
+                    EventKind::RunResumed { .. }
+                        | EventKind::RunFinished { .. }
+                        | EventKind::Note { .. }
+                        | EventKind::UndoRequested { .. }
+                        | EventKind::Pruned { .. }
                 ) || ev.kind.is_undo_event();
                 if !allowed {
                     return Err(format!(
@@ -374,7 +362,7 @@ impl Replay {
             }
             // What a run in progress kept may still be needed by its own steps.
             RunStatus::Running | RunStatus::Paused
-                if matches!(ev.kind, KindView::Pruned { .. }) =>
+                if matches!(ev.kind, EventKind::Pruned { .. }) =>
             {
                 return Err(format!(
                     "Pruned while the run is {}: only a finished run is pruned",
@@ -383,7 +371,7 @@ impl Replay {
             }
             RunStatus::Running | RunStatus::Paused => {}
         }
-        if matches!(ev.kind, KindView::UndoRequested { .. }) && !st.pruned.is_empty() {
+        if matches!(ev.kind, EventKind::UndoRequested { .. }) && !st.pruned.is_empty() {
             return Err(format!(
                 "UndoRequested after Pruned: what the undo would bring back is gone ({}: {})",
                 st.pruned[0].instance, st.pruned[0].what
@@ -393,7 +381,7 @@ impl Replay {
             return Ok(());
         }
         // Step rules.
-        let (instance, step) = match (ev.instance, ev.step) {
+        let (instance, step) = match (ev.instance.as_deref(), ev.step.as_deref()) {
             (Some(i), Some(s)) => (i, s),
             _ => return Err("step event without instance or step".into()),
         };
@@ -406,13 +394,13 @@ impl Replay {
         };
         let Some(cur) = self.find_step(instance, step) else {
             return match ev.kind {
-                KindView::StepStarted => Ok(()),
+                EventKind::StepStarted => Ok(()),
                 _ => Err(format!("{}: the step never started", what())),
             };
         };
         let a = ev.attempt;
         let c = cur.attempt;
-        use KindView as K;
+        use EventKind as K;
         use StepStatus as S;
         let need = |ok: bool, rule: &str| -> Result<(), String> {
             if ok {
@@ -460,42 +448,39 @@ impl Replay {
 
     /// Checks `ev` and, if it is legal, folds it into the state.
     pub fn apply(&mut self, ev: &Event) -> Result<(), String> {
-        self.apply_view(&ev.view())
-    }
-
-    pub(crate) fn apply_view(&mut self, ev: &EventView<'_>) -> Result<(), String> {
-        self.check_view(ev)?;
+        self.check(ev)?;
         self.state.last_seq = ev.seq;
         match &ev.kind {
-            KindView::RunCreated(_) => {}
-            KindView::RunResumed { .. } => self.state.status = RunStatus::Running,
-            KindView::RunPaused { .. } => self.state.status = RunStatus::Paused,
-            KindView::RunFinished { outcome } => {
+            EventKind::RunCreated(_) => {}
+            EventKind::RunResumed { .. } => self.state.status = RunStatus::Running,
+            EventKind::RunPaused { .. } => self.state.status = RunStatus::Paused,
+            EventKind::RunFinished { outcome } => {
                 self.state.status = match outcome {
                     Outcome::Succeeded => RunStatus::Succeeded,
                     Outcome::Failed => RunStatus::Failed,
                     Outcome::Undone => RunStatus::Undone,
                 }
             }
-            KindView::Note { text } => {
-                if let Some(i) = ev.instance {
+            EventKind::Note { text } => {
+                if let Some(i) = ev.instance.as_deref() {
                     self.instance_slot(i);
                 }
-                self.state.notes.push(text.to_string());
+                self.state.notes.push(text.clone());
             }
-            KindView::UndoRequested { data } => self.state.undo_requested = Some(*data),
-            KindView::Pruned { what } => {
-                let Some(instance) = ev.instance else {
+            EventKind::UndoRequested { data } => self.state.undo_requested = Some(*data),
+            EventKind::Pruned { what } => {
+                let Some(instance) = ev.instance.as_deref() else {
                     return Err("Pruned without instance".into());
                 };
                 self.instance_slot(instance);
                 self.state.pruned.push(PrunedItem {
                     instance: instance.to_string(),
-                    what: what.to_string(),
+                    what: what.clone(),
                 });
             }
             kind => {
-                let (Some(instance), Some(step)) = (ev.instance, ev.step) else {
+                let (Some(instance), Some(step)) = (ev.instance.as_deref(), ev.step.as_deref())
+                else {
                     return Err("step event without instance or step".into());
                 };
                 let i = self.instance_slot(instance);
@@ -519,35 +504,35 @@ impl Replay {
                 let st = &mut self.state.instances[i].steps[s];
                 st.attempt = ev.attempt;
                 match kind {
-                    KindView::StepStarted => {
+                    EventKind::StepStarted => {
                         st.status = StepStatus::Started;
                         st.started_at_ms = ev.at_ms;
                         st.ended_at_ms = None;
                     }
-                    KindView::UndoStarted => {
+                    EventKind::UndoStarted => {
                         st.status = StepStatus::UndoStarted;
                         st.started_at_ms = ev.at_ms;
                         st.ended_at_ms = None;
                     }
-                    KindView::StepSucceeded { output } => {
+                    EventKind::StepSucceeded { output } => {
                         st.status = StepStatus::Succeeded;
-                        st.output = Some(output.to_string());
+                        st.output = Some(output.clone());
                         st.error = None;
                         st.ended_at_ms = Some(ev.at_ms);
                     }
-                    KindView::StepFailed { error } => {
+                    EventKind::StepFailed { error } => {
                         st.status = StepStatus::Failed;
-                        st.error = Some(error.to_string());
+                        st.error = Some(error.clone());
                         st.ended_at_ms = Some(ev.at_ms);
                     }
-                    KindView::UndoFinished => {
+                    EventKind::UndoFinished => {
                         st.status = StepStatus::UndoFinished;
                         st.error = None;
                         st.ended_at_ms = Some(ev.at_ms);
                     }
-                    KindView::UndoFailed { error } => {
+                    EventKind::UndoFailed { error } => {
                         st.status = StepStatus::UndoFailed;
-                        st.error = Some(error.to_string());
+                        st.error = Some(error.clone());
                         st.ended_at_ms = Some(ev.at_ms);
                     }
                     _ => {}

@@ -18,8 +18,8 @@
 //! - `meta`: `format` = the format version of the database (one byte); `clean_events` = the
 //!   number of events at the last clean close (removed while a writer has it open).
 
-use crate::codec::{self, DecodeError, Decoded, ViewDecoded};
-use crate::event::{EventView, RunHeader, RunId};
+use crate::codec::{self, DecodeError, Decoded};
+use crate::event::{RunHeader, RunId};
 use crate::state::{Replay, RunStatus};
 use crate::Error;
 use serde::{Deserialize, Serialize};
@@ -59,25 +59,7 @@ impl RunChain {
 
     /// Checks and folds the next event.
     pub fn push(&mut self, d: &Decoded) -> Result<(), String> {
-        self.push_view(&d.event.view(), d.prev, d.hash)
-    }
-
-    /// Starts with a run's first event, as a view.
-    pub fn start_view(d: &ViewDecoded<'_>) -> Result<RunChain, String> {
-        if d.prev != 0 {
-            return Err(format!(
-                "the first event carries previous hash {:016x}, expected 0",
-                d.prev
-            ));
-        }
-        Ok(RunChain {
-            replay: Replay::new_view(&d.event)?,
-            last_hash: d.hash,
-        })
-    }
-
-    /// Checks and folds the next event, as a view with its recorded previous hash and hash.
-    pub fn push_view(&mut self, ev: &EventView<'_>, prev: u64, hash: u64) -> Result<(), String> {
+        let (ev, prev) = (&d.event, d.prev);
         let last = self.replay.state().last_seq;
         if ev.seq != last + 1 {
             return Err(format!(
@@ -92,8 +74,8 @@ impl RunChain {
                 self.last_hash
             ));
         }
-        self.replay.apply_view(ev)?;
-        self.last_hash = hash;
+        self.replay.apply(ev)?;
+        self.last_hash = d.hash;
         Ok(())
     }
 }
@@ -106,18 +88,6 @@ pub(crate) fn decode_stored(
     what: &str,
 ) -> Result<Decoded, Error> {
     let d = codec::decode(bytes).map_err(|e| stored_error(run, seq, what, e))?;
-    check_place(run, seq, what, d.event.run, d.event.seq)?;
-    Ok(d)
-}
-
-/// Like [`decode_stored`], as a borrowed view.
-pub(crate) fn decode_stored_view<'a>(
-    run: RunId,
-    seq: u64,
-    bytes: &'a [u8],
-    what: &str,
-) -> Result<ViewDecoded<'a>, Error> {
-    let d = codec::decode_view(bytes).map_err(|e| stored_error(run, seq, what, e))?;
     check_place(run, seq, what, d.event.run, d.event.seq)?;
     Ok(d)
 }
@@ -156,22 +126,22 @@ fn check_place(
     Ok(())
 }
 
-/// Checks one stored record against the run's chain so far (starting it at the first), using
-/// the borrowed view. Returns the record's hash.
+/// Checks one stored record against the run's chain so far (starting it at the first).
+/// Returns the record, decoded.
 pub(crate) fn check_stored(
     chain: &mut Option<RunChain>,
     run: RunId,
     seq: u64,
     bytes: &[u8],
     what: &str,
-) -> Result<u64, Error> {
-    let d = decode_stored_view(run, seq, bytes, what)?;
+) -> Result<Decoded, Error> {
+    let d = decode_stored(run, seq, bytes, what)?;
     let res = match chain.as_mut() {
-        None => RunChain::start_view(&d).map(|c| *chain = Some(c)),
-        Some(c) => c.push_view(&d.event, d.prev, d.hash),
+        None => RunChain::start(&d).map(|c| *chain = Some(c)),
+        Some(c) => c.push(&d),
     };
     res.map_err(|detail| Error::corrupt(Some(run), Some(seq), format!("{what}: {detail}")))?;
-    Ok(d.hash)
+    Ok(d)
 }
 
 /// First byte of a compressed chunk value: `[0xc2][crc32 LE of the rest][raw deflate stream of
@@ -517,15 +487,10 @@ impl Store {
             .map(|chain| (out, chain)))
     }
 
-    /// Replays a run straight from the stored bytes, checking everything [`Store::read_run`]
-    /// checks, without building the events. `Ok(None)` if the run has no events.
+    /// Replays a run, checking everything [`Store::read_run`] checks, without keeping the
+    /// events. `Ok(None)` if the run has no events.
     pub fn replay_run(&self, run: RunId) -> Result<Option<RunChain>, Error> {
-        let what = self.what();
-        let mut chain: Option<RunChain> = None;
-        self.for_each_record(run, |seq, bytes, _| {
-            check_stored(&mut chain, run, seq, bytes, &what).map(|_| ())
-        })?;
-        Ok(chain)
+        self.fold_run(run, |_| {})
     }
 
     /// Like [`Store::read_run`], handing each checked event to `each` instead of keeping it.
@@ -537,15 +502,7 @@ impl Store {
         let what = self.what();
         let mut chain: Option<RunChain> = None;
         self.for_each_record(run, |seq, bytes, _| {
-            let d = decode_stored(run, seq, bytes, &what)?;
-            let res = match chain.as_mut() {
-                None => RunChain::start(&d).map(|c| chain = Some(c)),
-                Some(c) => c.push(&d),
-            };
-            res.map_err(|detail| {
-                Error::corrupt(Some(run), Some(seq), format!("{what}: {detail}"))
-            })?;
-            each(d);
+            each(check_stored(&mut chain, run, seq, bytes, &what)?);
             Ok(())
         })?;
         Ok(chain)

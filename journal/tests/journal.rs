@@ -346,24 +346,7 @@ fn a_second_writer_gets_locked_naming_pid_and_run() {
     drop(j);
 
     // From another process.
-    let mut child = Command::new(CHILD)
-        .args(["hold", dir.path().to_str().unwrap()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let held: RunId = line
-        .trim()
-        .strip_prefix("ready ")
-        .unwrap_or_else(|| panic!("child said {line:?}"))
-        .parse()
-        .unwrap();
+    let (mut child, held) = spawn_holder(dir.path());
     let err = Journal::open(dir.path()).unwrap_err();
     match &err {
         journal::Error::Locked { pid, run, .. } => {
