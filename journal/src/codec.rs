@@ -1,18 +1,6 @@
 //! Bytes: the versioned envelope around each stored event (in the database and, framed, in the
-//! live log), the hash chain, and the NDJSON lines of exports.
-//!
-//! The envelope (format version 1), as stored in the database:
-//!
-//! | bytes    | what                                                                   |
-//! |----------|------------------------------------------------------------------------|
-//! | 0        | format version (`1`)                                                   |
-//! | 1..9     | hash of the previous event of the same run, u64 little-endian (0 first) |
-//! | 9..13    | CRC-32 (IEEE) of bytes 0..9 followed by the payload, little-endian      |
-//! | 13..     | payload: the [`Event`] in bincode 2, `config::standard()` (varints, LE) |
-//!
-//! An event's hash, which the next event of its run carries, is the 64-bit FNV-1a hash of its
-//! whole envelope (so it covers the previous hash too: a chain). The CRC catches damaged bytes;
-//! the chain catches events lost, reordered or swapped between copies.
+//! live log), the hash chain, and the NDJSON lines of exports. The bytes themselves are
+//! described in `journal/FORMAT.md` ([`mod@crate::format`]); the tests below pin them.
 
 use crate::event::{Event, EventKind, RunId};
 use crate::Error;
@@ -518,8 +506,8 @@ mod tests {
         );
     }
 
-    /// The kinds added after the first release candidates sit at the end of the enum, so the
-    /// bytes of every older kind stay as pinned above; these pin the new ones.
+    /// The newest kinds sit at the end of the enum, so the bytes of every older kind stay as
+    /// pinned above; these pin the new ones.
     #[test]
     fn undo_requested_and_pruned_bytes_are_pinned() {
         let ev = |instance: Option<&str>, kind| Event {

@@ -1,8 +1,8 @@
 //! What the journal records: a run's header and the ordered events of a run.
 //!
-//! These types are plain data. Their serde shape is part of the on-disk format (see the crate
-//! docs): changing a field, its type or the order of fields or variants changes the bytes and
-//! needs a new format version.
+//! These types are plain data. Their serde shape is part of the on-disk format (see
+//! `journal/FORMAT.md`): changing a field, its type or the order of fields or variants changes
+//! the bytes and needs a new format version; a new kind goes at the end of [`EventKind`].
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;

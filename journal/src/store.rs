@@ -1,22 +1,6 @@
-//! The sled database of a journal (`<dir>/db`) and the checks every stored run passes.
-//!
-//! Trees:
-//! - `events`: key = run id (16 bytes) + sequence number (u64 big-endian); value = the event's
-//!   envelope (see [`crate::codec`]), or a chunk of [`CHUNK_EVENTS`] consecutive events keyed by
-//!   the first: `[0xc2][crc32]` + deflate(`[count: u16 LE]([length: u32 LE][envelope])*`)
-//!   (`0xc1`, an uncompressed chunk of development builds, is not read: it fails as an
-//!   unknown format version).
-//!   A writer stores each event under its own key and packs full groups into chunks in one
-//!   atomic sled batch: sled spends a few hundred bytes of its own per key and iterates keys
-//!   slowly, so chunks make the database several times smaller and replay faster. Both
-//!   tags are above any format version, so an older reader meets a chunk with a clear
-//!   "newer format" error.
-//! - `runs`: key = run id; value = a small checksummed record of the run's header and status,
-//!   rewritten at each run-level event. It is an index: replaying the run's events rebuilds it.
-//! - `instances`: key = instance name length (u16 big-endian) + name + run id; empty value. One
-//!   entry per (instance, run), for an instance's history.
-//! - `meta`: `format` = the format version of the database (one byte); `clean_events` = the
-//!   number of events at the last clean close (removed while a writer has it open).
+//! The sled database of a journal (`<dir>/db`) and the checks every stored run passes. Its trees
+//! (`events` with its chunks of [`CHUNK_EVENTS`], `runs`, `instances`, `meta`) are described in
+//! `journal/FORMAT.md` ([`mod@crate::format`]).
 
 use crate::codec::{self, DecodeError, Decoded};
 use crate::event::{RunHeader, RunId};
