@@ -281,11 +281,7 @@ impl LogSnapshot {
             if entry.problem.is_some() {
                 continue;
             }
-            let res = match entry.chain.as_mut() {
-                None => RunChain::start(&d).map(|c| entry.chain = Some(c)),
-                Some(c) => c.push(&d),
-            };
-            match res {
+            match RunChain::feed(&mut entry.chain, &d) {
                 Ok(()) => {
                     entry.events.push(d);
                     snap.events += 1;

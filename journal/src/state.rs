@@ -91,11 +91,6 @@ pub enum RunStatus {
 }
 
 impl RunStatus {
-    /// True for Running and Paused: the run has not reached a `RunFinished`.
-    pub fn is_unfinished(self) -> bool {
-        matches!(self, RunStatus::Running | RunStatus::Paused)
-    }
-
     /// The lower-case word used in tables and filters ("running", "undone", ...).
     pub fn as_str(self) -> &'static str {
         match self {

@@ -41,6 +41,14 @@ impl RunChain {
         })
     }
 
+    /// Starts `chain` with `d` if it has not started, else checks and folds `d` into it.
+    pub fn feed(chain: &mut Option<RunChain>, d: &Decoded) -> Result<(), String> {
+        match chain {
+            None => RunChain::start(d).map(|c| *chain = Some(c)),
+            Some(c) => c.push(d),
+        }
+    }
+
     /// Checks and folds the next event.
     pub fn push(&mut self, d: &Decoded) -> Result<(), String> {
         let (ev, prev) = (&d.event, d.prev);
@@ -120,11 +128,8 @@ pub(crate) fn check_stored(
     what: &str,
 ) -> Result<Decoded, Error> {
     let d = decode_stored(run, seq, bytes, what)?;
-    let res = match chain.as_mut() {
-        None => RunChain::start(&d).map(|c| *chain = Some(c)),
-        Some(c) => c.push(&d),
-    };
-    res.map_err(|detail| Error::corrupt(Some(run), Some(seq), format!("{what}: {detail}")))?;
+    RunChain::feed(chain, &d)
+        .map_err(|detail| Error::corrupt(Some(run), Some(seq), format!("{what}: {detail}")))?;
     Ok(d)
 }
 
@@ -450,13 +455,7 @@ impl Store {
         let _reading = self.reading();
         for kv in self.raw_events(run) {
             let (k, v) = kv?;
-            let Some((_, first)) = codec::split_event_key(&k) else {
-                return Err(Error::corrupt(
-                    Some(run),
-                    None,
-                    format!("{what}: bad event key"),
-                ));
-            };
+            let first = seq_of_key(run, &k, &what)?;
             for_each_in_value(run, first, &v, &what, &mut each)?;
         }
         Ok(())
@@ -499,13 +498,7 @@ impl Store {
         match self.raw_events(run).next_back().transpose()? {
             None => Ok(None),
             Some((k, v)) => {
-                let Some((_, first)) = codec::split_event_key(&k) else {
-                    return Err(Error::corrupt(
-                        Some(run),
-                        None,
-                        format!("{what}: bad event key"),
-                    ));
-                };
+                let first = seq_of_key(run, &k, &what)?;
                 let mut last = None;
                 for_each_in_value(run, first, &v, &what, &mut |seq, bytes, _| {
                     last = Some((seq, bytes.to_vec()));
@@ -530,13 +523,7 @@ impl Store {
             if is_chunk(&v) {
                 break;
             }
-            let Some((_, seq)) = codec::split_event_key(&k) else {
-                return Err(Error::corrupt(
-                    Some(run),
-                    None,
-                    format!("{what}: bad event key"),
-                ));
-            };
+            let seq = seq_of_key(run, &k, &what)?;
             out.push((seq, v.to_vec()));
         }
         out.reverse();
@@ -586,6 +573,13 @@ impl Store {
         self.db.flush()?;
         Ok(())
     }
+}
+
+/// The sequence number in an `events` key of `run` (`what` names the database).
+fn seq_of_key(run: RunId, key: &[u8], what: &str) -> Result<u64, Error> {
+    codec::split_event_key(key)
+        .map(|(_, seq)| seq)
+        .ok_or_else(|| Error::corrupt(Some(run), None, format!("{what}: bad event key")))
 }
 
 /// Key of the `instances` tree; with `run = None`, the prefix of all runs of the instance.
