@@ -1138,6 +1138,36 @@ mod tests {
     }
 
     #[test]
+    fn show_prints_notes_the_undo_asked_for_and_what_was_pruned() {
+        let f = Fixture::new();
+        let run = f.run("rebuild", &["web-1"]);
+        f.ok(run, "web-1", &["preflight"], 0);
+        f.finish(run, Outcome::Succeeded);
+        let text = run_detail(&f.j.replay(run).unwrap(), &InstanceFilter::default()).unwrap();
+        assert!(
+            !text.contains("undo requested") && !text.contains("pruned"),
+            "{text}"
+        );
+        let note = EventKind::Note {
+            text: "checked by hand".into(),
+        };
+        f.j.append(run, None, None, 0, note).unwrap();
+        f.j.append(run, None, None, 0, EventKind::UndoRequested { data: true })
+            .unwrap();
+        let what = "deleted snapshot zfs dataset p/web-1@reroot-1".to_string();
+        f.j.append(run, Some("web-1"), None, 0, EventKind::Pruned { what })
+            .unwrap();
+        let text = run_detail(&f.j.replay(run).unwrap(), &InstanceFilter::default()).unwrap();
+        assert!(
+            text.ends_with(
+                "note: checked by hand\nundo requested with --data\n\
+                 pruned web-1: deleted snapshot zfs dataset p/web-1@reroot-1\n"
+            ),
+            "{text}"
+        );
+    }
+
+    #[test]
     fn show_prints_the_overview_then_the_selected_instances() {
         let f = Fixture::new();
         let state = six(&f);
