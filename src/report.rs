@@ -291,7 +291,7 @@ impl RunFacts {
                 .ok()
                 .map(|kind| kind.pipeline().iter().map(|s| s.name()).collect()),
             status: state.status,
-            undo_requested: crate::run::spec::undo_requested(state).is_some(),
+            undo_requested: state.undo_requested.is_some(),
         }
     }
 }
@@ -580,6 +580,13 @@ pub fn run_detail(state: &RunState, filter: &InstanceFilter) -> Result<String, S
     }
     for note in &state.notes {
         let _ = writeln!(out, "note: {note}");
+    }
+    if let Some(data) = state.undo_requested {
+        let with = if data { " with --data" } else { "" };
+        let _ = writeln!(out, "undo requested{with}");
+    }
+    for p in &state.pruned {
+        let _ = writeln!(out, "pruned {}: {}", p.instance, p.what);
     }
     Ok(out)
 }
@@ -1039,8 +1046,7 @@ mod tests {
         for undo_requested in [false, true] {
             let run = f.run("rebuild", &refs);
             if undo_requested {
-                let text = "undo requested with --data".to_string();
-                f.j.append(run, None, None, 0, EventKind::Note { text })
+                f.j.append(run, None, None, 0, EventKind::UndoRequested { data: true })
                     .unwrap();
             }
             for ((_, write, _), name) in cases.iter().zip(&names) {
@@ -1049,7 +1055,7 @@ mod tests {
             let state = f.j.replay(run).unwrap();
             let results = instance_results(&state);
             for ((what, _, want), (inst, got)) in cases.iter().zip(&results) {
-                // The journal records a revert like an undo: only the undo's note tells them
+                // The journal records a revert like an undo: only the undo request tells them
                 // apart.
                 let want = match want {
                     Reverted if undo_requested => Undone,
@@ -1129,6 +1135,36 @@ mod tests {
         let run = empty.run("snapshot", &["t"]);
         let o = overview(&empty.j.replay(run).unwrap());
         assert_eq!((o.downtime_ms, o.wall_time_ms), (None, None));
+    }
+
+    #[test]
+    fn show_prints_notes_the_undo_asked_for_and_what_was_pruned() {
+        let f = Fixture::new();
+        let run = f.run("rebuild", &["web-1"]);
+        f.ok(run, "web-1", &["preflight"], 0);
+        f.finish(run, Outcome::Succeeded);
+        let text = run_detail(&f.j.replay(run).unwrap(), &InstanceFilter::default()).unwrap();
+        assert!(
+            !text.contains("undo requested") && !text.contains("pruned"),
+            "{text}"
+        );
+        let note = EventKind::Note {
+            text: "checked by hand".into(),
+        };
+        f.j.append(run, None, None, 0, note).unwrap();
+        f.j.append(run, None, None, 0, EventKind::UndoRequested { data: true })
+            .unwrap();
+        let what = "deleted snapshot zfs dataset p/web-1@reroot-1".to_string();
+        f.j.append(run, Some("web-1"), None, 0, EventKind::Pruned { what })
+            .unwrap();
+        let text = run_detail(&f.j.replay(run).unwrap(), &InstanceFilter::default()).unwrap();
+        assert!(
+            text.ends_with(
+                "note: checked by hand\nundo requested with --data\n\
+                 pruned web-1: deleted snapshot zfs dataset p/web-1@reroot-1\n"
+            ),
+            "{text}"
+        );
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! What the journal records: a run's header and the ordered events of a run.
 //!
-//! These types are plain data. Their serde shape is part of the on-disk format (see the crate
-//! docs): changing a field, its type or the order of fields or variants changes the bytes and
-//! needs a new format version.
+//! These types are plain data. Their serde shape is part of the on-disk format (see
+//! `journal/FORMAT.md`): changing a field, its type or the order of fields or variants changes
+//! the bytes and needs a new format version; a new kind goes at the end of [`EventKind`].
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -51,7 +51,7 @@ pub enum Outcome {
     Succeeded,
     /// The run stopped with failures; its completed steps can still be undone.
     Failed,
-    /// The run's steps were undone. Nothing may follow.
+    /// The run's steps were undone. Only notes and `Pruned` may follow.
     Undone,
 }
 
@@ -101,6 +101,18 @@ pub enum EventKind {
         /// The note.
         text: String,
     },
+    /// Someone asked for the run to be undone (`reroot undo`); a resume after a crash goes on
+    /// undoing. The latest one counts ([`crate::RunState::undo_requested`]).
+    UndoRequested {
+        /// Roll the filesystems back too (`--data`).
+        data: bool,
+    },
+    /// Something the run kept so that it could be undone was deleted for good; the event names
+    /// the instance. The run can no longer be undone ([`crate::RunState::pruned`]).
+    Pruned {
+        /// What was deleted, for people: "deleted retired root web-old-0f8c1e5a".
+        what: String,
+    },
 }
 
 impl EventKind {
@@ -118,6 +130,8 @@ impl EventKind {
             EventKind::UndoFinished => "UndoFinished",
             EventKind::UndoFailed { .. } => "UndoFailed",
             EventKind::Note { .. } => "Note",
+            EventKind::UndoRequested { .. } => "UndoRequested",
+            EventKind::Pruned { .. } => "Pruned",
         }
     }
 
@@ -142,6 +156,7 @@ impl EventKind {
                 | EventKind::RunResumed { .. }
                 | EventKind::RunPaused { .. }
                 | EventKind::RunFinished { .. }
+                | EventKind::UndoRequested { .. }
         )
     }
 
@@ -178,129 +193,5 @@ pub fn now_ms() -> i64 {
     match std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
         Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
         Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
-    }
-}
-
-/// A borrowed view of an [`Event`]: what replay reads. Decoded straight from stored bytes
-/// without copying strings (see [`crate::codec::decode_view`]); its serde shape mirrors
-/// [`Event`] exactly, so both decode the same bytes.
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) struct EventView<'a> {
-    pub run: RunId,
-    pub seq: u64,
-    #[serde(borrow)]
-    pub instance: Option<&'a str>,
-    #[serde(borrow)]
-    pub step: Option<&'a str>,
-    pub attempt: u32,
-    pub at_ms: i64,
-    #[serde(borrow)]
-    pub kind: KindView<'a>,
-}
-
-/// [`EventKind`], borrowed. Same variants in the same order (the order is the encoding).
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) enum KindView<'a> {
-    RunCreated(std::borrow::Cow<'a, RunHeader>),
-    RunResumed {
-        #[allow(dead_code)]
-        pid: u32,
-    },
-    RunPaused {
-        #[allow(dead_code)]
-        reason: &'a str,
-    },
-    RunFinished {
-        outcome: Outcome,
-    },
-    StepStarted,
-    StepSucceeded {
-        output: &'a str,
-    },
-    StepFailed {
-        error: &'a str,
-    },
-    UndoStarted,
-    UndoFinished,
-    UndoFailed {
-        error: &'a str,
-    },
-    Note {
-        text: &'a str,
-    },
-}
-
-impl Event {
-    /// The borrowed view replay works on.
-    pub(crate) fn view(&self) -> EventView<'_> {
-        let kind = match &self.kind {
-            EventKind::RunCreated(h) => KindView::RunCreated(std::borrow::Cow::Borrowed(h)),
-            EventKind::RunResumed { pid } => KindView::RunResumed { pid: *pid },
-            EventKind::RunPaused { reason } => KindView::RunPaused { reason },
-            EventKind::RunFinished { outcome } => KindView::RunFinished { outcome: *outcome },
-            EventKind::StepStarted => KindView::StepStarted,
-            EventKind::StepSucceeded { output } => KindView::StepSucceeded { output },
-            EventKind::StepFailed { error } => KindView::StepFailed { error },
-            EventKind::UndoStarted => KindView::UndoStarted,
-            EventKind::UndoFinished => KindView::UndoFinished,
-            EventKind::UndoFailed { error } => KindView::UndoFailed { error },
-            EventKind::Note { text } => KindView::Note { text },
-        };
-        EventView {
-            run: self.run,
-            seq: self.seq,
-            instance: self.instance.as_deref(),
-            step: self.step.as_deref(),
-            attempt: self.attempt,
-            at_ms: self.at_ms,
-            kind,
-        }
-    }
-}
-
-impl KindView<'_> {
-    pub(crate) fn name(&self) -> &'static str {
-        match self {
-            KindView::RunCreated(_) => "RunCreated",
-            KindView::RunResumed { .. } => "RunResumed",
-            KindView::RunPaused { .. } => "RunPaused",
-            KindView::RunFinished { .. } => "RunFinished",
-            KindView::StepStarted => "StepStarted",
-            KindView::StepSucceeded { .. } => "StepSucceeded",
-            KindView::StepFailed { .. } => "StepFailed",
-            KindView::UndoStarted => "UndoStarted",
-            KindView::UndoFinished => "UndoFinished",
-            KindView::UndoFailed { .. } => "UndoFailed",
-            KindView::Note { .. } => "Note",
-        }
-    }
-
-    pub(crate) fn is_step_event(&self) -> bool {
-        matches!(
-            self,
-            KindView::StepStarted
-                | KindView::StepSucceeded { .. }
-                | KindView::StepFailed { .. }
-                | KindView::UndoStarted
-                | KindView::UndoFinished
-                | KindView::UndoFailed { .. }
-        )
-    }
-
-    pub(crate) fn is_run_event(&self) -> bool {
-        matches!(
-            self,
-            KindView::RunCreated(_)
-                | KindView::RunResumed { .. }
-                | KindView::RunPaused { .. }
-                | KindView::RunFinished { .. }
-        )
-    }
-
-    pub(crate) fn is_undo_event(&self) -> bool {
-        matches!(
-            self,
-            KindView::UndoStarted | KindView::UndoFinished | KindView::UndoFailed { .. }
-        )
     }
 }

@@ -87,7 +87,7 @@ pub(crate) fn read_input(input: &mut dyn BufRead) -> Result<ImportInput, Error> 
             no += 1;
             let text = line.trim_end_matches(['\n', '\r']);
             if no == 1 {
-                NdjsonHeader::parse(text, "import input", false).map_err(|e| match e {
+                NdjsonHeader::parse(text, "import input").map_err(|e| match e {
                     Error::Corrupt { detail, .. } => Error::InvalidInput { detail },
                     other => other,
                 })?;
@@ -96,7 +96,7 @@ pub(crate) fn read_input(input: &mut dyn BufRead) -> Result<ImportInput, Error> 
             if text.trim().is_empty() {
                 continue;
             }
-            let (d, bytes) = codec::parse_line(text, false).map_err(|d| bad(no, d))?;
+            let (d, bytes) = codec::parse_line(text).map_err(|d| bad(no, d))?;
             add(no, d, bytes);
         }
         if no == 0 {

@@ -1,13 +1,6 @@
-//! The journal directory: the names of what it holds, the clean-close marker, and the one way
-//! a change of the directory itself is made durable. Every other module names files through
-//! here, so the layout is written down once:
-//!
-//! - `db/`: the sled database ([`crate::store`]);
-//! - `events.log`: the live log ([`crate::livelog`]);
-//! - `lock`: the writer lock ([`crate::lock`]);
-//! - `clean`: present only after a clean close ([`CleanMark`]);
-//! - `db.damaged/`: a database sled could not open after a crash, moved aside before it was
-//!   rebuilt from the live log.
+//! The journal directory: the names of what it holds (listed in `journal/FORMAT.md`,
+//! [`mod@crate::format`]), the clean-close marker, and the one way a change of the directory
+//! itself is made durable. Every other module names files through here.
 
 use std::fs::File;
 use std::path::Path;

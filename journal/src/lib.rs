@@ -54,85 +54,32 @@
 //! for a step a crash cut short), anything after `UndoFinished`, and attempt numbers going
 //! backwards are all refused. Step events carry an attempt number of 1 or more.
 //!
-//! Shape: step events name a non-empty instance and step; run-level events name neither; a
-//! note may name an instance, or an instance and a step.
+//! Shape: step events name a non-empty instance and step; run-level events (`UndoRequested`
+//! among them) name neither; `Pruned` names a non-empty instance and no step; a note may name
+//! an instance, or an instance and a step.
 //!
 //! Per run:
 //! - `RunCreated` is the first event (sequence number 1), exactly once, and its header's id is
 //!   the run's id.
 //! - `RunPaused` sets the status to Paused, `RunResumed` to Running. While Running or Paused
 //!   any other event may follow (steps already in flight may end while the run is paused).
-//! - After `RunFinished { Succeeded | Failed }` only `RunResumed`, undo events, notes and a new
-//!   `RunFinished` may follow: a finished run can still be undone. `RunResumed` makes it
-//!   Running again (then anything may follow), and a new `RunFinished` closes it again.
-//! - Nothing at all follows `RunFinished { Undone }`.
+//! - After `RunFinished { Succeeded | Failed }` only `RunResumed`, undo events,
+//!   `UndoRequested`, `Pruned`, notes and a new `RunFinished` may follow: a finished run can
+//!   still be undone. `RunResumed` makes it Running again (then anything may follow), and a new
+//!   `RunFinished` closes it again.
+//! - Only notes and `Pruned` follow `RunFinished { Undone }`.
+//! - `Pruned` (something the undo needs is deleted for good) needs a finished run; once a run
+//!   has one, `UndoRequested` is refused. The latest `UndoRequested` is the run's
+//!   [`RunState::undo_requested`]; the deletions are [`RunState::pruned`].
 //!
-//! # Files
+//! # Files and bytes
 //!
-//! A journal is a directory:
-//! - `db/`: the sled 0.34 database (see "Storage layout" below);
-//! - `events.log`: the live log, every event's envelope in a small binary file (see "Live log"
-//!   below);
-//! - `lock`: the writer lock (`flock`), holding the holder's pid, role and current run;
-//! - `clean`: present only after a clean close: the live log's length and the number of events
-//!   then;
-//! - `db.damaged/`: only after sled could not open its database after a crash (see below).
-//!
-//! ## Encoding
-//!
-//! Each event is stored in a versioned envelope (format version 1):
-//! `[version: u8][previous event's hash: u64 LE][CRC-32 of version, hash and payload: u32 LE]
-//! [payload]`, where the payload is the [`Event`] in bincode 2 with `config::standard()`
-//! (variable-length integers, little-endian), pinned in [`codec`]. An event's hash is the
-//! 64-bit FNV-1a of its whole envelope, and the next event of the run carries it: a hash chain
-//! (FNV-1a: a few lines, no dependency, fixed forever by its definition; it guards against
-//! accidents, not attackers). A reader meeting a newer version fails with
-//! [`Error::NewerFormat`]. Unit tests pin the exact bytes of sample events.
-//!
-//! ## Storage layout
-//!
-//! - `events`: key = run id (16 bytes) + sequence number (u64 big-endian), value = envelope,
-//!   or a chunk of 32 consecutive envelopes keyed by the first (a writer packs each full group
-//!   in one atomic batch: sled's own cost per key is a few hundred bytes); a chunk is
-//!   deflate-compressed behind a CRC-32 (events of one run repeat their ids and names, so it
-//!   shrinks by half or more);
-//! - `runs`: key = run id, value = checksummed header and status (rewritten on run-level
-//!   events; an index that replay can rebuild);
-//! - `instances`: key = name length (u16 BE) + instance name + run id: which runs touch an
-//!   instance;
-//! - `meta`: `format` = the database's format version.
-//!
-//! ## Live log
-//!
-//! A 16-byte file header (magic `RRJLOG\r\n`, live-log format version 2 as u32 LE, CRC-32 of
-//! those 12 bytes), then one record per event in the order events were recorded (runs
-//! interleaved): `[envelope length: u32 LE][CRC-32 of those 4 bytes: u32 LE][envelope]`. The
-//! envelope is byte for byte what the database stores, so the live log carries the same
-//! checksums and hash chains, and copying an event between the two copies is copying bytes.
-//! The length's own checksum tells a damaged length from a record still being written: a
-//! record longer than the rest of the file, or bytes from which no intact record starts, are an
-//! unfinished end; anything else that fails a check is damage. Pinned in [`codec`]'s and the
-//! live log's unit tests. The live log is about a third of the size of the NDJSON it replaced
-//! (under 80 against about 210 bytes per event in the benchmark), which keeps both copies
-//! together under 300 bytes per event.
-//!
-//! Formats that only development builds wrote (an NDJSON live log, uncompressed chunks) are
-//! not read: nothing was released in them. A format changes by a new version byte, never by
-//! editing what a version means.
-//!
-//! ## NDJSON
-//!
-//! NDJSON is the export and import format ([`Reader::export_ndjson`], [`import_ndjson`]),
-//! produced on demand from the events. ([`import_ndjson`] also takes a copy of a binary live
-//! log, recognised by its magic bytes.)
-//!
-//! Line 1 is a header object `{"format":"reroot-journal","version":1,"scope":..,"run":..,
-//! "written_at_ms":..,"crc":..}` (scope `journal` or `run`; `live-log` was the scope of the
-//! old NDJSON live log). Every other line is an event: its fields (`instance` and `step` left
-//! out when absent), then `prev` (16 hex digits) and `crc` (8 hex digits) of its envelope, so a
-//! reader rebuilds the envelope from the JSON and checks the CRC and the chain. An export lists
-//! runs oldest first, each run's events in order. Imports accept any JSON with the right
-//! checksums.
+//! A journal is a directory: the sled database `db/`, the live log `events.log` (every event
+//! again, readable while the writer holds the database), the `lock` file and, after a clean
+//! close, `clean`. Each event is stored in a versioned envelope with a CRC and the hash of the
+//! run's previous event (a hash chain), byte for byte the same in both copies. NDJSON is the
+//! export and import format ([`Reader::export_ndjson`], [`import_ndjson`]). Every byte of all
+//! of this is described in one place, `journal/FORMAT.md` (also the docs of [`mod@format`]).
 //!
 //! # Durability and group commit
 //!
@@ -186,6 +133,8 @@
 
 pub mod codec;
 pub mod event;
+#[doc = include_str!("../FORMAT.md")]
+pub mod format {}
 mod import;
 mod layout;
 mod livelog;
@@ -200,7 +149,7 @@ pub use event::{now_ms, short_id, Event, EventKind, Outcome, RunHeader, RunId};
 pub use import::import_ndjson;
 pub use reader::{Problem, Reader, RunFilter, RunSummary, Source, VerifyReport, WriterInfo};
 pub use recovery::rebuild_live_log;
-pub use state::{InstanceState, Replay, RunState, RunStatus, StepState, StepStatus};
+pub use state::{InstanceState, PrunedItem, Replay, RunState, RunStatus, StepState, StepStatus};
 pub use writer::{Journal, WriterOptions, WAIT_POLL, WRITER_WAIT};
 
 use std::path::PathBuf;

@@ -5,19 +5,8 @@
 //! It lets another process read the journal while the writer holds the database (sled admits one
 //! process), and it is a second copy the writer reconciles with the database after a crash.
 //!
-//! Layout (live-log format version 2; version 1 was a development format, never released):
-//!
-//! | bytes     | what                                                                  |
-//! |-----------|-----------------------------------------------------------------------|
-//! | 0..8      | magic `RRJLOG\r\n`                                                   |
-//! | 8..12     | live-log format version, u32 LE (`2`)                                 |
-//! | 12..16    | CRC-32 of bytes 0..12, LE                                             |
-//! | then, per event: | `[length: u32 LE][CRC-32 of the 4 length bytes: u32 LE][envelope]` |
-//!
-//! The envelope is byte for byte what the database stores (see [`crate::codec`]: format
-//! version, previous hash, CRC, payload), so each record carries its own checksum and the run's
-//! hash chain. The length's own checksum tells a damaged length from a record still being
-//! written, and lets a reader find the next record after damage.
+//! Its bytes (file header, then one framed envelope per event) are described in
+//! `journal/FORMAT.md` ([`mod@crate::format`]).
 //!
 //! A reader verifies every record (checksum, hash chain, sequence numbers, transitions). Only an
 //! unfinished end is tolerated, as a write in progress or cut short by a crash: a record longer
@@ -292,11 +281,7 @@ impl LogSnapshot {
             if entry.problem.is_some() {
                 continue;
             }
-            let res = match entry.chain.as_mut() {
-                None => RunChain::start(&d).map(|c| entry.chain = Some(c)),
-                Some(c) => c.push(&d),
-            };
-            match res {
+            match RunChain::feed(&mut entry.chain, &d) {
                 Ok(()) => {
                     entry.events.push(d);
                     snap.events += 1;

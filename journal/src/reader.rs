@@ -405,7 +405,8 @@ impl Reader {
     }
 
     /// An instance's history across all runs, oldest run first: the events naming the instance,
-    /// and the run-level events (created, paused, resumed, finished) of the runs that target it.
+    /// and the run-level events (created, paused, resumed, finished, undo requested) of the runs
+    /// that target it.
     pub fn instance_history(&self, instance: &str) -> Result<Vec<Event>, Error> {
         let mut runs: Vec<(i64, RunId)> = Vec::new();
         for id in self.runs_touching(instance)? {
@@ -569,7 +570,7 @@ pub(crate) fn verify_store(
         }
         let mut count = 0u64;
         let res = store::for_each_in_value(run, first, &v, &what, &mut |seq, bytes, _| {
-            let h = store::check_stored(&mut seen.chain, run, seq, bytes, &what)?;
+            let h = store::check_stored(&mut seen.chain, run, seq, bytes, &what)?.hash;
             seen.hashes.push(h);
             count += 1;
             Ok(())

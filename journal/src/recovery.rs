@@ -55,17 +55,12 @@ pub(crate) fn reconcile(dir: &Path, store: &Store) -> Result<(u64, Vec<String>),
             ));
         };
         crate::store::for_each_in_value(run, first, &v, &what, &mut |seq, bytes, _| {
-            let d = crate::store::decode_stored_view(run, seq, bytes, &what)?;
+            let d = crate::store::decode_stored(run, seq, bytes, &what)?;
             let fail = |e: String| Error::corrupt(Some(run), Some(seq), format!("{what}: {e}"));
             match runs.get_mut(&run) {
-                None => begin(
-                    &mut runs,
-                    run,
-                    RunChain::start_view(&d).map_err(fail)?,
-                    d.hash,
-                ),
+                None => begin(&mut runs, run, RunChain::start(&d).map_err(fail)?, d.hash),
                 Some(s) => {
-                    s.chain.push_view(&d.event, d.prev, d.hash).map_err(fail)?;
+                    s.chain.push(&d).map_err(fail)?;
                     s.hashes.push(d.hash);
                 }
             }

@@ -4,7 +4,7 @@
 //! written) and re-checks every stored event on replay and `verify` (an illegal one there means
 //! the journal is corrupt). The rules are listed in the crate docs.
 
-use crate::event::{Event, EventView, KindView, Outcome, RunHeader, RunId};
+use crate::event::{Event, EventKind, Outcome, RunHeader, RunId};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -86,16 +86,11 @@ pub enum RunStatus {
     Succeeded,
     /// Finished with failures.
     Failed,
-    /// Finished and undone. Final: only notes (audit remarks) may follow.
+    /// Finished and undone. Final: only notes (audit remarks) and `Pruned` may follow.
     Undone,
 }
 
 impl RunStatus {
-    /// True for Running and Paused: the run has not reached a `RunFinished`.
-    pub fn is_unfinished(self) -> bool {
-        matches!(self, RunStatus::Running | RunStatus::Paused)
-    }
-
     /// The lower-case word used in tables and filters ("running", "undone", ...).
     pub fn as_str(self) -> &'static str {
         match self {
@@ -144,6 +139,21 @@ pub struct RunState {
     pub last_seq: u64,
     /// The texts of its notes, oldest first.
     pub notes: Vec<String>,
+    /// The latest undo asked for ([`EventKind::UndoRequested`]), if any: `Some(true)` with the
+    /// filesystems rolled back too.
+    pub undo_requested: Option<bool>,
+    /// What was deleted for good ([`EventKind::Pruned`]), oldest first. Once there is any, the
+    /// run cannot be undone.
+    pub pruned: Vec<PrunedItem>,
+}
+
+/// One deletion recorded by [`EventKind::Pruned`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrunedItem {
+    /// The instance it belonged to.
+    pub instance: String,
+    /// What was deleted.
+    pub what: String,
 }
 
 impl RunState {
@@ -181,12 +191,8 @@ impl Replay {
     /// Starts a replay from a run's first event, which must be `RunCreated` with sequence
     /// number 1 and the header's run id.
     pub fn new(first: &Event) -> Result<Replay, String> {
-        Self::new_view(&first.view())
-    }
-
-    pub(crate) fn new_view(first: &EventView<'_>) -> Result<Replay, String> {
         let header: &RunHeader = match &first.kind {
-            KindView::RunCreated(h) => h,
+            EventKind::RunCreated(h) => h,
             other => {
                 return Err(format!(
                     "a run must begin with RunCreated, not {}",
@@ -216,6 +222,8 @@ impl Replay {
                 instances: Vec::new(),
                 last_seq: 1,
                 notes: Vec::new(),
+                undo_requested: None,
+                pruned: Vec::new(),
             },
             instance_index: FnvMap::default(),
             step_index: Vec::new(),
@@ -271,10 +279,6 @@ impl Replay {
 
     /// Checks `ev` against the rules without changing anything.
     pub fn check(&self, ev: &Event) -> Result<(), String> {
-        self.check_view(&ev.view())
-    }
-
-    pub(crate) fn check_view(&self, ev: &EventView<'_>) -> Result<(), String> {
         let st = &self.state;
         if ev.run != st.header.id {
             return Err(format!(
@@ -288,12 +292,12 @@ impl Replay {
                 ev.seq, st.last_seq
             ));
         }
-        if let KindView::RunCreated(_) = ev.kind {
+        if let EventKind::RunCreated(_) = ev.kind {
             return Err("RunCreated may only be the first event of a run".into());
         }
         // Shape: which events name an instance and a step.
         if ev.kind.is_step_event() {
-            match (ev.instance, ev.step) {
+            match (ev.instance.as_deref(), ev.step.as_deref()) {
                 (Some(i), Some(s)) if !i.is_empty() && !s.is_empty() => {}
                 _ => {
                     return Err(format!(
@@ -315,14 +319,20 @@ impl Replay {
                     ev.kind.name()
                 ));
             }
+        } else if let EventKind::Pruned { .. } = ev.kind {
+            if ev.instance.as_deref().is_none_or(str::is_empty) || ev.step.is_some() {
+                return Err("Pruned must name a non-empty instance and no step".into());
+            }
         } else if ev.step.is_some() && ev.instance.is_none() {
             return Err("a note naming a step must also name its instance".into());
         }
         // Run-level rules.
         match st.status {
-            RunStatus::Undone if !matches!(ev.kind, KindView::Note { .. }) => {
+            RunStatus::Undone
+                if !matches!(ev.kind, EventKind::Note { .. } | EventKind::Pruned { .. }) =>
+            {
                 return Err(format!(
-                    "{} after the run finished as undone: only notes may follow",
+                    "{} after the run finished as undone: only notes and Pruned may follow",
                     ev.kind.name()
                 ))
             }
@@ -330,26 +340,43 @@ impl Replay {
             RunStatus::Succeeded | RunStatus::Failed => {
                 let allowed = matches!(
                     ev.kind,
-                    KindView::RunResumed { .. }
-                        | KindView::RunFinished { .. }
-                        | KindView::Note { .. }
+                    EventKind::RunResumed { .. }
+                        | EventKind::RunFinished { .. }
+                        | EventKind::Note { .. }
+                        | EventKind::UndoRequested { .. }
+                        | EventKind::Pruned { .. }
                 ) || ev.kind.is_undo_event();
                 if !allowed {
                     return Err(format!(
-                        "{} after the run finished as {}: only RunResumed, undo events, notes \
-                         and a new RunFinished may follow",
+                        "{} after the run finished as {}: only RunResumed, undo events, \
+                         UndoRequested, Pruned, notes and a new RunFinished may follow",
                         ev.kind.name(),
                         st.status
                     ));
                 }
             }
+            // What a run in progress kept may still be needed by its own steps.
+            RunStatus::Running | RunStatus::Paused
+                if matches!(ev.kind, EventKind::Pruned { .. }) =>
+            {
+                return Err(format!(
+                    "Pruned while the run is {}: only a finished run is pruned",
+                    st.status
+                ))
+            }
             RunStatus::Running | RunStatus::Paused => {}
+        }
+        if matches!(ev.kind, EventKind::UndoRequested { .. }) && !st.pruned.is_empty() {
+            return Err(format!(
+                "UndoRequested after Pruned: what the undo would bring back is gone ({}: {})",
+                st.pruned[0].instance, st.pruned[0].what
+            ));
         }
         if !ev.kind.is_step_event() {
             return Ok(());
         }
         // Step rules.
-        let (instance, step) = match (ev.instance, ev.step) {
+        let (instance, step) = match (ev.instance.as_deref(), ev.step.as_deref()) {
             (Some(i), Some(s)) => (i, s),
             _ => return Err("step event without instance or step".into()),
         };
@@ -362,13 +389,13 @@ impl Replay {
         };
         let Some(cur) = self.find_step(instance, step) else {
             return match ev.kind {
-                KindView::StepStarted => Ok(()),
+                EventKind::StepStarted => Ok(()),
                 _ => Err(format!("{}: the step never started", what())),
             };
         };
         let a = ev.attempt;
         let c = cur.attempt;
-        use KindView as K;
+        use EventKind as K;
         use StepStatus as S;
         let need = |ok: bool, rule: &str| -> Result<(), String> {
             if ok {
@@ -416,31 +443,39 @@ impl Replay {
 
     /// Checks `ev` and, if it is legal, folds it into the state.
     pub fn apply(&mut self, ev: &Event) -> Result<(), String> {
-        self.apply_view(&ev.view())
-    }
-
-    pub(crate) fn apply_view(&mut self, ev: &EventView<'_>) -> Result<(), String> {
-        self.check_view(ev)?;
+        self.check(ev)?;
         self.state.last_seq = ev.seq;
         match &ev.kind {
-            KindView::RunCreated(_) => {}
-            KindView::RunResumed { .. } => self.state.status = RunStatus::Running,
-            KindView::RunPaused { .. } => self.state.status = RunStatus::Paused,
-            KindView::RunFinished { outcome } => {
+            EventKind::RunCreated(_) => {}
+            EventKind::RunResumed { .. } => self.state.status = RunStatus::Running,
+            EventKind::RunPaused { .. } => self.state.status = RunStatus::Paused,
+            EventKind::RunFinished { outcome } => {
                 self.state.status = match outcome {
                     Outcome::Succeeded => RunStatus::Succeeded,
                     Outcome::Failed => RunStatus::Failed,
                     Outcome::Undone => RunStatus::Undone,
                 }
             }
-            KindView::Note { text } => {
-                if let Some(i) = ev.instance {
+            EventKind::Note { text } => {
+                if let Some(i) = ev.instance.as_deref() {
                     self.instance_slot(i);
                 }
-                self.state.notes.push(text.to_string());
+                self.state.notes.push(text.clone());
+            }
+            EventKind::UndoRequested { data } => self.state.undo_requested = Some(*data),
+            EventKind::Pruned { what } => {
+                let Some(instance) = ev.instance.as_deref() else {
+                    return Err("Pruned without instance".into());
+                };
+                self.instance_slot(instance);
+                self.state.pruned.push(PrunedItem {
+                    instance: instance.to_string(),
+                    what: what.clone(),
+                });
             }
             kind => {
-                let (Some(instance), Some(step)) = (ev.instance, ev.step) else {
+                let (Some(instance), Some(step)) = (ev.instance.as_deref(), ev.step.as_deref())
+                else {
                     return Err("step event without instance or step".into());
                 };
                 let i = self.instance_slot(instance);
@@ -464,35 +499,35 @@ impl Replay {
                 let st = &mut self.state.instances[i].steps[s];
                 st.attempt = ev.attempt;
                 match kind {
-                    KindView::StepStarted => {
+                    EventKind::StepStarted => {
                         st.status = StepStatus::Started;
                         st.started_at_ms = ev.at_ms;
                         st.ended_at_ms = None;
                     }
-                    KindView::UndoStarted => {
+                    EventKind::UndoStarted => {
                         st.status = StepStatus::UndoStarted;
                         st.started_at_ms = ev.at_ms;
                         st.ended_at_ms = None;
                     }
-                    KindView::StepSucceeded { output } => {
+                    EventKind::StepSucceeded { output } => {
                         st.status = StepStatus::Succeeded;
-                        st.output = Some(output.to_string());
+                        st.output = Some(output.clone());
                         st.error = None;
                         st.ended_at_ms = Some(ev.at_ms);
                     }
-                    KindView::StepFailed { error } => {
+                    EventKind::StepFailed { error } => {
                         st.status = StepStatus::Failed;
-                        st.error = Some(error.to_string());
+                        st.error = Some(error.clone());
                         st.ended_at_ms = Some(ev.at_ms);
                     }
-                    KindView::UndoFinished => {
+                    EventKind::UndoFinished => {
                         st.status = StepStatus::UndoFinished;
                         st.error = None;
                         st.ended_at_ms = Some(ev.at_ms);
                     }
-                    KindView::UndoFailed { error } => {
+                    EventKind::UndoFailed { error } => {
                         st.status = StepStatus::UndoFailed;
-                        st.error = Some(error.to_string());
+                        st.error = Some(error.clone());
                         st.ended_at_ms = Some(ev.at_ms);
                     }
                     _ => {}
@@ -826,6 +861,132 @@ mod tests {
             outcome: Outcome::Failed,
         })
         .unwrap();
+    }
+
+    fn pruned(what: &str) -> EventKind {
+        EventKind::Pruned { what: what.into() }
+    }
+
+    /// The run-level table of `UndoRequested` and `Pruned` (with notes and `RunResumed` beside
+    /// them): for each place a run can be in, whether each is legal. A pruned run cannot be
+    /// asked to undo; a run in progress cannot be pruned; an undone one can.
+    #[test]
+    fn undo_requested_and_pruned_table() {
+        let finish = |outcome| EventKind::RunFinished { outcome };
+        let reach = |from: &str| -> R {
+            let mut r = at(Some(StepStatus::Succeeded));
+            let (status, pruned_too) = match from.strip_suffix(", pruned") {
+                Some(s) => (s, true),
+                None => (from, false),
+            };
+            match status {
+                "running" => {}
+                "paused" => r.run(EventKind::RunPaused { reason: "p".into() }).unwrap(),
+                "succeeded" => r.run(finish(Outcome::Succeeded)).unwrap(),
+                "failed" => r.run(finish(Outcome::Failed)).unwrap(),
+                "undone" => {
+                    r.step(1, EventKind::UndoStarted).unwrap();
+                    r.step(1, EventKind::UndoFinished).unwrap();
+                    r.run(finish(Outcome::Undone)).unwrap();
+                }
+                other => panic!("{other}"),
+            }
+            if pruned_too {
+                let e = r.ev(Some("a"), None, 0, pruned("deleted x"));
+                r.0.apply(&e).unwrap();
+            }
+            assert_eq!(r.0.state().status.as_str(), status);
+            r
+        };
+        // (from, UndoRequested, Pruned, Note, RunResumed)
+        let table: &[(&str, bool, bool, bool, bool)] = &[
+            ("running", true, false, true, true),
+            ("paused", true, false, true, true),
+            ("succeeded", true, true, true, true),
+            ("failed", true, true, true, true),
+            ("undone", false, true, true, false),
+            ("succeeded, pruned", false, true, true, true),
+            ("failed, pruned", false, true, true, true),
+            ("undone, pruned", false, true, true, false),
+        ];
+        for &(from, undo, prune, note, resume) in table {
+            let cases = [
+                (
+                    "UndoRequested",
+                    None,
+                    EventKind::UndoRequested { data: true },
+                    undo,
+                ),
+                ("Pruned", Some("b"), pruned("deleted y"), prune),
+                ("Note", None, EventKind::Note { text: "n".into() }, note),
+                ("RunResumed", None, EventKind::RunResumed { pid: 9 }, resume),
+            ];
+            for (name, instance, kind, legal) in cases {
+                let mut r = reach(from);
+                let before = r.0.state().clone();
+                let e = r.ev(instance, None, 0, kind);
+                let res = r.0.apply(&e);
+                assert_eq!(res.is_ok(), legal, "{name} after {from}: got {res:?}");
+                if res.is_err() {
+                    assert_eq!(r.0.state(), &before, "a refused event must change nothing");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn undo_requested_and_pruned_are_recorded_as_typed_fields() {
+        let mut r = at(Some(StepStatus::Succeeded));
+        assert_eq!(r.0.state().undo_requested, None);
+        // A note that reads like one of them is only a note.
+        r.run(EventKind::Note {
+            text: "undo requested with --data".into(),
+        })
+        .unwrap();
+        assert_eq!(r.0.state().undo_requested, None);
+        r.run(EventKind::UndoRequested { data: true }).unwrap();
+        assert_eq!(r.0.state().undo_requested, Some(true));
+        r.run(EventKind::UndoRequested { data: false }).unwrap();
+        assert_eq!(r.0.state().undo_requested, Some(false), "the latest counts");
+        r.run(EventKind::RunFinished {
+            outcome: Outcome::Succeeded,
+        })
+        .unwrap();
+        assert!(r.0.state().pruned.is_empty());
+        for (inst, what) in [("a", "deleted root"), ("z", "deleted snapshot")] {
+            let e = r.ev(Some(inst), None, 0, pruned(what));
+            r.0.apply(&e).unwrap();
+        }
+        let st = r.0.state();
+        let got: Vec<_> = st
+            .pruned
+            .iter()
+            .map(|p| (p.instance.as_str(), p.what.as_str()))
+            .collect();
+        assert_eq!(got, [("a", "deleted root"), ("z", "deleted snapshot")]);
+        assert!(
+            st.instance("z").is_some(),
+            "a pruned instance is an instance of the run"
+        );
+        assert_eq!(st.notes, ["undo requested with --data"]);
+    }
+
+    #[test]
+    fn undo_requested_and_pruned_shape() {
+        let mut r = at(Some(StepStatus::Succeeded));
+        r.run(EventKind::RunFinished {
+            outcome: Outcome::Succeeded,
+        })
+        .unwrap();
+        for (inst, step, kind) in [
+            (None, None, pruned("x")),
+            (Some(""), None, pruned("x")),
+            (Some("a"), Some("stop"), pruned("x")),
+            (Some("a"), None, EventKind::UndoRequested { data: false }),
+        ] {
+            let e = r.ev(inst, step, 0, kind);
+            assert!(r.0.apply(&e).is_err(), "{e:?} accepted");
+        }
     }
 
     #[test]

@@ -1,25 +1,9 @@
-//! The sled database of a journal (`<dir>/db`) and the checks every stored run passes.
-//!
-//! Trees:
-//! - `events`: key = run id (16 bytes) + sequence number (u64 big-endian); value = the event's
-//!   envelope (see [`crate::codec`]), or a chunk of [`CHUNK_EVENTS`] consecutive events keyed by
-//!   the first: `[0xc2][crc32]` + deflate(`[count: u16 LE]([length: u32 LE][envelope])*`)
-//!   (`0xc1`, an uncompressed chunk of development builds, is not read: it fails as an
-//!   unknown format version).
-//!   A writer stores each event under its own key and packs full groups into chunks in one
-//!   atomic sled batch: sled spends a few hundred bytes of its own per key and iterates keys
-//!   slowly, so chunks make the database several times smaller and replay faster. Both
-//!   tags are above any format version, so an older reader meets a chunk with a clear
-//!   "newer format" error.
-//! - `runs`: key = run id; value = a small checksummed record of the run's header and status,
-//!   rewritten at each run-level event. It is an index: replaying the run's events rebuilds it.
-//! - `instances`: key = instance name length (u16 big-endian) + name + run id; empty value. One
-//!   entry per (instance, run), for an instance's history.
-//! - `meta`: `format` = the format version of the database (one byte); `clean_events` = the
-//!   number of events at the last clean close (removed while a writer has it open).
+//! The sled database of a journal (`<dir>/db`) and the checks every stored run passes. Its trees
+//! (`events` with its chunks of [`CHUNK_EVENTS`], `runs`, `instances`, `meta`) are described in
+//! `journal/FORMAT.md` ([`mod@crate::format`]).
 
-use crate::codec::{self, DecodeError, Decoded, ViewDecoded};
-use crate::event::{EventView, RunHeader, RunId};
+use crate::codec::{self, DecodeError, Decoded};
+use crate::event::{RunHeader, RunId};
 use crate::state::{Replay, RunStatus};
 use crate::Error;
 use serde::{Deserialize, Serialize};
@@ -57,27 +41,17 @@ impl RunChain {
         })
     }
 
+    /// Starts `chain` with `d` if it has not started, else checks and folds `d` into it.
+    pub fn feed(chain: &mut Option<RunChain>, d: &Decoded) -> Result<(), String> {
+        match chain {
+            None => RunChain::start(d).map(|c| *chain = Some(c)),
+            Some(c) => c.push(d),
+        }
+    }
+
     /// Checks and folds the next event.
     pub fn push(&mut self, d: &Decoded) -> Result<(), String> {
-        self.push_view(&d.event.view(), d.prev, d.hash)
-    }
-
-    /// Starts with a run's first event, as a view.
-    pub fn start_view(d: &ViewDecoded<'_>) -> Result<RunChain, String> {
-        if d.prev != 0 {
-            return Err(format!(
-                "the first event carries previous hash {:016x}, expected 0",
-                d.prev
-            ));
-        }
-        Ok(RunChain {
-            replay: Replay::new_view(&d.event)?,
-            last_hash: d.hash,
-        })
-    }
-
-    /// Checks and folds the next event, as a view with its recorded previous hash and hash.
-    pub fn push_view(&mut self, ev: &EventView<'_>, prev: u64, hash: u64) -> Result<(), String> {
+        let (ev, prev) = (&d.event, d.prev);
         let last = self.replay.state().last_seq;
         if ev.seq != last + 1 {
             return Err(format!(
@@ -92,8 +66,8 @@ impl RunChain {
                 self.last_hash
             ));
         }
-        self.replay.apply_view(ev)?;
-        self.last_hash = hash;
+        self.replay.apply(ev)?;
+        self.last_hash = d.hash;
         Ok(())
     }
 }
@@ -106,18 +80,6 @@ pub(crate) fn decode_stored(
     what: &str,
 ) -> Result<Decoded, Error> {
     let d = codec::decode(bytes).map_err(|e| stored_error(run, seq, what, e))?;
-    check_place(run, seq, what, d.event.run, d.event.seq)?;
-    Ok(d)
-}
-
-/// Like [`decode_stored`], as a borrowed view.
-pub(crate) fn decode_stored_view<'a>(
-    run: RunId,
-    seq: u64,
-    bytes: &'a [u8],
-    what: &str,
-) -> Result<ViewDecoded<'a>, Error> {
-    let d = codec::decode_view(bytes).map_err(|e| stored_error(run, seq, what, e))?;
     check_place(run, seq, what, d.event.run, d.event.seq)?;
     Ok(d)
 }
@@ -156,22 +118,19 @@ fn check_place(
     Ok(())
 }
 
-/// Checks one stored record against the run's chain so far (starting it at the first), using
-/// the borrowed view. Returns the record's hash.
+/// Checks one stored record against the run's chain so far (starting it at the first).
+/// Returns the record, decoded.
 pub(crate) fn check_stored(
     chain: &mut Option<RunChain>,
     run: RunId,
     seq: u64,
     bytes: &[u8],
     what: &str,
-) -> Result<u64, Error> {
-    let d = decode_stored_view(run, seq, bytes, what)?;
-    let res = match chain.as_mut() {
-        None => RunChain::start_view(&d).map(|c| *chain = Some(c)),
-        Some(c) => c.push_view(&d.event, d.prev, d.hash),
-    };
-    res.map_err(|detail| Error::corrupt(Some(run), Some(seq), format!("{what}: {detail}")))?;
-    Ok(d.hash)
+) -> Result<Decoded, Error> {
+    let d = decode_stored(run, seq, bytes, what)?;
+    RunChain::feed(chain, &d)
+        .map_err(|detail| Error::corrupt(Some(run), Some(seq), format!("{what}: {detail}")))?;
+    Ok(d)
 }
 
 /// First byte of a compressed chunk value: `[0xc2][crc32 LE of the rest][raw deflate stream of
@@ -496,13 +455,7 @@ impl Store {
         let _reading = self.reading();
         for kv in self.raw_events(run) {
             let (k, v) = kv?;
-            let Some((_, first)) = codec::split_event_key(&k) else {
-                return Err(Error::corrupt(
-                    Some(run),
-                    None,
-                    format!("{what}: bad event key"),
-                ));
-            };
+            let first = seq_of_key(run, &k, &what)?;
             for_each_in_value(run, first, &v, &what, &mut each)?;
         }
         Ok(())
@@ -517,15 +470,10 @@ impl Store {
             .map(|chain| (out, chain)))
     }
 
-    /// Replays a run straight from the stored bytes, checking everything [`Store::read_run`]
-    /// checks, without building the events. `Ok(None)` if the run has no events.
+    /// Replays a run, checking everything [`Store::read_run`] checks, without keeping the
+    /// events. `Ok(None)` if the run has no events.
     pub fn replay_run(&self, run: RunId) -> Result<Option<RunChain>, Error> {
-        let what = self.what();
-        let mut chain: Option<RunChain> = None;
-        self.for_each_record(run, |seq, bytes, _| {
-            check_stored(&mut chain, run, seq, bytes, &what).map(|_| ())
-        })?;
-        Ok(chain)
+        self.fold_run(run, |_| {})
     }
 
     /// Like [`Store::read_run`], handing each checked event to `each` instead of keeping it.
@@ -537,15 +485,7 @@ impl Store {
         let what = self.what();
         let mut chain: Option<RunChain> = None;
         self.for_each_record(run, |seq, bytes, _| {
-            let d = decode_stored(run, seq, bytes, &what)?;
-            let res = match chain.as_mut() {
-                None => RunChain::start(&d).map(|c| chain = Some(c)),
-                Some(c) => c.push(&d),
-            };
-            res.map_err(|detail| {
-                Error::corrupt(Some(run), Some(seq), format!("{what}: {detail}"))
-            })?;
-            each(d);
+            each(check_stored(&mut chain, run, seq, bytes, &what)?);
             Ok(())
         })?;
         Ok(chain)
@@ -558,13 +498,7 @@ impl Store {
         match self.raw_events(run).next_back().transpose()? {
             None => Ok(None),
             Some((k, v)) => {
-                let Some((_, first)) = codec::split_event_key(&k) else {
-                    return Err(Error::corrupt(
-                        Some(run),
-                        None,
-                        format!("{what}: bad event key"),
-                    ));
-                };
+                let first = seq_of_key(run, &k, &what)?;
                 let mut last = None;
                 for_each_in_value(run, first, &v, &what, &mut |seq, bytes, _| {
                     last = Some((seq, bytes.to_vec()));
@@ -589,13 +523,7 @@ impl Store {
             if is_chunk(&v) {
                 break;
             }
-            let Some((_, seq)) = codec::split_event_key(&k) else {
-                return Err(Error::corrupt(
-                    Some(run),
-                    None,
-                    format!("{what}: bad event key"),
-                ));
-            };
+            let seq = seq_of_key(run, &k, &what)?;
             out.push((seq, v.to_vec()));
         }
         out.reverse();
@@ -645,6 +573,13 @@ impl Store {
         self.db.flush()?;
         Ok(())
     }
+}
+
+/// The sequence number in an `events` key of `run` (`what` names the database).
+fn seq_of_key(run: RunId, key: &[u8], what: &str) -> Result<u64, Error> {
+    codec::split_event_key(key)
+        .map(|(_, seq)| seq)
+        .ok_or_else(|| Error::corrupt(Some(run), None, format!("{what}: bad event key")))
 }
 
 /// Key of the `instances` tree; with `run = None`, the prefix of all runs of the instance.

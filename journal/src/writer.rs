@@ -156,12 +156,6 @@ impl Journal {
         }
     }
 
-    /// Opens the journal in `dir` for reading, from another process or this one: the database
-    /// when no writer holds it, else the live log. Same as [`Reader::open`].
-    pub fn open_reader(dir: &Path) -> Result<Reader, Error> {
-        Reader::open(dir)
-    }
-
     /// [`Journal::open`] with options.
     pub fn open_with(dir: &Path, options: WriterOptions) -> Result<Journal, Error> {
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
@@ -497,11 +491,8 @@ impl Journal {
                         }
                         continue;
                     }
-                    let res = match chain.as_mut() {
-                        None => RunChain::start(d).map(|c| chain = Some(c)),
-                        Some(c) => c.push(d),
-                    };
-                    res.map_err(|e| bad(*no, format!("run {run} event {}: {e}", d.event.seq)))?;
+                    RunChain::feed(&mut chain, d)
+                        .map_err(|e| bad(*no, format!("run {run} event {}: {e}", d.event.seq)))?;
                     first_new = first_new.min(i);
                 }
                 if let Some(chain) = chain {

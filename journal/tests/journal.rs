@@ -115,42 +115,54 @@ fn record_replay_and_query() {
     assert_eq!(all[1].events, 8);
     assert_eq!(all[1].status, RunStatus::Failed);
     assert_eq!(all[0].status, RunStatus::Running);
-    let failed = j
-        .runs(&RunFilter {
-            statuses: vec![RunStatus::Failed],
-            ..Default::default()
-        })
-        .unwrap();
-    assert_eq!(failed.iter().map(|s| s.id).collect::<Vec<_>>(), vec![r1]);
-    let late = j
-        .runs(&RunFilter {
-            since_ms: Some(1_500),
-            ..Default::default()
-        })
-        .unwrap();
-    assert_eq!(late.iter().map(|s| s.id).collect::<Vec<_>>(), vec![r2]);
-    let early = j
-        .runs(&RunFilter {
-            until_ms: Some(1_500),
-            ..Default::default()
-        })
-        .unwrap();
-    assert_eq!(early.iter().map(|s| s.id).collect::<Vec<_>>(), vec![r1]);
-    let web2 = j
-        .runs(&RunFilter {
-            instance: Some("web-2".into()),
-            ..Default::default()
-        })
-        .unwrap();
-    assert_eq!(web2.iter().map(|s| s.id).collect::<Vec<_>>(), vec![r1]);
-    let limited = j
-        .runs(&RunFilter {
-            limit: Some(1),
-            ..Default::default()
-        })
-        .unwrap();
-    assert_eq!(limited.len(), 1);
-    assert_eq!(limited[0].id, r2);
+    let ids = |filter: RunFilter| -> Vec<RunId> {
+        j.runs(&filter).unwrap().iter().map(|s| s.id).collect()
+    };
+    let cases = [
+        (
+            "failed",
+            RunFilter {
+                statuses: vec![RunStatus::Failed],
+                ..Default::default()
+            },
+            vec![r1],
+        ),
+        (
+            "since",
+            RunFilter {
+                since_ms: Some(1_500),
+                ..Default::default()
+            },
+            vec![r2],
+        ),
+        (
+            "until",
+            RunFilter {
+                until_ms: Some(1_500),
+                ..Default::default()
+            },
+            vec![r1],
+        ),
+        (
+            "instance",
+            RunFilter {
+                instance: Some("web-2".into()),
+                ..Default::default()
+            },
+            vec![r1],
+        ),
+        (
+            "limit",
+            RunFilter {
+                limit: Some(1),
+                ..Default::default()
+            },
+            vec![r2],
+        ),
+    ];
+    for (what, filter, want) in cases {
+        assert_eq!(ids(filter), want, "{what}");
+    }
     let unfinished = j.unfinished().unwrap();
     assert_eq!(
         unfinished.iter().map(|s| s.id).collect::<Vec<_>>(),
@@ -346,24 +358,7 @@ fn a_second_writer_gets_locked_naming_pid_and_run() {
     drop(j);
 
     // From another process.
-    let mut child = Command::new(CHILD)
-        .args(["hold", dir.path().to_str().unwrap()])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufRead::read_line(
-        &mut std::io::BufReader::new(child.stdout.as_mut().unwrap()),
-        &mut line,
-    )
-    .unwrap();
-    let held: RunId = line
-        .trim()
-        .strip_prefix("ready ")
-        .unwrap_or_else(|| panic!("child said {line:?}"))
-        .parse()
-        .unwrap();
+    let (mut child, held) = spawn_holder(dir.path());
     let err = Journal::open(dir.path()).unwrap_err();
     match &err {
         journal::Error::Locked { pid, run, .. } => {

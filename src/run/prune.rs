@@ -9,8 +9,8 @@
 //! - after a rebuild succeeded, the previous succeeded rebuild of each of its instances, found
 //!   by [`previous`]: [`prune_previous`] (`reroot rebuild --prune-previous`).
 //!
-//! Every deletion is recorded as a note of its run (`pruned INSTANCE: deleted ...`), and `undo`
-//! refuses a run with such a note: what it would bring back is gone.
+//! Every deletion is recorded as a `Pruned` event of its run (instance and `deleted ...`), and
+//! `undo` refuses a run with one: what it would bring back is gone.
 //!
 //! The choices are pure functions ([`select`], [`previous`], [`check_root`], [`prunable`]) over
 //! plain data, unit-tested below; the `async` functions only gather that data and carry out
@@ -25,17 +25,13 @@ use crate::lxd::{self, OptionalExt};
 use crate::steps::plan::DevicePlacement;
 use crate::steps::{retired_name, snapshot_name, InstancePlan, RunKind, RUN_KEY};
 
-/// The start of the note recorded per instance for each deletion; `undo` refuses a run that
-/// has one.
-const PRUNED_NOTE: &str = "pruned";
-
-/// The first note saying something of the run was pruned, if any: such a run cannot be undone.
-pub fn pruned(state: &RunState) -> Option<&str> {
+/// The first deletion recorded in the run, for people (`pruned web: deleted ...`), if any:
+/// such a run cannot be undone.
+pub fn pruned(state: &RunState) -> Option<String> {
     state
-        .notes
-        .iter()
-        .find(|n| n.starts_with(PRUNED_NOTE))
-        .map(String::as_str)
+        .pruned
+        .first()
+        .map(|p| format!("pruned {}: {}", p.instance, p.what))
 }
 
 /// What can stop a prune. Each names the run or the object concerned.
@@ -330,24 +326,19 @@ pub struct PruneOptions {
 struct Mode {
     /// Delete only a stopped retired root (a policy never stops anything).
     require_stopped: bool,
-    /// Skip silently what the run's notes say was deleted already (a policy goes over the same
+    /// Skip silently what the run records as deleted already (a policy goes over the same
     /// runs at every call; looking each up again would cost LXD and zfs calls for nothing).
-    skip_noted: bool,
+    skip_recorded: bool,
 }
 
 const NAMED: Mode = Mode {
     require_stopped: false,
-    skip_noted: false,
+    skip_recorded: false,
 };
 const POLICY: Mode = Mode {
     require_stopped: true,
-    skip_noted: true,
+    skip_recorded: true,
 };
-
-/// The text of the note recorded for a deletion.
-fn note_text(instance: &str, what: &What) -> String {
-    format!("{PRUNED_NOTE} {instance}: {what}")
-}
 
 /// The plans stored in a run's header.
 fn plans_of(state: &RunState) -> Result<Vec<InstancePlan>, PruneError> {
@@ -375,8 +366,8 @@ impl Pruner<'_> {
                 Some(instance),
                 None,
                 0,
-                EventKind::Note {
-                    text: note_text(instance, &what),
+                EventKind::Pruned {
+                    what: what.to_string(),
                 },
             )?;
         }
@@ -390,9 +381,14 @@ impl Pruner<'_> {
         Ok(())
     }
 
-    /// True when the run's notes say this was deleted already and the mode skips such things.
+    /// True when the run records this as deleted already and the mode skips such things.
     fn done(&self, state: &RunState, instance: &str, deleted: &What) -> bool {
-        self.mode.skip_noted && state.notes.contains(&note_text(instance, deleted))
+        let what = deleted.to_string();
+        self.mode.skip_recorded
+            && state
+                .pruned
+                .iter()
+                .any(|p| p.instance == instance && p.what == what)
     }
 
     async fn instance(&mut self, state: &RunState, plan: &InstancePlan) -> Result<(), PruneError> {
@@ -790,13 +786,45 @@ mod tests {
     }
 
     #[test]
-    fn notes_and_lines_read_as_before() {
+    fn deletions_and_lines_read_as_before() {
         let what = What::DeletedRoot("web-old-12345678".into());
+        assert_eq!(what.to_string(), "deleted retired root web-old-12345678");
+        let mut state = RunState {
+            header: journal::RunHeader {
+                id: id(1),
+                command: vec![],
+                user: "u".into(),
+                host: "h".into(),
+                started_at_ms: 0,
+                config_digests: vec![],
+                instances: vec!["web".into()],
+                options: BTreeMap::new(),
+            },
+            status: RunStatus::Succeeded,
+            instances: vec![],
+            last_seq: 1,
+            notes: vec!["pruned by hand".into()],
+            undo_requested: None,
+            pruned: vec![],
+        };
         assert_eq!(
-            note_text("web", &what),
-            "pruned web: deleted retired root web-old-12345678"
+            pruned(&state),
+            None,
+            "a note of the old shape is only a note"
         );
-        assert!(note_text("web", &what).starts_with(PRUNED_NOTE));
+        for what in [
+            "deleted retired root web-old-12345678",
+            "deleted snapshot s",
+        ] {
+            state.pruned.push(journal::PrunedItem {
+                instance: "web".into(),
+                what: what.into(),
+            });
+        }
+        assert_eq!(
+            pruned(&state).as_deref(),
+            Some("pruned web: deleted retired root web-old-12345678")
+        );
         assert_eq!(
             What::WouldDeleteSnapshot("zfs dataset p/web@reroot-12345678".into()).to_string(),
             "would delete snapshot zfs dataset p/web@reroot-12345678"

@@ -77,7 +77,7 @@ mod tests {
     use crate::engine::Limits;
     use crate::run::testing;
     use crate::steps::RunKind;
-    use journal::{Journal, Outcome};
+    use journal::{EventKind, Journal, Outcome};
 
     fn spec(name: &str) -> RunSpec {
         let limits = Limits {
@@ -141,7 +141,7 @@ mod tests {
             Direction::Forward
         );
         // An undo asked for goes on as an undo, with --data as it was asked.
-        testing::note(&j, run, spec::undo_note(true));
+        testing::event(&j, run, None, EventKind::UndoRequested { data: true });
         let pass = resume(&j.replay(run).unwrap()).unwrap();
         assert_eq!((pass.direction, pass.undo_data), (Direction::Undo, true));
         assert_eq!(pass.instances, ["a"]);
@@ -160,7 +160,7 @@ mod tests {
             format!("run {run} already succeeded; nothing to resume")
         );
         // Its undo was asked for and cut short: resume finishes the undo.
-        testing::note(&j, run, spec::undo_note(false));
+        testing::event(&j, run, None, EventKind::UndoRequested { data: false });
         let pass = resume(&j.replay(run).unwrap()).unwrap();
         assert_eq!((pass.direction, pass.undo_data), (Direction::Undo, false));
         testing::finish(&j, run, Outcome::Undone);

@@ -27,10 +27,6 @@ const SNAPSHOT: &str = "snapshot";
 const ROOT_ONLY: &str = "root_only";
 const PRUNE_PREVIOUS: &str = "prune_previous";
 
-/// The note `reroot undo` records before it undoes a run; `resume` then goes on with the undo.
-const UNDO_NOTE: &str = "undo requested";
-const UNDO_DATA_NOTE: &str = "undo requested with --data";
-
 /// Everything a run was started with.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunSpec {
@@ -151,23 +147,10 @@ fn kind_of_options(options: &BTreeMap<String, String>) -> Result<RunKind, String
     }
 }
 
-/// The text of the note that asks for an undo (`data`: with the filesystems rolled back).
-pub fn undo_note(data: bool) -> &'static str {
-    if data {
-        UNDO_DATA_NOTE
-    } else {
-        UNDO_NOTE
-    }
-}
-
-/// The undo asked for in a run, if any: `Some(true)` with `--data`.
+/// The undo asked for in a run (the latest `UndoRequested` event `reroot undo` records before
+/// it undoes a run, so that `resume` goes on with the undo), if any: `Some(true)` with `--data`.
 pub fn undo_requested(state: &RunState) -> Option<bool> {
-    state
-        .notes
-        .iter()
-        .rev()
-        .find(|n| n.starts_with(UNDO_NOTE))
-        .map(|n| n == UNDO_DATA_NOTE)
+    state.undo_requested
 }
 
 #[cfg(test)]
@@ -176,7 +159,7 @@ mod tests {
     use crate::run::testing;
     use journal::{Event, EventKind, Replay};
 
-    fn state(options: BTreeMap<String, String>, notes: &[&str]) -> RunState {
+    fn state(options: BTreeMap<String, String>, kinds: &[EventKind]) -> RunState {
         let header = testing::header(&[], options);
         let run = header.id;
         let mut events = vec![Event {
@@ -188,7 +171,7 @@ mod tests {
             at_ms: 1,
             kind: EventKind::RunCreated(header),
         }];
-        for (k, n) in notes.iter().enumerate() {
+        for (k, kind) in kinds.iter().enumerate() {
             events.push(Event {
                 run,
                 seq: k as u64 + 2,
@@ -196,9 +179,7 @@ mod tests {
                 step: None,
                 attempt: 0,
                 at_ms: 2,
-                kind: EventKind::Note {
-                    text: n.to_string(),
-                },
+                kind: kind.clone(),
             });
         }
         Replay::run(&events).unwrap()
@@ -263,11 +244,15 @@ mod tests {
     }
 
     #[test]
-    fn the_latest_undo_note_decides() {
+    fn the_latest_undo_request_decides_and_notes_do_not_count() {
+        let undo = |data| EventKind::UndoRequested { data };
+        let note = |text: &str| EventKind::Note { text: text.into() };
         assert_eq!(undo_requested(&state(BTreeMap::new(), &[])), None);
-        let notes = [undo_note(false), "pruned x", undo_note(true)];
-        assert_eq!(undo_requested(&state(BTreeMap::new(), &notes)), Some(true));
-        let notes = [undo_note(true), undo_note(false)];
-        assert_eq!(undo_requested(&state(BTreeMap::new(), &notes)), Some(false));
+        let old_shape = [note("undo requested with --data"), note("undo requested")];
+        assert_eq!(undo_requested(&state(BTreeMap::new(), &old_shape)), None);
+        let kinds = [undo(false), note("pruned x"), undo(true)];
+        assert_eq!(undo_requested(&state(BTreeMap::new(), &kinds)), Some(true));
+        let kinds = [undo(true), undo(false)];
+        assert_eq!(undo_requested(&state(BTreeMap::new(), &kinds)), Some(false));
     }
 }

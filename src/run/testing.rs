@@ -49,8 +49,7 @@ pub fn finish(j: &Journal, run: RunId, outcome: Outcome) {
         .expect("finish run");
 }
 
-/// Records a note of `run`.
-pub fn note(j: &Journal, run: RunId, text: &str) {
-    j.append(run, None, None, 0, EventKind::Note { text: text.into() })
-        .expect("note");
+/// Appends a run-level event (`instance` `None`) or one of an instance, outside any step.
+pub fn event(j: &Journal, run: RunId, instance: Option<&str>, kind: EventKind) {
+    j.append(run, instance, None, 0, kind).expect("event");
 }

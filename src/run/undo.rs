@@ -112,8 +112,8 @@ pub fn undo(journal: &Journal, state: &RunState, asked: &UndoRequest) -> Result<
     // Read before the request is recorded, so that a run whose spec cannot be read is left
     // without a request no pass could carry out.
     let spec = RunSpec::of(state).map_err(UndoError::Spec)?;
-    let note = spec::undo_note(asked.data);
-    journal.append(run, None, None, 0, EventKind::Note { text: note.into() })?;
+    let request = EventKind::UndoRequested { data: asked.data };
+    journal.append(run, None, None, 0, request)?;
     Ok(Pass {
         run,
         limits: Limits {
@@ -206,7 +206,10 @@ mod tests {
             format!("instance x is not part of run {run}")
         );
 
-        testing::note(&j, run, "pruned a: deleted a-old-12345678");
+        // Prunes come after a run has ended.
+        testing::finish(&j, run, Outcome::Succeeded);
+        let what = "deleted a-old-12345678".to_string();
+        testing::event(&j, run, Some("a"), EventKind::Pruned { what });
         let err = refused(&j, run, &ask(&[], false));
         assert_eq!(
             err.to_string(),
