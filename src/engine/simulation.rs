@@ -1343,17 +1343,16 @@ async fn an_observer_that_panics_does_not_fail_the_run() {
     assert_eq!(j.replay(run).unwrap().status, RunStatus::Succeeded);
 }
 
-/// The most windows open at the same moment in `events`.
-fn most_down_at_once(events: &[EngineEvent]) -> usize {
+/// The most of something at the same moment in `events`: counted up by the facts `up` picks,
+/// down by those `down` picks.
+fn most_at_once(events: &[EngineEvent], up: fn(&Fact) -> bool, down: fn(&Fact) -> bool) -> usize {
     let (mut now, mut most) = (0usize, 0usize);
     for e in events {
-        match e.fact {
-            Fact::WindowOpened { .. } => {
-                now += 1;
-                most = most.max(now);
-            }
-            Fact::WindowClosed { .. } => now -= 1,
-            _ => {}
+        if up(&e.fact) {
+            now += 1;
+            most = most.max(now);
+        } else if down(&e.fact) {
+            now -= 1;
         }
     }
     most
@@ -1390,26 +1389,21 @@ async fn max_down_bounds_the_instances_inside_their_window_not_the_work_before_i
             instances.len(),
             "max_down {max_down}"
         );
-        let most = most_down_at_once(&events);
+        let most = most_at_once(
+            &events,
+            |f| matches!(f, Fact::WindowOpened { .. }),
+            |f| matches!(f, Fact::WindowClosed { .. }),
+        );
         assert!(
             (1..=max_down).contains(&most),
             "max_down {max_down}: {most} down at once"
         );
         // Four at once all the same: the work outside the window is not held to max_down.
-        let most_in_flight = {
-            let (mut now, mut most) = (0usize, 0usize);
-            for e in &events {
-                match e.fact {
-                    Fact::InstanceStarted { .. } => {
-                        now += 1;
-                        most = most.max(now);
-                    }
-                    Fact::InstanceFinished { .. } => now -= 1,
-                    _ => {}
-                }
-            }
-            most
-        };
+        let most_in_flight = most_at_once(
+            &events,
+            |f| matches!(f, Fact::InstanceStarted { .. }),
+            |f| matches!(f, Fact::InstanceFinished { .. }),
+        );
         assert!(most_in_flight > max_down, "{most_in_flight} in flight");
         assert_facts_match_the_journal(&events, &j, run);
     }
