@@ -21,7 +21,7 @@
 //!   start of `stop` to the success of `start`, as `reroot --json show` gives it); for the
 //!   others the bench's clock from before the stop request to the end of the start request.
 //!
-//! Scenarios (`DOWNTIME_SCENARIOS`, comma-separated; default all):
+//! Scenarios (`DOWNTIME_SCENARIOS`, comma-separated; default all; `none` for the fleet alone):
 //! - `btrfs-force`: btrfs pool, data on plain directories, force stop (`--stop-timeout 0`);
 //! - `btrfs-clean`: the same with a clean stop (the config's `stop-timeout: 10`, `lxc stop
 //!   --timeout 10`, an API clean stop of 10 s);
@@ -133,7 +133,7 @@ impl Settings {
             )
             .split(',')
             .map(|s| s.trim().to_string())
-            .filter(|s| !s.is_empty())
+            .filter(|s| !s.is_empty() && s != "none")
             .collect(),
             fleet: env_usize("DOWNTIME_FLEET", 0),
             fleet_levels: levels
@@ -600,10 +600,27 @@ async fn zfs_destroy(dataset: &str) -> Res<()> {
         .await
         .map(|s| s.success())
         .unwrap_or(false);
-    if exists {
-        run_cmd("zfs", &["destroy".into(), "-r".into(), dataset.into()]).await?;
+    if !exists {
+        return Ok(());
     }
-    Ok(())
+    // zfs-fuse may call a dataset busy for a moment after the container that mounted it is
+    // gone.
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match run_cmd("zfs", &["destroy".into(), "-r".into(), dataset.into()]).await {
+            Ok(_) => return Ok(()),
+            Err(e) if tries >= 20 => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+/// Whether LXD has this storage pool. Asked with `lxc storage show`: the client's
+/// `list_storage_pools` cannot read the list while a pool is unused (LXD 5.0.2 answers
+/// `"used_by": null` for it).
+async fn pool_exists(name: &str) -> bool {
+    lxc(&["storage", "show", name]).await.is_ok()
 }
 
 /// Everything a bench run creates, whatever an earlier one left.
@@ -614,11 +631,7 @@ async fn cleanup_all(lxd: &Client, scratch: &Path) -> Res<()> {
             .await
             .map_err(|e| format!("deleting profile {DIR_POOL}: {e}"))?;
     }
-    let pools = lxd
-        .list_storage_pools()
-        .await
-        .map_err(|e| format!("listing pools: {e}"))?;
-    if pools.iter().any(|p| p.name == DIR_POOL) {
+    if pool_exists(DIR_POOL).await {
         lxc(&["storage", "delete", DIR_POOL]).await?;
     }
     zfs_destroy(ZFS_PARENT).await?;
@@ -642,8 +655,7 @@ async fn set_up(ctx: &Ctx, sc: &Scenario, names: &[String]) -> Res<(Vec<String>,
     let cfg = dir.join("cfg");
     std::fs::create_dir_all(&cfg).map_err(|e| format!("creating {}: {e}", cfg.display()))?;
     if sc.dir_pool {
-        let pools = lxd.list_storage_pools().await.map_err(|e| e.to_string())?;
-        if !pools.iter().any(|p| p.name == DIR_POOL) {
+        if !pool_exists(DIR_POOL).await {
             // Setup only (the client has no call to create a pool).
             lxc(&["storage", "create", DIR_POOL, "dir"]).await?;
         }
@@ -1172,7 +1184,10 @@ async fn run_scenario(ctx: &Ctx, sc: Scenario) -> Res<ScenarioResult> {
     methods.push(raw_api(ctx, &sc, &devices).await?);
     remove_ours(&ctx.lxd, &format!("{}-", sc.prefix)).await?;
     if sc.data == Data::Zfs {
-        zfs_destroy(&format!("{ZFS_PARENT}/{}", sc.key)).await?;
+        // The end of the run tries again.
+        if let Err(e) = zfs_destroy(&format!("{ZFS_PARENT}/{}", sc.key)).await {
+            println!("    (not removed yet: {e})");
+        }
     }
     let _ = std::fs::remove_dir_all(ctx.settings.scratch.join(&sc.key));
     let res = ScenarioResult {
@@ -1388,8 +1403,7 @@ async fn check_testbed(lxd: &Client) -> Res<()> {
             missing.push(format!("the image {alias}"));
         }
     }
-    let pools = lxd.list_storage_pools().await.map_err(|e| e.to_string())?;
-    if !pools.iter().any(|p| p.name == "default") {
+    if !pool_exists("default").await {
         missing.push("the storage pool `default`".into());
     }
     if std::fs::metadata(format!("/{ZFS_POOL}")).is_err() {
@@ -1419,7 +1433,7 @@ fn which(cmd: &str) -> Option<PathBuf> {
     })
 }
 
-async fn bench(settings: Settings) -> Res<Value> {
+async fn bench(settings: Settings) -> Res<(Vec<String>, Value)> {
     if unsafe { libc::geteuid() } != 0 {
         return Err("must run as root (it drives the LXD daemon, ZFS and the testbed)".into());
     }
@@ -1461,9 +1475,21 @@ async fn bench(settings: Settings) -> Res<Value> {
     let total = Instant::now();
     let mut scenarios = Vec::new();
     let mut results = Vec::new();
+    let mut failed = Vec::new();
     for key in ctx.settings.scenarios.clone() {
         let sc = Scenario::by_key(&key, ctx.settings.dir_mb)?;
-        let res = run_scenario(&ctx, sc).await?;
+        let prefix = format!("{}-", sc.prefix);
+        let res = match run_scenario(&ctx, sc).await {
+            Ok(res) => res,
+            Err(e) => {
+                // Reported and counted, and the others still run.
+                println!("    scenario {key} FAILED: {e}");
+                let _ = remove_ours(&ctx.lxd, &prefix).await;
+                scenarios.push(json!({ "scenario": key, "error": e }));
+                failed.push(format!("{key}: {e}"));
+                continue;
+            }
+        };
         scenarios.push(json!({
             "scenario": res.sc.key,
             "describe": res.sc.describe(),
@@ -1475,7 +1501,14 @@ async fn bench(settings: Settings) -> Res<Value> {
         results.push(res);
     }
     let fleet = if ctx.settings.fleet > 0 {
-        let rows = run_fleet(&ctx, ctx.settings.fleet).await?;
+        let rows = match run_fleet(&ctx, ctx.settings.fleet).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                println!("    fleet FAILED: {e}");
+                failed.push(format!("fleet: {e}"));
+                Vec::new()
+            }
+        };
         Some(json!({
             "containers": ctx.settings.fleet,
             "rows": rows.iter().map(|r| json!({
@@ -1520,25 +1553,31 @@ async fn bench(settings: Settings) -> Res<Value> {
         }
     }
     println!("==> cleaning up");
-    cleanup_all(&ctx.lxd, &ctx.settings.scratch).await?;
+    if let Err(e) = cleanup_all(&ctx.lxd, &ctx.settings.scratch).await {
+        failed.push(format!("cleaning up: {e}"));
+    }
     let elapsed = total.elapsed().as_secs_f64();
     println!("downtime bench: {elapsed:.0} s");
-    Ok(json!({
-        "bench": "downtime",
-        "server_version": ctx.lxd.server_version(),
-        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "settings": {
-            "containers": ctx.settings.n,
-            "poll_ms": ctx.settings.poll.as_millis() as u64,
-            "fleet_poll_ms": ctx.settings.fleet_poll.as_millis() as u64,
-            "dir_template_mb": ctx.settings.dir_mb,
-            "clean_stop_timeout_s": CLEAN_TIMEOUT_S,
-        },
-        "probe_journal_append_ms": { "mean": append_ms, "p50": append_p50_ms },
-        "scenarios": scenarios,
-        "fleet": fleet,
-        "elapsed_s": elapsed,
-    }))
+    Ok((
+        failed.clone(),
+        json!({
+            "bench": "downtime",
+            "server_version": ctx.lxd.server_version(),
+            "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            "settings": {
+                "containers": ctx.settings.n,
+                "poll_ms": ctx.settings.poll.as_millis() as u64,
+                "fleet_poll_ms": ctx.settings.fleet_poll.as_millis() as u64,
+                "dir_template_mb": ctx.settings.dir_mb,
+                "clean_stop_timeout_s": CLEAN_TIMEOUT_S,
+            },
+            "probe_journal_append_ms": { "mean": append_ms, "p50": append_p50_ms },
+            "scenarios": scenarios,
+            "fleet": fleet,
+            "elapsed_s": elapsed,
+            "failed": failed,
+        }),
+    ))
 }
 
 fn main() {
@@ -1552,7 +1591,7 @@ fn main() {
         .build()
         .expect("runtime");
     match rt.block_on(bench(settings)) {
-        Ok(v) => {
+        Ok((failed, v)) => {
             if let Some(dir) = out.parent() {
                 let _ = std::fs::create_dir_all(dir);
             }
@@ -1562,6 +1601,13 @@ fn main() {
                     eprintln!("downtime: cannot write {}: {e}", out.display());
                     std::process::exit(1);
                 }
+            }
+            if !failed.is_empty() {
+                eprintln!("downtime bench FAILED:");
+                for f in &failed {
+                    eprintln!("  - {f}");
+                }
+                std::process::exit(1);
             }
         }
         Err(e) => {
