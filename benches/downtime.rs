@@ -20,6 +20,9 @@
 //! - **own clock**: for reroot the journal's figure (the `start` step's `downtime_ms`, from the
 //!   start of `stop` to the success of `start`, as `reroot --json show` gives it); for the
 //!   others the bench's clock from before the stop request to the end of the start request.
+//!   The own clock reads more: LXD reports a container Stopped before its stop operation ends
+//!   and Running before its start operation ends; and during a clean stop LXD reports it
+//!   Running while its init shuts down, so there only the own clock has the shutdown.
 //!
 //! Scenarios (`DOWNTIME_SCENARIOS`, comma-separated; default all; `none` for the fleet alone):
 //! - `btrfs-force`: btrfs pool, data on plain directories, force stop (`--stop-timeout 0`);
