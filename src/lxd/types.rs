@@ -359,7 +359,7 @@ pub struct Profile {
     #[serde(default)]
     pub devices: Devices,
     /// URLs of the instances (and snapshots) that use it.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub used_by: Vec<String>,
 }
 
@@ -393,7 +393,7 @@ pub struct StoragePool {
     pub description: String,
     #[serde(default)]
     pub config: Config,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub used_by: Vec<String>,
 }
 
@@ -411,7 +411,7 @@ pub struct StorageVolume {
     pub description: String,
     #[serde(default)]
     pub config: Config,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     pub used_by: Vec<String>,
     #[serde(default)]
     pub location: String,
@@ -459,9 +459,29 @@ pub struct ImageAlias {
     pub image_type: String,
 }
 
+/// A list LXD may send as `null` when it is empty: LXD 5.0.2 answers `"used_by": null` for a
+/// storage pool nothing uses (seen on the testbed), which a plain `Vec` refuses, failing the
+/// whole listing.
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unused_storage_pool_reads_with_no_users() {
+        // LXD 5.0.2 (`GET /1.0/storage-pools?recursion=1`) for a pool nothing uses.
+        let body = r#"[{"config":{"source":"/var/lib/lxd/storage-pools/b"},"description":"",
+          "name":"b","driver":"dir","used_by":null,"status":"Created","locations":["none"]},
+          {"name":"default","driver":"btrfs","used_by":["/1.0/profiles/default"]}]"#;
+        let pools: Vec<StoragePool> = serde_json::from_str(body).unwrap();
+        assert!(pools[0].used_by.is_empty());
+        assert_eq!(pools[1].used_by, ["/1.0/profiles/default"]);
+        let missing: StoragePool = serde_json::from_str(r#"{"name":"c"}"#).unwrap();
+        assert!(missing.used_by.is_empty());
+    }
 
     #[test]
     fn instance_reads_lxd_object() {
