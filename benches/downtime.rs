@@ -119,6 +119,8 @@ struct Settings {
     scratch: PathBuf,
     out: PathBuf,
     testbed: bool,
+    /// `--max-down` of every reroot rebuild (`DOWNTIME_MAX_DOWN`; 0: not passed).
+    max_down: usize,
 }
 
 impl Settings {
@@ -157,6 +159,7 @@ impl Settings {
                 .map(PathBuf::from)
                 .unwrap_or_else(|| target.join("downtime.json")),
             testbed: env_string("DOWNTIME_TESTBED", "1") != "0",
+            max_down: env_usize("DOWNTIME_MAX_DOWN", 0),
         }
     }
 }
@@ -984,6 +987,9 @@ async fn reroot_rebuild(
     ];
     if !clean {
         args.extend(["--stop-timeout".into(), "0".into()]);
+    }
+    if ctx.settings.max_down > 0 {
+        args.extend(["--max-down".into(), ctx.settings.max_down.to_string()]);
     }
     args.extend(cfgs.iter().cloned());
     let log = ctx.logs.join(format!("{label}.log"));
