@@ -968,7 +968,7 @@ async fn crash_at_every_step_and_moment_then_resume_or_undo() {
         .iter()
         .flat_map(|s| Moment::FORWARD.map(|m| format!("{s}:{m}")))
         .collect();
-    assert_eq!(points.len(), 33);
+    assert_eq!(points.len(), 12 * Moment::FORWARD.len());
 
     let mut r = bed.instance("r");
     let mut u = bed.instance("u");
@@ -1195,7 +1195,16 @@ async fn sigkill_at_random_times_during_a_parallel_rebuild() {
         }
         bed.check_no_leftovers(&insts.iter().collect::<Vec<_>>(), &context)
             .await;
-        journal.verify(&context).await;
+        // Killed before it opened the journal (while it read configs and looked for instances
+        // already built), the rebuild left no journal at all: nothing to verify.
+        if journal.path().exists() {
+            journal.verify(&context).await;
+        } else {
+            assert!(
+                ran.killed,
+                "{context}: no journal, yet the rebuild was not killed"
+            );
+        }
         progress(
             started,
             &format!(
