@@ -14,6 +14,8 @@
 #                            launch, the killed rebuild and the checks)
 #   KILL_PARALLEL [8]        --parallel of the rebuild that is killed and resumed
 #   STOP_TIMEOUT  [0]        --stop-timeout of every rebuild (0 = force at once)
+#   MAX_DOWN      [0]        --max-down of the timed rounds and the killed rebuild (0 = as many
+#                            as --parallel)
 #   KILL_JITTER_MS [1500]    the kill comes a random 0..KILL_JITTER_MS ms after the first
 #                            website of that rebuild began stopping (then as soon as one is
 #                            between its stop and its start)
@@ -35,6 +37,7 @@ count=${1:-10}
 LEVELS=${LEVELS-"1 4 8"}
 KILL_PARALLEL=${KILL_PARALLEL:-8}
 STOP_TIMEOUT=${STOP_TIMEOUT:-0}
+MAX_DOWN=${MAX_DOWN:-0}
 KILL_JITTER_MS=${KILL_JITTER_MS:-1500}
 PREFIX=${PREFIX:-sc}
 SCRATCH=${SCRATCH:-/var/tmp/reroot-scale}
@@ -230,8 +233,8 @@ for level in "${levels[@]}"; do
     out="$logs/round-$round.out"
     rc=0
     /usr/bin/time -f '%e %M' -o "$logs/round-$round.time" "$reroot" --journal "$journal" rebuild \
-        --parallel "$level" --stop-timeout "$STOP_TIMEOUT" -P "template=$to" "${site_cfgs[@]}" \
-        >"$out" 2>&1 || rc=$?
+        --parallel "$level" --max-down "$MAX_DOWN" --stop-timeout "$STOP_TIMEOUT" -P "template=$to" \
+        "${site_cfgs[@]}" >"$out" 2>&1 || rc=$?
     read -r wall rss < <(tail -1 "$logs/round-$round.time")
     run=$(run_of "$out")
     dts=$(downtimes "$run" || true)
@@ -271,8 +274,8 @@ if [ ${#failures[@]} = 0 ]; then
     echo "==> round $rounds: rebuild onto $to ($(image_of "$to")), --parallel $KILL_PARALLEL, SIGKILLed inside the downtime window"
     out="$logs/kill.out"
     : >"$out"
-    "$reroot" --journal "$journal" rebuild --parallel "$KILL_PARALLEL" --stop-timeout "$STOP_TIMEOUT" \
-        -P "template=$to" "${site_cfgs[@]}" >"$out" 2>&1 &
+    "$reroot" --journal "$journal" rebuild --parallel "$KILL_PARALLEL" --max-down "$MAX_DOWN" \
+        --stop-timeout "$STOP_TIMEOUT" -P "template=$to" "${site_cfgs[@]}" >"$out" 2>&1 &
     pid=$!
     # Never leave it running behind this script.
     trap 'kill -9 "$pid" 2>/dev/null || true' EXIT
