@@ -76,20 +76,6 @@ const DIR_POOL: &str = "bench-dir";
 const ZFS_POOL: &str = "rerootz";
 const ZFS_PARENT: &str = "rerootz/bench";
 const CLEAN_TIMEOUT_S: u64 = 10;
-/// The steps of reroot's pipeline, in order (for the per-step table).
-const STEPS: [&str; 11] = [
-    "preflight",
-    "prepare",
-    "stop",
-    "snapshot",
-    "retire",
-    "swap",
-    "reattach",
-    "files",
-    "start",
-    "cloud-config",
-    "verify",
-];
 
 fn env_usize(name: &str, default: usize) -> usize {
     match std::env::var(name) {
@@ -1274,11 +1260,12 @@ fn print_scenario(res: &ScenarioResult) {
         f("reroot_over_raw_api")
     );
     if let Some(m) = find(&res.methods, "reroot") {
-        let steps: Vec<String> = STEPS
+        let steps: Vec<String> = reroot::steps::rebuild_pipeline()
             .iter()
+            .map(|s| s.name())
             .filter_map(|s| {
                 m.steps
-                    .get(*s)
+                    .get(s)
                     .map(|v| format!("{s} {:.0}", Spread::of(v).p50))
             })
             .collect();

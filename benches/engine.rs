@@ -44,21 +44,6 @@ impl Step<()> for Noop {
     }
 }
 
-const STEPS: [&str; 12] = [
-    "preflight",
-    "prepare",
-    "provision",
-    "stop",
-    "snapshot",
-    "retire",
-    "swap",
-    "reattach",
-    "files",
-    "start",
-    "cloud-config",
-    "verify",
-];
-
 /// Drives one run of `n` instances; gives the wall time per instance in ms.
 async fn one_run(n: usize, baseline: bool) -> f64 {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -76,8 +61,10 @@ async fn one_run(n: usize, baseline: bool) -> f64 {
     };
     let run = header.id;
     j.create_run(header).expect("create run");
-    let steps: Vec<Arc<dyn Step<()>>> = STEPS
+    // The rebuild's step names, so the journal holds what a rebuild writes.
+    let steps: Vec<Arc<dyn Step<()>>> = reroot::steps::rebuild_pipeline()
         .iter()
+        .map(|s| s.name())
         .enumerate()
         .map(|(k, name)| {
             // The baseline replays at the first step of each instance: once per instance.

@@ -263,21 +263,27 @@ fn header(instances: &[String]) -> RunHeader {
     }
 }
 
+/// The engine options of most simulations: `parallel` at once, no failure budget, the
+/// rebuild's downtime window.
+fn sim_options(parallel: usize, faults: Faults) -> EngineOptions {
+    EngineOptions {
+        limits: Limits {
+            parallel,
+            max_failures: usize::MAX,
+            ..Limits::default()
+        },
+        faults,
+        window: Some(WINDOW),
+        ..EngineOptions::default()
+    }
+}
+
 fn engine(j: &Arc<Journal>, env: &Arc<Env>, parallel: usize, faults: Faults) -> Engine<Env> {
     Engine::new(
         j.clone(),
         env.clone(),
         pipeline(),
-        EngineOptions {
-            limits: Limits {
-                parallel,
-                max_failures: usize::MAX,
-                ..Limits::default()
-            },
-            faults,
-            window: Some(WINDOW),
-            ..EngineOptions::default()
-        },
+        sim_options(parallel, faults),
     )
 }
 
@@ -919,22 +925,11 @@ fn observed(
     faults: Faults,
     observer: &Arc<Recorder>,
 ) -> Engine<Env> {
-    Engine::new(
-        j.clone(),
-        env.clone(),
-        pipeline(),
-        EngineOptions {
-            limits: Limits {
-                parallel,
-                max_failures: usize::MAX,
-                ..Limits::default()
-            },
-            faults,
-            window: Some(WINDOW),
-            observer: Some(observer.clone() as Arc<dyn Observer>),
-            ..EngineOptions::default()
-        },
-    )
+    let options = EngineOptions {
+        observer: Some(observer.clone() as Arc<dyn Observer>),
+        ..sim_options(parallel, faults)
+    };
+    Engine::new(j.clone(), env.clone(), pipeline(), options)
 }
 
 /// The step facts of `instance`, as `(started?, step, attempt, direction)`.
@@ -1363,21 +1358,10 @@ async fn max_down_bounds_the_instances_inside_their_window_not_the_work_before_i
     for max_down in [1, 2] {
         let (_dir, instances, env, j, run) = fresh_run(8);
         let observer = Arc::new(Recorder::default());
-        let engine = Engine::new(
-            j.clone(),
-            env.clone(),
-            pipeline(),
-            EngineOptions {
-                limits: Limits {
-                    parallel: 4,
-                    max_down,
-                    ..Limits::default()
-                },
-                window: Some(WINDOW),
-                observer: Some(observer.clone() as Arc<dyn Observer>),
-                ..EngineOptions::default()
-            },
-        );
+        let mut options = sim_options(4, Faults::none());
+        options.limits.max_down = max_down;
+        options.observer = Some(observer.clone() as Arc<dyn Observer>);
+        let engine = Engine::new(j.clone(), env.clone(), pipeline(), options);
         let report = engine
             .drive(run, &instances, Direction::Forward)
             .await
