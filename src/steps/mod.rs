@@ -193,6 +193,22 @@ impl RunEnv {
         Ok(lxd.get_instance(name).await.optional()?.map(|v| v.value))
     }
 
+    /// The name the new root built by `run` has now: its temporary name before `swap`, the
+    /// instance's after it; `None` if neither is that run's new root.
+    pub(crate) async fn new_root_name(
+        &self,
+        instance: &str,
+        run: journal::RunId,
+    ) -> Result<Option<String>, StepError> {
+        for name in [temporary_name(instance, run), instance.to_string()] {
+            let live = self.live(instance, &name).await?;
+            if live.is_some_and(|i| names::built_by(&i, run)) {
+                return Ok(Some(name));
+            }
+        }
+        Ok(None)
+    }
+
     /// The plan of an instance and the LXD client for its project: what nearly every step
     /// begins with.
     pub fn scope(&self, instance: &str) -> Result<(&InstancePlan, lxd::Client), StepError> {

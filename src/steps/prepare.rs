@@ -91,15 +91,7 @@ impl Step<RunEnv> for Prepare {
 
     /// The new root exists, under its temporary name or already swapped in.
     fn holds<'a>(&'a self, cx: &'a StepCx<'a, RunEnv>) -> BoxFuture<'a, Result<bool, StepError>> {
-        Box::pin(async move {
-            for name in [temporary_name(cx.instance, cx.run), cx.instance.to_string()] {
-                let live = cx.env.live(cx.instance, &name).await?;
-                if live.is_some_and(|i| built_by(&i, cx.run)) {
-                    return Ok(true);
-                }
-            }
-            Ok(false)
-        })
+        Box::pin(async move { Ok(cx.env.new_root_name(cx.instance, cx.run).await?.is_some()) })
     }
 
     /// Deletes the new root if it still has its temporary name (the undo of `swap` has put it

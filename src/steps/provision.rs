@@ -11,7 +11,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::names::{built_by, temporary_name};
 use super::plan::DevicePlacement;
 use super::profile::{device_host_dir, filesystem, wanted_devices};
 use super::RunEnv;
@@ -57,25 +56,6 @@ async fn owner(
     Ok(map.owner(Owner { uid: 0, gid: 0 })?)
 }
 
-/// The name the new root has now: its temporary name, or, after a crash past `swap`, the
-/// instance's.
-async fn new_root_name(
-    lxd: &lxd::Client,
-    instance: &str,
-    run: journal::RunId,
-) -> Result<String, StepError> {
-    for name in [temporary_name(instance, run), instance.to_string()] {
-        if let Some(i) = lxd::OptionalExt::optional(lxd.get_instance(&name).await)? {
-            if built_by(&i.value, run) {
-                return Ok(name);
-            }
-        }
-    }
-    Err(StepError::new(format!(
-        "the new root of {instance} is missing"
-    )))
-}
-
 impl Step<RunEnv> for Provision {
     fn name(&self) -> &'static str {
         Provisioned::STEP
@@ -87,7 +67,13 @@ impl Step<RunEnv> for Provision {
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
             let (plan, lxd) = cx.env.scope(cx.instance)?;
-            let root = new_root_name(&lxd, cx.instance, cx.run).await?;
+            let root = cx
+                .env
+                .new_root_name(cx.instance, cx.run)
+                .await?
+                .ok_or_else(|| {
+                    StepError::new(format!("the new root of {} is missing", cx.instance))
+                })?;
             let owner = owner(&lxd, &root, plan.device_owner).await?;
 
             let mut new_filesystems = Vec::new();
