@@ -341,6 +341,16 @@ impl Watcher {
         }
     }
 
+    /// The sample of `name` worked on since `t0`: its own clock, then what the poller saw.
+    async fn sample(&self, name: &str, t0: Instant) -> Sample {
+        let own_ms = t0.elapsed().as_secs_f64() * 1e3;
+        Sample {
+            instance: name.to_string(),
+            seen: self.unwatch(name).await,
+            own_ms,
+        }
+    }
+
     async fn unwatch(&self, name: &str) -> Seen {
         let w = self.live.lock().unwrap().remove(name);
         match w {
@@ -827,13 +837,7 @@ async fn floor(
             lxd.start_instance(&name)
                 .await
                 .map_err(|e| format!("start {name}: {e}"))?;
-            let own_ms = t0.elapsed().as_secs_f64() * 1e3;
-            let seen = w.unwatch(&name).await;
-            Ok::<Sample, String>(Sample {
-                instance: name,
-                seen,
-                own_ms,
-            })
+            Ok::<Sample, String>(w.sample(&name, t0).await)
         });
     }
     let mut samples = Vec::new();
@@ -890,12 +894,7 @@ async fn lxc_script(ctx: &Ctx, sc: &Scenario, devices: &DeviceMap) -> Res<Method
             run_cmd("lxc", &args).await?;
         }
         lxc(&["start", name]).await?;
-        let own_ms = t0.elapsed().as_secs_f64() * 1e3;
-        samples.push(Sample {
-            instance: name.clone(),
-            seen: watcher.unwatch(name).await,
-            own_ms,
-        });
+        samples.push(watcher.sample(name, t0).await);
     }
     Ok(MethodResult {
         method: "lxc script".into(),
@@ -935,12 +934,7 @@ async fn raw_api(ctx: &Ctx, sc: &Scenario, devices: &DeviceMap) -> Res<MethodRes
         lxd.start_instance(name)
             .await
             .map_err(|e| format!("start {name}: {e}"))?;
-        let own_ms = t0.elapsed().as_secs_f64() * 1e3;
-        samples.push(Sample {
-            instance: name.clone(),
-            seen: watcher.unwatch(name).await,
-            own_ms,
-        });
+        samples.push(watcher.sample(name, t0).await);
     }
     Ok(MethodResult {
         method: "raw API".into(),
