@@ -32,7 +32,7 @@ use tokio::sync::Semaphore;
 
 use super::fault::{FaultPoint, Faults, Moment};
 use super::observe::{self, EngineEvent, Fact, Observer};
-use super::step::{Outputs, Step, StepCx, StepError};
+use super::step::{BoxFuture, Outputs, Step, StepCx, StepError};
 
 /// How many instances a pass takes at once, and how failures count. A run is started with
 /// them, its header records them, and every later pass over it hands them to the engine as
@@ -269,6 +269,93 @@ pub struct Engine<E> {
     unrecorded_reverts: Arc<Mutex<Vec<String>>>,
     /// The places inside the downtime window ([`Limits::max_down`]), shared by every pass.
     down_places: Arc<Semaphore>,
+    /// How many instances are inside their downtime window now.
+    down_now: Arc<AtomicUsize>,
+    /// Taken by a preparation step while another instance is down: one at a time then.
+    prep_turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// An instance's place inside its downtime window, counted in `down_now` while it is held.
+struct DownPlace {
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    down_now: Arc<AtomicUsize>,
+}
+
+impl DownPlace {
+    fn new(permit: tokio::sync::OwnedSemaphorePermit, down_now: &Arc<AtomicUsize>) -> DownPlace {
+        down_now.fetch_add(1, Ordering::SeqCst);
+        DownPlace {
+            _permit: Some(permit),
+            down_now: down_now.clone(),
+        }
+    }
+
+    /// One found down when its pass began: counted, but it takes no place (it goes first
+    /// whatever the limit, as nothing may keep a website down).
+    fn resumed(down_now: &Arc<AtomicUsize>) -> DownPlace {
+        down_now.fetch_add(1, Ordering::SeqCst);
+        DownPlace {
+            _permit: None,
+            down_now: down_now.clone(),
+        }
+    }
+}
+
+impl Drop for DownPlace {
+    fn drop(&mut self) {
+        self.down_now.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A step driven beside the steps after it, up to the step `until`, which waits for it. It
+/// is polled in the instance's own task, alongside each step of the other lane, so a crash
+/// (the pass returning) drops it where it stands, as a killed process would.
+struct Side<'a> {
+    k: usize,
+    until: &'static str,
+    drive: Option<BoxFuture<'a, Result<StepResult, DriveFailure>>>,
+    done: Option<Result<StepResult, DriveFailure>>,
+}
+
+impl<'a> Side<'a> {
+    fn new(
+        k: usize,
+        until: &'static str,
+        drive: BoxFuture<'a, Result<StepResult, DriveFailure>>,
+    ) -> Side<'a> {
+        Side {
+            k,
+            until,
+            drive: Some(drive),
+            done: None,
+        }
+    }
+
+    /// Awaits `main`, driving the side step meanwhile, and keeps its result if it ends first.
+    async fn alongside<T>(&mut self, main: impl std::future::Future<Output = T>) -> T {
+        tokio::pin!(main);
+        if let Some(drive) = self.drive.as_mut() {
+            tokio::select! {
+                biased;
+                out = &mut main => return out,
+                done = drive => {
+                    self.done = Some(done);
+                    self.drive = None;
+                }
+            }
+        }
+        main.await
+    }
+
+    /// The side step's index and result, once it has ended.
+    async fn finish(mut self) -> (usize, Result<StepResult, DriveFailure>) {
+        let result = match (self.done.take(), self.drive.take()) {
+            (Some(done), _) => done,
+            (None, Some(drive)) => drive.await,
+            (None, None) => unreachable!("a side step is either under way or done"),
+        };
+        (self.k, result)
+    }
 }
 
 /// How a step ended in [`Engine::drive_step`], when the engine itself did not fail.
@@ -316,6 +403,8 @@ impl<E: Send + Sync + 'static> Engine<E> {
                 0 => Semaphore::MAX_PERMITS,
                 n => n,
             })),
+            down_now: Arc::new(AtomicUsize::new(0)),
+            prep_turn: Arc::new(tokio::sync::Mutex::new(())),
             options,
         }
     }
@@ -597,6 +686,8 @@ impl<E: Send + Sync + 'static> Engine<E> {
             journal_lost: self.journal_lost.clone(),
             unrecorded_reverts: self.unrecorded_reverts.clone(),
             down_places: self.down_places.clone(),
+            down_now: self.down_now.clone(),
+            prep_turn: self.prep_turn.clone(),
         }
     }
 
@@ -641,9 +732,36 @@ impl<E: Send + Sync + 'static> Engine<E> {
                 },
             );
         }
-        let mut down_place = None;
+        // Counted among the instances down from here on: a preparation step of another
+        // instance gives way to it (see `prep_turn`).
+        let mut down_place = down.then(|| DownPlace::resumed(&self.down_now));
+        // The step running beside the ones after it, if one is (see `Step::beside_until`).
+        let mut side: Option<Side<'_>> = None;
+        // Where the window opens: the steps before it prepare, and give way to instances
+        // that are down.
+        let opens_at = window.and_then(|w| self.steps.iter().position(|s| s.name() == w.opens));
         for (k, step) in self.steps.iter().enumerate() {
             let name = step.name();
+            if side.as_ref().is_some_and(|s| s.until == name) {
+                let (sk, result) = side.take().expect("checked above").finish().await;
+                let recorded = state.as_ref();
+                if let Some(end) = self
+                    .settle(
+                        run,
+                        instance,
+                        (sk, k - 1),
+                        result,
+                        down,
+                        false,
+                        recorded,
+                        &mut outputs,
+                        &mut times,
+                    )
+                    .await
+                {
+                    return end;
+                }
+            }
             let prev = status(name);
             let redo = redo_from.is_some_and(|r| k >= r);
             if prev.is_some_and(|p| p.status == StepStatus::Succeeded) && !redo {
@@ -666,78 +784,188 @@ impl<E: Send + Sync + 'static> Engine<E> {
             if edge == Some(Edge::Opens) {
                 // Held until the window closes, or until this instance's pass ends (a failure
                 // held down, a revert: nothing is done to it any more in this pass).
-                down_place = Some(
-                    self.down_places
-                        .clone()
-                        .acquire_owned()
-                        .await
-                        .map_err(|e| EngineError::Internal(e.to_string()))?,
-                );
+                let permit = self
+                    .down_places
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|e| EngineError::Internal(e.to_string()))?;
+                down_place = Some(DownPlace::new(permit, &self.down_now));
             }
             if opens {
                 down = true;
             }
+            // While another instance is down, preparation goes one step at a time, so that
+            // the daemon serves the instances inside their window first: on a 2-core host
+            // LXD 5.0.2 runs its operations nearly one after another, and a clone made
+            // beside a rename or a start lengthens that website's downtime.
+            let _turn = match opens_at {
+                Some(at) if k < at && !down && self.down_now.load(Ordering::SeqCst) > 0 => {
+                    Some(self.prep_turn.lock().await)
+                }
+                _ => None,
+            };
             let attempt = prev.map_or(1, |p| p.attempt + 1);
-            let result = self
-                .drive_step(
+            if let Some(until) = step
+                .beside_until()
+                .filter(|_| edge.is_none() && side.is_none())
+            {
+                let (side_outputs, side_times) = (outputs.clone(), times.clone());
+                let step = step.clone();
+                side = Some(Side::new(
+                    k,
+                    until,
+                    Box::pin(async move {
+                        self.drive_step(
+                            run,
+                            instance,
+                            step.as_ref(),
+                            Direction::Forward,
+                            attempt,
+                            &side_outputs,
+                            &side_times,
+                            None,
+                        )
+                        .await
+                    }),
+                ));
+                continue;
+            }
+            let drive = self.drive_step(
+                run,
+                instance,
+                step.as_ref(),
+                Direction::Forward,
+                attempt,
+                &outputs,
+                &times,
+                edge,
+            );
+            let result = match side.as_mut() {
+                Some(s) => s.alongside(drive).await,
+                None => drive.await,
+            };
+            if !matches!(result, Ok(Ok(_))) {
+                // This instance goes no further in this pass: let the step beside end first,
+                // so that what it did is recorded before anything is undone (after a crash,
+                // it ends at its next record, as every other instance's step does).
+                if let Some(s) = side.take() {
+                    if let (sk, Ok(Ok((value, started)))) = s.finish().await {
+                        let side_name = self.steps[sk].name();
+                        outputs.insert(side_name, value);
+                        times.insert(side_name.to_string(), (started, Some(journal::now_ms())));
+                    }
+                }
+            }
+            let recorded = state.as_ref();
+            if let Some(end) = self
+                .settle(
                     run,
                     instance,
-                    step.as_ref(),
-                    Direction::Forward,
-                    attempt,
-                    &outputs,
-                    &times,
-                    edge,
+                    (k, k),
+                    result,
+                    down,
+                    closes,
+                    recorded,
+                    &mut outputs,
+                    &mut times,
                 )
-                .await;
-            match result {
-                Ok(Ok((value, started))) => {
-                    outputs.insert(name, value);
-                    times.insert(name.to_string(), (started, Some(journal::now_ms())));
-                    if closes {
-                        down = false;
-                        drop(down_place.take());
-                    }
-                }
-                // Without the daemon nothing can be put back: the next resume finishes it.
-                Ok(Err(error))
-                    if down
-                        && self.options.on_failure == OnFailure::Revert
-                        && !error.is_unreachable() =>
-                {
-                    return self
-                        .revert(run, instance, name.to_string(), error.to_string(), true)
-                        .await;
-                }
-                Ok(Err(error)) => {
-                    return Ok(InstanceOutcome::Failed {
-                        step: name.to_string(),
-                        error: error.to_string(),
-                    })
-                }
-                Err(DriveFailure {
-                    error: error @ EngineError::Journal(_),
-                    applied,
-                }) => {
-                    self.journal_lost.store(true, Ordering::SeqCst);
-                    if down && !(closes && applied) {
-                        // Every step that may have had an effect: this one, and any later one
-                        // an earlier pass recorded (a redo starts before them).
-                        let last_recorded = self
-                            .steps
-                            .iter()
-                            .rposition(|s| status(s.name()).is_some())
-                            .unwrap_or(0);
-                        let upto = k.max(last_recorded);
-                        self.revert_unrecorded(run, instance, upto, &outputs, &times)
-                            .await;
-                    }
-                    return Err(error);
-                }
-                Err(DriveFailure { error, .. }) => return Err(error),
+                .await
+            {
+                return end;
+            }
+            if closes {
+                down = false;
+                drop(down_place.take());
+            }
+        }
+        if let Some(s) = side.take() {
+            let (sk, result) = s.finish().await;
+            let recorded = state.as_ref();
+            let last = self.steps.len() - 1;
+            if let Some(end) = self
+                .settle(
+                    run,
+                    instance,
+                    (sk, last),
+                    result,
+                    down,
+                    false,
+                    recorded,
+                    &mut outputs,
+                    &mut times,
+                )
+                .await
+            {
+                return end;
             }
         }
         Ok(InstanceOutcome::Succeeded)
+    }
+
+    /// What follows the end of step `k` of a forward pass, the pass having driven the steps
+    /// up to `reached` (later than `k` for a step that ran beside others): its output kept for
+    /// the later steps (`None`: go on), or how the instance's pass ends. A step that failed
+    /// for good inside the window reverts the instance; a journal that refused an event has
+    /// the instance put back unrecorded, if it was down.
+    #[allow(clippy::too_many_arguments)]
+    async fn settle(
+        &self,
+        run: RunId,
+        instance: &str,
+        (k, reached): (usize, usize),
+        result: Result<StepResult, DriveFailure>,
+        down: bool,
+        closes: bool,
+        recorded: Option<&journal::InstanceState>,
+        outputs: &mut Outputs,
+        times: &mut Times,
+    ) -> Option<Result<InstanceOutcome, EngineError>> {
+        let name = self.steps[k].name();
+        match result {
+            Ok(Ok((value, started))) => {
+                outputs.insert(name, value);
+                times.insert(name.to_string(), (started, Some(journal::now_ms())));
+                None
+            }
+            // Without the daemon nothing can be put back: the next resume finishes it.
+            Ok(Err(error))
+                if down
+                    && self.options.on_failure == OnFailure::Revert
+                    && !error.is_unreachable() =>
+            {
+                Some(
+                    self.revert(run, instance, name.to_string(), error.to_string(), true)
+                        .await,
+                )
+            }
+            Ok(Err(error)) => Some(Ok(InstanceOutcome::Failed {
+                step: name.to_string(),
+                error: error.to_string(),
+            })),
+            Err(DriveFailure {
+                error: error @ EngineError::Journal(_),
+                applied,
+            }) => {
+                self.journal_lost.store(true, Ordering::SeqCst);
+                if down && !(closes && applied) {
+                    // Every step that may have had an effect: those this pass drove, and any
+                    // later one an earlier pass recorded (a redo starts before them).
+                    let last_recorded = self
+                        .steps
+                        .iter()
+                        .rposition(|s| {
+                            recorded.is_some_and(|i| i.steps.iter().any(|r| r.name == s.name()))
+                        })
+                        .unwrap_or(0);
+                    let upto = reached.max(last_recorded);
+                    self.revert_unrecorded(run, instance, upto, outputs, times)
+                        .await;
+                }
+                Some(Err(error))
+            }
+            Err(DriveFailure { error, .. }) => Some(Err(error)),
+        }
     }
 
     /// The index of the first step recorded as succeeded whose effect no longer holds, among

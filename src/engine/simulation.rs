@@ -46,6 +46,8 @@ struct SimStep {
     undo: fn(&mut World, &str, RunId) -> Result<(), StepError>,
     /// Whether the step's effect still holds (`None`: the default, it does).
     holds: Option<fn(&World, &str, RunId) -> bool>,
+    /// The step that waits for this one (see [`Step::beside_until`]).
+    beside_until: Option<&'static str>,
 }
 
 impl Step<Env> for SimStep {
@@ -74,6 +76,9 @@ impl Step<Env> for SimStep {
             let w = cx.env.lock().map_err(|e| StepError::new(e.to_string()))?;
             Ok(self.holds.is_none_or(|h| h(&w, cx.instance, cx.run)))
         })
+    }
+    fn beside_until(&self) -> Option<&'static str> {
+        self.beside_until
     }
 }
 
@@ -115,6 +120,7 @@ fn pipeline() -> Vec<Arc<dyn Step<Env>>> {
                 Ok(())
             },
             holds: None,
+            beside_until: None,
         },
         SimStep {
             name: "stop",
@@ -142,6 +148,7 @@ fn pipeline() -> Vec<Arc<dyn Step<Env>>> {
                 Ok(())
             },
             holds: Some(|w, i, run| old_root(w, i, run).is_none_or(|c| !c.running)),
+            beside_until: None,
         },
         SimStep {
             name: "snapshot",
@@ -151,6 +158,8 @@ fn pipeline() -> Vec<Arc<dyn Step<Env>>> {
             },
             undo: |_, _, _| Ok(()),
             holds: None,
+            // As in a rebuild: beside the renames, and `start` waits for it.
+            beside_until: Some("start"),
         },
         SimStep {
             name: "retire",
@@ -180,6 +189,7 @@ fn pipeline() -> Vec<Arc<dyn Step<Env>>> {
                 Ok(())
             },
             holds: Some(|w, i, _| w.containers.get(i).is_none_or(|c| c.built_by.is_some())),
+            beside_until: None,
         },
         SimStep {
             name: "swap",
@@ -206,10 +216,14 @@ fn pipeline() -> Vec<Arc<dyn Step<Env>>> {
                 Ok(())
             },
             holds: None,
+            beside_until: None,
         },
         SimStep {
             name: "start",
             apply: |w, i, run| {
+                if !w.snapshots.contains(&format!("{i}@{run}")) {
+                    return Err("started before its data was snapshotted".into());
+                }
                 let c = w.containers.get_mut(i).ok_or("nothing to start")?;
                 if c.built_by != Some(run) {
                     return Err("the instance is not the new root".into());
@@ -226,6 +240,7 @@ fn pipeline() -> Vec<Arc<dyn Step<Env>>> {
                 Ok(())
             },
             holds: None,
+            beside_until: None,
         },
     ];
     steps
@@ -530,6 +545,7 @@ fn pipeline_failing_web0() -> Vec<Arc<dyn Step<Env>>> {
         },
         undo: |_, _, _| Ok(()),
         holds: None,
+        beside_until: None,
     }));
     p
 }
@@ -590,6 +606,7 @@ async fn a_passing_failure_is_retried_and_every_attempt_is_journaled() {
             },
             undo: |_, _, _| Ok(()),
             holds: None,
+            beside_until: None,
         }),
     );
     let options = EngineOptions {
@@ -859,8 +876,10 @@ async fn a_resume_takes_the_instances_that_are_down_first_whatever_the_budget() 
 async fn a_resume_redoes_what_a_daemon_restart_reverted() {
     for reverted in ["started again", "rename rolled back"] {
         let (_dir, instances, env, j, run) = fresh_run(1);
+        // Crashed after `stop` was recorded, before anything else (the snapshot and the
+        // renames run side by side after it).
         let step = if reverted == "started again" {
-            "snapshot"
+            "stop"
         } else {
             "retire"
         };
@@ -956,11 +975,48 @@ fn step_facts(events: &[EngineEvent], instance: &str) -> Vec<(bool, String, u32,
 }
 
 /// Each step attempt started, then finished, one after the other, in the order `expected`
-/// (step names with their direction), each once (no retries here).
+/// (step names with their direction), each once (no retries here). A step that runs beside
+/// the others (the snapshot, going forward) is checked apart: it starts after the step before
+/// it ended and ends before the step that waits for it starts.
 fn assert_steps_in_order(events: &[EngineEvent], instance: &str, expected: &[(&str, Direction)]) {
-    let facts = step_facts(events, instance);
+    let all = step_facts(events, instance);
+    let beside = pipeline()
+        .iter()
+        .filter_map(|s| s.beside_until().map(|until| (s.name(), until)))
+        .collect::<Vec<_>>();
+    let mut facts = Vec::new();
+    for (k, fact) in all.iter().enumerate() {
+        let (started, step, _, direction) = fact;
+        let side = beside
+            .iter()
+            .find(|(name, _)| name == step && *direction == Direction::Forward);
+        let Some((name, until)) = side else {
+            facts.push(fact.clone());
+            continue;
+        };
+        let at = expected
+            .iter()
+            .position(|(s, d)| s == name && *d == Direction::Forward)
+            .unwrap_or_else(|| panic!("{instance}: {name} ran, yet was not expected"));
+        if *started {
+            if let Some((before, _)) = at.checked_sub(1).map(|b| expected[b]) {
+                let ended = all[..k]
+                    .iter()
+                    .any(|(s, n, _, d)| !s && n == before && *d == Direction::Forward);
+                assert!(ended, "{instance}: {name} started before {before} ended");
+            }
+        } else {
+            let waited = all[..k].iter().any(|(s, n, _, _)| *s && n == until);
+            assert!(!waited, "{instance}: {until} started before {name} ended");
+        }
+    }
+    let expected: Vec<(&str, Direction)> = expected
+        .iter()
+        .filter(|(s, d)| !(*d == Direction::Forward && beside.iter().any(|(n, _)| n == s)))
+        .copied()
+        .collect();
     let mut want = Vec::new();
-    for (step, direction) in expected {
+    for (step, direction) in &expected {
         want.push((true, step.to_string(), *direction));
         want.push((false, step.to_string(), *direction));
     }
@@ -1398,4 +1454,98 @@ fn windows_opened(events: &[EngineEvent]) -> usize {
         .iter()
         .filter(|e| matches!(e.fact, Fact::WindowOpened { .. }))
         .count()
+}
+
+/// A step for [`a_step_beside_the_others_runs_while_they_do_and_its_join_waits`]: `wait`
+/// blocks until `signal` has run, so a pipeline that drove them one after the other would
+/// never end.
+struct Rendezvous {
+    name: &'static str,
+    role: Role,
+    beside_until: Option<&'static str>,
+}
+
+enum Role {
+    /// Waits for the signal (at most 10 s, then fails).
+    Wait(Arc<tokio::sync::Notify>),
+    Signal(Arc<tokio::sync::Notify>),
+    /// Fails unless the side step's output is there when it starts.
+    Join(&'static str),
+}
+
+impl Step<Env> for Rendezvous {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn apply<'a>(
+        &'a self,
+        cx: &'a StepCx<'a, Env>,
+    ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
+        Box::pin(async move {
+            match &self.role {
+                Role::Wait(n) => {
+                    tokio::time::timeout(std::time::Duration::from_secs(10), n.notified())
+                        .await
+                        .map_err(|_| StepError::new("the step beside never ran"))?;
+                }
+                Role::Signal(n) => n.notify_one(),
+                Role::Join(side) => {
+                    if cx.outputs.raw(side).is_none() {
+                        return Err(format!("{side} had not ended").into());
+                    }
+                }
+            }
+            Ok(json!(self.name))
+        })
+    }
+    fn undo<'a>(&'a self, _cx: &'a StepCx<'a, Env>) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(async { Ok(()) })
+    }
+    fn beside_until(&self) -> Option<&'static str> {
+        self.beside_until
+    }
+}
+
+#[tokio::test]
+async fn a_step_beside_the_others_runs_while_they_do_and_its_join_waits() {
+    let (_dir, instances, env, j, run) = fresh_run(1);
+    let notify = Arc::new(tokio::sync::Notify::new());
+    let step = |name, role, beside_until| {
+        Arc::new(Rendezvous {
+            name,
+            role,
+            beside_until,
+        }) as Arc<dyn Step<Env>>
+    };
+    let steps = vec![
+        step("side", Role::Wait(notify.clone()), Some("join")),
+        step("lane", Role::Signal(notify.clone()), None),
+        step("join", Role::Join("side"), None),
+    ];
+    let report = Engine::new(j.clone(), env, steps, sim_options(1, Faults::none()))
+        .drive(run, &instances, Direction::Forward)
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{report:?}");
+    let order: Vec<(String, &str)> = j
+        .events(run)
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| Some((e.step.clone()?, e.kind.name())))
+        .collect();
+    let at = |step: &str, kind: &str| {
+        order
+            .iter()
+            .position(|(s, k)| s == step && *k == kind)
+            .unwrap_or_else(|| panic!("no {kind} of {step}: {order:?}"))
+    };
+    // `lane` started while `side` was under way, and `join` only once `side` had ended.
+    assert!(
+        at("lane", "StepStarted") < at("side", "StepSucceeded"),
+        "{order:?}"
+    );
+    assert!(
+        at("side", "StepSucceeded") < at("join", "StepStarted"),
+        "{order:?}"
+    );
 }

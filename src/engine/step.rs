@@ -204,4 +204,14 @@ pub trait Step<E>: Send + Sync {
     fn holds<'a>(&'a self, _cx: &'a StepCx<'a, E>) -> BoxFuture<'a, Result<bool, StepError>> {
         Box::pin(async { Ok(true) })
     }
+
+    /// The later step of the pipeline that waits for this one; the steps in between run while
+    /// this one does, each journaled on its own as usual. `None` (the default): the next step
+    /// waits. Only a step that no step in between needs, and that needs none of them, may say
+    /// so (a rebuild's data snapshots beside the renames: both need the old root stopped and
+    /// nothing else of each other). A step that opens or closes the downtime window never
+    /// runs beside others, and at most one runs beside the others at a time.
+    fn beside_until(&self) -> Option<&'static str> {
+        None
+    }
 }
