@@ -1153,14 +1153,31 @@ async fn rebuild_json_streams_ndjson_events_and_stderr_has_a_line_per_instance()
         let finished = of("instance_finished");
         assert_eq!(finished.len(), 1, "{n}");
         assert_eq!(finished[0]["outcome"], "succeeded", "{n}");
-        // Each step started then succeeded, in the pipeline's order.
-        let step_events: Vec<(String, String)> = events
+        // Each step started then succeeded, in the pipeline's order; the data snapshot runs
+        // beside the renames: after `stop` ended, and ended before `start` began.
+        let all: Vec<(String, String)> = events
             .iter()
             .filter(|v| v["instance"] == n.as_str() && ty(v).starts_with("step_"))
             .map(|v| (ty(v), v["step"].as_str().unwrap().to_string()))
             .collect();
+        let at = |t: &str, s: &str| {
+            all.iter()
+                .position(|(ty, step)| ty == t && step == s)
+                .unwrap_or_else(|| panic!("{n}: no {t} of {s}: {all:?}"))
+        };
+        assert!(
+            at("step_finished", "stop") < at("step_started", "snapshot"),
+            "{all:?}"
+        );
+        assert!(
+            at("step_finished", "snapshot") < at("step_started", "start"),
+            "{all:?}"
+        );
+        let step_events: Vec<&(String, String)> =
+            all.iter().filter(|(_, s)| s != "snapshot").collect();
         let expected: Vec<(String, String)> = steps
             .iter()
+            .filter(|s| s.as_str() != "snapshot")
             .flat_map(|s| {
                 [
                     ("step_started".to_string(), s.clone()),
@@ -1168,6 +1185,7 @@ async fn rebuild_json_streams_ndjson_events_and_stderr_has_a_line_per_instance()
                 ]
             })
             .collect();
+        let expected: Vec<&(String, String)> = expected.iter().collect();
         assert_eq!(step_events, expected, "{n}");
         assert!(of("step_finished")
             .iter()
