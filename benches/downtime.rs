@@ -389,8 +389,10 @@ async fn lxc(args: &[&str]) -> Res<String> {
     run_cmd("lxc", &args).await
 }
 
-fn reroot_bin() -> &'static str {
-    env!("CARGO_BIN_EXE_reroot")
+/// The reroot binary built with the bench, or `DOWNTIME_REROOT` (another build, to compare
+/// two builds A/B in one sitting on the same containers).
+fn reroot_bin() -> String {
+    std::env::var("DOWNTIME_REROOT").unwrap_or_else(|_| env!("CARGO_BIN_EXE_reroot").to_string())
 }
 
 /// Runs reroot with the bench's journal; its stderr goes to `log`.
