@@ -7,7 +7,8 @@
 //! resumes it after a crash, and undoes it.
 //!
 //! Parallelism is a bounded window: at most `parallel` instances at once, each instance's steps
-//! strictly in order. The failure budget (`max_failures`) stops new instances from starting once
+//! in order, except that a step may run beside the steps after it, up to one that waits for it
+//! ([`Step::beside_until`]; undo is always strictly in reverse). The failure budget (`max_failures`) stops new instances from starting once
 //! more instances than that have failed; instances already under way run to their end, so no
 //! instance is left half-done by another's failure.
 //!
