@@ -37,8 +37,10 @@
 //! the window, from `stop`'s start to `start`'s success, there are `2 x attempts - 1` appends
 //! whose flush the instance waits for. Their cost is that count times the mean flushed-append
 //! latency measured in the same run on the same filesystem (a probe journal beside the bench's
-//! journal, one writer). The time between steps (window minus the sum of the steps' own spans:
-//! one flush per gap plus the engine's bookkeeping) is printed beside it, from the timestamps.
+//! journal, one writer); the snapshot's appends, beside the renames, are counted too, so this
+//! is an upper bound. The time between steps (the window less the time some step was under
+//! way: one flush per gap plus the engine's bookkeeping) is printed beside it, from the
+//! timestamps.
 //!
 //! Fleet (`DOWNTIME_FLEET=100`, off by default since it takes 10-15 minutes): that many
 //! containers (btrfs, data on directories, force stop) rebuilt by reroot at each
@@ -1051,14 +1053,24 @@ async fn reroot_rebuild(
         ) else {
             return Err(format!("{name}: no stop or start step in run {run}"));
         };
-        let mut spans = 0.0;
+        // The time some step was under way: the union of their spans, since the data
+        // snapshot runs beside the renames.
+        let mut inside = Vec::new();
         let mut attempts = 0.0;
         for s in &steps {
             if let Some((a, b)) = span(s) {
                 if a >= w0 && b <= w1 {
-                    spans += b - a;
+                    inside.push((a, b));
                     attempts += s["attempt"].as_f64().unwrap_or(1.0);
                 }
+            }
+        }
+        inside.sort_by(|x, y| x.0.total_cmp(&y.0));
+        let (mut spans, mut reached) = (0.0, f64::MIN);
+        for (a, b) in inside {
+            if b > reached {
+                spans += b - a.max(reached);
+                reached = b;
             }
         }
         // Each attempt is two flushed appends; the last one (start's success) comes after the

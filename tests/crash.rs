@@ -1470,9 +1470,12 @@ async fn a_fleet_killed_inside_its_window_with_a_failing_instance_needs_one_resu
     let journal = Journal::new();
     let tpl = bed.tpl_property("new");
     let configs = configs_of(&insts);
+    // As many down at once as run at once: the kill must find several inside their window.
     let mut args = vec![
         "rebuild",
         "--parallel",
+        "8",
+        "--max-down",
         "8",
         "--max-failures",
         "2",

@@ -1280,6 +1280,12 @@ async fn the_observer_sees_a_window_left_open_by_a_crash_and_the_windows_of_an_u
     ))
     .is_empty());
 
+    // The snapshot, beside `retire`, may not have ended by the crash: then it runs again.
+    let snapshotted = j
+        .replay(run)
+        .unwrap()
+        .step("web0", "snapshot")
+        .is_some_and(|s| s.status == journal::StepStatus::Succeeded);
     let resumed = Arc::new(Recorder::default());
     let report = observed(&j, &env, 1, Faults::none(), &resumed)
         .drive(run, &instances, Direction::Forward)
@@ -1298,11 +1304,11 @@ async fn the_observer_sees_a_window_left_open_by_a_crash_and_the_windows_of_an_u
     let first_step = positions(&events, "web0", |f| matches!(f, Fact::StepStarted { .. }))[0];
     let opened = positions(&events, "web0", |f| matches!(f, Fact::WindowOpened { .. }))[0];
     assert!(opened < first_step);
-    assert_steps_in_order(
-        &events,
-        "web0",
-        &[("swap", Direction::Forward), ("start", Direction::Forward)],
-    );
+    let mut rest = vec![("swap", Direction::Forward), ("start", Direction::Forward)];
+    if !snapshotted {
+        rest.insert(0, ("snapshot", Direction::Forward));
+    }
+    assert_steps_in_order(&events, "web0", &rest);
     assert_facts_match_the_journal(&events, &j, run);
 
     // Undo: undoing `start` takes each instance down, undoing `stop` brings its old root back.

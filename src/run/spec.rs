@@ -72,9 +72,7 @@ impl RunSpec {
         put(MAX_FAILURES, self.limits.max_failures.to_string());
         put(CANARIES, self.limits.canaries.to_string());
         put(RETRIES, self.limits.retries.to_string());
-        if self.limits.max_down != 0 {
-            put(MAX_DOWN, self.limits.max_down.to_string());
-        }
+        put(MAX_DOWN, self.limits.max_down.to_string());
         if let Some(t) = self.stop_timeout_s {
             put(STOP_TIMEOUT, t.to_string());
         }
@@ -118,7 +116,9 @@ impl RunSpec {
                     .get(RETRIES)
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(d.retries),
-                max_down: number(MAX_DOWN, d.max_down),
+                // Recorded by every run since its default became 2; a run recorded before
+                // that without the key had no such limit.
+                max_down: number(MAX_DOWN, 0),
             },
             stop_timeout_s: options.get(STOP_TIMEOUT).and_then(|v| v.parse().ok()),
             on_failure: options
@@ -186,6 +186,25 @@ mod tests {
     }
 
     #[test]
+    fn max_down_is_always_recorded_and_a_header_from_before_it_reads_as_no_limit() {
+        let mut spec = RunSpec::new(RunKind::Rebuild, vec![], Limits::default());
+        spec.limits.max_down = 0;
+        let options = spec.to_options().unwrap();
+        assert_eq!(options.get("max_down").map(String::as_str), Some("0"));
+        assert_eq!(
+            RunSpec::of(&state(options.clone(), &[]))
+                .unwrap()
+                .limits
+                .max_down,
+            0
+        );
+        let mut older = options;
+        older.remove("max_down");
+        assert_eq!(RunSpec::of(&state(older, &[])).unwrap().limits.max_down, 0);
+        assert_eq!(Limits::default().max_down, 2);
+    }
+
+    #[test]
     fn a_spec_round_trips_through_the_header_and_its_keys_are_pinned() {
         let mut spec = RunSpec::new(
             RunKind::Snapshot,
@@ -231,10 +250,12 @@ mod tests {
     fn older_runs_read_with_defaults_and_unknown_kinds_are_refused() {
         let only_plans = BTreeMap::from([("plans".to_string(), "[]".to_string())]);
         let spec = RunSpec::of(&state(only_plans.clone(), &[])).unwrap();
-        assert_eq!(
-            spec,
-            RunSpec::new(RunKind::Rebuild, vec![], Limits::default())
-        );
+        // Without a limit on how many are down, as before `max_down` existed.
+        let limits = Limits {
+            max_down: 0,
+            ..Limits::default()
+        };
+        assert_eq!(spec, RunSpec::new(RunKind::Rebuild, vec![], limits));
         let mut odd = only_plans;
         odd.insert("kind".into(), "migrate".into());
         let err = RunSpec::of(&state(odd, &[])).unwrap_err();

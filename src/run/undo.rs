@@ -174,7 +174,7 @@ mod tests {
                 max_failures: usize::MAX,
                 canaries: 0,
                 retries: 4,
-                max_down: 0,
+                max_down: Limits::default().max_down,
             }
         );
         // Recorded: a resume now goes on with the undo, --data included.
