@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use hyper::Method;
 
-use super::client::{decode, Client};
+use super::client::{decode, Call, Client};
 use super::error::{Error, RequestInfo, Result};
 use super::transport::{self, Body, Reply};
 use super::types::Operation;
@@ -94,6 +94,23 @@ impl Client {
                         operation: id.to_string(),
                     })
                 }
+                // Incus 6.0 answers the `/wait` of an operation that failed with an error
+                // envelope carrying the operation's `err` (HTTP 200, error_code 500), where
+                // LXD 5.0 returns the failed operation itself. The operation as
+                // `GET /1.0/operations/<id>` shows it tells which it was: a failed operation
+                // (then its own status code and message classify the error, as with LXD), or
+                // a wait that failed (then that error stands).
+                Err(e) if answered_by_daemon(&e) => match self.read_operation(id).await {
+                    Ok(op) if op.is_finished() => op,
+                    Ok(_) => return Err(e),
+                    Err(read) if read.is_not_found() => {
+                        return Err(Error::OperationLost {
+                            request: request.clone(),
+                            operation: id.to_string(),
+                        })
+                    }
+                    Err(_) => return Err(e),
+                },
                 Err(e) => return Err(e),
             };
             if op.is_finished() {
@@ -114,6 +131,34 @@ impl Client {
             }
         }
     }
+}
+
+impl Client {
+    /// `GET /1.0/operations/<id>`: the operation as it is now, without waiting.
+    async fn read_operation(&self, id: &str) -> Result<Operation> {
+        // Sent and read here, not through `get_json`, which waits on operations itself.
+        let url = self.url(
+            &format!("/1.0/operations/{}", transport::encode(id, false)),
+            &[],
+        );
+        let (request, reply) = self.send(Call::new(Method::GET, url)).await?;
+        match reply {
+            Reply::Sync { metadata, .. } => decode(&request, metadata),
+            Reply::Async { operation } => Ok(operation),
+        }
+    }
+}
+
+/// True for an error that is the daemon's own answer (an error envelope), as opposed to no
+/// answer or one that could not be read.
+fn answered_by_daemon(e: &Error) -> bool {
+    !matches!(
+        e,
+        Error::Transport { .. }
+            | Error::Timeout { .. }
+            | Error::OperationLost { .. }
+            | Error::Decode { .. }
+    )
 }
 
 #[cfg(test)]
@@ -140,6 +185,17 @@ mod tests {
         assert!(e
             .to_string()
             .starts_with("POST /1.0/instances: already exists"));
+
+        // The same operation as Incus 6.0 reports it (`GET /1.0/operations/<id>`).
+        let o = op(
+            r#"{"id":"abe","class":"task","status":"Failure","status_code":400,
+            "err":"Failed creating instance record: Add instance info to the database: Failed to create \"instances\" entry: UNIQUE constraint failed: instances.project_id, instances.name",
+            "metadata":null,"may_cancel":false}"#,
+        );
+        let e = o
+            .into_result(&RequestInfo::new("POST", "/1.0/instances"))
+            .unwrap_err();
+        assert!(e.is_conflict(), "{e:?}");
 
         let o = op(
             r#"{"id":"abd","status":"Failure","status_code":400,"err":"The instance is already stopped"}"#,
