@@ -191,6 +191,16 @@ async fn instance_lifecycle_exec_and_idempotent_state_changes() {
         .unwrap();
     assert_eq!(out.exit_code, 127);
 
+    // An operation that outlasts one 5 s slice of the client's wait: LXD answers the slice
+    // with the operation still running, Incus with "context deadline exceeded".
+    let started = Instant::now();
+    let out = lxd
+        .exec(&name, &ExecRequest::shell("sleep 6; echo slept"))
+        .await
+        .expect("an exec longer than one wait slice");
+    assert_eq!(out.stdout_text(), "slept\n");
+    assert!(started.elapsed() >= Duration::from_secs(6));
+
     let content = lxd.get_file(&name, "/etc/template-version").await.unwrap();
     assert_eq!(content.data, b"old\n".to_vec());
 

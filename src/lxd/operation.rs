@@ -67,6 +67,7 @@ impl Client {
             let secs = slice.as_secs_f64().ceil().max(1.0) as u64;
             let url = self.url(&path, &[("timeout", &secs.to_string())]);
             let wait_request = RequestInfo::new("GET", &url);
+            let sliced = Instant::now();
             let raw = self
                 .raw(
                     Method::GET,
@@ -94,14 +95,23 @@ impl Client {
                         operation: id.to_string(),
                     })
                 }
-                // Incus 6.0 answers the `/wait` of an operation that failed with an error
-                // envelope carrying the operation's `err` (HTTP 200, error_code 500), where
-                // LXD 5.0 returns the failed operation itself. The operation as
-                // `GET /1.0/operations/<id>` shows it tells which it was: a failed operation
-                // (then its own status code and message classify the error, as with LXD), or
-                // a wait that failed (then that error stands).
+                // Incus 6.0 answers a `/wait` with an error envelope (HTTP 200, error_code
+                // 500) where LXD 5.0 returns the operation: with the operation's `err` when
+                // it failed, and with "context deadline exceeded" when it is still running
+                // at the end of the wait's timeout. The operation as
+                // `GET /1.0/operations/<id>` shows which it was: failed (then its own status
+                // code and message classify the error, as with LXD) or still running (then
+                // the wait goes on, within the bound).
                 Err(e) if answered_by_daemon(&e) => match self.read_operation(id).await {
                     Ok(op) if op.is_finished() => op,
+                    Ok(op) if !op.status.is_empty() => {
+                        // A wait refused at once, not at its timeout, must not make this a
+                        // busy loop.
+                        if sliced.elapsed() < Duration::from_millis(200) {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        op
+                    }
                     Ok(_) => return Err(e),
                     Err(read) if read.is_not_found() => {
                         return Err(Error::OperationLost {
