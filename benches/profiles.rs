@@ -14,6 +14,11 @@
 //! Prints the medians per level and the profiles the project has. Everything it creates is
 //! named `profbench-*` (not `bench-*`: the downtime bench removes those on LXD) and removed at
 //! the start and at the end of a run.
+//!
+//! Seen on the testbed (2 cores, btrfs pools, busybox; 2026-12-02, medians of 10 rounds on
+//! Incus, 5 on LXD): Incus 6.0.4 does not slow down with the profiles (rename 57 / 48 / 53 ms,
+//! start 226 / 185 / 198 ms, copy 115 / 93 / 91 ms at 0 / 100 / 200 extra profiles); LXD 5.0.2
+//! does (rename 32 / 65 / 94 ms, copy 74 / 146 / 185 ms; start 289 / 256 / 255 ms).
 
 use std::time::{Duration, Instant};
 
