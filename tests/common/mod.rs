@@ -143,8 +143,8 @@ pub fn lxd_socket() -> PathBuf {
 
 /// Where the chosen daemon keeps each instance's log directory (`<dir>/<instance>`): Debian's
 /// LXD under /var/lib/lxd logs to /var/log/lxd and Debian's Incus under /var/lib/incus to
-/// /var/log/incus; one started with another `LXD_DIR`/`INCUS_DIR` to its `logs`
-/// subdirectory.
+/// /var/log/incus (seen on the testbed); an LXD started with another `LXD_DIR` to its `logs`
+/// subdirectory (an Incus with another `INCUS_DIR` is assumed to do the same: not tried).
 pub fn lxd_log_dir() -> PathBuf {
     let d = daemon();
     let socket = lxd_socket();
