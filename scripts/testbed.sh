@@ -2,9 +2,12 @@
 # Sets up, on a bare Debian 12 machine (as root), everything reroot's tests and demo need:
 #   - LXD 5.0.2 from Debian's packages, started without systemd, with a btrfs storage pool
 #     and a root disk in the default profile;
+#   - Incus 6.0 from Debian's bookworm-backports, beside LXD (its own socket, pool and images),
+#     set up the same way, so that the integration tests can run against either daemon;
 #   - ZFS through zfs-fuse, with a small file-backed pool;
 #   - a btrfs filesystem on a loop file, for btrfs subvolumes used as external filesystems;
-#   - two offline busybox images that differ by /etc/template-version ("old" and "new").
+#   - two offline busybox images that differ by /etc/template-version ("old" and "new"),
+#     imported into both daemons under the same aliases.
 #
 # Idempotent: every step first looks at what is there and does only what is missing, so it is
 # safe to run twice, and after a previous run was killed. It prints each step and stops at the
@@ -14,7 +17,7 @@
 #   REROOT_TESTBED_DIR [/var/lib/reroot-testbed]  loop files and the image build directory
 #   REROOT_ZFS_POOL    [rerootz]                  the ZFS pool
 #   REROOT_BTRFS_MOUNT [/srv/reroot-btrfs]        where the btrfs loop filesystem is mounted
-#   REROOT_LXD_POOL    [default]                  the LXD storage pool (btrfs)
+#   REROOT_LXD_POOL    [default]                  the LXD and Incus storage pools (btrfs)
 set -euo pipefail
 
 TESTBED_DIR=${REROOT_TESTBED_DIR:-/var/lib/reroot-testbed}
@@ -22,9 +25,13 @@ ZFS_POOL=${REROOT_ZFS_POOL:-rerootz}
 BTRFS_MOUNT=${REROOT_BTRFS_MOUNT:-/srv/reroot-btrfs}
 LXD_POOL=${REROOT_LXD_POOL:-default}
 LXD_LOG=/var/log/reroot-testbed-lxd.log
+INCUS_LOG=/var/log/reroot-testbed-incus.log
 ZFS_LOG=/var/log/reroot-testbed-zfs-fuse.log
 # bsdutils: `script`, which gives the destroy test a terminal to answer in.
 PACKAGES=(lxd lxd-client btrfs-progs busybox-static rsync zfs-fuse util-linux bsdutils)
+# Incus is only in bookworm-backports (bookworm itself has none).
+BACKPORTS_PACKAGES=(incus)
+BACKPORTS_LIST=/etc/apt/sources.list.d/reroot-bookworm-backports.list
 
 current="starting"
 step() {
@@ -52,6 +59,27 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq || fail "apt-get update failed"
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null ||
         fail "apt-get install ${missing[*]} failed"
+else
+    say "all installed"
+fi
+
+step "packages from bookworm-backports: ${BACKPORTS_PACKAGES[*]}"
+missing=()
+for p in "${BACKPORTS_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    # Added only when no source names the suite already, so that apt never sees it twice.
+    if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
+        echo 'deb http://deb.debian.org/debian bookworm-backports main' >"$BACKPORTS_LIST"
+        say "added bookworm-backports to apt's sources ($BACKPORTS_LIST)"
+    fi
+    say "installing: ${missing[*]}"
+    apt-get update -qq || fail "apt-get update failed"
+    # The package's scripts try to start incus through systemd, which is not there: the
+    # daemon is started below, by hand.
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq -t bookworm-backports "${missing[@]}" \
+        >/dev/null || fail "apt-get install -t bookworm-backports ${missing[*]} failed"
 else
     say "all installed"
 fi
@@ -184,6 +212,36 @@ else
 fi
 
 # ---------------------------------------------------------------------------------------------
+step "Incus daemon"
+if incus admin waitready --timeout 1 >/dev/null 2>&1; then
+    say "already running ($(incus query /1.0 | sed -n 's/.*"server_version": "\([^"]*\)".*/\1/p' | head -1))"
+else
+    say "starting incusd (log: $INCUS_LOG)"
+    detach "$INCUS_LOG" /usr/libexec/incus/incusd --group root --logfile "$INCUS_LOG"
+    incus admin waitready --timeout 60 || fail "Incus did not become ready within 60 s (see $INCUS_LOG)"
+    say "ready"
+fi
+
+# The same kind of pool as LXD's (btrfs on its own loop file under /var/lib/incus/disks), so
+# that copies from snapshots are copy-on-write on both daemons and the tests see the same
+# behaviour.
+step "Incus storage pool $LXD_POOL and root disk"
+if incus storage show "$LXD_POOL" >/dev/null 2>&1; then
+    driver=$(incus storage show "$LXD_POOL" | sed -n 's/^driver: //p')
+    [ "$driver" = btrfs ] || fail "Incus pool $LXD_POOL exists with driver '$driver', not btrfs"
+    say "pool present"
+else
+    incus storage create "$LXD_POOL" btrfs size=5GiB >/dev/null || fail "incus storage create failed"
+    say "created btrfs pool $LXD_POOL (5 GiB loop file)"
+fi
+if incus profile device show default | grep -q '^root:'; then
+    say "default profile has a root disk"
+else
+    incus profile device add default root disk path=/ pool="$LXD_POOL" >/dev/null
+    say "added root disk to the default profile"
+fi
+
+# ---------------------------------------------------------------------------------------------
 # The images: a static busybox with every applet linked, an init that mounts /proc and keeps a
 # process alive, and a marker file telling which template it is.
 build_image() {
@@ -219,23 +277,30 @@ properties:
   description: reroot test image ($version template)
 EOF
     tar -C "$dir" -czf "$dir/image.tar.gz" metadata.yaml rootfs
-    lxc image import "$dir/image.tar.gz" --alias "$alias" >/dev/null || fail "lxc image import $alias failed"
+    # Kept: Incus imports the same tarball when it lacks the image.
+    mv "$dir/image.tar.gz" "$TESTBED_DIR/image-$alias.tar.gz"
     rm -rf "$dir"
 }
 
-step "busybox images reroot-old and reroot-new"
+step "busybox images reroot-old and reroot-new (LXD and Incus)"
 for pair in reroot-old:old reroot-new:new; do
     alias=${pair%%:*}
     version=${pair#*:}
-    if lxc image info "$alias" >/dev/null 2>&1; then
-        say "$alias present"
-    else
-        build_image "$alias" "$version"
-        say "$alias imported (/etc/template-version = $version)"
-    fi
+    tarball="$TESTBED_DIR/image-$alias.tar.gz"
+    for cli in lxc incus; do
+        if "$cli" image info "$alias" >/dev/null 2>&1; then
+            say "$cli: $alias present"
+            continue
+        fi
+        # One tarball for both daemons; built again when a previous run did not keep it.
+        [ -f "$tarball" ] || build_image "$alias" "$version"
+        "$cli" image import "$tarball" --alias "$alias" >/dev/null || fail "$cli image import $alias failed"
+        say "$cli: $alias imported (/etc/template-version = $version)"
+    done
 done
 
 step "done"
 say "LXD $(lxc query /1.0 | grep -o '"server_version": "[^"]*"' | head -1 | cut -d'"' -f4), socket /var/lib/lxd/unix.socket, storage pool $LXD_POOL"
 say "ZFS pool $ZFS_POOL mounted at /$ZFS_POOL; btrfs at $BTRFS_MOUNT"
-say "images: reroot-old, reroot-new"
+say "Incus $(incus query /1.0 | grep -o '"server_version": "[^"]*"' | head -1 | cut -d'"' -f4), socket /var/lib/incus/unix.socket, storage pool $LXD_POOL"
+say "images (both daemons): reroot-old, reroot-new"

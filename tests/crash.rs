@@ -20,8 +20,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::{
-    lxd_client, lxd_options, lxd_socket, remove_instance, require_btrfs, require_zfs, BTRFS_MOUNT,
-    LXD_LOCK, ZFS_POOL,
+    daemon, lxd_client, lxd_options, lxd_socket, remove_instance, require_btrfs, require_zfs,
+    BTRFS_MOUNT, LXD_LOCK, ZFS_POOL,
 };
 use reroot::engine::Moment;
 use reroot::lxd::{Client, ExecRequest, NewInstance};
@@ -30,8 +30,6 @@ use sha2::{Digest, Sha256};
 
 /// The binary under test, built by cargo with this test's features.
 const REROOT: &str = env!("CARGO_BIN_EXE_reroot");
-/// Where scripts/testbed.sh has the LXD daemon log.
-const LXD_LOG: &str = "/var/log/reroot-testbed-lxd.log";
 /// The longest any one reroot command may take before the test calls it a hang.
 const COMMAND_BOUND: Duration = Duration::from_secs(180);
 
@@ -50,7 +48,10 @@ async fn require_testbed() -> Client {
     let client = lxd_client().await;
     for alias in ["reroot-old", "reroot-new"] {
         if let Err(e) = client.get_image_alias(alias).await {
-            panic!("LXD has no image {alias} ({e}): run scripts/testbed.sh");
+            panic!(
+                "{} has no image {alias} ({e}): run scripts/testbed.sh",
+                daemon()
+            );
         }
     }
     require_zfs();
@@ -1220,27 +1221,28 @@ async fn sigkill_at_random_times_during_a_parallel_rebuild() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// 4. The LXD daemon restarts in the middle of a run.
+// 4. The daemon (LXD or Incus, as REROOT_TEST_DAEMON chooses) restarts in the middle of a run.
 
-/// The process id of the LXD daemon: the peer of a connection to its socket.
+/// The process id of the daemon: the peer of a connection to its socket.
 async fn lxd_pid() -> u32 {
+    let d = daemon();
     use tokio::io::AsyncWriteExt;
     let mut stream = tokio::net::UnixStream::connect(lxd_socket())
         .await
-        .unwrap_or_else(|e| panic!("connect to the LXD socket: {e}"));
+        .unwrap_or_else(|e| panic!("connect to the {d} socket: {e}"));
     let pid = stream
         .peer_cred()
-        .unwrap_or_else(|e| panic!("peer credentials of the LXD socket: {e}"))
+        .unwrap_or_else(|e| panic!("peer credentials of the {d} socket: {e}"))
         .pid()
-        .unwrap_or_else(|| panic!("the LXD socket's peer has no pid"));
+        .unwrap_or_else(|| panic!("the {d} socket's peer has no pid"));
     // Say something before closing: LXD 5.0.2 waits for a new connection's first bytes.
     let _ = stream.write_all(b"GET /1.0 HTTP/1.0\r\n\r\n").await;
-    let pid = u32::try_from(pid).unwrap_or_else(|_| panic!("odd LXD pid {pid}"));
+    let pid = u32::try_from(pid).unwrap_or_else(|_| panic!("odd {d} pid {pid}"));
     let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
     assert_eq!(
         comm.trim(),
-        "lxd",
-        "the LXD socket is served by pid {pid} ({comm:?})"
+        d.comm(),
+        "the {d} socket is served by pid {pid} ({comm:?})"
     );
     pid
 }
@@ -1255,10 +1257,11 @@ fn alive(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-/// `lxd waitready --timeout N` succeeded.
+/// `lxd waitready --timeout N` (or `incus admin waitready`) succeeded.
 fn lxd_ready(timeout_s: u32) -> bool {
-    std::process::Command::new("lxd")
-        .args(["waitready", "--timeout", &timeout_s.to_string()])
+    let command = daemon().waitready_command(timeout_s);
+    std::process::Command::new(&command[0])
+        .args(&command[1..])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -1269,17 +1272,20 @@ fn lxd_ready(timeout_s: u32) -> bool {
 /// Starts the daemon as scripts/testbed.sh does (its own session, no inherited descriptors,
 /// output in its log), and waits until it answers.
 fn start_lxd() {
+    let d = daemon();
     let status = std::process::Command::new("setsid")
-        .args(["--fork", "lxd", "--group", "root", "--logfile", LXD_LOG])
+        .arg("--fork")
+        .args(d.start_command())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .unwrap_or_else(|e| panic!("cannot start lxd: {e}"));
-    assert!(status.success(), "setsid lxd exited with {status}");
+        .unwrap_or_else(|e| panic!("cannot start {d}: {e}"));
+    assert!(status.success(), "setsid {d} exited with {status}");
     assert!(
         lxd_ready(60),
-        "LXD did not become ready within 60 s after a restart (see {LXD_LOG})"
+        "{d} did not become ready within 60 s after a restart (see {})",
+        d.log_file()
     );
 }
 
@@ -1299,7 +1305,10 @@ async fn restart_lxd() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     if alive(pid) {
-        eprintln!("crash: LXD (pid {pid}) still running 60 s after SIGTERM; SIGKILL");
+        eprintln!(
+            "crash: {} (pid {pid}) still running 60 s after SIGTERM; SIGKILL",
+            daemon()
+        );
         kill("-KILL");
         while alive(pid) {
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1314,7 +1323,7 @@ struct LxdUp;
 impl Drop for LxdUp {
     fn drop(&mut self) {
         if !lxd_ready(5) {
-            eprintln!("crash: LXD is down; starting it again");
+            eprintln!("crash: {} is down; starting it again", daemon());
             start_lxd();
         }
     }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use common::{lxd_client, lxd_socket, unique_name, LxdCleanup, LXD_LOCK};
 use reroot::lxd::{
     Client, ConnectOptions, Device, Error, ExecRequest, FileOptions, FileType, InstancePatch,
-    NewInstance, NewVolume, OptionalExt, ProfilePut, ServerKind, Stop,
+    NewInstance, NewVolume, OptionalExt, ProfilePut, Stop,
 };
 
 const POOL: &str = "default";
@@ -37,7 +37,7 @@ async fn new_container(lxd: &Client, cleanup: &LxdCleanup, test: &str) -> String
 #[tokio::test]
 async fn server_info_pools_and_image_aliases() {
     let lxd = lxd_client().await;
-    assert_eq!(lxd.server_kind(), ServerKind::Lxd);
+    assert_eq!(lxd.server_kind(), common::daemon().kind());
     assert!(!lxd.server_version().is_empty());
     assert!(lxd.has_extension("etag"));
     assert!(lxd.has_extension("container_exec_recording"));
@@ -190,6 +190,16 @@ async fn instance_lifecycle_exec_and_idempotent_state_changes() {
         .await
         .unwrap();
     assert_eq!(out.exit_code, 127);
+
+    // An operation that outlasts one 5 s slice of the client's wait: LXD answers the slice
+    // with the operation still running, Incus with "context deadline exceeded".
+    let started = Instant::now();
+    let out = lxd
+        .exec(&name, &ExecRequest::shell("sleep 6; echo slept"))
+        .await
+        .expect("an exec longer than one wait slice");
+    assert_eq!(out.stdout_text(), "slept\n");
+    assert!(started.elapsed() >= Duration::from_secs(6));
 
     let content = lxd.get_file(&name, "/etc/template-version").await.unwrap();
     assert_eq!(content.data, b"old\n".to_vec());
@@ -541,7 +551,7 @@ async fn file_requests_ride_out_a_lost_file_helper() {
     lxd.push_file(&name, "/tmp/first", "1\n", &FileOptions::new())
         .await
         .unwrap();
-    let socket = common::lxd_log_dir().join(&name).join("forkfile.sock");
+    let socket = common::instance_runtime_dir(&name).join("forkfile.sock");
     assert!(
         socket.exists(),
         "the push left LXD's file helper listening on {}",
@@ -735,14 +745,19 @@ async fn answer_losing_proxy(dir: &std::path::Path, cut: &'static str) -> PathBu
                 let swallow =
                     text.contains(cut) && !cut_done.swap(true, std::sync::atomic::Ordering::SeqCst);
                 if swallow {
-                    // Read LXD's whole answer (the operation has ended by then), send none.
+                    // Read the daemon's whole answer (the operation has ended by then), send
+                    // none. The whole answer, not its head: Incus 6.0 sends the head of a
+                    // `/wait` answer at once and its chunked body only when the operation
+                    // ends; LXD 5.0 sends both together, with a Content-Length.
+                    let mut answer = Vec::new();
                     let mut sink = vec![0u8; 64 * 1024];
                     let _ = tokio::time::timeout(Duration::from_secs(30), async {
                         while let Ok(n) = server.read(&mut sink).await {
-                            if n == 0
-                                || sink[..n].ends_with(b"\r\n\r\n")
-                                || sink[..n].ends_with(b"}\n")
-                            {
+                            if n == 0 {
+                                break;
+                            }
+                            answer.extend_from_slice(&sink[..n]);
+                            if http_answer_complete(&answer) {
                                 break;
                             }
                         }
@@ -760,6 +775,25 @@ async fn answer_losing_proxy(dir: &std::path::Path, cut: &'static str) -> PathBu
         }
     });
     path
+}
+
+/// True once `answer` holds a whole HTTP answer: its head, then the Content-Length bytes of
+/// its body, or its chunked body up to the last (empty) chunk.
+fn http_answer_complete(answer: &[u8]) -> bool {
+    let Some(end) = answer.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&answer[..end]).to_ascii_lowercase();
+    let body = &answer[end + 4..];
+    if head.contains("transfer-encoding: chunked") {
+        return body.ends_with(b"0\r\n\r\n");
+    }
+    let length = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .unwrap_or(0);
+    body.len() >= length
 }
 
 /// "Failed but done": LXD renames the instance, but its answer never reaches the client (the

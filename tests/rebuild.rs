@@ -94,7 +94,7 @@ impl Bed {
 
     /// `reroot ARGS...`, made to die at `fault` (`STEP:MOMENT`) when given.
     fn reroot_faulty(&self, fault: Option<&str>, args: &[&str]) -> Output {
-        let mut cmd = Command::new(REROOT);
+        let mut cmd = common::reroot_command();
         cmd.env_remove("REROOT_FAULT");
         if let Some(f) = fault {
             cmd.env("REROOT_FAULT", f);
@@ -594,7 +594,7 @@ async fn a_failed_run_holds_its_instance_until_undone_and_bad_configs_change_not
     // `status` in a second terminal while a run is writing: the run, in progress, by its pid.
     let slow = bed.config("health-check:\n  command: [sh, -c, 'sleep 6']\n  timeout: 30\n");
     let tpl = format!("tpl={}", bed.template("old"));
-    let mut writer = Command::new(REROOT)
+    let mut writer = common::reroot_command()
         .args(["--journal", bed.journal().to_str().unwrap()])
         .args(["rebuild", "-P", &tpl, slow.to_str().unwrap()])
         .stdout(std::process::Stdio::null())
@@ -765,7 +765,7 @@ async fn delete_keeps_data_and_destroy_removes_only_what_is_marked() {
         .await
         .unwrap();
     // destroy without --yes and without a terminal to ask in: refused, nothing changed.
-    let unconfirmed = Command::new(REROOT)
+    let unconfirmed = common::reroot_command()
         .args(["--journal", bed.journal().to_str().unwrap()])
         .args(["destroy", "-P", &tpl, cfg])
         .stdin(std::process::Stdio::null())
@@ -828,7 +828,9 @@ async fn delete_keeps_data_and_destroy_removes_only_what_is_marked() {
             "REROOT_FAULT={fault} {REROOT} --journal {} destroy -P {tpl} {cfg}",
             bed.journal().display()
         );
+        // `script` passes its environment down to reroot: the same daemon as the others.
         let mut child = Command::new("script")
+            .env("REROOT_SOCKET", common::lxd_socket())
             .args(["-qec", &line, "/dev/null"])
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -1436,7 +1438,7 @@ async fn rebuild_prune_previous_leaves_one_retired_root() {
 
 /// `reroot ARGS...` on the bed's journal, in the background, with its output captured.
 fn spawn_reroot(bed: &Bed, args: &[&str]) -> std::process::Child {
-    Command::new(REROOT)
+    common::reroot_command()
         .env_remove("REROOT_FAULT")
         .arg("--journal")
         .arg(bed.journal())

@@ -47,7 +47,7 @@ pub enum Error {
         message: String,
     },
     /// The object already exists (409, LXD's 500 "already exists", or an operation that failed
-    /// with "entry already exists").
+    /// with "entry already exists", or with Incus's "UNIQUE constraint failed").
     #[error("{request}: already exists: {message}")]
     Conflict {
         request: RequestInfo,
@@ -216,7 +216,9 @@ impl Error {
         message: String,
     ) -> Error {
         let m = message.to_ascii_lowercase();
-        if m.contains("already exists") {
+        // LXD 5.0 says "already exists"; Incus 6.0 passes the database's own words up for a
+        // duplicate instance or snapshot name ("UNIQUE constraint failed: instances.name").
+        if m.contains("already exists") || m.contains("unique constraint failed") {
             return Error::Conflict { request, message };
         }
         if status == 412 || m.contains("etag doesn't match") {
@@ -296,6 +298,13 @@ mod tests {
                 400,
                 Some("op1"),
                 "Failed creating instance record: Add instance info to the database: This \"instances\" entry already exists",
+                Error::is_conflict,
+            ),
+            // Incus 6.0.4.
+            (
+                400,
+                Some("op3"),
+                "Failed creating instance snapshot record \"s1\": Add snapshot info to the database: Failed to create \"instances_snapshots\" entry: UNIQUE constraint failed: instances_snapshots.instance_id, instances_snapshots.name",
                 Error::is_conflict,
             ),
             (412, None, "ETag doesn't match: abc vs def", Error::is_precondition_failed),

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use hyper::Method;
 
-use super::client::{decode, Client};
+use super::client::{decode, Call, Client};
 use super::error::{Error, RequestInfo, Result};
 use super::transport::{self, Body, Reply};
 use super::types::Operation;
@@ -67,6 +67,7 @@ impl Client {
             let secs = slice.as_secs_f64().ceil().max(1.0) as u64;
             let url = self.url(&path, &[("timeout", &secs.to_string())]);
             let wait_request = RequestInfo::new("GET", &url);
+            let sliced = Instant::now();
             let raw = self
                 .raw(
                     Method::GET,
@@ -94,6 +95,32 @@ impl Client {
                         operation: id.to_string(),
                     })
                 }
+                // Incus 6.0 answers a `/wait` with an error envelope (HTTP 200, error_code
+                // 500) where LXD 5.0 returns the operation: with the operation's `err` when
+                // it failed, and with "context deadline exceeded" when it is still running
+                // at the end of the wait's timeout. The operation as
+                // `GET /1.0/operations/<id>` shows which it was: failed (then its own status
+                // code and message classify the error, as with LXD) or still running (then
+                // the wait goes on, within the bound).
+                Err(e) if answered_by_daemon(&e) => match self.read_operation(id).await {
+                    Ok(op) if op.is_finished() => op,
+                    Ok(op) if !op.status.is_empty() => {
+                        // A wait refused at once, not at its timeout, must not make this a
+                        // busy loop.
+                        if sliced.elapsed() < Duration::from_millis(200) {
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        op
+                    }
+                    Ok(_) => return Err(e),
+                    Err(read) if read.is_not_found() => {
+                        return Err(Error::OperationLost {
+                            request: request.clone(),
+                            operation: id.to_string(),
+                        })
+                    }
+                    Err(_) => return Err(e),
+                },
                 Err(e) => return Err(e),
             };
             if op.is_finished() {
@@ -114,6 +141,34 @@ impl Client {
             }
         }
     }
+}
+
+impl Client {
+    /// `GET /1.0/operations/<id>`: the operation as it is now, without waiting.
+    async fn read_operation(&self, id: &str) -> Result<Operation> {
+        // Sent and read here, not through `get_json`, which waits on operations itself.
+        let url = self.url(
+            &format!("/1.0/operations/{}", transport::encode(id, false)),
+            &[],
+        );
+        let (request, reply) = self.send(Call::new(Method::GET, url)).await?;
+        match reply {
+            Reply::Sync { metadata, .. } => decode(&request, metadata),
+            Reply::Async { operation } => Ok(operation),
+        }
+    }
+}
+
+/// True for an error that is the daemon's own answer (an error envelope), as opposed to no
+/// answer or one that could not be read.
+fn answered_by_daemon(e: &Error) -> bool {
+    !matches!(
+        e,
+        Error::Transport { .. }
+            | Error::Timeout { .. }
+            | Error::OperationLost { .. }
+            | Error::Decode { .. }
+    )
 }
 
 #[cfg(test)]
@@ -140,6 +195,17 @@ mod tests {
         assert!(e
             .to_string()
             .starts_with("POST /1.0/instances: already exists"));
+
+        // The same operation as Incus 6.0 reports it (`GET /1.0/operations/<id>`).
+        let o = op(
+            r#"{"id":"abe","class":"task","status":"Failure","status_code":400,
+            "err":"Failed creating instance record: Add instance info to the database: Failed to create \"instances\" entry: UNIQUE constraint failed: instances.project_id, instances.name",
+            "metadata":null,"may_cancel":false}"#,
+        );
+        let e = o
+            .into_result(&RequestInfo::new("POST", "/1.0/instances"))
+            .unwrap_err();
+        assert!(e.is_conflict(), "{e:?}");
 
         let o = op(
             r#"{"id":"abd","status":"Failure","status_code":400,"err":"The instance is already stopped"}"#,

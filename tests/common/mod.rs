@@ -1,40 +1,188 @@
-//! Helpers shared by the integration tests: the real LXD socket, unique names, a client, and
-//! a guard that removes what a test created even when the test fails.
+//! Helpers shared by the integration tests: the real daemon's socket, unique names, a client,
+//! and a guard that removes what a test created even when the test fails.
 //!
-//! Tests that need LXD FAIL when it is not running; they never skip.
+//! One test suite, two daemons: `REROOT_TEST_DAEMON=lxd` (the default) or `incus` chooses the
+//! daemon every test talks to, and every reroot process a test starts ([`reroot_command`]).
+//! Any other value fails the test.
+//!
+//! Tests that need the daemon FAIL when it is not running; they never skip.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use reroot::lxd::{Client, ConnectOptions, Stop};
+use reroot::lxd::{Client, ConnectOptions, ServerKind, Stop};
 
-/// The LXD socket of the testbed. Panics when it is absent.
+/// The daemon the tests run against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Daemon {
+    Lxd,
+    Incus,
+}
+
+impl Daemon {
+    /// The kind the client must see when it connects to this daemon.
+    pub fn kind(self) -> ServerKind {
+        match self {
+            Daemon::Lxd => ServerKind::Lxd,
+            Daemon::Incus => ServerKind::Incus,
+        }
+    }
+
+    /// The environment variable naming the daemon's directory (`LXD_DIR`, `INCUS_DIR`).
+    pub fn dir_var(self) -> &'static str {
+        match self {
+            Daemon::Lxd => "LXD_DIR",
+            Daemon::Incus => "INCUS_DIR",
+        }
+    }
+
+    /// The daemon's directory in the Debian packages' layout.
+    pub fn default_dir(self) -> &'static str {
+        match self {
+            Daemon::Lxd => "/var/lib/lxd",
+            Daemon::Incus => "/var/lib/incus",
+        }
+    }
+
+    /// The daemon's program name, as the kernel reports it (`/proc/PID/comm`).
+    pub fn comm(self) -> &'static str {
+        match self {
+            Daemon::Lxd => "lxd",
+            Daemon::Incus => "incusd",
+        }
+    }
+
+    /// Where scripts/testbed.sh has the daemon write its log.
+    pub fn log_file(self) -> &'static str {
+        match self {
+            Daemon::Lxd => "/var/log/reroot-testbed-lxd.log",
+            Daemon::Incus => "/var/log/reroot-testbed-incus.log",
+        }
+    }
+
+    /// The command that starts the daemon in the foreground, as scripts/testbed.sh does:
+    /// Debian's Incus has no `incus` subcommand for it, the daemon is its own program.
+    pub fn start_command(self) -> Vec<&'static str> {
+        match self {
+            Daemon::Lxd => vec!["lxd", "--group", "root", "--logfile", self.log_file()],
+            Daemon::Incus => vec![
+                "/usr/libexec/incus/incusd",
+                "--group",
+                "root",
+                "--logfile",
+                self.log_file(),
+            ],
+        }
+    }
+
+    /// The command that waits until the daemon's API answers: `lxd waitready` for LXD,
+    /// `incus admin waitready` for Incus (incusd has no such subcommand).
+    pub fn waitready_command(self, timeout_secs: u32) -> Vec<String> {
+        let timeout = timeout_secs.to_string();
+        match self {
+            Daemon::Lxd => vec![
+                "lxd".into(),
+                "waitready".into(),
+                "--timeout".into(),
+                timeout,
+            ],
+            Daemon::Incus => vec![
+                "incus".into(),
+                "admin".into(),
+                "waitready".into(),
+                "--timeout".into(),
+                timeout,
+            ],
+        }
+    }
+}
+
+impl std::fmt::Display for Daemon {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Daemon::Lxd => "LXD",
+            Daemon::Incus => "Incus",
+        })
+    }
+}
+
+/// The daemon chosen by `REROOT_TEST_DAEMON` (`lxd`, the default, or `incus`). Panics on any
+/// other value: a typo must not quietly test LXD again.
+pub fn daemon() -> Daemon {
+    match std::env::var("REROOT_TEST_DAEMON") {
+        Err(std::env::VarError::NotPresent) => Daemon::Lxd,
+        Ok(v) if v.is_empty() || v == "lxd" => Daemon::Lxd,
+        Ok(v) if v == "incus" => Daemon::Incus,
+        Ok(v) => panic!("REROOT_TEST_DAEMON={v:?}: expected lxd or incus"),
+        Err(e) => panic!("REROOT_TEST_DAEMON: {e}"),
+    }
+}
+
+/// The socket of the chosen daemon (`$LXD_DIR` or `$INCUS_DIR` first, then the Debian path).
+/// Panics when it is absent.
 pub fn lxd_socket() -> PathBuf {
+    let d = daemon();
     let candidates = [
-        std::env::var_os("LXD_DIR").map(|d| PathBuf::from(d).join("unix.socket")),
-        Some(PathBuf::from("/var/lib/lxd/unix.socket")),
+        std::env::var_os(d.dir_var())
+            .filter(|v| !v.is_empty())
+            .map(|v| PathBuf::from(v).join("unix.socket")),
+        Some(PathBuf::from(d.default_dir()).join("unix.socket")),
     ];
     for c in candidates.into_iter().flatten() {
         if c.exists() {
             return c;
         }
     }
-    panic!("LXD is not running: run scripts/testbed.sh (no socket at /var/lib/lxd/unix.socket)");
+    panic!(
+        "{d} is not running: run scripts/testbed.sh (no socket at {}/unix.socket)",
+        d.default_dir()
+    );
 }
 
-/// Where the testbed's LXD keeps each instance's log directory (`<dir>/<instance>`): Debian's
-/// LXD under /var/lib/lxd logs to /var/log/lxd, one started with another `LXD_DIR` to its
-/// `logs` subdirectory.
+/// Where the chosen daemon keeps each instance's log directory (`<dir>/<instance>`): Debian's
+/// LXD under /var/lib/lxd logs to /var/log/lxd and Debian's Incus under /var/lib/incus to
+/// /var/log/incus (seen on the testbed); an LXD started with another `LXD_DIR` to its `logs`
+/// subdirectory (an Incus with another `INCUS_DIR` is assumed to do the same: not tried).
 pub fn lxd_log_dir() -> PathBuf {
+    let d = daemon();
     let socket = lxd_socket();
     let dir = socket.parent().expect("the socket has a directory");
-    if dir == std::path::Path::new("/var/lib/lxd") {
-        PathBuf::from("/var/log/lxd")
+    if dir == std::path::Path::new(d.default_dir()) {
+        match d {
+            Daemon::Lxd => PathBuf::from("/var/log/lxd"),
+            Daemon::Incus => PathBuf::from("/var/log/incus"),
+        }
     } else {
         dir.join("logs")
     }
+}
+
+/// Where the chosen daemon keeps an instance's runtime files, such as the socket of its file
+/// helper (`forkfile.sock`): LXD 5.0 keeps them in the instance's log directory, Incus 6.0 in
+/// its run directory (/run/incus/<instance> in Debian's layout, the only one the testbed has).
+pub fn instance_runtime_dir(instance: &str) -> PathBuf {
+    match daemon() {
+        Daemon::Lxd => lxd_log_dir().join(instance),
+        Daemon::Incus => {
+            let socket = lxd_socket();
+            assert_eq!(
+                socket.parent(),
+                Some(std::path::Path::new(Daemon::Incus.default_dir())),
+                "the tests know Incus's run directory only in Debian's layout"
+            );
+            PathBuf::from("/run/incus").join(instance)
+        }
+    }
+}
+
+/// The reroot binary, pointed at the chosen daemon through `REROOT_SOCKET` (its `--socket`):
+/// without it reroot would take the first socket it finds, LXD's, whatever the test runs on.
+pub fn reroot_command() -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_reroot"));
+    cmd.env("REROOT_SOCKET", lxd_socket());
+    cmd
 }
 
 /// `rt-<prefix>-<8 random hex digits>`: unique across runs and parallel tests, and a valid
@@ -44,7 +192,7 @@ pub fn unique_name(prefix: &str) -> String {
     format!("rt-{prefix}-{}", &id[..8])
 }
 
-/// Held by every test that changes LXD's state, so that they run one at a time. LXD 5.0.2 on
+/// Held by every test that changes the daemon's state, so that they run one at a time. LXD 5.0.2 on
 /// this 2-core testbed sometimes stalls for ~30 s when a container start or stop (whose hooks
 /// call back into the daemon) overlaps other operations: the hook fails ("Failed to run: lxd
 /// forkstart ... exit status 1", "shutting down the container failed") and unrelated requests
@@ -62,11 +210,22 @@ pub fn lxd_options() -> ConnectOptions {
     }
 }
 
-/// A client for the testbed's LXD. Panics with the reason when it cannot connect.
+/// A client for the chosen daemon. Panics with the reason when it cannot connect, or when
+/// the daemon on the socket is not the one chosen.
 pub async fn lxd_client() -> Client {
+    let d = daemon();
     match Client::connect(lxd_options()).await {
-        Ok(c) => c,
-        Err(e) => panic!("LXD is not running or not answering ({e}): run scripts/testbed.sh"),
+        Ok(c) => {
+            assert_eq!(
+                c.server_kind(),
+                d.kind(),
+                "REROOT_TEST_DAEMON chose {d}, but {} answers on {}",
+                c.server_kind(),
+                c.socket().display()
+            );
+            c
+        }
+        Err(e) => panic!("{d} is not running or not answering ({e}): run scripts/testbed.sh"),
     }
 }
 
