@@ -110,6 +110,35 @@ pub enum Error {
         socket: PathBuf,
         message: String,
     },
+    /// An HTTPS remote cannot be reached: no connection, or a TLS handshake that failed for
+    /// another reason than the server's certificate.
+    #[error("{request}: cannot reach remote {remote:?} at {addr}: {message} (is the daemon listening there? `lxc config get core.https_address` on the server; check the address in the remote's config.yml)")]
+    RemoteTransport {
+        request: RequestInfo,
+        remote: String,
+        addr: String,
+        message: String,
+    },
+    /// The remote's certificate is not the pinned one: refused during the TLS handshake,
+    /// before any request was sent.
+    #[error("{request}: remote {remote:?} at {addr} presented a server certificate that is not the pinned one ({}): {message}; nothing was sent. If the server's certificate was replaced on purpose, check the new fingerprint on the server and replace the pinned file (or `lxc remote remove` and `lxc remote add` it again)", pinned.display())]
+    CertificateMismatch {
+        request: RequestInfo,
+        remote: String,
+        addr: String,
+        pinned: PathBuf,
+        message: String,
+    },
+    /// The remote does not trust the client's certificate: LXD answers `GET /1.0` with
+    /// `"auth": "untrusted"` (and every other endpoint with 403).
+    #[error("{request}: remote {remote:?} at {addr} does not trust the client certificate {}: {message}; nothing was changed. Trust it on the server (`lxc config trust add client.crt`, or `lxc remote add` with a trust token)", cert.display())]
+    Untrusted {
+        request: RequestInfo,
+        remote: String,
+        addr: String,
+        cert: PathBuf,
+        message: String,
+    },
     /// LXD answered something this client cannot read.
     #[error("{request}: unexpected answer from LXD: {message}")]
     Decode {
@@ -142,6 +171,9 @@ impl Error {
             | Error::Timeout { request, .. }
             | Error::OperationLost { request, .. }
             | Error::Transport { request, .. }
+            | Error::RemoteTransport { request, .. }
+            | Error::CertificateMismatch { request, .. }
+            | Error::Untrusted { request, .. }
             | Error::Decode { request, .. } => request,
         }
     }
@@ -157,6 +189,9 @@ impl Error {
             | Error::Server { message, .. }
             | Error::OperationFailed { message, .. }
             | Error::Transport { message, .. }
+            | Error::RemoteTransport { message, .. }
+            | Error::CertificateMismatch { message, .. }
+            | Error::Untrusted { message, .. }
             | Error::Decode { message, .. } => message.clone(),
             Error::Timeout { after, .. } => format!("no result after {after:?}"),
             Error::OperationLost { operation, .. } => format!("operation {operation} vanished"),
@@ -184,8 +219,20 @@ impl Error {
     pub fn is_operation_lost(&self) -> bool {
         matches!(self, Error::OperationLost { .. })
     }
+    /// The daemon cannot be reached (local socket or HTTPS remote).
     pub fn is_transport(&self) -> bool {
-        matches!(self, Error::Transport { .. })
+        matches!(
+            self,
+            Error::Transport { .. } | Error::RemoteTransport { .. }
+        )
+    }
+    /// An HTTPS remote presented another certificate than the pinned one.
+    pub fn is_certificate_mismatch(&self) -> bool {
+        matches!(self, Error::CertificateMismatch { .. })
+    }
+    /// An HTTPS remote does not trust the client certificate.
+    pub fn is_untrusted(&self) -> bool {
+        matches!(self, Error::Untrusted { .. })
     }
 
     /// True when the outcome of the request is unknown (timeout, vanished operation, lost
@@ -193,7 +240,10 @@ impl Error {
     pub fn is_outcome_unknown(&self) -> bool {
         matches!(
             self,
-            Error::Timeout { .. } | Error::OperationLost { .. } | Error::Transport { .. }
+            Error::Timeout { .. }
+                | Error::OperationLost { .. }
+                | Error::Transport { .. }
+                | Error::RemoteTransport { .. }
         )
     }
 

@@ -1,4 +1,5 @@
-//! A thin, typed client for the LXD (and Incus) REST API over the local unix socket.
+//! A thin, typed client for the LXD (and Incus) REST API over the local unix socket or, for a
+//! remote of the `lxc`/`incus` client configuration, over HTTPS.
 //!
 //! It sends requests, waits for the operations they start (always within a bound), and turns
 //! answers into typed objects and typed [`Error`]s. It holds no business logic: the engine
@@ -30,8 +31,10 @@ mod files;
 mod instances;
 mod operation;
 mod profiles;
+mod remote;
 mod server;
 mod snapshots;
+mod tls;
 mod transport;
 mod types;
 mod volumes;
@@ -41,6 +44,10 @@ pub use error::{Error, OptionalExt, RequestInfo, Result};
 pub use exec::{ExecOutput, ExecRequest};
 pub use files::{FileContent, FileOptions, FileType, WriteMode};
 pub use instances::{Stop, STALE_ETAG_TRIES};
+pub use remote::{
+    config_dirs, parse_https_addr, ClientConfig, ConfigDir, Endpoint, HttpsRemote, Remote,
+    RemoteEntry, RemoteError, Tool,
+};
 pub use types::{
     Config, Device, Devices, ImageAlias, Instance, InstancePatch, InstancePut, InstanceSource,
     InstanceState, NewInstance, NewVolume, Operation, Profile, ProfilePut, ServerEnvironment,
