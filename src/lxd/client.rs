@@ -184,8 +184,7 @@ impl Client {
             if server.auth != "trusted" {
                 return Err(Error::Untrusted {
                     request,
-                    remote: remote.to_string(),
-                    addr: addr.to_string(),
+                    remote: transport::remote_at(remote, addr),
                     cert: https.client_cert.clone(),
                     message: format!("GET /1.0 answered \"auth\": {:?}", server.auth),
                 });

@@ -40,7 +40,7 @@ mod types;
 mod volumes;
 
 pub use client::{socket_candidates, Client, ConnectOptions};
-pub use error::{Error, OptionalExt, RequestInfo, Result};
+pub use error::{Error, OptionalExt, RemoteAt, RequestInfo, Result};
 pub use exec::{ExecOutput, ExecRequest};
 pub use files::{FileContent, FileOptions, FileType, WriteMode};
 pub use instances::{Stop, STALE_ETAG_TRIES};

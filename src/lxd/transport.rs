@@ -18,7 +18,7 @@ use hyperlocal::UnixConnector;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::error::{Error, RequestInfo, Result};
+use super::error::{Error, RemoteAt, RequestInfo, Result};
 use super::remote::HttpsRemote;
 use super::tls;
 use super::types::Operation;
@@ -256,8 +256,7 @@ impl Transport {
                     .unwrap_or_else(|| "unknown".into());
                 return Error::CertificateMismatch {
                     request: info.clone(),
-                    remote: remote.clone(),
-                    addr: addr.clone(),
+                    remote: remote_at(remote, addr),
                     pinned: https.server_cert.clone(),
                     message: format!(
                         "its SHA-256 fingerprint is {presented}, the pinned one's is {}",
@@ -279,8 +278,7 @@ impl Transport {
             },
             Target::Https { remote, addr, .. } => Error::RemoteTransport {
                 request: info.clone(),
-                remote: remote.clone(),
-                addr: addr.clone(),
+                remote: remote_at(remote, addr),
                 message: detail,
             },
         }
@@ -299,6 +297,13 @@ pub(crate) fn describe_socket_problem(socket: &Path, detail: &str) -> String {
         }
         _ => format!("no answer: {detail}"),
     }
+}
+
+pub(crate) fn remote_at(name: &str, addr: &str) -> Box<RemoteAt> {
+    Box::new(RemoteAt {
+        name: name.to_string(),
+        addr: addr.to_string(),
+    })
 }
 
 /// `HOST:PORT` for the Host header, with an IPv6 host in brackets.
