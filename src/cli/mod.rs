@@ -204,7 +204,8 @@ pub(crate) async fn connect(global: &Global) -> Result<crate::lxd::Client, CliEr
         project: global.project.clone(),
         ..crate::lxd::ConnectOptions::default()
     };
-    Ok(match &global.remote {
+    // `REROOT_REMOTE=` (set but empty) means no remote, as an unset variable would.
+    Ok(match global.remote.as_deref().filter(|r| !r.is_empty()) {
         Some(name) => {
             let remote = crate::lxd::Remote::find(name)?;
             crate::lxd::Client::connect_remote(&remote, options).await?

@@ -18,6 +18,8 @@
 //!
 //! - [`Client::connect`] finds the socket (`--socket`, `$LXD_DIR`, `$INCUS_DIR`, the usual
 //!   paths) and records the server kind, version and API extensions.
+//! - [`Client::connect_remote`] reaches a [`Remote`] of the `lxc`/`incus` client configuration
+//!   ([`Remote::find`]) over HTTPS, with its client certificate and pinned server certificate.
 //! - Every request carries the client's project; [`Client::with_project`] gives a client for
 //!   another one, sharing the connection pool.
 //! - Start, stop and delete are idempotent (`Ok(false)` = nothing to do); other "absent is
