@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use common::{lxd_client, lxd_options, unique_name, LxdCleanup, LXD_LOCK};
 use reroot::lxd::{
-    Client, ConfigDir, NewInstance, ProfilePut, Remote, RemoteError, ServerKind, Tool,
+    Client, ConfigDir, ExecRequest, FileOptions, NewInstance, ProfilePut, Remote, RemoteError,
+    ServerKind, Stop, Tool,
 };
 
 const REROOT: &str = env!("CARGO_BIN_EXE_reroot");
@@ -147,6 +148,38 @@ async fn trusted_client_reads_and_changes_through_the_remote() {
     let unix = t.elapsed() / n;
     eprintln!("GET /1.0: {https:?} over HTTPS (new connection each), {unix:?} over the socket");
     assert!(https < Duration::from_secs(2), "{https:?} per request");
+}
+
+/// What a rebuild does inside an instance, over HTTPS: start, exec with recorded output, a
+/// binary file pushed and read back byte for byte, stop.
+#[tokio::test]
+async fn exec_and_files_through_the_remote() {
+    let _lock = LXD_LOCK.lock().await;
+    let remote = connect(&conf_dir()).await.unwrap();
+    let cleanup = LxdCleanup::new();
+    let name = cleanup.instance(&unique_name("remote"));
+    remote
+        .create_instance(&NewInstance::from_image_alias(&name, "reroot-old"))
+        .await
+        .unwrap();
+    assert!(remote.start_instance(&name).await.unwrap());
+    let out = remote
+        .exec(&name, &ExecRequest::new(&["cat", "/etc/template-version"]))
+        .await
+        .unwrap();
+    assert!(out.success(), "{out:?}");
+    assert_eq!(out.stdout_text().trim(), "old");
+    let content: Vec<u8> = (0..=255u8).cycle().take(200_000).collect();
+    let opts = FileOptions::new().owner(1000, 1001).mode(0o640);
+    remote
+        .push_file(&name, "/root/data.bin", content.clone(), &opts)
+        .await
+        .unwrap();
+    let got = remote.get_file(&name, "/root/data.bin").await.unwrap();
+    assert_eq!(got.data, content, "byte-for-byte over HTTPS");
+    assert_eq!((got.uid, got.gid, got.mode), (1000, 1001, 0o640));
+    assert!(remote.stop_instance(&name, Stop::Force).await.unwrap());
+    assert!(remote.delete_instance(&name).await.unwrap());
 }
 
 #[tokio::test]

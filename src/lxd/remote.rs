@@ -324,7 +324,7 @@ impl Remote {
             message,
         };
         match entry.protocol.as_deref() {
-            None | Some("lxd") | Some("incus") => {}
+            None | Some("") | Some("lxd") | Some("incus") => {}
             Some(other) => {
                 return Err(unusable(format!(
                     "protocol {other:?} is an image server, not an LXD or Incus daemon"
@@ -634,6 +634,21 @@ aliases: {}
         ) {
             let text = lines.join("\n");
             let _ = ClientConfig::parse(&text);
+        }
+
+        /// The whole lookup (file read, parse, the entry's checks) on arbitrary entries: a
+        /// remote or an error, never a panic.
+        #[test]
+        fn lookup_never_panics(
+            addr in "(https://|unix://|http://)?[a-z0-9.:\\[\\]/@?]{0,20}",
+            protocol in "(lxd|incus|simplestreams|oci|)",
+            extra in "(public: true|auth_type: oidc|project: p|)",
+        ) {
+            let config = format!(
+                "remotes:\n  r:\n    addr: \"{addr}\"\n    protocol: \"{protocol}\"\n    {extra}\n"
+            );
+            let (_t, d) = dir_with(&config);
+            let _ = Remote::find_in(&[d], "r");
         }
 
         #[test]
