@@ -299,6 +299,100 @@ for pair in reroot-old:old reroot-new:new; do
     done
 done
 
+# ---------------------------------------------------------------------------------------------
+# BEGIN remote-https: LXD's API over HTTPS on the loopback, for tests/remote.rs (`--remote`).
+# Under $TESTBED_DIR/remote:
+#   trusted/client.{crt,key}    a client certificate LXD trusts
+#   untrusted/client.{crt,key}  one it does not (never added)
+#   lxc-conf/                   an lxc client configuration dir (LXD_CONF=...): config.yml
+#                               naming the remote "loopback", client.crt/key (the trusted
+#                               pair) and servercerts/loopback.crt (LXD's server.crt, pinned)
+REMOTE_HTTPS_ADDR=127.0.0.1:8443
+setup_remote_https() {
+    local dir="$TESTBED_DIR/remote" conf="$TESTBED_DIR/remote/lxc-conf" current_addr fp kind
+    step "LXD over HTTPS at $REMOTE_HTTPS_ADDR, client certificates and config in $dir"
+    command -v openssl >/dev/null || {
+        apt-get update -qq || fail "apt-get update failed"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null ||
+            fail "apt-get install openssl failed"
+    }
+    current_addr=$(lxc config get core.https_address) || fail "lxc config get core.https_address failed"
+    if [ "$current_addr" = "$REMOTE_HTTPS_ADDR" ]; then
+        say "core.https_address already $REMOTE_HTTPS_ADDR"
+    else
+        lxc config set core.https_address "$REMOTE_HTTPS_ADDR" ||
+            fail "lxc config set core.https_address $REMOTE_HTTPS_ADDR failed (was '$current_addr')"
+        say "core.https_address set to $REMOTE_HTTPS_ADDR (was '${current_addr}')"
+    fi
+    local tries=0
+    until (exec 3<>"/dev/tcp/${REMOTE_HTTPS_ADDR%:*}/${REMOTE_HTTPS_ADDR#*:}") 2>/dev/null; do
+        tries=$((tries + 1))
+        [ "$tries" -lt 50 ] || fail "LXD does not listen on $REMOTE_HTTPS_ADDR after 10 s"
+        sleep 0.2
+    done
+    mkdir -p "$dir/trusted" "$dir/untrusted" "$conf/servercerts"
+    for kind in trusted untrusted; do
+        if openssl x509 -in "$dir/$kind/client.crt" -noout -checkend 86400 >/dev/null 2>&1 &&
+            [ -s "$dir/$kind/client.key" ]; then
+            say "$kind client certificate present"
+        else
+            # Valid for 30 days; renewed here when it has less than a day left.
+            openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:secp384r1 -nodes \
+                -keyout "$dir/$kind/client.key" -out "$dir/$kind/client.crt" -days 30 \
+                -subj "/CN=reroot-testbed-$kind" >/dev/null 2>&1 ||
+                fail "openssl could not make the $kind client certificate"
+            chmod 600 "$dir/$kind/client.key"
+            say "$kind client certificate made"
+        fi
+    done
+    fp=$(openssl x509 -in "$dir/trusted/client.crt" -noout -fingerprint -sha256 |
+        cut -d= -f2 | tr -d : | tr 'A-F' 'a-f')
+    if lxc query "/1.0/certificates/$fp" >/dev/null 2>&1; then
+        say "trusted certificate already in LXD's trust store"
+    else
+        lxc config trust add "$dir/trusted/client.crt" --name reroot-testbed-trusted ||
+            fail "lxc config trust add $dir/trusted/client.crt failed"
+        say "trusted certificate added to LXD's trust store"
+    fi
+    fp=$(openssl x509 -in "$dir/untrusted/client.crt" -noout -fingerprint -sha256 |
+        cut -d= -f2 | tr -d : | tr 'A-F' 'a-f')
+    if lxc query "/1.0/certificates/$fp" >/dev/null 2>&1; then
+        fail "the untrusted certificate $dir/untrusted/client.crt is in LXD's trust store: remove it (lxc config trust remove ${fp:0:12})"
+    fi
+    cp "$dir/trusted/client.crt" "$dir/trusted/client.key" "$conf/"
+    cp /var/lib/lxd/server.crt "$conf/servercerts/loopback.crt"
+    # The pin must be what LXD presents on the port (a cluster member would present the
+    # cluster certificate instead of server.crt).
+    openssl s_client -connect "$REMOTE_HTTPS_ADDR" </dev/null 2>/dev/null |
+        openssl x509 -outform DER >"$dir/presented.der" 2>/dev/null ||
+        fail "cannot read the certificate LXD presents on $REMOTE_HTTPS_ADDR"
+    openssl x509 -in "$conf/servercerts/loopback.crt" -outform DER | cmp -s - "$dir/presented.der" ||
+        fail "LXD presents another certificate on $REMOTE_HTTPS_ADDR than /var/lib/lxd/server.crt"
+    rm -f "$dir/presented.der"
+    cat >"$conf/config.yml" <<EOF
+default-remote: local
+remotes:
+  local:
+    addr: unix://
+    public: false
+  loopback:
+    addr: https://$REMOTE_HTTPS_ADDR
+    auth_type: tls
+    protocol: lxd
+    public: false
+aliases: {}
+EOF
+    # The check that matters: the trusted pair is trusted over HTTPS, the other is not.
+    remote_auth() {
+        LXD_CONF="$conf" lxc query "$1:/1.0" 2>/dev/null | sed -n 's/.*"auth": "\([a-z]*\)".*/\1/p' | head -1
+    }
+    [ "$(remote_auth loopback)" = trusted ] ||
+        fail "LXD does not answer \"auth\": \"trusted\" over HTTPS with $conf/client.crt"
+    say "lxc with LXD_CONF=$conf: remote loopback answers auth: trusted"
+}
+setup_remote_https
+# END remote-https
+
 step "done"
 say "LXD $(lxc query /1.0 | grep -o '"server_version": "[^"]*"' | head -1 | cut -d'"' -f4), socket /var/lib/lxd/unix.socket, storage pool $LXD_POOL"
 say "ZFS pool $ZFS_POOL mounted at /$ZFS_POOL; btrfs at $BTRFS_MOUNT"

@@ -7,7 +7,6 @@ use clap::Subcommand;
 
 use super::{CliError, Global};
 use crate::cloudconfig::{self, LxdGuest, OsType};
-use crate::lxd;
 
 #[derive(Debug, Subcommand)]
 pub enum CloudConfigCommand {
@@ -63,12 +62,7 @@ pub async fn run(command: CloudConfigCommand, global: &Global) -> Result<ExitCod
             let os = parse_os(&ostype)?;
             // Parse everything before connecting: bad files change nothing.
             cloudconfig::parse_files(&files)?;
-            let client = lxd::Client::connect(lxd::ConnectOptions {
-                socket: global.socket.clone(),
-                project: global.project.clone(),
-                ..Default::default()
-            })
-            .await?;
+            let client = super::connect(global).await?;
             let guest = LxdGuest::new(&client, instance);
             let outcomes = cloudconfig::apply_files(&guest, &files, os).await?;
             if global.json {

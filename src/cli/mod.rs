@@ -18,8 +18,13 @@ pub mod snapshot_cmd;
 #[derive(Debug, Clone, Args)]
 pub struct Global {
     /// Path of the LXD or Incus unix socket (default: $LXD_DIR, $INCUS_DIR, then the usual paths).
-    #[arg(long, global = true, env = "REROOT_SOCKET")]
+    #[arg(long, global = true, env = "REROOT_SOCKET", conflicts_with = "remote")]
     pub socket: Option<PathBuf>,
+    /// A remote of the lxc or incus client configuration ($LXD_CONF or ~/.config/lxc, then
+    /// $INCUS_CONF or ~/.config/incus): reached over HTTPS with its client.crt/client.key and
+    /// pinned servercerts/NAME.crt. Not with --socket.
+    #[arg(long, global = true, env = "REROOT_REMOTE", value_name = "NAME")]
+    pub remote: Option<String>,
     /// LXD project to work in.
     #[arg(long, global = true, env = "REROOT_PROJECT")]
     pub project: Option<String>,
@@ -188,6 +193,25 @@ fn init_logging(verbose: u8) {
         .with_writer(crate::progress::LogWriter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+}
+
+/// Connects to the daemon the global options name: `--remote` (read from the client
+/// configuration first, so a remote that cannot be used is refused before any connection),
+/// else `--socket` or the usual local sockets.
+pub(crate) async fn connect(global: &Global) -> Result<crate::lxd::Client, CliError> {
+    let options = crate::lxd::ConnectOptions {
+        socket: global.socket.clone(),
+        project: global.project.clone(),
+        ..crate::lxd::ConnectOptions::default()
+    };
+    // `REROOT_REMOTE=` (set but empty) means no remote, as an unset variable would.
+    Ok(match global.remote.as_deref().filter(|r| !r.is_empty()) {
+        Some(name) => {
+            let remote = crate::lxd::Remote::find(name)?;
+            crate::lxd::Client::connect_remote(&remote, options).await?
+        }
+        None => crate::lxd::Client::connect(options).await?,
+    })
 }
 
 /// Boxed error for the command layer: every library error already names what went wrong.

@@ -133,12 +133,7 @@ fn parse_age(text: &str) -> Result<std::time::Duration, String> {
 }
 
 pub(super) async fn connect(global: &Global) -> Result<lxd::Client, CliError> {
-    Ok(lxd::Client::connect(lxd::ConnectOptions {
-        socket: global.socket.clone(),
-        project: global.project.clone(),
-        ..lxd::ConnectOptions::default()
-    })
-    .await?)
+    super::connect(global).await
 }
 
 pub(super) fn open_journal(global: &Global) -> Result<Arc<Journal>, CliError> {

@@ -1,24 +1,39 @@
-//! `reroot server`: which daemon answers on the socket (LXD or Incus), its version, storage
-//! pools and instance count, as text or, with `--json`, as one JSON object.
+//! `reroot server`: which daemon answers (LXD or Incus) and where (the unix socket, or the
+//! remote's name and address), its version, storage pools and instance count, as text or,
+//! with `--json`, as one JSON object: the way to check a `--remote` set-up.
 
 use std::process::ExitCode;
 
 use serde::Serialize;
 
 use super::{CliError, Global};
-use crate::lxd::{self, Client, ConnectOptions};
+use crate::lxd::{self, Client};
 
 #[derive(Debug, Serialize)]
 struct ServerReport {
     kind: lxd::ServerKind,
     version: String,
     api_version: String,
+    /// `unix:///path` or `remote NAME (https://HOST:PORT)`.
+    address: String,
+    /// Empty when the daemon is an HTTPS remote.
     socket: String,
+    /// The remote's name and address (`--remote`), when it is an HTTPS remote.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    remote: Option<RemoteReport>,
+    /// The server's own name (`environment.server_name`).
+    server_name: String,
     project: String,
     storage_driver: String,
     api_extensions: usize,
     storage_pools: Vec<PoolReport>,
     instances: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct RemoteReport {
+    name: String,
+    addr: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -28,14 +43,10 @@ struct PoolReport {
     status: String,
 }
 
-/// Runs `reroot server` with the global `--socket`, `--project` and `--json` flags.
+/// Runs `reroot server` with the global `--socket` or `--remote`, `--project` and `--json`
+/// flags.
 pub async fn run(global: &Global) -> Result<ExitCode, CliError> {
-    let client = Client::connect(ConnectOptions {
-        socket: global.socket.clone(),
-        project: global.project.clone(),
-        ..ConnectOptions::default()
-    })
-    .await?;
+    let client = super::connect(global).await?;
     let report = report(&client).await?;
     if global.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -53,7 +64,13 @@ async fn report(client: &Client) -> Result<ServerReport, lxd::Error> {
         kind: client.server_kind(),
         version: info.environment.server_version.clone(),
         api_version: info.api_version.clone(),
+        address: client.address(),
         socket: client.socket().display().to_string(),
+        remote: client.remote().map(|(name, addr)| RemoteReport {
+            name: name.to_string(),
+            addr: addr.to_string(),
+        }),
+        server_name: info.environment.server_name.clone(),
         project: client.project().unwrap_or("default").to_string(),
         storage_driver: info.environment.storage.clone(),
         api_extensions: info.api_extensions.len(),
@@ -74,9 +91,13 @@ fn render(r: &ServerReport) -> String {
         lxd::ServerKind::Lxd => "LXD",
         lxd::ServerKind::Incus => "Incus",
     };
+    let place = match &r.remote {
+        Some(remote) => format!("remote:     {} at {}\n", remote.name, remote.addr),
+        None => format!("socket:     {}\n", r.socket),
+    };
     let mut out = format!(
-        "server:     {kind} {} (API {}, {} extensions)\nsocket:     {}\nproject:    {}\ninstances:  {}\n",
-        r.version, r.api_version, r.api_extensions, r.socket, r.project, r.instances
+        "server:     {kind} {} (API {}, {} extensions) on {}\n{place}project:    {}\ninstances:  {}\n",
+        r.version, r.api_version, r.api_extensions, r.server_name, r.project, r.instances
     );
     if r.storage_pools.is_empty() {
         out.push_str("pools:      none\n");
@@ -108,7 +129,10 @@ mod tests {
             kind: lxd::ServerKind::Lxd,
             version: "5.0.2".into(),
             api_version: "1.0".into(),
+            address: "unix:///var/lib/lxd/unix.socket".into(),
             socket: "/var/lib/lxd/unix.socket".into(),
+            remote: None,
+            server_name: "host1".into(),
             project: "default".into(),
             storage_driver: "btrfs".into(),
             api_extensions: 318,
@@ -121,11 +145,34 @@ mod tests {
         };
         let text = render(&r);
         assert!(text.contains("server:     LXD 5.0.2"), "{text}");
+        assert!(
+            text.contains("socket:     /var/lib/lxd/unix.socket"),
+            "{text}"
+        );
         assert!(text.contains("instances:  4"), "{text}");
         assert!(text.contains("  default  btrfs  Created"), "{text}");
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["kind"], "lxd");
         assert_eq!(v["storage_pools"][0]["driver"], "btrfs");
         assert_eq!(v["instances"], 4);
+        assert!(v.get("remote").is_none());
+
+        let r = ServerReport {
+            address: "remote box (https://10.0.0.5:8443)".into(),
+            socket: String::new(),
+            remote: Some(RemoteReport {
+                name: "box".into(),
+                addr: "https://10.0.0.5:8443".into(),
+            }),
+            ..r
+        };
+        let text = render(&r);
+        assert!(
+            text.contains("remote:     box at https://10.0.0.5:8443"),
+            "{text}"
+        );
+        assert!(!text.contains("socket:"), "{text}");
+        let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["remote"]["name"], "box");
     }
 }

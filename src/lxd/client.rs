@@ -11,6 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::error::{Error, RequestInfo, Result};
+use super::remote::{Endpoint, Remote};
 use super::transport::{self, Body, RawResponse, Reply, Transport};
 use super::types::{Operation, ServerInfo, ServerKind};
 
@@ -83,7 +84,7 @@ pub struct Client {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("socket", &self.inner.transport.socket())
+            .field("daemon", &describe(&self.inner.transport))
             .field("kind", &self.inner.kind)
             .field("project", &self.project)
             .finish()
@@ -125,8 +126,38 @@ impl Client {
         }))
     }
 
+    /// Connects to a remote of the `lxc`/`incus` client configuration ([`Remote::find`]): over
+    /// HTTPS with the client certificate and the pinned server certificate, or, for a
+    /// `unix://` remote, to that socket (`options.socket` is then ignored). The remote's own
+    /// project applies when `options.project` is `None`.
+    ///
+    /// A server that does not trust the client certificate is refused here
+    /// ([`Error::Untrusted`]), before any other request.
+    pub async fn connect_remote(remote: &Remote, options: ConnectOptions) -> Result<Client> {
+        let options = ConnectOptions {
+            project: options.project.clone().or_else(|| remote.project.clone()),
+            ..options
+        };
+        match &remote.endpoint {
+            Endpoint::Unix(socket) => {
+                Self::connect(ConnectOptions {
+                    socket: socket.clone(),
+                    ..options
+                })
+                .await
+            }
+            Endpoint::Https(https) => {
+                let transport = Transport::https(&remote.name, &remote.addr, https.clone());
+                Self::connect_with(transport, &options).await
+            }
+        }
+    }
+
     async fn connect_to(socket: PathBuf, options: &ConnectOptions) -> Result<Client> {
-        let transport = Transport::new(socket);
+        Self::connect_with(Transport::new(socket), options).await
+    }
+
+    async fn connect_with(transport: Transport, options: &ConnectOptions) -> Result<Client> {
         let request = RequestInfo::new("GET", "/1.0");
         let raw = transport
             .send(
@@ -146,13 +177,26 @@ impl Client {
                 })
             }
         };
+        if let Some((remote, addr, https)) = transport.remote() {
+            // LXD answers GET /1.0 to any TLS client, with `"auth": "untrusted"` and a short
+            // public subset when it does not trust the certificate, and 403 "not authorized" on
+            // every other endpoint: refuse here, with the fix, rather than at the first change.
+            if server.auth != "trusted" {
+                return Err(Error::Untrusted {
+                    request,
+                    remote: transport::remote_at(remote, addr),
+                    cert: https.client_cert.clone(),
+                    message: format!("GET /1.0 answered \"auth\": {:?}", server.auth),
+                });
+            }
+        }
         let kind = if server.environment.server.eq_ignore_ascii_case("incus") {
             ServerKind::Incus
         } else {
             ServerKind::Lxd
         };
         tracing::debug!(
-            socket = %transport.socket().display(),
+            daemon = %describe(&transport),
             %kind,
             version = %server.environment.server_version,
             extensions = server.api_extensions.len(),
@@ -191,8 +235,20 @@ impl Client {
         self.project.as_deref()
     }
 
+    /// The unix socket; empty when connected to an HTTPS remote (see [`Client::remote`]).
     pub fn socket(&self) -> &Path {
         self.inner.transport.socket()
+    }
+
+    /// The HTTPS remote's name and address, when connected to one.
+    pub fn remote(&self) -> Option<(&str, &str)> {
+        self.inner.transport.remote().map(|(n, a, _)| (n, a))
+    }
+
+    /// Where the daemon answers: `unix:///var/lib/lxd/unix.socket`, or
+    /// `remote NAME (https://HOST:PORT)`.
+    pub fn address(&self) -> String {
+        describe(&self.inner.transport)
     }
 
     pub fn server_kind(&self) -> ServerKind {
@@ -312,6 +368,13 @@ impl Client {
         let request = RequestInfo::new("GET", &url);
         let done = self.execute(Call::new(Method::GET, url), None).await?;
         Ok((decode(&request, done.metadata)?, done.etag))
+    }
+}
+
+fn describe(transport: &Transport) -> String {
+    match transport.remote() {
+        Some((name, addr, _)) => format!("remote {name} ({addr})"),
+        None => format!("unix://{}", transport.socket().display()),
     }
 }
 

@@ -34,6 +34,21 @@ impl fmt::Display for RequestInfo {
     }
 }
 
+/// The HTTPS remote an error belongs to: its name and address (boxed in [`Error`], which
+/// stays small).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteAt {
+    pub name: String,
+    /// As written in config.yml: `https://HOST:PORT`.
+    pub addr: String,
+}
+
+impl fmt::Display for RemoteAt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "remote {:?} at {}", self.name, self.addr)
+    }
+}
+
 /// Hint appended to every transport error.
 pub(crate) const START_HINT: &str = "is LXD (or Incus) running? start it (e.g. `bash scripts/testbed.sh`, or `lxd --group root`), or point --socket at its unix socket";
 
@@ -110,6 +125,32 @@ pub enum Error {
         socket: PathBuf,
         message: String,
     },
+    /// An HTTPS remote cannot be reached: no connection, or a TLS handshake that failed for
+    /// another reason than the server's certificate.
+    #[error("{request}: cannot reach {remote}: {message} (is the daemon listening there? `lxc config get core.https_address` on the server; check the address in the remote's config.yml)")]
+    RemoteTransport {
+        request: RequestInfo,
+        remote: Box<RemoteAt>,
+        message: String,
+    },
+    /// The remote's certificate is not the pinned one: refused during the TLS handshake,
+    /// before any request was sent.
+    #[error("{request}: {remote} presented a server certificate that is not the pinned one ({}): {message}; nothing was sent. If the server's certificate was replaced on purpose, check the new fingerprint on the server and replace the pinned file (or `lxc remote remove` and `lxc remote add` it again)", pinned.display())]
+    CertificateMismatch {
+        request: RequestInfo,
+        remote: Box<RemoteAt>,
+        pinned: PathBuf,
+        message: String,
+    },
+    /// The remote does not trust the client's certificate: LXD answers `GET /1.0` with
+    /// `"auth": "untrusted"` (and every other endpoint with 403).
+    #[error("{request}: {remote} does not trust the client certificate {}: {message}; nothing was changed. Trust it on the server: copy it there and run `lxc config trust add client.crt` (Incus: `incus config trust add-certificate client.crt`)", cert.display())]
+    Untrusted {
+        request: RequestInfo,
+        remote: Box<RemoteAt>,
+        cert: PathBuf,
+        message: String,
+    },
     /// LXD answered something this client cannot read.
     #[error("{request}: unexpected answer from LXD: {message}")]
     Decode {
@@ -142,6 +183,9 @@ impl Error {
             | Error::Timeout { request, .. }
             | Error::OperationLost { request, .. }
             | Error::Transport { request, .. }
+            | Error::RemoteTransport { request, .. }
+            | Error::CertificateMismatch { request, .. }
+            | Error::Untrusted { request, .. }
             | Error::Decode { request, .. } => request,
         }
     }
@@ -157,6 +201,9 @@ impl Error {
             | Error::Server { message, .. }
             | Error::OperationFailed { message, .. }
             | Error::Transport { message, .. }
+            | Error::RemoteTransport { message, .. }
+            | Error::CertificateMismatch { message, .. }
+            | Error::Untrusted { message, .. }
             | Error::Decode { message, .. } => message.clone(),
             Error::Timeout { after, .. } => format!("no result after {after:?}"),
             Error::OperationLost { operation, .. } => format!("operation {operation} vanished"),
@@ -184,8 +231,20 @@ impl Error {
     pub fn is_operation_lost(&self) -> bool {
         matches!(self, Error::OperationLost { .. })
     }
+    /// The daemon cannot be reached (local socket or HTTPS remote).
     pub fn is_transport(&self) -> bool {
-        matches!(self, Error::Transport { .. })
+        matches!(
+            self,
+            Error::Transport { .. } | Error::RemoteTransport { .. }
+        )
+    }
+    /// An HTTPS remote presented another certificate than the pinned one.
+    pub fn is_certificate_mismatch(&self) -> bool {
+        matches!(self, Error::CertificateMismatch { .. })
+    }
+    /// An HTTPS remote does not trust the client certificate.
+    pub fn is_untrusted(&self) -> bool {
+        matches!(self, Error::Untrusted { .. })
     }
 
     /// True when the outcome of the request is unknown (timeout, vanished operation, lost
@@ -193,7 +252,10 @@ impl Error {
     pub fn is_outcome_unknown(&self) -> bool {
         matches!(
             self,
-            Error::Timeout { .. } | Error::OperationLost { .. } | Error::Transport { .. }
+            Error::Timeout { .. }
+                | Error::OperationLost { .. }
+                | Error::Transport { .. }
+                | Error::RemoteTransport { .. }
         )
     }
 
@@ -365,6 +427,52 @@ mod tests {
         };
         assert!(tr.to_string().contains("/nope/unix.socket"));
         assert!(tr.is_outcome_unknown());
+    }
+
+    #[test]
+    fn remote_errors_name_the_remote_and_are_classified() {
+        let remote = || {
+            Box::new(RemoteAt {
+                name: "box".into(),
+                addr: "https://10.0.0.5:8443".into(),
+            })
+        };
+        let request = || RequestInfo::new("GET", "/1.0");
+        let down = Error::RemoteTransport {
+            request: request(),
+            remote: remote(),
+            message: "cannot connect: Connection refused".into(),
+        };
+        assert!(down.is_transport() && down.is_outcome_unknown());
+        let mismatch = Error::CertificateMismatch {
+            request: request(),
+            remote: remote(),
+            pinned: PathBuf::from("/c/servercerts/box.crt"),
+            message: "its SHA-256 fingerprint is aa".into(),
+        };
+        let untrusted = Error::Untrusted {
+            request: request(),
+            remote: remote(),
+            cert: PathBuf::from("/c/client.crt"),
+            message: "GET /1.0 answered \"auth\": \"untrusted\"".into(),
+        };
+        // Refusals before anything was sent or changed: not "outcome unknown", not worth a
+        // retry.
+        for e in [&mismatch, &untrusted] {
+            assert!(!e.is_transport() && !e.outcome_needs_checking(), "{e:?}");
+        }
+        assert!(mismatch.is_certificate_mismatch() && untrusted.is_untrusted());
+        for (e, file) in [
+            (&down, ""),
+            (&mismatch, "/c/servercerts/box.crt"),
+            (&untrusted, "/c/client.crt"),
+        ] {
+            let s = e.to_string();
+            assert!(
+                s.contains("remote \"box\" at https://10.0.0.5:8443") && s.contains(file),
+                "{s}"
+            );
+        }
     }
 
     #[test]

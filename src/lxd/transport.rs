@@ -1,4 +1,4 @@
-//! The HTTP layer: a hyper client over the unix socket (a fresh connection per request),
+//! The HTTP layer: a hyper client over the unix socket or HTTPS (a fresh connection per request),
 //! bounded requests, URL building and the parsing of LXD's response envelope.
 //!
 //! Nothing here knows about instances or profiles: it sends a request and returns either raw
@@ -6,6 +6,7 @@
 //! into a typed [`Error`] for error answers).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http_body_util::{BodyExt, Full};
@@ -17,7 +18,9 @@ use hyperlocal::UnixConnector;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::error::{Error, RequestInfo, Result};
+use super::error::{Error, RemoteAt, RequestInfo, Result};
+use super::remote::HttpsRemote;
+use super::tls;
 use super::types::Operation;
 
 /// A request body: JSON, raw bytes with their content type, or nothing.
@@ -46,10 +49,23 @@ impl RawResponse {
     }
 }
 
-/// The client of one socket.
+/// The client of one daemon: over its unix socket, or an HTTPS remote.
 pub(crate) struct Transport {
-    socket: PathBuf,
-    http: HyperClient<UnixConnector, Full<Bytes>>,
+    target: Target,
+}
+
+enum Target {
+    Unix {
+        socket: PathBuf,
+        http: HyperClient<UnixConnector, Full<Bytes>>,
+    },
+    Https {
+        /// The remote's name, as the user gave it.
+        remote: String,
+        /// Its address as written in config.yml, for messages.
+        addr: String,
+        https: Arc<HttpsRemote>,
+    },
 }
 
 impl Transport {
@@ -63,11 +79,42 @@ impl Transport {
         let http = HyperClient::builder(TokioExecutor::new())
             .pool_max_idle_per_host(0)
             .build(UnixConnector);
-        Transport { socket, http }
+        Transport {
+            target: Target::Unix { socket, http },
+        }
     }
 
+    /// A transport to an HTTPS remote. Like the unix one it opens a fresh connection (TCP and
+    /// TLS handshake) per request and keeps none idle, so that no idle connection can sit in
+    /// LXD's accept path as described in [`Transport::new`].
+    pub fn https(remote: &str, addr: &str, https: Arc<HttpsRemote>) -> Self {
+        Transport {
+            target: Target::Https {
+                remote: remote.to_string(),
+                addr: addr.to_string(),
+                https,
+            },
+        }
+    }
+
+    /// The unix socket; empty for an HTTPS remote.
     pub fn socket(&self) -> &Path {
-        &self.socket
+        match &self.target {
+            Target::Unix { socket, .. } => socket,
+            Target::Https { .. } => Path::new(""),
+        }
+    }
+
+    /// The HTTPS remote's name, address and files, if this is one.
+    pub fn remote(&self) -> Option<(&str, &str, &HttpsRemote)> {
+        match &self.target {
+            Target::Unix { .. } => None,
+            Target::Https {
+                remote,
+                addr,
+                https,
+            } => Some((remote, addr, https)),
+        }
     }
 
     /// Sends one request and reads the whole answer, within `timeout`.
@@ -80,11 +127,20 @@ impl Transport {
         timeout: Duration,
     ) -> Result<RawResponse> {
         let info = RequestInfo::new(method.as_str(), path_and_query);
-        let uri = unix_uri(&self.socket, path_and_query).map_err(|message| Error::Decode {
+        let uri = match &self.target {
+            Target::Unix { socket, .. } => unix_uri(socket, path_and_query),
+            Target::Https { .. } => path_and_query
+                .parse::<hyper::Uri>()
+                .map_err(|e| format!("invalid request path {path_and_query:?}: {e}")),
+        }
+        .map_err(|message| Error::Decode {
             request: info.clone(),
             message,
         })?;
         let mut builder = hyper::Request::builder().method(method.clone()).uri(uri);
+        if let Target::Https { https, .. } = &self.target {
+            builder = builder.header("Host", host_header(&https.host, https.port));
+        }
         for (k, v) in headers {
             builder = builder.header(k.as_str(), v.as_str());
         }
@@ -106,10 +162,13 @@ impl Transport {
 
         let started = Instant::now();
         let exchange = async {
-            let resp = self.http.request(request).await.map_err(|e| {
-                let detail = error_chain(&e);
-                self.transport_error(&info, detail)
-            })?;
+            let resp = match &self.target {
+                Target::Unix { http, .. } => http.request(request).await.map_err(|e| {
+                    let detail = error_chain(&e);
+                    self.transport_error(&info, detail)
+                })?,
+                Target::Https { https, .. } => self.https_request(https, &info, request).await?,
+            };
             let status = resp.status();
             let headers = resp.headers().clone();
             let body = resp
@@ -152,12 +211,76 @@ impl Transport {
         result
     }
 
-    /// A transport error that says what is wrong with the socket path.
+    /// One request over a new TCP connection and TLS session to an HTTPS remote.
+    async fn https_request(
+        &self,
+        https: &HttpsRemote,
+        info: &RequestInfo,
+        request: hyper::Request<Full<Bytes>>,
+    ) -> Result<hyper::Response<hyper::body::Incoming>> {
+        let tcp = tokio::net::TcpStream::connect((https.host.as_str(), https.port))
+            .await
+            .map_err(|e| self.transport_error(info, format!("cannot connect: {e}")))?;
+        // Requests are small and each connection carries one: do not wait to fill segments.
+        let _ = tcp.set_nodelay(true);
+        let tls = tokio_rustls::TlsConnector::from(https.tls.config.clone())
+            .connect(https.server_name.clone(), tcp)
+            .await
+            .map_err(|e| self.handshake_error(https, info, e))?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls))
+                .await
+                .map_err(|e| self.transport_error(info, error_chain(&e)))?;
+        // The connection runs beside the request and ends when the answer has been read and
+        // the sender dropped; its own errors show up in `send_request` or the body read.
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        sender
+            .send_request(request)
+            .await
+            .map_err(|e| self.transport_error(info, error_chain(&e)))
+    }
+
+    /// A failed TLS handshake: the pinned certificate did not match, or another failure.
+    fn handshake_error(&self, https: &HttpsRemote, info: &RequestInfo, e: std::io::Error) -> Error {
+        let rustls_error = e
+            .get_ref()
+            .and_then(|inner| inner.downcast_ref::<rustls::Error>());
+        if rustls_error == Some(&tls::MISMATCH) {
+            if let Target::Https { remote, addr, .. } = &self.target {
+                let presented = https
+                    .tls
+                    .verifier
+                    .refused_fingerprint()
+                    .unwrap_or_else(|| "unknown".into());
+                return Error::CertificateMismatch {
+                    request: info.clone(),
+                    remote: remote_at(remote, addr),
+                    pinned: https.server_cert.clone(),
+                    message: format!(
+                        "its SHA-256 fingerprint is {presented}, the pinned one's is {}",
+                        https.tls.verifier.pinned_fingerprint()
+                    ),
+                };
+            }
+        }
+        self.transport_error(info, format!("TLS handshake failed: {}", error_chain(&e)))
+    }
+
+    /// A transport error that says what is wrong with the socket path, or names the remote.
     fn transport_error(&self, info: &RequestInfo, detail: String) -> Error {
-        Error::Transport {
-            request: info.clone(),
-            socket: self.socket.clone(),
-            message: describe_socket_problem(&self.socket, &detail),
+        match &self.target {
+            Target::Unix { socket, .. } => Error::Transport {
+                request: info.clone(),
+                socket: socket.clone(),
+                message: describe_socket_problem(socket, &detail),
+            },
+            Target::Https { remote, addr, .. } => Error::RemoteTransport {
+                request: info.clone(),
+                remote: remote_at(remote, addr),
+                message: detail,
+            },
         }
     }
 }
@@ -173,6 +296,22 @@ pub(crate) fn describe_socket_problem(socket: &Path, detail: &str) -> String {
             "the path exists but is not a unix socket".to_string()
         }
         _ => format!("no answer: {detail}"),
+    }
+}
+
+pub(crate) fn remote_at(name: &str, addr: &str) -> Box<RemoteAt> {
+    Box::new(RemoteAt {
+        name: name.to_string(),
+        addr: addr.to_string(),
+    })
+}
+
+/// `HOST:PORT` for the Host header, with an IPv6 host in brackets.
+fn host_header(host: &str, port: u16) -> String {
+    if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
     }
 }
 
