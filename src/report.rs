@@ -497,6 +497,9 @@ fn run_lines(state: &RunState, o: &RunOverview) -> String {
     line("run", &h.id.to_string());
     line("command", &short_command(&h.command));
     line("by", &format!("{}@{}", h.user, h.host));
+    if let Some(d) = crate::run::spec::daemon_of(state) {
+        line("daemon", &format!("{} (host {})", d.address, d.server_name));
+    }
     line("started", &utc(h.started_at_ms));
     line("status", state.status.as_str());
     let counts: Vec<String> = o

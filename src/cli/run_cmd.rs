@@ -16,7 +16,7 @@ use crate::lxd;
 use crate::progress::{self, Progress};
 use crate::report;
 use crate::run::pass::Pass;
-use crate::run::spec::{self, RunSpec};
+use crate::run::spec::{self, Daemon, RunSpec};
 use crate::run::start::Origin;
 use crate::run::undo::UndoRequest;
 use crate::run::{lease, prune, resume as resumption, start, undo as undoing};
@@ -383,14 +383,24 @@ pub(super) fn load_plans(
 pub(super) async fn start_run(
     global: &Global,
     lxd: lxd::Client,
-    spec: RunSpec,
+    mut spec: RunSpec,
 ) -> Result<ExitCode, CliError> {
+    spec.daemon = Some(Daemon::of(&lxd));
     let journal = open_journal(global)?;
     let pass = start::start(&journal, spec, Origin::of_this_process())?;
     eprintln!("reroot: run {}", pass.run);
     let (report, state) = drive(global, journal.clone(), lxd.clone(), &pass).await?;
     prune_previous_if_asked(&journal, &lxd, &pass, &state).await;
     finish(global, &report, &state)
+}
+
+/// Connects as the options say, and refuses a daemon other than the one `run` was made on.
+async fn connect_for(global: &Global, run: RunId, spec: &RunSpec) -> Result<lxd::Client, CliError> {
+    let lxd = connect(global).await?;
+    if let Some(recorded) = &spec.daemon {
+        recorded.check(run, &Daemon::of(&lxd))?;
+    }
+    Ok(lxd)
 }
 
 fn resolve(journal: &Journal, run: &str) -> Result<RunId, CliError> {
@@ -411,7 +421,7 @@ pub async fn resume(args: ResumeArgs, global: &Global) -> Result<ExitCode, CliEr
             pass.spec.kind.word()
         }
     );
-    let lxd = connect(global).await?;
+    let lxd = connect_for(global, run, &pass.spec).await?;
     let (report, state) = drive(global, journal.clone(), lxd.clone(), &pass).await?;
     // A run started with --prune-previous prunes once it succeeds, resumed or not.
     prune_previous_if_asked(&journal, &lxd, &pass, &state).await;
@@ -429,7 +439,7 @@ pub async fn undo(args: UndoArgs, global: &Global) -> Result<ExitCode, CliError>
         parallel: args.parallel,
     };
     let pass = undoing::undo(&journal, &journal.replay(run)?, &asked)?;
-    let lxd = connect(global).await?;
+    let lxd = connect_for(global, run, &pass.spec).await?;
     let (report, state) = drive(global, journal, lxd, &pass).await?;
     finish(global, &report, &state)
 }
@@ -450,7 +460,7 @@ pub async fn prune(args: PruneArgs, global: &Global) -> Result<ExitCode, CliErro
             // Refuse an unprunable run before connecting: nothing to do with LXD then.
             let state = journal.replay(run)?;
             prune::prunable(run, kind_of(&state)?, state.status, args.snapshots)?;
-            let lxd = connect(global).await?;
+            let lxd = connect_for(global, run, &RunSpec::of(&state)?).await?;
             prune::prune_run(&journal, &lxd, run, options, &mut print_item).await?
         }
         None => {

@@ -61,6 +61,10 @@ pub struct ServerEnvironment {
     pub server: String,
     #[serde(default)]
     pub server_name: String,
+    /// SHA-256 of the daemon's own certificate: what tells one daemon from another, whatever
+    /// the way it is reached (socket or HTTPS).
+    #[serde(default)]
+    pub certificate_fingerprint: String,
     #[serde(default)]
     pub server_version: String,
     #[serde(default)]

@@ -26,6 +26,7 @@ const ON_FAILURE: &str = "on_failure";
 const SNAPSHOT: &str = "snapshot";
 const ROOT_ONLY: &str = "root_only";
 const PRUNE_PREVIOUS: &str = "prune_previous";
+const DAEMON: &str = "daemon";
 
 /// Everything a run was started with.
 #[derive(Debug, Clone, PartialEq)]
@@ -44,6 +45,57 @@ pub struct RunSpec {
     pub snapshot: Option<SnapshotRequest>,
     /// `--prune-previous`: once it succeeds, prune the previous succeeded rebuild.
     pub prune_previous: bool,
+    /// The daemon the run works on (`None`: recorded before reroot kept it).
+    pub daemon: Option<Daemon>,
+}
+
+/// The daemon a run was started on: a resume, an undo or a prune of the run on another
+/// daemon (another `--remote` or `--socket`, or the default socket on another host) is
+/// refused, since it would "undo" instances of the same names that the run never touched.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Daemon {
+    /// How it was reached, for people: `unix:///var/lib/lxd/unix.socket`,
+    /// `remote NAME (https://HOST:PORT)`.
+    pub address: String,
+    /// Its host name, as it reports it.
+    pub server_name: String,
+    /// The SHA-256 fingerprint of its certificate, as it reports it: the identity compared.
+    pub fingerprint: String,
+}
+
+impl Daemon {
+    /// The daemon `lxd` is connected to.
+    pub fn of(lxd: &crate::lxd::Client) -> Daemon {
+        let env = &lxd.server_info().environment;
+        Daemon {
+            address: lxd.address(),
+            server_name: env.server_name.clone(),
+            fingerprint: env.certificate_fingerprint.clone(),
+        }
+    }
+
+    /// Refuses `now` unless it is this daemon. A daemon that reports no fingerprint (either
+    /// side) cannot be told apart and is let through.
+    pub fn check(&self, run: journal::RunId, now: &Daemon) -> Result<(), String> {
+        if self.fingerprint.is_empty()
+            || now.fingerprint.is_empty()
+            || self.fingerprint == now.fingerprint
+        {
+            return Ok(());
+        }
+        let short = |f: &str| f.chars().take(12).collect::<String>();
+        Err(format!(
+            "run {run} was made on the daemon at {} (host {}, certificate {}), but this \
+             connects to {} (host {}, certificate {}): nothing was done; connect to the run's \
+             daemon with --remote or --socket",
+            self.address,
+            self.server_name,
+            short(&self.fingerprint),
+            now.address,
+            now.server_name,
+            short(&now.fingerprint),
+        ))
+    }
 }
 
 impl RunSpec {
@@ -57,6 +109,7 @@ impl RunSpec {
             on_failure: OnFailure::Revert,
             snapshot: None,
             prune_previous: false,
+            daemon: None,
         }
     }
 
@@ -83,6 +136,9 @@ impl RunSpec {
         }
         if self.prune_previous {
             put(PRUNE_PREVIOUS, "true".to_string());
+        }
+        if let Some(d) = &self.daemon {
+            put(DAEMON, serde_json::to_string(d)?);
         }
         Ok(o)
     }
@@ -130,8 +186,21 @@ impl RunSpec {
                 root_only: options.get(ROOT_ONLY).map(String::as_str) == Some("true"),
             }),
             prune_previous: options.get(PRUNE_PREVIOUS).map(String::as_str) == Some("true"),
+            daemon: match options.get(DAEMON) {
+                None => None,
+                Some(text) => {
+                    Some(serde_json::from_str(text).map_err(|e| {
+                        format!("run {run}: its recorded daemon cannot be read: {e}")
+                    })?)
+                }
+            },
         })
     }
+}
+
+/// The daemon a run was made on, from its header alone (`None`: not recorded, or unreadable).
+pub fn daemon_of(state: &RunState) -> Option<Daemon> {
+    serde_json::from_str(state.header.options.get(DAEMON)?).ok()
 }
 
 /// The kind of a run, from its header alone (cheaper than [`RunSpec::of`], which decodes the
@@ -183,6 +252,43 @@ mod tests {
             });
         }
         Replay::run(&events).unwrap()
+    }
+
+    #[test]
+    fn the_daemon_is_recorded_and_another_one_is_refused() {
+        let daemon = |address: &str, fingerprint: &str| Daemon {
+            address: address.into(),
+            server_name: "host".into(),
+            fingerprint: fingerprint.into(),
+        };
+        let mut spec = RunSpec::new(RunKind::Rebuild, vec![], Limits::default());
+        spec.daemon = Some(daemon("unix:///var/lib/lxd/unix.socket", "aa11"));
+        let options = spec.to_options().unwrap();
+        assert_eq!(
+            options.get("daemon").map(String::as_str),
+            Some(
+                r#"{"address":"unix:///var/lib/lxd/unix.socket","server_name":"host","fingerprint":"aa11"}"#
+            )
+        );
+        let st = state(options, &[]);
+        assert_eq!(RunSpec::of(&st).unwrap(), spec);
+        assert_eq!(daemon_of(&st), spec.daemon);
+        let recorded = spec.daemon.unwrap();
+        let run = st.header.id;
+        // The same daemon reached another way is the same daemon.
+        assert!(recorded
+            .check(run, &daemon("remote lo (https://127.0.0.1:8443)", "aa11"))
+            .is_ok());
+        let err = recorded
+            .check(run, &daemon("unix:///var/lib/incus/unix.socket", "bb22"))
+            .unwrap_err();
+        assert!(
+            err.contains("/var/lib/lxd/unix.socket") && err.contains("incus"),
+            "{err}"
+        );
+        assert!(err.contains("nothing was done"), "{err}");
+        // One that tells no fingerprint cannot be told apart.
+        assert!(recorded.check(run, &daemon("x", "")).is_ok());
     }
 
     #[test]
