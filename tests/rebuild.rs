@@ -669,6 +669,27 @@ async fn snapshot_runs_are_journaled_resumable_and_undo_only_what_they_took() {
     assert!(stderr(&data).contains("--data"), "{}", stderr(&data));
     assert!(bed.reroot(&["undo", &run2]).status.success());
     assert_eq!(bed.snapshots_named("s1").await, all("s1"));
+    // The run names the daemon it was made on, and an undo through the other daemon of the
+    // testbed (LXD for an Incus run, Incus for an LXD one) is refused, changing nothing.
+    let shown = stdout(&bed.reroot(&["show", &run1]));
+    assert!(
+        shown.contains("daemon") && shown.contains("unix://"),
+        "{shown}"
+    );
+    let other = match common::daemon() {
+        common::Daemon::Lxd => "/var/lib/incus/unix.socket",
+        common::Daemon::Incus => "/var/lib/lxd/unix.socket",
+    };
+    let elsewhere = bed.reroot(&["--socket", other, "undo", &run1]);
+    assert!(!elsewhere.status.success());
+    let said = stderr(&elsewhere);
+    assert!(
+        said.contains("was made on the daemon") && said.contains("nothing was done"),
+        "{said}"
+    );
+    assert_eq!(bed.snapshots_named("s1").await, all("s1"));
+    let shown = stdout(&bed.reroot(&["show", &run1]));
+    assert!(!shown.contains("undo requested"), "{shown}");
     // The first run's undo deletes the filesystem snapshots it took, not the root's.
     assert!(bed.reroot(&["undo", &run1]).status.success());
     assert_eq!(bed.snapshots_named("s1").await, vec!["root:s1".to_string()]);

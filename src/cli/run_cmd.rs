@@ -438,8 +438,11 @@ pub async fn undo(args: UndoArgs, global: &Global) -> Result<ExitCode, CliError>
         data: args.data,
         parallel: args.parallel,
     };
-    let pass = undoing::undo(&journal, &journal.replay(run)?, &asked)?;
-    let lxd = connect_for(global, run, &pass.spec).await?;
+    let state = journal.replay(run)?;
+    // Before the undo is recorded: on another daemon it must change nothing, the journal
+    // included (a recorded request makes the next resume go on with the undo).
+    let lxd = connect_for(global, run, &RunSpec::of(&state)?).await?;
+    let pass = undoing::undo(&journal, &state, &asked)?;
     let (report, state) = drive(global, journal, lxd, &pass).await?;
     finish(global, &report, &state)
 }
