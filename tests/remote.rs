@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{lxd_client, lxd_options, unique_name, LxdCleanup, LXD_LOCK};
+use common::{lxd_options, unique_name, LxdCleanup, LXD_LOCK};
 use reroot::lxd::{
     Client, ConfigDir, ExecRequest, FileOptions, NewInstance, ProfilePut, Remote, RemoteError,
     ServerKind, Stop, Tool,
@@ -20,6 +20,20 @@ use reroot::lxd::{
 
 const REROOT: &str = env!("CARGO_BIN_EXE_reroot");
 const ADDR: &str = "https://127.0.0.1:8443";
+
+/// The testbed's LXD over its socket: the daemon behind the remote `loopback`, whichever
+/// daemon the rest of the suite runs against (`REROOT_TEST_DAEMON`), since the testbed's
+/// HTTPS listener is LXD's (Incus over HTTPS is not in the testbed yet).
+async fn local_lxd() -> Client {
+    let options = reroot::lxd::ConnectOptions {
+        socket: Some(PathBuf::from("/var/lib/lxd/unix.socket")),
+        ..lxd_options()
+    };
+    match Client::connect(options).await {
+        Ok(c) => c,
+        Err(e) => panic!("LXD is not running or not answering ({e}): run scripts/testbed.sh"),
+    }
+}
 
 /// The testbed's directory of remote files. Panics when the testbed did not make it.
 fn remote_dir() -> PathBuf {
@@ -90,7 +104,7 @@ async fn daemon_state(lxd: &Client) -> (Vec<String>, Vec<String>) {
 #[tokio::test]
 async fn trusted_client_reads_and_changes_through_the_remote() {
     let _lock = LXD_LOCK.lock().await;
-    let local = lxd_client().await;
+    let local = local_lxd().await;
     let remote = connect(&conf_dir())
         .await
         .unwrap_or_else(|e| panic!("the trusted client cannot use remote loopback: {e}"));
@@ -185,7 +199,7 @@ async fn exec_and_files_through_the_remote() {
 #[tokio::test]
 async fn untrusted_certificate_is_refused_and_changes_nothing() {
     let _lock = LXD_LOCK.lock().await;
-    let local = lxd_client().await;
+    let local = local_lxd().await;
     let before = daemon_state(&local).await;
     let (_t, dir) = conf_copy();
     let untrusted = remote_dir().join("untrusted");
@@ -213,7 +227,7 @@ async fn untrusted_certificate_is_refused_and_changes_nothing() {
 #[tokio::test]
 async fn wrong_pinned_certificate_is_refused_and_changes_nothing() {
     let _lock = LXD_LOCK.lock().await;
-    let local = lxd_client().await;
+    let local = local_lxd().await;
     let before = daemon_state(&local).await;
     let (_t, dir) = conf_copy();
     // Any other certificate as the pin: the untrusted client's.
