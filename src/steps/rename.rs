@@ -57,12 +57,18 @@ impl Step<RunEnv> for Retire {
                             .map_err(super::state_change_error)?;
                     }
                     if lxd.instance_exists(&retired).await? {
+                        if settled(&lxd, cx.instance, &retired).await? {
+                            return Retired {
+                                retired: Some(retired),
+                            }
+                            .record();
+                        }
                         return Err(StepError::new(format!(
                             "both {} and {retired} exist; refusing to guess which is the old root",
                             cx.instance
                         )));
                     }
-                    lxd.rename_instance(cx.instance, &retired).await?;
+                    rename(&lxd, cx.instance, &retired).await?;
                     Retired {
                         retired: Some(retired),
                     }
@@ -101,9 +107,46 @@ impl Step<RunEnv> for Retire {
                     cx.instance
                 )));
             }
-            lxd.rename_instance(&retired, cx.instance).await?;
-            Ok(())
+            rename(&lxd, &retired, cx.instance).await
         })
+    }
+}
+
+/// How long a rename of the same instance still under way in the daemon is waited for.
+const RENAME_SETTLE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Renames `from` to `to`. A refusal because `to` is taken is checked against the live state:
+/// a rename started by a process that was killed goes on in the daemon without it (seen with
+/// Incus 6.0.4 on a resume right after a SIGKILL: the new attempt saw `from` and no `to`, then
+/// its own rename failed with "Name ... already in use" as the first one ended), so the
+/// rename is done if `from` is gone and `to` is there once that settles.
+async fn rename(lxd: &crate::lxd::Client, from: &str, to: &str) -> Result<(), StepError> {
+    match lxd.rename_instance(from, to).await {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_conflict() => {
+            if settled(lxd, from, to).await? {
+                Ok(())
+            } else {
+                Err(e.into())
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Waits, within [`RENAME_SETTLE`], for `from` to be gone while `to` exists: true once it is,
+/// false if both are still there (or `to` is not) at the bound.
+async fn settled(lxd: &crate::lxd::Client, from: &str, to: &str) -> Result<bool, StepError> {
+    let deadline = std::time::Instant::now() + RENAME_SETTLE;
+    loop {
+        if !lxd.instance_exists(from).await? && lxd.instance_exists(to).await? {
+            tracing::info!(from, to, "a rename still under way in the daemon ended it");
+            return Ok(true);
+        }
+        if std::time::Instant::now() >= deadline {
+            return Ok(false);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
 
@@ -131,7 +174,7 @@ impl Step<RunEnv> for Swap {
                     cx.instance
                 )));
             }
-            lxd.rename_instance(&tmp, cx.instance).await?;
+            rename(&lxd, &tmp, cx.instance).await?;
             Swapped.record()
         })
     }
@@ -159,8 +202,7 @@ impl Step<RunEnv> for Swap {
             lxd.stop_instance(cx.instance, Stop::Force)
                 .await
                 .map_err(super::state_change_error)?;
-            lxd.rename_instance(cx.instance, &tmp).await?;
-            Ok(())
+            rename(&lxd, cx.instance, &tmp).await
         })
     }
 }
