@@ -6,7 +6,8 @@
 //! recorded as finished (its idempotence makes that safe). So the same code starts a run,
 //! resumes it after a crash, and undoes it.
 //!
-//! Parallelism is a bounded window: at most `parallel` instances at once, each instance's steps
+//! Parallelism is a bounded window: at most `parallel` instances at once on each daemon
+//! ([`EngineOptions::groups`]; a run over one daemon has one group), each instance's steps
 //! in order, except that a step may run beside the steps after it, up to one that waits for it
 //! ([`Step::beside_until`]; undo is always strictly in reverse). The failure budget (`max_failures`) stops new instances from starting once
 //! more instances than that have failed; instances already under way run to their end, so no
@@ -109,6 +110,10 @@ pub struct EngineOptions {
     /// Who is told what happens as it happens (progress views, event streams); none by
     /// default. See [`super::observe`].
     pub observer: Option<Arc<dyn Observer>>,
+    /// The daemon of each instance, as a key: `parallel` and `max_down` bound each daemon's
+    /// instances on their own, since each daemon is its own bottleneck (an instance not named
+    /// here is in the group `""`). The failure budget and the canaries count over the run.
+    pub groups: Arc<BTreeMap<String, String>>,
 }
 
 /// The steps between which an instance is down: from the start of `opens` to the success of
@@ -163,6 +168,7 @@ impl Default for EngineOptions {
             window: None,
             on_failure: OnFailure::Revert,
             observer: None,
+            groups: Arc::default(),
         }
     }
 }
@@ -271,12 +277,38 @@ pub struct Engine<E> {
     journal_lost: Arc<AtomicBool>,
     /// Instances put back on their old roots without a record, after the journal was lost.
     unrecorded_reverts: Arc<Mutex<Vec<String>>>,
-    /// The places inside the downtime window ([`Limits::max_down`]), shared by every pass.
+    /// Each group's (daemon's) places and counters, shared by every pass.
+    lanes: Arc<Mutex<BTreeMap<String, Arc<Lane>>>>,
+}
+
+/// The task driving one instance.
+type InstanceTask = tokio::task::JoinHandle<Result<InstanceOutcome, EngineError>>;
+
+/// What bounds the instances of one group (one daemon): its places for instances under way
+/// ([`Limits::parallel`]) and inside their downtime window ([`Limits::max_down`]).
+struct Lane {
+    /// The places of the instances under way.
+    slots: Arc<Semaphore>,
+    /// The places inside the downtime window.
     down_places: Arc<Semaphore>,
-    /// How many instances are inside their downtime window now.
+    /// How many of its instances are inside their downtime window now.
     down_now: Arc<AtomicUsize>,
-    /// Taken by a preparation step while another instance is down: one at a time then.
+    /// Taken by a preparation step while another of its instances is down: one at a time then.
     prep_turn: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Lane {
+    fn new(limits: &Limits) -> Lane {
+        Lane {
+            slots: Arc::new(Semaphore::new(limits.parallel.max(1))),
+            down_places: Arc::new(Semaphore::new(match limits.max_down {
+                0 => Semaphore::MAX_PERMITS,
+                n => n,
+            })),
+            down_now: Arc::new(AtomicUsize::new(0)),
+            prep_turn: Arc::new(tokio::sync::Mutex::new(())),
+        }
+    }
 }
 
 /// An instance's place inside its downtime window, counted in `down_now` while it is held.
@@ -403,12 +435,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
             interrupted: Arc::new(AtomicBool::new(false)),
             journal_lost: Arc::new(AtomicBool::new(false)),
             unrecorded_reverts: Arc::new(Mutex::new(Vec::new())),
-            down_places: Arc::new(Semaphore::new(match options.limits.max_down {
-                0 => Semaphore::MAX_PERMITS,
-                n => n,
-            })),
-            down_now: Arc::new(AtomicUsize::new(0)),
-            prep_turn: Arc::new(tokio::sync::Mutex::new(())),
+            lanes: Arc::default(),
             options,
         }
     }
@@ -468,7 +495,6 @@ impl<E: Send + Sync + 'static> Engine<E> {
             },
         );
         let failures = Arc::new(AtomicUsize::new(0));
-        let window = Arc::new(Semaphore::new(self.options.limits.parallel.max(1)));
         // Those that are down right now come back first, whatever else holds the run back.
         let (down, waiting): (Vec<String>, Vec<String>) = instances
             .iter()
@@ -483,22 +509,14 @@ impl<E: Send + Sync + 'static> Engine<E> {
         };
         let (first, rest): (Vec<String>, Vec<String>) =
             waiting.into_iter().partition(|i| canaries.contains(i));
-        let mut results = self
-            .pass(run, &down, direction, &failures, &window, true)
-            .await?;
-        results.extend(
-            self.pass(run, &first, direction, &failures, &window, false)
-                .await?,
-        );
+        let mut results = self.pass(run, &down, direction, &failures, true).await?;
+        results.extend(self.pass(run, &first, direction, &failures, false).await?);
         let canaries_through = results
             .iter()
             .filter(|(n, _)| canaries.contains(n))
             .all(|(_, o)| *o == InstanceOutcome::Succeeded);
         if canaries_through {
-            results.extend(
-                self.pass(run, &rest, direction, &failures, &window, false)
-                    .await?,
-            );
+            results.extend(self.pass(run, &rest, direction, &failures, false).await?);
         } else {
             tracing::warn!(run = %run, "a canary did not go through: the other instances are not started");
             for name in &rest {
@@ -595,74 +613,61 @@ impl<E: Send + Sync + 'static> Engine<E> {
         (opened && !closed) || reverting
     }
 
-    /// Drives `names` in the window, each instance's steps in order, counting failures
-    /// against the budget; gives each instance's outcome, in the order given. With `urgent`
-    /// (instances that are down), neither the budget nor an interrupt keeps one from starting.
+    /// The lane of `instance`'s group (made on first use).
+    fn lane(&self, instance: &str) -> Arc<Lane> {
+        let group = self.options.groups.get(instance).map_or("", String::as_str);
+        lock(&self.lanes)
+            .entry(group.to_string())
+            .or_insert_with(|| Arc::new(Lane::new(&self.options.limits)))
+            .clone()
+    }
+
+    /// Drives `names`, each instance's steps in order and at most `parallel` instances of a
+    /// group at once, counting failures against the budget; gives each instance's outcome, in
+    /// the order given. With `urgent` (instances that are down), neither the budget nor an
+    /// interrupt keeps one from starting.
+    ///
+    /// Each group takes its instances in the order given on its own: a daemon whose places
+    /// are all taken holds back only its own instances, not those of another daemon.
     async fn pass(
         &self,
         run: RunId,
         names: &[String],
         direction: Direction,
         failures: &Arc<AtomicUsize>,
-        window: &Arc<Semaphore>,
         urgent: bool,
     ) -> Result<Vec<(String, InstanceOutcome)>, EngineError> {
-        let mut tasks = Vec::new();
+        let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for name in names {
+            let group = self.options.groups.get(name).cloned().unwrap_or_default();
+            groups.entry(group).or_default().push(name.clone());
+        }
+        let mut feeders = Vec::new();
+        for (_, members) in groups {
             let engine = self.clone_handle();
-            let name = name.clone();
             let failures = failures.clone();
-            // The slot is taken here, before the task exists, so that instances start in the
-            // order given (a task taking its own slot would race the others for it).
-            let permit = window
-                .clone()
-                .acquire_owned()
-                .await
-                .map_err(|e| EngineError::Internal(e.to_string()))?;
-            tasks.push(tokio::spawn(async move {
-                let _permit = permit;
-                let over_budget =
-                    failures.load(Ordering::SeqCst) > engine.options.limits.max_failures;
-                let held = over_budget || engine.interrupted.load(Ordering::SeqCst);
-                if (held && !urgent) || engine.journal_lost.load(Ordering::SeqCst) {
-                    // One whose steps all went through in an earlier pass is done, not
-                    // "not started".
-                    if direction == Direction::Forward && engine.is_complete(run, &name)? {
-                        return Ok(InstanceOutcome::Succeeded);
-                    }
-                    engine.tell_not_started(run, &name);
-                    return Ok(InstanceOutcome::NotStarted);
-                }
-                let began = journal::now_ms();
-                engine.tell(
-                    run,
-                    None,
-                    Fact::InstanceStarted {
-                        instance: name.clone(),
-                    },
-                );
-                let outcome = match direction {
-                    Direction::Forward => engine.forward_instance(run, &name).await?,
-                    Direction::Undo => engine.undo_instance(run, &name, false).await?,
-                };
-                if outcome.is_failure() {
-                    failures.fetch_add(1, Ordering::SeqCst);
-                }
-                engine.tell(
-                    run,
-                    None,
-                    Fact::InstanceFinished {
-                        instance: name.clone(),
-                        outcome: outcome.clone(),
-                        duration_ms: Some(journal::now_ms() - began),
-                    },
-                );
-                Ok::<_, EngineError>(outcome)
+            feeders.push(tokio::spawn(async move {
+                engine.feed(run, members, direction, failures, urgent).await
             }));
         }
-        let mut results = Vec::new();
+        let mut tasks = BTreeMap::new();
         let mut first_error = None;
-        for (name, task) in names.iter().zip(tasks) {
+        for feeder in feeders {
+            match feeder.await {
+                Ok(Ok(started)) => tasks.extend(started),
+                Ok(Err(e)) => {
+                    first_error.get_or_insert(e);
+                }
+                Err(e) => {
+                    first_error.get_or_insert(EngineError::Internal(e.to_string()));
+                }
+            }
+        }
+        let mut results = Vec::new();
+        for name in names {
+            let Some(task) = tasks.remove(name) else {
+                continue;
+            };
             match task.await {
                 Ok(Ok(outcome)) => results.push((name.clone(), outcome)),
                 Ok(Err(e)) => {
@@ -679,6 +684,77 @@ impl<E: Send + Sync + 'static> Engine<E> {
         }
     }
 
+    /// Starts the tasks of one group's instances, in order, each once it has a place in its
+    /// lane; gives their handles.
+    async fn feed(
+        &self,
+        run: RunId,
+        names: Vec<String>,
+        direction: Direction,
+        failures: Arc<AtomicUsize>,
+        urgent: bool,
+    ) -> Result<Vec<(String, InstanceTask)>, EngineError> {
+        let mut tasks = Vec::new();
+        for name in names {
+            let engine = self.clone_handle();
+            let failures = failures.clone();
+            // The slot is taken here, before the task exists, so that instances start in the
+            // order given (a task taking its own slot would race the others for it).
+            let permit = self
+                .lane(&name)
+                .slots
+                .clone()
+                .acquire_owned()
+                .await
+                .map_err(|e| EngineError::Internal(e.to_string()))?;
+            let task_name = name.clone();
+            tasks.push((
+                task_name,
+                tokio::spawn(async move {
+                    let _permit = permit;
+                    let over_budget =
+                        failures.load(Ordering::SeqCst) > engine.options.limits.max_failures;
+                    let held = over_budget || engine.interrupted.load(Ordering::SeqCst);
+                    if (held && !urgent) || engine.journal_lost.load(Ordering::SeqCst) {
+                        // One whose steps all went through in an earlier pass is done, not
+                        // "not started".
+                        if direction == Direction::Forward && engine.is_complete(run, &name)? {
+                            return Ok(InstanceOutcome::Succeeded);
+                        }
+                        engine.tell_not_started(run, &name);
+                        return Ok(InstanceOutcome::NotStarted);
+                    }
+                    let began = journal::now_ms();
+                    engine.tell(
+                        run,
+                        None,
+                        Fact::InstanceStarted {
+                            instance: name.clone(),
+                        },
+                    );
+                    let outcome = match direction {
+                        Direction::Forward => engine.forward_instance(run, &name).await?,
+                        Direction::Undo => engine.undo_instance(run, &name, false).await?,
+                    };
+                    if outcome.is_failure() {
+                        failures.fetch_add(1, Ordering::SeqCst);
+                    }
+                    engine.tell(
+                        run,
+                        None,
+                        Fact::InstanceFinished {
+                            instance: name.clone(),
+                            outcome: outcome.clone(),
+                            duration_ms: Some(journal::now_ms() - began),
+                        },
+                    );
+                    Ok::<_, EngineError>(outcome)
+                }),
+            ));
+        }
+        Ok(tasks)
+    }
+
     fn clone_handle(&self) -> Engine<E> {
         Engine {
             journal: self.journal.clone(),
@@ -689,9 +765,7 @@ impl<E: Send + Sync + 'static> Engine<E> {
             interrupted: self.interrupted.clone(),
             journal_lost: self.journal_lost.clone(),
             unrecorded_reverts: self.unrecorded_reverts.clone(),
-            down_places: self.down_places.clone(),
-            down_now: self.down_now.clone(),
-            prep_turn: self.prep_turn.clone(),
+            lanes: self.lanes.clone(),
         }
     }
 
@@ -738,7 +812,8 @@ impl<E: Send + Sync + 'static> Engine<E> {
         }
         // Counted among the instances down from here on: a preparation step of another
         // instance gives way to it (see `prep_turn`).
-        let mut down_place = down.then(|| DownPlace::resumed(&self.down_now));
+        let lane = self.lane(instance);
+        let mut down_place = down.then(|| DownPlace::resumed(&lane.down_now));
         // The step running beside the ones after it, if one is (see `Step::beside_until`).
         let mut side: Option<Side<'_>> = None;
         // Where the window opens: the steps before it prepare, and give way to instances
@@ -788,13 +863,13 @@ impl<E: Send + Sync + 'static> Engine<E> {
             if edge == Some(Edge::Opens) {
                 // Held until the window closes, or until this instance's pass ends (a failure
                 // held down, a revert: nothing is done to it any more in this pass).
-                let permit = self
+                let permit = lane
                     .down_places
                     .clone()
                     .acquire_owned()
                     .await
                     .map_err(|e| EngineError::Internal(e.to_string()))?;
-                down_place = Some(DownPlace::new(permit, &self.down_now));
+                down_place = Some(DownPlace::new(permit, &lane.down_now));
             }
             if opens {
                 down = true;
@@ -804,8 +879,8 @@ impl<E: Send + Sync + 'static> Engine<E> {
             // LXD 5.0.2 runs its operations nearly one after another, and a clone made
             // beside a rename or a start lengthens that website's downtime.
             let _turn = match opens_at {
-                Some(at) if k < at && !down && self.down_now.load(Ordering::SeqCst) > 0 => {
-                    Some(self.prep_turn.lock().await)
+                Some(at) if k < at && !down && lane.down_now.load(Ordering::SeqCst) > 0 => {
+                    Some(lane.prep_turn.lock().await)
                 }
                 _ => None,
             };

@@ -1555,3 +1555,94 @@ async fn a_step_beside_the_others_runs_while_they_do_and_its_join_waits() {
         "{order:?}"
     );
 }
+
+/// A step for [`each_daemon_has_its_own_places`]: the instance `waits` blocks until the
+/// instance `signals` has run it, so a pass that gave both daemons one place in all would
+/// never end.
+struct Meet {
+    waits: String,
+    signals: String,
+    notify: Arc<tokio::sync::Notify>,
+}
+
+impl Step<Env> for Meet {
+    fn name(&self) -> &'static str {
+        "meet"
+    }
+    fn apply<'a>(
+        &'a self,
+        cx: &'a StepCx<'a, Env>,
+    ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
+        Box::pin(async move {
+            if cx.instance == self.waits {
+                tokio::time::timeout(std::time::Duration::from_secs(10), self.notify.notified())
+                    .await
+                    .map_err(|_| StepError::new("the other daemon's instance never ran"))?;
+            } else if cx.instance == self.signals {
+                self.notify.notify_one();
+            }
+            // Long enough for the instances of one daemon to overlap if their bound let them.
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            Ok(json!("met"))
+        })
+    }
+    fn undo<'a>(&'a self, _cx: &'a StepCx<'a, Env>) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_daemon_has_its_own_places() {
+    // Instances alternate between two daemons; `parallel` 1 bounds each daemon, not the run.
+    let (_dir, instances, env, j, run) = fresh_run(6);
+    let groups: BTreeMap<String, String> = instances
+        .iter()
+        .enumerate()
+        .map(|(k, n)| {
+            (
+                n.clone(),
+                if k % 2 == 0 { "lxd" } else { "incus" }.to_string(),
+            )
+        })
+        .collect();
+    let step = Arc::new(Meet {
+        waits: instances[0].clone(),
+        signals: instances[1].clone(),
+        notify: Arc::new(tokio::sync::Notify::new()),
+    }) as Arc<dyn Step<Env>>;
+    let observer = Arc::new(Recorder::default());
+    let mut options = sim_options(1, Faults::none());
+    options.groups = Arc::new(groups.clone());
+    options.observer = Some(observer.clone() as Arc<dyn Observer>);
+    let report = Engine::new(j.clone(), env, vec![step], options)
+        .drive(run, &instances, Direction::Forward)
+        .await
+        .unwrap();
+    assert!(report.is_success(), "{report:?}");
+    let events = observer.events();
+    let in_flight = |group: Option<&str>| {
+        let of_group: Vec<EngineEvent> = events
+            .iter()
+            .filter(|e| {
+                let instance = match &e.fact {
+                    Fact::InstanceStarted { instance }
+                    | Fact::InstanceFinished { instance, .. } => instance,
+                    _ => return false,
+                };
+                group.is_none_or(|g| groups[instance] == g)
+            })
+            .cloned()
+            .collect();
+        most_at_once(
+            &of_group,
+            |f| matches!(f, Fact::InstanceStarted { .. }),
+            |f| matches!(f, Fact::InstanceFinished { .. }),
+        )
+    };
+    assert_eq!(in_flight(Some("lxd")), 1, "{events:?}");
+    assert_eq!(in_flight(Some("incus")), 1, "{events:?}");
+    assert_eq!(in_flight(None), 2, "{events:?}");
+    // The report keeps the order the instances were given in.
+    let order: Vec<&String> = report.instances.iter().map(|(n, _)| n).collect();
+    assert_eq!(order, instances.iter().collect::<Vec<_>>());
+}
