@@ -147,7 +147,7 @@ pub fn short_command(argv: &[String]) -> String {
 use crate::shell::quote as shell_word;
 
 /// `reroot history`: one line per run, with its number of instances and its command shortened.
-pub fn runs_table(runs: &[RunSummary]) -> String {
+pub fn runs_table(runs: &[RunSummary], instance: Option<&str>) -> String {
     let rows: Vec<Vec<String>> = runs
         .iter()
         .map(|r| {
@@ -156,11 +156,15 @@ pub fn runs_table(runs: &[RunSummary]) -> String {
                 utc(r.started_at_ms),
                 r.status.to_string(),
                 r.instances.len().to_string(),
+                crate::run::spec::daemons_listed(&r.options, instance),
                 short_command(&r.command),
             ]
         })
         .collect();
-    table(&["RUN", "STARTED", "STATUS", "INSTANCES", "COMMAND"], &rows)
+    table(
+        &["RUN", "STARTED", "STATUS", "INSTANCES", "DAEMON", "COMMAND"],
+        &rows,
+    )
 }
 
 /// A run as `history --json` lists it: everything the journal says, and its instance count.
@@ -171,14 +175,18 @@ pub struct ListedRun<'a> {
     pub run: &'a RunSummary,
     /// How many instances the run targets.
     pub instance_count: usize,
+    /// Where its instances live, as the table's DAEMON column says it (with `--instance`,
+    /// that instance's daemon).
+    pub daemon: String,
 }
 
-/// The runs of `history --json`.
-pub fn listed_runs(runs: &[RunSummary]) -> Vec<ListedRun<'_>> {
+/// The runs of `history --json`; `instance`: the one `--instance` names.
+pub fn listed_runs<'a>(runs: &'a [RunSummary], instance: Option<&str>) -> Vec<ListedRun<'a>> {
     runs.iter()
         .map(|run| ListedRun {
             run,
             instance_count: run.instances.len(),
+            daemon: crate::run::spec::daemons_listed(&run.options, instance),
         })
         .collect()
 }
@@ -500,6 +508,12 @@ fn run_lines(state: &RunState, o: &RunOverview) -> String {
     if let Some(d) = crate::run::spec::daemon_of(state) {
         line("daemon", &format!("{} (host {})", d.address, d.server_name));
     }
+    for (name, d) in crate::run::spec::remotes_of(state) {
+        line(
+            "remote",
+            &format!("{name}: {} (host {})", d.address, d.server_name),
+        );
+    }
     line("started", &utc(h.started_at_ms));
     line("status", state.status.as_str());
     let counts: Vec<String> = o
@@ -540,7 +554,16 @@ fn instance_detail(state: &RunState, inst: &InstanceState, result: InstanceResul
     let downtime = downtime_ms(state, &inst.name)
         .map(|d| format!(" (downtime {})", duration(d)))
         .unwrap_or_default();
-    let _ = writeln!(out, "{}  {}{downtime}", inst.name, result.word());
+    // In a run over several daemons, where this one lives.
+    let on = if crate::run::spec::remotes_of(state).is_empty() {
+        String::new()
+    } else {
+        format!(
+            "  on {}",
+            crate::run::spec::daemons_listed(&state.header.options, Some(&inst.name))
+        )
+    };
+    let _ = writeln!(out, "{}  {}{downtime}{on}", inst.name, result.word());
     let rows: Vec<Vec<String>> = inst
         .steps
         .iter()
@@ -847,15 +870,17 @@ mod tests {
             events: 1,
             last_at_ms: 0,
             user: "alice".into(),
+            options: Default::default(),
         };
-        let text = runs_table(std::slice::from_ref(&run));
+        let text = runs_table(std::slice::from_ref(&run), None);
         let line = text.lines().nth(1).expect("a line for the run");
         assert_eq!(
             line,
-            "1a2b3c4d  1970-01-01 00:00:00Z  succeeded  150        reroot rebuild \
+            "1a2b3c4d  1970-01-01 00:00:00Z  succeeded  150        -       reroot rebuild \
              configs/web/w000.yaml configs/web/w001.yaml … (+148 more)"
         );
-        let json = serde_json::to_value(listed_runs(&[run])).unwrap();
+        let json = serde_json::to_value(listed_runs(&[run], None)).unwrap();
+        assert_eq!(json[0]["daemon"], "-");
         assert_eq!(json[0]["instance_count"], 150);
         assert_eq!(json[0]["command"].as_array().unwrap().len(), 152);
         assert_eq!(json[0]["instances"].as_array().unwrap().len(), 150);

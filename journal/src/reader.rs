@@ -34,6 +34,10 @@ pub struct RunSummary {
     pub last_at_ms: i64,
     /// Who started it.
     pub user: String,
+    /// Its header's options (what the application recorded in it), for listings that show
+    /// some of them; not in the JSON of a listing, since they can be large.
+    #[serde(skip)]
+    pub options: std::collections::BTreeMap<String, String>,
 }
 
 /// Which runs [`Reader::runs`] lists. The default lists all.
@@ -306,6 +310,7 @@ impl Reader {
             events: i.events,
             last_at_ms: i.last_at_ms,
             user: i.header.user,
+            options: i.header.options,
         })
     }
 

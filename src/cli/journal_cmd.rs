@@ -118,7 +118,7 @@ pub fn history(args: HistoryArgs, global: &Global) -> Result<ExitCode, CliError>
     let runs = if global.journal.exists() {
         reader(global)?.runs(&RunFilter {
             statuses: args.status,
-            instance: args.instance,
+            instance: args.instance.clone(),
             since_ms: args.since,
             until_ms: args.until,
             limit: args.limit,
@@ -129,12 +129,12 @@ pub fn history(args: HistoryArgs, global: &Global) -> Result<ExitCode, CliError>
     if global.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&report::listed_runs(&runs))?
+            serde_json::to_string_pretty(&report::listed_runs(&runs, args.instance.as_deref()))?
         );
     } else if runs.is_empty() {
         println!("no runs in {}", global.journal.display());
     } else {
-        print!("{}", report::runs_table(&runs));
+        print!("{}", report::runs_table(&runs, args.instance.as_deref()));
     }
     Ok(ExitCode::SUCCESS)
 }

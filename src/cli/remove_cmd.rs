@@ -9,11 +9,11 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::config_cmd::ConfigFileArgs;
-use super::run_cmd::{connect, load_plans, start_run};
+use super::run_cmd::{connect_plans, load_plans, start_run};
 use super::{CliError, Global, WaitArgs};
 use crate::engine::Limits;
-use crate::lxd;
 use crate::run::spec::RunSpec;
+use crate::steps::Daemons;
 use crate::steps::{InstancePlan, RunKind};
 
 /// `reroot delete`.
@@ -39,9 +39,9 @@ pub struct DestroyArgs {
 
 /// Refuses, before any question is asked or any run recorded, an instance that is not stopped.
 /// (The `check` step looks again when the run starts, for one started meanwhile.)
-async fn refuse_running(lxd: &lxd::Client, plans: &[InstancePlan]) -> Result<(), CliError> {
+async fn refuse_running(daemons: &Daemons, plans: &[InstancePlan]) -> Result<(), CliError> {
     for plan in plans {
-        let client = lxd.with_project(&plan.project);
+        let client = daemons.client(plan)?;
         if let Err(e) = crate::steps::removal::check_stopped(&client, &plan.name).await {
             return Err(format!("{e}; nothing was changed").into());
         }
@@ -53,10 +53,10 @@ async fn remove(
     kind: RunKind,
     plans: &[InstancePlan],
     global: &Global,
-    lxd: lxd::Client,
+    daemons: Daemons,
 ) -> Result<ExitCode, CliError> {
     let spec = RunSpec::new(kind, plans.to_vec(), Limits::without_budget(1));
-    let code = start_run(global, lxd, spec).await?;
+    let code = start_run(global, daemons, spec).await?;
     if code != ExitCode::SUCCESS {
         return Ok(code);
     }
@@ -84,17 +84,17 @@ async fn remove(
 pub async fn delete(args: DeleteArgs, global: &Global) -> Result<ExitCode, CliError> {
     let global = &global.waiting(args.wait);
     let plans = load_plans(&args.config, global)?;
-    let lxd = connect(global).await?;
-    refuse_running(&lxd, &plans).await?;
-    remove(RunKind::Delete, &plans, global, lxd).await
+    let daemons = connect_plans(global, &plans).await?;
+    refuse_running(&daemons, &plans).await?;
+    remove(RunKind::Delete, &plans, global, daemons).await
 }
 
 /// Runs `reroot destroy`, after the user confirmed it (or `--yes`).
 pub async fn destroy(args: DestroyArgs, global: &Global) -> Result<ExitCode, CliError> {
     let global = &global.waiting(args.wait);
     let plans = load_plans(&args.config, global)?;
-    let lxd = connect(global).await?;
-    refuse_running(&lxd, &plans).await?;
+    let daemons = connect_plans(global, &plans).await?;
+    refuse_running(&daemons, &plans).await?;
     if !args.yes {
         let mut listing = String::new();
         for plan in &plans {
@@ -122,5 +122,5 @@ pub async fn destroy(args: DestroyArgs, global: &Global) -> Result<ExitCode, Cli
             return Err("not confirmed: nothing was changed".into());
         }
     }
-    remove(RunKind::Destroy, &plans, global, lxd).await
+    remove(RunKind::Destroy, &plans, global, daemons).await
 }

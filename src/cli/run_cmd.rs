@@ -16,11 +16,11 @@ use crate::lxd;
 use crate::progress::{self, Progress};
 use crate::report;
 use crate::run::pass::Pass;
-use crate::run::spec::{self, Daemon, RunSpec};
+use crate::run::spec::{self, RunSpec};
 use crate::run::start::Origin;
 use crate::run::undo::UndoRequest;
-use crate::run::{lease, prune, resume as resumption, start, undo as undoing};
-use crate::steps::{forecast, rebuild_pipeline, InstancePlan, RunKind};
+use crate::run::{daemons, lease, prune, resume as resumption, start, undo as undoing};
+use crate::steps::{forecast, rebuild_pipeline, Daemons, InstancePlan, RunKind};
 
 /// `reroot rebuild`.
 #[derive(Debug, Args)]
@@ -136,6 +136,17 @@ pub(super) async fn connect(global: &Global) -> Result<lxd::Client, CliError> {
     super::connect(global).await
 }
 
+/// Connects to the daemons of `plans`: the one the options name, and each remote a config
+/// names; refuses paths on this host for a daemon on another (see `run::daemons`).
+pub(super) async fn connect_plans(
+    global: &Global,
+    plans: &[InstancePlan],
+) -> Result<Daemons, CliError> {
+    let daemons = daemons::connect(connect(global).await?, plans).await?;
+    daemons::refuse_host_paths_elsewhere(plans, &daemons)?;
+    Ok(daemons)
+}
+
 pub(super) fn open_journal(global: &Global) -> Result<Arc<Journal>, CliError> {
     let dir = &global.journal;
     let opened = match global.wait {
@@ -190,7 +201,7 @@ fn kind_of(state: &RunState) -> Result<RunKind, CliError> {
 async fn drive(
     global: &Global,
     journal: Arc<Journal>,
-    lxd: lxd::Client,
+    daemons: Daemons,
     pass: &Pass,
 ) -> Result<(RunReport, RunState), CliError> {
     let kind = pass.spec.kind;
@@ -199,7 +210,7 @@ async fn drive(
         kind: kind.word(),
         done: kind.done_word(),
     });
-    let engine = pass.engine(journal.clone(), lxd, Some(progress.observer()));
+    let engine = pass.engine(journal.clone(), daemons, Some(progress.observer()));
     let flag = engine.interrupt_flag();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
@@ -263,7 +274,7 @@ fn finish(global: &Global, report: &RunReport, state: &RunState) -> Result<ExitC
 pub async fn rebuild(args: RebuildArgs, global: &Global) -> Result<ExitCode, CliError> {
     let global = &global.waiting(args.wait);
     let plans = load_plans(&args.config, global)?;
-    let lxd = connect(global).await?;
+    let daemons = connect_plans(global, &plans).await?;
     // What the journal says: the leases, and the runs that succeeded. Read and let go before
     // the run opens the journal for writing.
     let (leases, succeeded) = {
@@ -276,8 +287,9 @@ pub async fn rebuild(args: RebuildArgs, global: &Global) -> Result<ExitCode, Cli
         let mut forecasts = Vec::new();
         for p in &plans {
             let held = leases.get(&p.name).map(report::short_id);
+            let lxd = daemons.daemon_of(p)?;
             forecasts.push(
-                forecast::forecast(&lxd, p, held, args.force, |r| succeeded.contains(r)).await,
+                forecast::forecast(lxd, p, held, args.force, |r| succeeded.contains(r)).await,
             );
         }
         if global.json {
@@ -301,7 +313,8 @@ pub async fn rebuild(args: RebuildArgs, global: &Global) -> Result<ExitCode, Cli
         let mut skipped = Vec::new();
         let mut keep = Vec::new();
         for p in plans {
-            match forecast::already_built(&lxd, &p, |r| succeeded.contains(r)).await {
+            let lxd = daemons.daemon_of(&p)?;
+            match forecast::already_built(lxd, &p, |r| succeeded.contains(r)).await {
                 Ok(Some(run)) => skipped.push((p.name, run)),
                 Ok(None) => keep.push(p),
                 // The run's preflight will say it properly.
@@ -342,7 +355,7 @@ pub async fn rebuild(args: RebuildArgs, global: &Global) -> Result<ExitCode, Cli
     spec.stop_timeout_s = args.stop_timeout;
     spec.on_failure = args.on_failure;
     spec.prune_previous = args.prune_previous;
-    start_run(global, lxd, spec).await
+    start_run(global, daemons, spec).await
 }
 
 /// A reader of the journal, or `None` when there is no journal yet.
@@ -382,25 +395,25 @@ pub(super) fn load_plans(
 /// instances) and drives it forward.
 pub(super) async fn start_run(
     global: &Global,
-    lxd: lxd::Client,
+    daemons: Daemons,
     mut spec: RunSpec,
 ) -> Result<ExitCode, CliError> {
-    spec.daemon = Some(Daemon::of(&lxd));
+    daemons::record(&mut spec, &daemons);
     let journal = open_journal(global)?;
     let pass = start::start(&journal, spec, Origin::of_this_process())?;
     eprintln!("reroot: run {}", pass.run);
-    let (report, state) = drive(global, journal.clone(), lxd.clone(), &pass).await?;
+    let lxd = daemons.default_client().clone();
+    let (report, state) = drive(global, journal.clone(), daemons, &pass).await?;
     prune_previous_if_asked(&journal, &lxd, &pass, &state).await;
     finish(global, &report, &state)
 }
 
-/// Connects as the options say, and refuses a daemon other than the one `run` was made on.
-async fn connect_for(global: &Global, run: RunId, spec: &RunSpec) -> Result<lxd::Client, CliError> {
-    let lxd = connect(global).await?;
-    if let Some(recorded) = &spec.daemon {
-        recorded.check(run, &Daemon::of(&lxd))?;
-    }
-    Ok(lxd)
+/// Connects as the options say and to the remotes the run's plans name, and refuses a daemon
+/// other than the one `run` recorded for it.
+async fn connect_for(global: &Global, run: RunId, spec: &RunSpec) -> Result<Daemons, CliError> {
+    let daemons = daemons::connect(connect(global).await?, &spec.plans).await?;
+    daemons::check(run, spec, &daemons)?;
+    Ok(daemons)
 }
 
 fn resolve(journal: &Journal, run: &str) -> Result<RunId, CliError> {
@@ -421,8 +434,9 @@ pub async fn resume(args: ResumeArgs, global: &Global) -> Result<ExitCode, CliEr
             pass.spec.kind.word()
         }
     );
-    let lxd = connect_for(global, run, &pass.spec).await?;
-    let (report, state) = drive(global, journal.clone(), lxd.clone(), &pass).await?;
+    let daemons = connect_for(global, run, &pass.spec).await?;
+    let lxd = daemons.default_client().clone();
+    let (report, state) = drive(global, journal.clone(), daemons, &pass).await?;
     // A run started with --prune-previous prunes once it succeeds, resumed or not.
     prune_previous_if_asked(&journal, &lxd, &pass, &state).await;
     finish(global, &report, &state)
@@ -441,9 +455,9 @@ pub async fn undo(args: UndoArgs, global: &Global) -> Result<ExitCode, CliError>
     let state = journal.replay(run)?;
     // Before the undo is recorded: on another daemon it must change nothing, the journal
     // included (a recorded request makes the next resume go on with the undo).
-    let lxd = connect_for(global, run, &RunSpec::of(&state)?).await?;
+    let daemons = connect_for(global, run, &RunSpec::of(&state)?).await?;
     let pass = undoing::undo(&journal, &state, &asked)?;
-    let (report, state) = drive(global, journal, lxd, &pass).await?;
+    let (report, state) = drive(global, journal, daemons, &pass).await?;
     finish(global, &report, &state)
 }
 
@@ -463,7 +477,8 @@ pub async fn prune(args: PruneArgs, global: &Global) -> Result<ExitCode, CliErro
             // Refuse an unprunable run before connecting: nothing to do with LXD then.
             let state = journal.replay(run)?;
             prune::prunable(run, kind_of(&state)?, state.status, args.snapshots)?;
-            let lxd = connect_for(global, run, &RunSpec::of(&state)?).await?;
+            // `prune_run` checks each of the run's daemons before it touches any.
+            let lxd = connect(global).await?;
             prune::prune_run(&journal, &lxd, run, options, &mut print_item).await?
         }
         None => {

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Args;
 
 use super::config_cmd::ConfigFileArgs;
-use super::run_cmd::{connect, load_plans, start_run};
+use super::run_cmd::{connect_plans, load_plans, start_run};
 use super::{CliError, Global, WaitArgs};
 use crate::engine::Limits;
 use crate::run::spec::RunSpec;
@@ -47,5 +47,6 @@ pub async fn run(args: SnapshotArgs, global: &Global) -> Result<ExitCode, CliErr
         Limits::without_budget(args.parallel),
     );
     spec.snapshot = Some(request);
-    start_run(global, connect(global).await?, spec).await
+    let daemons = connect_plans(global, &spec.plans).await?;
+    start_run(global, daemons, spec).await
 }

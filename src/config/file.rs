@@ -54,6 +54,7 @@ pub(crate) struct RawConfig {
     pub ostype: Option<Field<OsType>>,
     pub image: Option<Field<String>>,
     pub project: Option<Field<String>>,
+    pub remote: Option<Field<String>>,
     pub origin: Option<Field<String>>,
     pub device_template: Option<Field<String>>,
     pub device_origin: Option<Field<String>>,
@@ -79,6 +80,7 @@ const TOP_KEYS: &[&str] = &[
     "os",
     "image",
     "project",
+    "remote",
     "origin",
     "device-template",
     "device-origin",
@@ -202,6 +204,7 @@ pub(crate) fn parse(file: &Path, text: &str) -> Result<(RawConfig, Vec<ConfigErr
             }
             "image" => raw.image = w.string(v, &key).map(|s| mk(s, file, &key)),
             "project" => raw.project = w.string(v, &key).map(|s| mk(s, file, &key)),
+            "remote" => raw.remote = w.nonempty_string(v, &key).map(|s| mk(s, file, &key)),
             "origin" => raw.origin = w.string(v, &key).map(|s| mk(s, file, &key)),
             "device-template" => raw.device_template = w.string(v, &key).map(|s| mk(s, file, &key)),
             "device-origin" => raw.device_origin = w.string(v, &key).map(|s| mk(s, file, &key)),

@@ -177,6 +177,7 @@ pub(crate) fn overlay(base: RawConfig, top: RawConfig) -> RawConfig {
         ostype: scalar(base.ostype, top.ostype, |_| false),
         image: scalar(base.image, top.image, s),
         project: scalar(base.project, top.project, s),
+        remote: scalar(base.remote, top.remote, s),
         origin: scalar(base.origin, top.origin, s),
         device_template: scalar(base.device_template, top.device_template, s),
         device_origin: scalar(base.device_origin, top.device_origin, s),

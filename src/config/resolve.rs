@@ -263,6 +263,18 @@ fn resolve_tree(
         errors,
     };
 
+    let remote = m.remote.as_ref().and_then(|f| {
+        let v = s.field(f)?;
+        let v = v.trim().to_string();
+        if v.is_empty() || v.contains(['/', ' ', '\t', ':']) {
+            s.invalid(
+                f,
+                format!("`{v}` is not a remote name (as `lxc remote list` shows them)"),
+            );
+            return None;
+        }
+        Some(v)
+    });
     let image = m
         .image
         .as_ref()
@@ -463,6 +475,7 @@ fn resolve_tree(
     let instance = ResolvedInstance {
         name: name.to_string(),
         project,
+        remote,
         description: m
             .description
             .as_ref()

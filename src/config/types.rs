@@ -176,6 +176,9 @@ pub struct ResolvedInstance {
     pub name: String,
     /// `--project`, else the config's `project`, else `default`.
     pub project: String,
+    /// `remote`: the daemon the instance lives on, a remote of the `lxc`/`incus` client
+    /// configuration; `None`: the daemon the command connects to (`--remote`, `--socket`).
+    pub remote: Option<String>,
     pub description: String,
     /// The config file named on the command line (absolute).
     pub config_file: PathBuf,

@@ -245,6 +245,16 @@ impl Client {
         self.inner.transport.remote().map(|(n, a, _)| (n, a))
     }
 
+    /// True when the daemon runs on this host: reached over a unix socket, or over HTTPS at a
+    /// loopback address. Paths on the host (external filesystems, device directories) mean the
+    /// same to it as to reroot only then.
+    pub fn on_this_host(&self) -> bool {
+        match self.inner.transport.remote() {
+            None => true,
+            Some((_, _, https)) => is_loopback_host(&https.host),
+        }
+    }
+
     /// Where the daemon answers: `unix:///var/lib/lxd/unix.socket`, or
     /// `remote NAME (https://HOST:PORT)`.
     pub fn address(&self) -> String {
@@ -478,5 +488,41 @@ mod tests {
                 PathBuf::from("/var/lib/incus/unix.socket"),
             ]
         );
+    }
+}
+
+/// True for a host name or address of this host's loopback: `localhost`, 127.0.0.0/8, `::1`
+/// (with or without brackets). Any other name may resolve elsewhere, so it is not trusted to.
+pub fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost") {
+        return true;
+    }
+    host.parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_loopback())
+}
+
+#[cfg(test)]
+mod host_tests {
+    use super::is_loopback_host;
+
+    #[test]
+    fn only_loopback_addresses_are_this_host() {
+        for (host, local) in [
+            ("127.0.0.1", true),
+            ("127.1.2.3", true),
+            ("localhost", true),
+            ("LOCALHOST", true),
+            ("::1", true),
+            ("[::1]", true),
+            ("10.0.0.5", false),
+            ("192.168.1.1", false),
+            ("::", false),
+            ("lxd.example.com", false),
+            ("localhost.example.com", false),
+            ("", false),
+        ] {
+            assert_eq!(is_loopback_host(host), local, "{host}");
+        }
     }
 }

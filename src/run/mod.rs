@@ -6,6 +6,7 @@
 //!
 //! Each returns typed results and refusals; the CLI only connects, shows progress and prints.
 
+pub mod daemons;
 pub mod lease;
 pub mod pass;
 pub mod prune;

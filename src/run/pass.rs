@@ -9,8 +9,7 @@ use journal::{Journal, RunId, RunState, RunStatus};
 
 use super::spec::RunSpec;
 use crate::engine::{Direction, Engine, EngineOptions, Faults, Limits, Observer};
-use crate::lxd;
-use crate::steps::{RunEnv, RunOptions};
+use crate::steps::{Daemons, RunEnv, RunOptions};
 
 /// How to drive one pass over a run.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,20 +46,23 @@ impl Pass {
     pub fn engine(
         &self,
         journal: Arc<Journal>,
-        lxd: lxd::Client,
+        daemons: Daemons,
         observer: Option<Arc<dyn Observer>>,
     ) -> Engine<RunEnv> {
+        let mut options = self.engine_options(observer);
+        options.groups = Arc::new(
+            self.spec
+                .plans
+                .iter()
+                .map(|p| (p.name.clone(), daemons.group(p)))
+                .collect(),
+        );
         let env = Arc::new(RunEnv::new(
-            lxd,
+            daemons,
             self.spec.plans.clone(),
             self.run_options(),
         ));
-        Engine::new(
-            journal,
-            env,
-            self.spec.kind.pipeline(),
-            self.engine_options(observer),
-        )
+        Engine::new(journal, env, self.spec.kind.pipeline(), options)
     }
 
     /// What the steps are told besides the plans.

@@ -21,9 +21,10 @@ use std::time::Duration;
 
 use journal::{EventKind, Journal, RunFilter, RunId, RunState, RunStatus};
 
+use super::spec::RunSpec;
 use crate::lxd::{self, OptionalExt};
 use crate::steps::plan::DevicePlacement;
-use crate::steps::{retired_name, snapshot_name, InstancePlan, RunKind, RUN_KEY};
+use crate::steps::{retired_name, snapshot_name, Daemons, InstancePlan, RunKind, RUN_KEY};
 
 /// The first deletion recorded in the run, for people (`pruned web: deleted ...`), if any:
 /// such a run cannot be undone.
@@ -340,18 +341,19 @@ const POLICY: Mode = Mode {
     skip_recorded: true,
 };
 
-/// The plans stored in a run's header.
-fn plans_of(state: &RunState) -> Result<Vec<InstancePlan>, PruneError> {
-    Ok(super::spec::RunSpec::of(state)
-        .map_err(PruneError::Refused)?
-        .plans)
+/// What a run's header records.
+fn spec_of(state: &RunState) -> Result<RunSpec, PruneError> {
+    RunSpec::of(state).map_err(PruneError::Refused)
 }
 
 /// Carries out a prune over the instances of runs, recording each deletion in the journal and
 /// reporting each item to `on_item` as it happens (and in the list returned).
 struct Pruner<'a> {
     journal: &'a Journal,
+    /// The daemon the command connected to.
     lxd: &'a lxd::Client,
+    /// The remotes runs' plans name, connected once each when first needed (or why not).
+    remotes: BTreeMap<String, Result<lxd::Client, String>>,
     options: PruneOptions,
     mode: Mode,
     on_item: &'a mut dyn FnMut(&Item),
@@ -391,9 +393,41 @@ impl Pruner<'_> {
                 .any(|p| p.instance == instance && p.what == what)
     }
 
-    async fn instance(&mut self, state: &RunState, plan: &InstancePlan) -> Result<(), PruneError> {
+    /// The daemons of `spec`'s run, each checked to be the one it recorded; or why the run's
+    /// instances are not for this command to touch.
+    async fn daemons(&mut self, run: RunId, spec: &RunSpec) -> Result<Daemons, String> {
+        let mut daemons = Daemons::one(self.lxd.clone());
+        let named: BTreeSet<&String> = spec
+            .plans
+            .iter()
+            .filter_map(|p| p.remote.as_ref())
+            .collect();
+        for name in named {
+            if !self.remotes.contains_key(name) {
+                let instance = spec.plans.iter().find(|p| p.remote.as_ref() == Some(name));
+                let instance = instance.map_or("", |p| p.name.as_str());
+                let connected = super::daemons::connect_remote(instance, name)
+                    .await
+                    .map_err(|e| e.to_string());
+                self.remotes.insert(name.clone(), connected);
+            }
+            match &self.remotes[name] {
+                Ok(client) => daemons = daemons.with_remote(name, client.clone()),
+                Err(e) => return Err(e.clone()),
+            }
+        }
+        super::daemons::check(run, spec, &daemons).map_err(|e| e.to_string())?;
+        Ok(daemons)
+    }
+
+    async fn instance(
+        &mut self,
+        state: &RunState,
+        plan: &InstancePlan,
+        daemons: &Daemons,
+    ) -> Result<(), PruneError> {
         let run = state.header.id;
-        let client = self.lxd.with_project(&plan.project);
+        let client = daemons.client(plan).map_err(PruneError::Refused)?;
         let retired = retired_name(&plan.name, run);
         if !self.done(state, &plan.name, &What::DeletedRoot(retired.clone())) {
             let found = client.get_instance(&retired).await.optional()?;
@@ -481,10 +515,21 @@ impl Pruner<'_> {
             if !RunInfo::of(&state).counts() {
                 continue;
             }
-            let plans = plans_of(&state)?;
+            let spec = spec_of(&state)?;
+            let daemons = match self.daemons(run, &spec).await {
+                Ok(d) => d,
+                Err(why) => {
+                    // Made on another daemon: its instances of the same names are not these.
+                    for name in names {
+                        self.report(run, &name, What::LeftAlone(format!("{why}; left alone")))?;
+                    }
+                    continue;
+                }
+            };
+            let plans = spec.plans;
             for name in names {
                 match plans.iter().find(|p| p.name == name) {
-                    Some(plan) => self.instance(&state, plan).await?,
+                    Some(plan) => self.instance(&state, plan, &daemons).await?,
                     None => self.report(
                         run,
                         &name,
@@ -512,17 +557,22 @@ pub async fn prune_run(
     let state = journal.replay(run)?;
     let kind = super::spec::kind_of(&state).map_err(PruneError::Refused)?;
     prunable(run, kind, state.status, options.snapshots).map_err(PruneError::Refused)?;
-    let plans = plans_of(&state)?;
+    let spec = spec_of(&state)?;
     let mut pruner = Pruner {
         journal,
         lxd,
+        remotes: BTreeMap::new(),
         options,
         mode: NAMED,
         on_item,
         items: Vec::new(),
     };
-    for plan in &plans {
-        pruner.instance(&state, plan).await?;
+    let daemons = pruner
+        .daemons(run, &spec)
+        .await
+        .map_err(PruneError::Refused)?;
+    for plan in &spec.plans {
+        pruner.instance(&state, plan, &daemons).await?;
     }
     Ok(pruner.items)
 }
@@ -554,6 +604,7 @@ pub async fn prune_retained(
     let mut pruner = Pruner {
         journal,
         lxd,
+        remotes: BTreeMap::new(),
         options,
         mode: POLICY,
         on_item,
@@ -584,6 +635,7 @@ pub async fn prune_previous(
     let mut pruner = Pruner {
         journal,
         lxd,
+        remotes: BTreeMap::new(),
         options: PruneOptions::default(),
         mode: POLICY,
         on_item,

@@ -27,6 +27,8 @@ const SNAPSHOT: &str = "snapshot";
 const ROOT_ONLY: &str = "root_only";
 const PRUNE_PREVIOUS: &str = "prune_previous";
 const DAEMON: &str = "daemon";
+const REMOTES: &str = "remotes";
+const ON_REMOTES: &str = "on_remotes";
 
 /// Everything a run was started with.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,8 +47,12 @@ pub struct RunSpec {
     pub snapshot: Option<SnapshotRequest>,
     /// `--prune-previous`: once it succeeds, prune the previous succeeded rebuild.
     pub prune_previous: bool,
-    /// The daemon the run works on (`None`: recorded before reroot kept it).
+    /// The daemon the run works on (`None`: recorded before reroot kept it): that of every
+    /// plan that names no remote.
     pub daemon: Option<Daemon>,
+    /// The daemons of the remotes plans name (`remote:` in their configs), by remote name.
+    /// Not written when empty.
+    pub remotes: BTreeMap<String, Daemon>,
 }
 
 /// The daemon a run was started on: a resume, an undo or a prune of the run on another
@@ -110,6 +116,7 @@ impl RunSpec {
             snapshot: None,
             prune_previous: false,
             daemon: None,
+            remotes: BTreeMap::new(),
         }
     }
 
@@ -139,6 +146,19 @@ impl RunSpec {
         }
         if let Some(d) = &self.daemon {
             put(DAEMON, serde_json::to_string(d)?);
+        }
+        if !self.remotes.is_empty() {
+            put(REMOTES, serde_json::to_string(&self.remotes)?);
+        }
+        // Which instance is on which remote, beside the plans (which say the same), so that a
+        // listing of many runs (`history`) need not decode every run's plans.
+        let on: BTreeMap<&str, &str> = self
+            .plans
+            .iter()
+            .filter_map(|p| Some((p.name.as_str(), p.remote.as_deref()?)))
+            .collect();
+        if !on.is_empty() {
+            put(ON_REMOTES, serde_json::to_string(&on)?);
         }
         Ok(o)
     }
@@ -194,6 +214,12 @@ impl RunSpec {
                     })?)
                 }
             },
+            remotes: match options.get(REMOTES) {
+                None => BTreeMap::new(),
+                Some(text) => serde_json::from_str(text).map_err(|e| {
+                    format!("run {run}: its recorded remote daemons cannot be read: {e}")
+                })?,
+            },
         })
     }
 }
@@ -201,6 +227,55 @@ impl RunSpec {
 /// The daemon a run was made on, from its header alone (`None`: not recorded, or unreadable).
 pub fn daemon_of(state: &RunState) -> Option<Daemon> {
     serde_json::from_str(state.header.options.get(DAEMON)?).ok()
+}
+
+impl Daemon {
+    /// A short name for listings: the remote's name, or the socket's path.
+    pub fn short(&self) -> String {
+        match self.address.strip_prefix("remote ") {
+            Some(rest) => rest.split(' ').next().unwrap_or(rest).to_string(),
+            None => self
+                .address
+                .strip_prefix("unix://")
+                .unwrap_or(&self.address)
+                .to_string(),
+        }
+    }
+}
+
+/// Where a run's instances live, from its header's options alone, for listings: the daemon of
+/// `instance` if one is given and the run has it, else the run's daemon followed by the
+/// remotes (`/var/lib/lxd/unix.socket + incus`); `-` when the run recorded none.
+pub fn daemons_listed(options: &BTreeMap<String, String>, instance: Option<&str>) -> String {
+    let default = options
+        .get(DAEMON)
+        .and_then(|t| serde_json::from_str::<Daemon>(t).ok())
+        .map_or_else(|| "-".to_string(), |d| d.short());
+    let on: BTreeMap<String, String> = options
+        .get(ON_REMOTES)
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default();
+    if let Some(instance) = instance {
+        return on.get(instance).cloned().unwrap_or(default);
+    }
+    let remotes: std::collections::BTreeSet<&String> = on.values().collect();
+    let mut out = default;
+    for r in remotes {
+        out.push_str(" + ");
+        out.push_str(r);
+    }
+    out
+}
+
+/// The daemons of the remotes a run's plans name, from its header alone (empty: none, or
+/// unreadable).
+pub fn remotes_of(state: &RunState) -> BTreeMap<String, Daemon> {
+    state
+        .header
+        .options
+        .get(REMOTES)
+        .and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or_default()
 }
 
 /// The kind of a run, from its header alone (cheaper than [`RunSpec::of`], which decodes the
@@ -289,6 +364,60 @@ mod tests {
         assert!(err.contains("nothing was done"), "{err}");
         // One that tells no fingerprint cannot be told apart.
         assert!(recorded.check(run, &daemon("x", "")).is_ok());
+    }
+
+    #[test]
+    fn the_remote_daemons_are_recorded_by_name_and_a_plan_names_its_remote_only_when_it_has_one() {
+        let mut spec = RunSpec::new(
+            RunKind::Rebuild,
+            vec![testing::plan("a"), testing::plan("b")],
+            Limits::default(),
+        );
+        let plain = spec.to_options().unwrap();
+        assert!(!plain.contains_key("remotes"));
+        assert!(!plain["plans"].contains("remote"), "{}", plain["plans"]);
+        spec.plans[1].remote = Some("incus".into());
+        spec.remotes.insert(
+            "incus".into(),
+            Daemon {
+                address: "remote incus (https://127.0.0.1:8444)".into(),
+                server_name: "host".into(),
+                fingerprint: "cc33".into(),
+            },
+        );
+        let options = spec.to_options().unwrap();
+        assert_eq!(
+            options.get("remotes").map(String::as_str),
+            Some(
+                r#"{"incus":{"address":"remote incus (https://127.0.0.1:8444)","server_name":"host","fingerprint":"cc33"}}"#
+            )
+        );
+        assert!(options["plans"].contains(r#""remote":"incus""#));
+        assert_eq!(options["on_remotes"], r#"{"b":"incus"}"#);
+        // The listing's words, from the options alone.
+        let mut listed = options.clone();
+        listed.insert(
+            "daemon".into(),
+            r#"{"address":"unix:///var/lib/lxd/unix.socket","server_name":"h","fingerprint":"f"}"#
+                .into(),
+        );
+        assert_eq!(
+            daemons_listed(&listed, None),
+            "/var/lib/lxd/unix.socket + incus"
+        );
+        assert_eq!(daemons_listed(&listed, Some("b")), "incus");
+        assert_eq!(
+            daemons_listed(&listed, Some("a")),
+            "/var/lib/lxd/unix.socket"
+        );
+        assert_eq!(daemons_listed(&BTreeMap::new(), None), "-");
+        let st = state(options, &[]);
+        assert_eq!(RunSpec::of(&st).unwrap(), spec);
+        assert_eq!(remotes_of(&st), spec.remotes);
+        let mut broken = st.header.options.clone();
+        broken.insert("remotes".into(), "{".into());
+        let err = RunSpec::of(&state(broken, &[])).unwrap_err();
+        assert!(err.contains("remote daemons cannot be read"), "{err}");
     }
 
     #[test]

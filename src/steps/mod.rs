@@ -32,6 +32,7 @@ pub mod forecast;
 pub mod plan;
 
 mod cloud;
+mod daemons;
 mod named_snapshot;
 mod names;
 mod preflight;
@@ -52,6 +53,7 @@ use std::sync::Arc;
 use crate::engine::{Output, Step, StepError, Window};
 use crate::lxd;
 
+pub use daemons::Daemons;
 pub use names::{
     retired_name, snapshot_name, temporary_name, MAX_NAME_LEN, RUN_KEY, SOURCE_ID_KEY, SOURCE_KEY,
 };
@@ -155,9 +157,9 @@ impl RunKind {
     }
 }
 
-/// What the steps of a run share: the LXD client, the plans and the options.
+/// What the steps of a run share: the daemons' clients, the plans and the options.
 pub struct RunEnv {
-    lxd: lxd::Client,
+    daemons: Daemons,
     plans: BTreeMap<String, InstancePlan>,
     /// The options.
     pub options: RunOptions,
@@ -165,10 +167,10 @@ pub struct RunEnv {
 
 impl RunEnv {
     /// An environment for these plans (instance names must be unique).
-    pub fn new(lxd: lxd::Client, plans: Vec<InstancePlan>, options: RunOptions) -> RunEnv {
+    pub fn new(daemons: Daemons, plans: Vec<InstancePlan>, options: RunOptions) -> RunEnv {
         let plans = plans.into_iter().map(|p| (p.name.clone(), p)).collect();
         RunEnv {
-            lxd,
+            daemons,
             plans,
             options,
         }
@@ -189,7 +191,7 @@ impl RunEnv {
         name: &str,
     ) -> Result<Option<lxd::Instance>, StepError> {
         use lxd::OptionalExt;
-        let lxd = self.lxd(self.plan(instance)?);
+        let lxd = self.lxd(self.plan(instance)?)?;
         Ok(lxd.get_instance(name).await.optional()?.map(|v| v.value))
     }
 
@@ -213,16 +215,12 @@ impl RunEnv {
     /// begins with.
     pub fn scope(&self, instance: &str) -> Result<(&InstancePlan, lxd::Client), StepError> {
         let plan = self.plan(instance)?;
-        Ok((plan, self.lxd(plan)))
+        Ok((plan, self.lxd(plan)?))
     }
 
-    /// The LXD client for the instance's project.
-    pub fn lxd(&self, plan: &InstancePlan) -> lxd::Client {
-        if self.lxd.project() == Some(plan.project.as_str()) {
-            self.lxd.clone()
-        } else {
-            self.lxd.with_project(&plan.project)
-        }
+    /// The client of the instance's daemon, for its project.
+    pub fn lxd(&self, plan: &InstancePlan) -> Result<lxd::Client, StepError> {
+        self.daemons.client(plan).map_err(StepError::new)
     }
 }
 

@@ -139,6 +139,11 @@ pub struct InstancePlan {
     pub name: String,
     /// The LXD project.
     pub project: String,
+    /// The remote (of the `lxc`/`incus` client configuration) the instance lives on, as its
+    /// config names it; `None`: the daemon the run was started on. Not written when `None`, so
+    /// that plans of one daemon keep the shape runs recorded before it existed have.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<String>,
     /// The OS type, for cloud-config commands (`busybox`, `alpine`, `debian`, ...).
     pub ostype: Option<String>,
     /// Where the new root comes from.
@@ -313,6 +318,7 @@ impl InstancePlan {
         Ok(InstancePlan {
             name: r.name.clone(),
             project: r.project.clone(),
+            remote: r.remote.clone(),
             ostype: r.ostype.map(|o| o.as_str().to_string()),
             source,
             profiles: r.profiles.clone(),
