@@ -300,14 +300,17 @@ for pair in reroot-old:old reroot-new:new; do
 done
 
 # ---------------------------------------------------------------------------------------------
-# BEGIN remote-https: LXD's API over HTTPS on the loopback, for tests/remote.rs (`--remote`).
+# BEGIN remote-https: LXD's and Incus's APIs over HTTPS on the loopback, for tests/remote.rs
+# (`--remote`) and the runs over two daemons in tests/crash.rs (`remote:` in a config).
 # Under $TESTBED_DIR/remote:
-#   trusted/client.{crt,key}    a client certificate LXD trusts
-#   untrusted/client.{crt,key}  one it does not (never added)
+#   trusted/client.{crt,key}    a client certificate LXD and Incus trust
+#   untrusted/client.{crt,key}  one they do not (never added)
 #   lxc-conf/                   an lxc client configuration dir (LXD_CONF=...): config.yml
-#                               naming the remote "loopback", client.crt/key (the trusted
-#                               pair) and servercerts/loopback.crt (LXD's server.crt, pinned)
+#                               naming the remotes "loopback" (LXD) and "incus-loopback"
+#                               (Incus), client.crt/key (the trusted pair) and
+#                               servercerts/NAME.crt (each daemon's server.crt, pinned)
 REMOTE_HTTPS_ADDR=127.0.0.1:8443
+INCUS_HTTPS_ADDR=127.0.0.1:8444
 setup_remote_https() {
     local dir="$TESTBED_DIR/remote" conf="$TESTBED_DIR/remote/lxc-conf" current_addr fp kind
     step "LXD over HTTPS at $REMOTE_HTTPS_ADDR, client certificates and config in $dir"
@@ -369,6 +372,37 @@ setup_remote_https() {
     openssl x509 -in "$conf/servercerts/loopback.crt" -outform DER | cmp -s - "$dir/presented.der" ||
         fail "LXD presents another certificate on $REMOTE_HTTPS_ADDR than /var/lib/lxd/server.crt"
     rm -f "$dir/presented.der"
+    # Incus the same way, on its own port.
+    current_addr=$(incus config get core.https_address) || fail "incus config get core.https_address failed"
+    if [ "$current_addr" = "$INCUS_HTTPS_ADDR" ]; then
+        say "Incus core.https_address already $INCUS_HTTPS_ADDR"
+    else
+        incus config set core.https_address "$INCUS_HTTPS_ADDR" ||
+            fail "incus config set core.https_address $INCUS_HTTPS_ADDR failed (was '$current_addr')"
+        say "Incus core.https_address set to $INCUS_HTTPS_ADDR (was '${current_addr}')"
+    fi
+    tries=0
+    until (exec 3<>"/dev/tcp/${INCUS_HTTPS_ADDR%:*}/${INCUS_HTTPS_ADDR#*:}") 2>/dev/null; do
+        tries=$((tries + 1))
+        [ "$tries" -lt 50 ] || fail "Incus does not listen on $INCUS_HTTPS_ADDR after 10 s"
+        sleep 0.2
+    done
+    fp=$(openssl x509 -in "$dir/trusted/client.crt" -noout -fingerprint -sha256 |
+        cut -d= -f2 | tr -d : | tr 'A-F' 'a-f')
+    if incus query "/1.0/certificates/$fp" >/dev/null 2>&1; then
+        say "trusted certificate already in Incus's trust store"
+    else
+        incus config trust add-certificate "$dir/trusted/client.crt" --name reroot-testbed-trusted ||
+            fail "incus config trust add-certificate $dir/trusted/client.crt failed"
+        say "trusted certificate added to Incus's trust store"
+    fi
+    cp /var/lib/incus/server.crt "$conf/servercerts/incus-loopback.crt"
+    openssl s_client -connect "$INCUS_HTTPS_ADDR" </dev/null 2>/dev/null |
+        openssl x509 -outform DER >"$dir/presented.der" 2>/dev/null ||
+        fail "cannot read the certificate Incus presents on $INCUS_HTTPS_ADDR"
+    openssl x509 -in "$conf/servercerts/incus-loopback.crt" -outform DER | cmp -s - "$dir/presented.der" ||
+        fail "Incus presents another certificate on $INCUS_HTTPS_ADDR than /var/lib/incus/server.crt"
+    rm -f "$dir/presented.der"
     cat >"$conf/config.yml" <<EOF
 default-remote: local
 remotes:
@@ -380,6 +414,11 @@ remotes:
     auth_type: tls
     protocol: lxd
     public: false
+  incus-loopback:
+    addr: https://$INCUS_HTTPS_ADDR
+    auth_type: tls
+    protocol: incus
+    public: false
 aliases: {}
 EOF
     # The check that matters: the trusted pair is trusted over HTTPS, the other is not.
@@ -389,6 +428,9 @@ EOF
     [ "$(remote_auth loopback)" = trusted ] ||
         fail "LXD does not answer \"auth\": \"trusted\" over HTTPS with $conf/client.crt"
     say "lxc with LXD_CONF=$conf: remote loopback answers auth: trusted"
+    [ "$(remote_auth incus-loopback)" = trusted ] ||
+        fail "Incus does not answer \"auth\": \"trusted\" over HTTPS with $conf/client.crt"
+    say "lxc with LXD_CONF=$conf: remote incus-loopback answers auth: trusted"
 }
 setup_remote_https
 # END remote-https

@@ -199,6 +199,8 @@ enum Finish {
 struct Journal {
     dir: tempfile::TempDir,
     commands: std::sync::atomic::AtomicUsize,
+    /// The lxc client configuration the processes read their remotes from (`LXD_CONF`).
+    conf: Option<PathBuf>,
 }
 
 impl Journal {
@@ -206,6 +208,15 @@ impl Journal {
         Journal {
             dir: tempfile::tempdir().expect("temporary directory"),
             commands: Default::default(),
+            conf: None,
+        }
+    }
+
+    /// A journal whose processes find their remotes in the lxc client configuration `conf`.
+    fn with_conf(conf: PathBuf) -> Journal {
+        Journal {
+            conf: Some(conf),
+            ..Journal::new()
         }
     }
 
@@ -220,6 +231,24 @@ impl Journal {
 
     /// Like [`Journal::spawn`], with `REROOT_FAIL=fail` (`STEP:INSTANCE` fails every time).
     fn spawn_failing(&self, args: &[&str], fault: Option<&str>, fail: Option<&str>) -> Running {
+        self.spawn_as(args, fault, fail, self.conf.as_deref())
+    }
+
+    /// Runs a command to its end (bounded), its remotes read from the client configuration
+    /// `conf` instead of this journal's.
+    async fn run_with_conf(&self, args: &[&str], conf: &std::path::Path) -> Ran {
+        self.spawn_as(args, None, None, Some(conf))
+            .wait(COMMAND_BOUND)
+            .await
+    }
+
+    fn spawn_as(
+        &self,
+        args: &[&str],
+        fault: Option<&str>,
+        fail: Option<&str>,
+        conf: Option<&std::path::Path>,
+    ) -> Running {
         let n = self
             .commands
             .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
@@ -240,6 +269,9 @@ impl Journal {
             .kill_on_drop(true);
         if let Some(f) = fault {
             cmd.env("REROOT_FAULT", f);
+        }
+        if let Some(conf) = conf {
+            cmd.env("LXD_CONF", conf).env_remove("INCUS_CONF");
         }
         if let Some(f) = fail {
             cmd.env("REROOT_FAIL", f);
@@ -420,11 +452,17 @@ impl Running {
 /// datasets, the btrfs subvolumes and their snapshots.
 struct Cleanup {
     hex: String,
+    /// The socket of the daemon the bed made its instances on.
+    socket: PathBuf,
 }
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let hex = self.hex.clone();
+        let options = reroot::lxd::ConnectOptions {
+            socket: Some(self.socket.clone()),
+            ..lxd_options()
+        };
         let worker = std::thread::spawn(move || {
             let rt = match tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -434,7 +472,7 @@ impl Drop for Cleanup {
                 Err(e) => return eprintln!("cleanup: no runtime: {e}"),
             };
             rt.block_on(async {
-                match Client::connect(lxd_options()).await {
+                match Client::connect(options).await {
                     Ok(client) => cleanup_lxd(&client, &hex).await,
                     Err(e) => eprintln!("cleanup: cannot connect to LXD: {e}"),
                 }
@@ -510,6 +548,8 @@ struct Bed {
     hex: String,
     client: Client,
     dir: tempfile::TempDir,
+    /// The remote its instances' configs name (`remote:`), if reroot reaches it as one.
+    remote: Option<String>,
     _cleanup: Cleanup,
 }
 
@@ -547,11 +587,40 @@ impl Bed {
     async fn new() -> Bed {
         let client = require_testbed().await;
         let hex = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+        Bed::made(client, hex, lxd_socket(), None).await
+    }
+
+    /// A bed on the testbed's other daemon (Incus when the suite runs on LXD, LXD when on
+    /// Incus), which reroot reaches over HTTPS as the remote `remote` of the testbed's client
+    /// configuration; its templates have the same names as those of `first`.
+    async fn other(first: &Bed) -> Bed {
+        let (socket, remote) = match daemon() {
+            common::Daemon::Lxd => ("/var/lib/incus/unix.socket", "incus-loopback"),
+            common::Daemon::Incus => ("/var/lib/lxd/unix.socket", "loopback"),
+        };
+        let options = reroot::lxd::ConnectOptions {
+            socket: Some(PathBuf::from(socket)),
+            ..lxd_options()
+        };
+        let client = Client::connect(options).await.unwrap_or_else(|e| {
+            panic!("the other daemon at {socket} does not answer ({e}): run scripts/testbed.sh")
+        });
+        Bed::made(
+            client,
+            first.hex.clone(),
+            socket.into(),
+            Some(remote.into()),
+        )
+        .await
+    }
+
+    async fn made(client: Client, hex: String, socket: PathBuf, remote: Option<String>) -> Bed {
         let bed = Bed {
             hex: hex.clone(),
             client,
             dir: tempfile::tempdir().expect("temporary directory"),
-            _cleanup: Cleanup { hex },
+            remote,
+            _cleanup: Cleanup { hex, socket },
         };
         for (version, image) in [("old", "reroot-old"), ("new", "reroot-new")] {
             let name = bed.template(version);
@@ -650,8 +719,12 @@ devices:
     filesystem: data
 cloud-config-files:
   - crash.cfg
-",
-            root.display()
+{}",
+            root.display(),
+            self.remote
+                .as_ref()
+                .map(|r| format!("remote: {r}\n"))
+                .unwrap_or_default()
         );
         std::fs::write(&config, text).expect("write instance config");
         Inst {
@@ -1785,4 +1858,260 @@ async fn a_full_journal_disk_leaves_no_website_down_and_one_resume_finishes() {
         .expect("run journal verify");
     assert!(verify.status.success(), "{context}: journal verify failed");
     progress(started, "no website left down; one resume finished the run");
+}
+
+// ---------------------------------------------------------------------------------------------
+// 6. One run over two daemons: the one the suite runs on, over its socket, and the testbed's
+//    other daemon, reached over HTTPS as a remote that the instances' configs name.
+
+/// The testbed's lxc client configuration naming both daemons' HTTPS remotes.
+fn remotes_conf() -> PathBuf {
+    let base = std::env::var_os("REROOT_TESTBED_DIR")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/var/lib/reroot-testbed"));
+    let conf = base.join("remote/lxc-conf");
+    for f in [
+        "config.yml",
+        "client.crt",
+        "servercerts/loopback.crt",
+        "servercerts/incus-loopback.crt",
+    ] {
+        assert!(
+            conf.join(f).is_file(),
+            "{} is missing: run scripts/testbed.sh (it serves both daemons over HTTPS)",
+            conf.join(f).display()
+        );
+    }
+    conf
+}
+
+/// Resumes `run` until it succeeds, killing some of the resumes at random too; gives how many
+/// resumes were killed.
+async fn resume_until_done(journal: &Journal, run: &str, rng: &mut Rng, context: &str) -> usize {
+    let (mut resumes, mut killed, mut failures) = (0, 0, 0);
+    while journal.status(run).await != "Succeeded" {
+        resumes += 1;
+        assert!(
+            resumes <= 12,
+            "{context}: {resumes} resumes and still not done"
+        );
+        let resume = journal.spawn(&["resume", run], None);
+        let ran = if resumes <= 2 && rng.range(0, 2) == 0 {
+            resume
+                .kill_after(Duration::from_millis(rng.range(100, 3000)))
+                .await
+        } else {
+            resume.wait(COMMAND_BOUND).await
+        };
+        if ran.killed {
+            killed += 1;
+        } else if !ran.success() {
+            failures += 1;
+            eprintln!(
+                "crash: {context}: resume failed:\n{ran}\n{}",
+                journal.detail(run).await
+            );
+            assert!(
+                failures < ATTEMPTS,
+                "{context}: resume failed {failures} times"
+            );
+        }
+    }
+    killed
+}
+
+/// How many rebuilds over two daemons the test must really kill.
+const TWO_DAEMON_KILLS: usize = 3;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_over_two_daemons_killed_at_random_is_resumed_and_undone_as_a_whole() {
+    require_fault_injection();
+    let _serial = LXD_LOCK.lock().await;
+    let started = Instant::now();
+    let conf = remotes_conf();
+    let here = Bed::new().await;
+    let there = Bed::other(&here).await;
+    let remote = there.remote.clone().expect("the other bed is a remote");
+    let mut rng = Rng::seeded("two daemons");
+    let mut insts: Vec<(&Bed, Inst)> = Vec::new();
+    for k in 0..2 {
+        insts.push((&here, here.light_instance(&format!("h{k}"))));
+        insts.push((&there, there.light_instance(&format!("t{k}"))));
+    }
+    let configs: Vec<String> = insts
+        .iter()
+        .map(|(_, i)| i.config.display().to_string())
+        .collect();
+    // The launch: one run over both daemons, `--parallel 1`, which bounds each daemon.
+    let journal = Journal::with_conf(conf.clone());
+    let rebuild = |version: &str| {
+        let mut args = vec![
+            "rebuild".to_string(),
+            "--parallel".into(),
+            "1".into(),
+            "-P".into(),
+            here.tpl_property(version),
+        ];
+        args.extend(configs.iter().cloned());
+        args
+    };
+    let args = rebuild("old");
+    let ran = journal
+        .run(&args.iter().map(String::as_str).collect::<Vec<_>>(), None)
+        .await;
+    assert!(ran.success(), "the launch over two daemons failed:\n{ran}");
+    let mut run = journal.runs().await[0].clone();
+    for (bed, inst) in insts.iter_mut() {
+        bed.write_data(inst, "launch").await;
+        bed.check_live(inst, "old", Root::Run(&run), "after the launch")
+            .await;
+    }
+    // Where each instance lives, as `show` and `history` say it.
+    let shown = journal.detail(&run).await;
+    for (bed, inst) in &insts {
+        let line = shown
+            .lines()
+            .find(|l| l.starts_with(&format!("{} ", inst.name)))
+            .unwrap_or_else(|| panic!("show names no {}:\n{shown}", inst.name));
+        assert_eq!(
+            line.contains(&format!("on {remote}")),
+            bed.remote.is_some(),
+            "{line}\n{shown}"
+        );
+    }
+    assert!(
+        shown.contains(&format!(
+            "remote     {remote}: remote {remote} (https://127.0.0.1:"
+        )),
+        "{shown}"
+    );
+    let history = journal.run(&["history"], None).await.ok();
+    assert!(
+        history.stdout.contains(&format!(" + {remote}")),
+        "{history}"
+    );
+    let one = journal
+        .run(&["history", "--instance", &insts[1].1.name], None)
+        .await
+        .ok();
+    assert!(one.stdout.contains(&remote), "{one}");
+
+    // Rebuilds over both daemons, each killed at a random moment, then resumed, until three
+    // were killed before they ended; the last one is then undone as a whole.
+    let mut version = "old";
+    let mut kills = 0;
+    let mut round = 0;
+    while kills < TWO_DAEMON_KILLS {
+        round += 1;
+        assert!(
+            round <= 3 * TWO_DAEMON_KILLS,
+            "only {kills} of {round} rebuilds were killed before they ended"
+        );
+        let target = other(version);
+        for (bed, inst) in insts.iter_mut() {
+            bed.write_data(inst, &format!("r{round}")).await;
+        }
+        let journal = Journal::with_conf(conf.clone());
+        let delay = rng.range(150, 2500);
+        let args = rebuild(target);
+        let ran = journal
+            .spawn(&args.iter().map(String::as_str).collect::<Vec<_>>(), None)
+            .kill_after(Duration::from_millis(delay))
+            .await;
+        let context = format!(
+            "round {round}: rebuild to {target} over two daemons, SIGKILL after {delay} ms"
+        );
+        if !ran.killed {
+            assert!(ran.success(), "{context}: the rebuild failed:\n{ran}");
+        }
+        let Some(this) = journal.the_run().await else {
+            assert!(ran.killed, "{context}: no run recorded");
+            progress(
+                started,
+                &format!("{context}: killed before the run was recorded"),
+            );
+            for (bed, inst) in &insts {
+                bed.check_live(inst, version, Root::Run(&run), &context)
+                    .await;
+            }
+            continue;
+        };
+        // Killed with its run recorded: what counts.
+        if ran.killed {
+            kills += 1;
+        }
+        let resume_kills = resume_until_done(&journal, &this, &mut rng, &context).await;
+        for (bed, inst) in &insts {
+            bed.check_live(inst, target, Root::Run(&this), &context)
+                .await;
+        }
+        journal.verify(&context).await;
+        progress(
+            started,
+            &format!("{context}: {resume_kills} resumes killed; all four on {target}"),
+        );
+        version = target;
+        run = this;
+        if kills < TWO_DAEMON_KILLS {
+            journal.run(&["prune", &run], None).await.ok();
+            for (bed, inst) in &insts {
+                bed.check_no_leftovers(&[inst], &context).await;
+            }
+        } else {
+            // A daemon that is not the one the run recorded is refused before anything is
+            // done: here the remote's name leads to this daemon instead of the other one.
+            let swapped = tempfile::tempdir().unwrap();
+            std::fs::create_dir(swapped.path().join("servercerts")).unwrap();
+            for f in ["client.crt", "client.key"] {
+                std::fs::copy(conf.join(f), swapped.path().join(f)).unwrap();
+            }
+            let mine = if remote == "loopback" {
+                "incus-loopback"
+            } else {
+                "loopback"
+            };
+            let text = std::fs::read_to_string(conf.join("config.yml")).unwrap();
+            let text = text
+                .replace(&format!("  {remote}:"), "  placeholder:")
+                .replace(&format!("  {mine}:"), &format!("  {remote}:"));
+            std::fs::write(swapped.path().join("config.yml"), text).unwrap();
+            std::fs::copy(
+                conf.join(format!("servercerts/{mine}.crt")),
+                swapped.path().join(format!("servercerts/{remote}.crt")),
+            )
+            .unwrap();
+            let before = journal.show(&run).await;
+            let refused = journal.run_with_conf(&["undo", &run], swapped.path()).await;
+            assert!(
+                !refused.success(),
+                "an undo through the wrong daemon went on:\n{refused}"
+            );
+            assert!(
+                refused.stderr.contains(&format!("remote {remote}"))
+                    && refused.stderr.contains("nothing was done"),
+                "{refused}"
+            );
+            assert_eq!(
+                journal.show(&run).await,
+                before,
+                "the refused undo changed the journal"
+            );
+            // The undo of the whole run, over both daemons.
+            let ran = journal.run(&["undo", &run], None).await;
+            assert!(ran.success(), "the undo over two daemons failed:\n{ran}");
+            for (bed, inst) in &insts {
+                bed.check_live(inst, other(target), Root::NotRun(&run), "after the undo")
+                    .await;
+                bed.check_no_leftovers(&[inst], "after the undo").await;
+            }
+            journal.verify("after the undo").await;
+        }
+    }
+    progress(
+        started,
+        &format!(
+            "{kills} of {round} rebuilds over two daemons killed; every instance whole on both"
+        ),
+    );
 }

@@ -1,8 +1,10 @@
 //! Integration tests of remotes over HTTPS, against the testbed's real LXD listening on
-//! 127.0.0.1:8443 (scripts/testbed.sh, block "remote-https"), with no mocks.
+//! 127.0.0.1:8443 and its real Incus on 127.0.0.1:8444 (scripts/testbed.sh, block
+//! "remote-https"), with no mocks.
 //!
 //! The testbed leaves under `$REROOT_TESTBED_DIR/remote` (default /var/lib/reroot-testbed) an
-//! lxc client configuration naming the remote `loopback`, a trusted and an untrusted client
+//! lxc client configuration naming the remotes `loopback` (LXD) and `incus-loopback` (Incus),
+//! a trusted and an untrusted client
 //! certificate. The refused cases copy that configuration and change one file. They FAIL when
 //! the testbed or the daemon is absent; they never skip.
 
@@ -22,8 +24,7 @@ const REROOT: &str = env!("CARGO_BIN_EXE_reroot");
 const ADDR: &str = "https://127.0.0.1:8443";
 
 /// The testbed's LXD over its socket: the daemon behind the remote `loopback`, whichever
-/// daemon the rest of the suite runs against (`REROOT_TEST_DAEMON`), since the testbed's
-/// HTTPS listener is LXD's (Incus over HTTPS is not in the testbed yet).
+/// daemon the rest of the suite runs against (`REROOT_TEST_DAEMON`).
 async fn local_lxd() -> Client {
     let options = reroot::lxd::ConnectOptions {
         socket: Some(PathBuf::from("/var/lib/lxd/unix.socket")),
@@ -338,4 +339,70 @@ async fn server_command_says_which_remote_answers() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("cannot be used with"), "{stderr}");
+}
+
+/// The testbed's Incus, over its socket: the daemon behind the remote `incus-loopback`.
+async fn local_incus() -> Client {
+    let options = reroot::lxd::ConnectOptions {
+        socket: Some(PathBuf::from("/var/lib/incus/unix.socket")),
+        ..lxd_options()
+    };
+    match Client::connect(options).await {
+        Ok(c) => c,
+        Err(e) => panic!("Incus is not running or not answering ({e}): run scripts/testbed.sh"),
+    }
+}
+
+#[tokio::test]
+async fn incus_over_https_trusts_the_testbed_client_and_refuses_another() {
+    let _lock = LXD_LOCK.lock().await;
+    let local = local_incus().await;
+    let dir = conf_dir();
+    assert!(
+        dir.path.join("servercerts/incus-loopback.crt").is_file(),
+        "run scripts/testbed.sh: it serves Incus over HTTPS too"
+    );
+    let remote = Remote::find_in(std::slice::from_ref(&dir), "incus-loopback")
+        .unwrap_or_else(|e| panic!("the testbed's remote incus-loopback cannot be read: {e}"));
+    let incus = Client::connect_remote(&remote, lxd_options())
+        .await
+        .unwrap_or_else(|e| panic!("the trusted client cannot use remote incus-loopback: {e}"));
+    assert_eq!(incus.server_kind(), ServerKind::Incus);
+    assert_eq!(incus.server_info().auth, "trusted");
+    assert_eq!(
+        incus.server_info().environment.certificate_fingerprint,
+        local.server_info().environment.certificate_fingerprint
+    );
+    assert!(incus.on_this_host(), "a loopback remote is on this host");
+    let mut over_https = incus.list_instance_names().await.unwrap();
+    let mut over_unix = local.list_instance_names().await.unwrap();
+    over_https.sort();
+    over_unix.sort();
+    assert_eq!(over_https, over_unix);
+
+    // The untrusted certificate: refused before any change.
+    let before = daemon_state(&local).await;
+    let t = tempfile::tempdir().unwrap();
+    std::fs::create_dir(t.path().join("servercerts")).unwrap();
+    std::fs::copy(dir.path.join("config.yml"), t.path().join("config.yml")).unwrap();
+    std::fs::copy(
+        dir.path.join("servercerts/incus-loopback.crt"),
+        t.path().join("servercerts/incus-loopback.crt"),
+    )
+    .unwrap();
+    for f in ["client.crt", "client.key"] {
+        std::fs::copy(remote_dir().join("untrusted").join(f), t.path().join(f)).unwrap();
+    }
+    let copy = ConfigDir::new(t.path(), Tool::Lxc);
+    let remote = Remote::find_in(std::slice::from_ref(&copy), "incus-loopback").unwrap();
+    let err = Client::connect_remote(&remote, lxd_options())
+        .await
+        .unwrap_err();
+    assert!(err.is_untrusted(), "{err:?}");
+    let s = err.to_string();
+    assert!(
+        s.contains("incus-loopback") && s.contains("does not trust"),
+        "{s}"
+    );
+    assert_eq!(daemon_state(&local).await, before);
 }
