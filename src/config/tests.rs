@@ -327,6 +327,34 @@ fn project_flag_overrides_config_and_feeds_builtins() {
 }
 
 #[test]
+fn remote_names_the_instances_daemon_with_properties_and_a_bad_name_is_refused() {
+    let d = Dir::new();
+    let base = d.write("base.yaml", "#lxdops\nremote: (host)\n");
+    let f = d.write(
+        "web.yaml",
+        &format!("#lxdops\ninclude: [{}]\n", base.display()),
+    );
+    assert_eq!(
+        load_one(&f, &with_p(&[("host", "incus-b")]))
+            .remote
+            .as_deref(),
+        Some("incus-b")
+    );
+    let plain = d.write("plain.yaml", "#lxdops\n");
+    assert_eq!(load_one(&plain, &opts()).remote, None);
+    for bad in ["a b", "images:alpine", "x/y"] {
+        let f = d.write("bad.yaml", &format!("#lxdops\nremote: \"{bad}\"\n"));
+        let e = errors(&f, &opts()).join("\n");
+        assert!(
+            e.contains("bad.yaml") && e.contains("remote") && e.contains("not a remote name"),
+            "{bad}: {e}"
+        );
+    }
+    let empty = d.write("empty.yaml", "#lxdops\nremote: \"\"\n");
+    assert!(!errors(&empty, &opts()).is_empty());
+}
+
+#[test]
 fn unknown_keys_are_errors_with_suggestions_and_key_paths() {
     let d = Dir::new();
     let f = d.write(

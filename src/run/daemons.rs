@@ -4,7 +4,7 @@
 //! resume, an undo or a prune connects to the same remotes again and refuses a daemon that is
 //! not the one recorded, before it changes anything.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use super::spec::{Daemon, RunSpec};
 use crate::lxd;
@@ -115,40 +115,70 @@ pub fn refuse_host_paths_elsewhere(
 ) -> Result<(), DaemonsError> {
     for plan in plans {
         let lxd = daemons.daemon_of(plan).map_err(DaemonsError::Refused)?;
-        if lxd.on_this_host() {
-            continue;
-        }
-        let paths =
-            !plan.filesystems.is_empty() || plan.devices.iter().any(|d| d.filesystem.is_none());
-        if paths {
-            return Err(DaemonsError::Refused(format!(
-                "instance {}: its daemon ({}) is on another host, and its filesystems and \
-                 device directories are made on this one: run reroot on the daemon's host, or \
-                 give the instance no external filesystems; nothing was done",
-                plan.name,
-                lxd.address()
-            )));
+        if let Some(why) = host_paths_elsewhere(plan, lxd.on_this_host(), &lxd.address()) {
+            return Err(DaemonsError::Refused(why));
         }
     }
     Ok(())
 }
 
-/// For people: each instance's daemon, as recorded (`local` for the default one's address).
-pub fn instance_daemons(spec: &RunSpec) -> BTreeMap<String, String> {
-    spec.plans
-        .iter()
-        .map(|p| {
-            let address = match &p.remote {
-                None => spec.daemon.as_ref().map(|d| d.address.clone()),
-                Some(name) => spec.remotes.get(name).map(|d| d.address.clone()),
-            };
-            (
-                p.name.clone(),
-                address.unwrap_or_else(|| match &p.remote {
-                    Some(name) => format!("remote {name}"),
-                    None => "the daemon the run was started on".to_string(),
-                }),
-            )
-        })
-        .collect()
+/// The rule of [`refuse_host_paths_elsewhere`] for one plan whose daemon, at `address`, is on
+/// this host or not: why it is refused, if it is.
+fn host_paths_elsewhere(plan: &InstancePlan, on_this_host: bool, address: &str) -> Option<String> {
+    let paths = !plan.filesystems.is_empty() || plan.devices.iter().any(|d| d.filesystem.is_none());
+    (!on_this_host && paths).then(|| {
+        format!(
+            "instance {}: its daemon ({address}) is on another host, and its filesystems and \
+             device directories are made on this one: run reroot on the daemon's host, or give \
+             the instance no external filesystems; nothing was done",
+            plan.name
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::steps::plan::{DevicePlan, FilesystemKind, FilesystemPlan};
+
+    #[test]
+    fn host_paths_are_refused_only_for_a_daemon_on_another_host() {
+        let bare = crate::run::testing::plan("web");
+        let mut with_fs = bare.clone();
+        with_fs.filesystems.push(FilesystemPlan {
+            id: "data".into(),
+            kind: FilesystemKind::Dir {
+                path: "/srv/web".into(),
+            },
+            transient: false,
+            destroy: false,
+            zfs_properties: Default::default(),
+            clone_of: None,
+        });
+        let mut standalone = bare.clone();
+        standalone.devices.push(DevicePlan {
+            name: "logs".into(),
+            path: "/var/log/app".into(),
+            filesystem: None,
+            dir: "/srv/logs/web".into(),
+            readonly: false,
+            template: None,
+        });
+        let addr = "remote far (https://10.0.0.5:8443)";
+        for (plan, here, refused) in [
+            (&bare, false, false),
+            (&bare, true, false),
+            (&with_fs, true, false),
+            (&with_fs, false, true),
+            (&standalone, true, false),
+            (&standalone, false, true),
+        ] {
+            let why = host_paths_elsewhere(plan, here, addr);
+            assert_eq!(why.is_some(), refused, "{plan:?} here={here}");
+            if let Some(why) = why {
+                assert!(why.contains("web") && why.contains(addr), "{why}");
+                assert!(why.contains("nothing was done"), "{why}");
+            }
+        }
+    }
 }
