@@ -27,7 +27,8 @@ use crate::steps::{forecast, rebuild_pipeline, Daemons, InstancePlan, RunKind};
 pub struct RebuildArgs {
     #[command(flatten)]
     pub config: ConfigFileArgs,
-    /// How many instances to rebuild at once.
+    /// How many instances to rebuild at once, on each daemon (a run over several daemons, whose
+    /// configs name their `remote`, has that many on each).
     #[arg(long, default_value_t = Limits::default().parallel)]
     pub parallel: usize,
     /// How many instances may fail before no new instance starts (those under way finish).
@@ -37,8 +38,8 @@ pub struct RebuildArgs {
     /// others only if all N went through.
     #[arg(long, value_name = "N", default_value_t = Limits::default().canaries)]
     pub canaries: usize,
-    /// How many instances may be down (between `stop` and `start`) at the same moment; the
-    /// others wait with their new root prepared. 0 = as many as --parallel.
+    /// How many instances may be down (between `stop` and `start`) at the same moment, on each
+    /// daemon; the others wait with their new root prepared. 0 = as many as --parallel.
     #[arg(long, value_name = "N", default_value_t = Limits::default().max_down)]
     pub max_down: usize,
     /// Seconds of clean stop before a forced stop, for every instance (0 = force at once);

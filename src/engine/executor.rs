@@ -41,7 +41,7 @@ use super::step::{BoxFuture, Outputs, Step, StepCx, StepError};
 /// they are: one type from the command line to the executor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// How many instances run at once (at least 1).
+    /// How many instances run at once (at least 1), on each daemon ([`EngineOptions::groups`]).
     pub parallel: usize,
     /// How many failed instances are tolerated before no new instance starts.
     pub max_failures: usize,
@@ -53,8 +53,8 @@ pub struct Limits {
     /// idempotent, so this is safe; it rides out passing trouble such as a daemon busy for a
     /// few seconds.
     pub retries: u32,
-    /// How many instances may be inside their downtime window at the same moment (0: as
-    /// many as run at once). An instance that is ready to go down waits for a place, its new
+    /// How many instances may be inside their downtime window at the same moment, on each
+    /// daemon (0: as many as run at once). An instance that is ready to go down waits for a place, its new
     /// root prepared, while `parallel` bounds the work before the window: on a 2-core host
     /// LXD runs its operations nearly one after another, and eight instances down at once
     /// mostly wait inside their downtime (median downtime 3.1 s at `--parallel 1`, 19 s at
