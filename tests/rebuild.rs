@@ -1607,3 +1607,88 @@ async fn wait_queues_a_second_run_behind_the_first() {
     assert!(bed.reroot(&["undo", &failed]).status.success());
     assert!(bed.reroot(&["journal", "verify"]).status.success());
 }
+
+/// `rollback -s NAME`: refused for a running instance without `--stop` and for a snapshot
+/// missing anywhere, changing nothing; with `--stop` the data (ZFS and btrfs) and with `--root`
+/// the root are back as the snapshot had them, the instance runs again, btrfs keeps what it
+/// replaced, and the journal says what was rolled back; killed midway, it is resumed (never
+/// undone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollback_takes_data_and_root_back_to_a_named_snapshot() {
+    if !cfg!(feature = "fault-injection") {
+        panic!("run the tests with --features fault-injection (scripts/test.sh does)");
+    }
+    let _serial = common::LXD_LOCK.lock().await;
+    let bed = Bed::new().await;
+    let config = bed.config("");
+    let cfg = config.to_str().unwrap();
+    let tpl = format!("tpl={}", bed.template("old"));
+    assert!(bed.rebuild("old", &config).status.success(), "launch");
+    bed.sh("echo before > /var/www/state && echo before > /var/log/app/state && echo before > /etc/rootfile && sync")
+        .await;
+    let before = bed.data_digest(&["www/state", "state"]);
+    assert!(bed
+        .reroot(&["snapshot", "-P", &tpl, "-s", "good", cfg])
+        .status
+        .success());
+    bed.sh("echo after > /var/www/state && echo after > /var/log/app/state && echo after > /etc/rootfile && sync")
+        .await;
+    let after = bed.data_digest(&["www/state", "state"]);
+    assert_ne!(before, after);
+    let runs = bed.run_count();
+
+    // Refused, nothing changed, no run recorded: running without --stop; a missing snapshot.
+    let running = bed.reroot(&["rollback", "-P", &tpl, "-s", "good", cfg]);
+    assert!(!running.status.success());
+    assert!(stderr(&running).contains("--stop"), "{}", stderr(&running));
+    let missing = bed.reroot(&["rollback", "-P", &tpl, "-s", "nosuch", "--stop", cfg]);
+    assert!(!missing.status.success());
+    let said = stderr(&missing);
+    assert!(
+        said.contains("no snapshot nosuch") && said.contains("nothing was rolled back"),
+        "{said}"
+    );
+    assert_eq!(bed.run_count(), runs, "a refused rollback recorded a run");
+    assert_eq!(bed.data_digest(&["www/state", "state"]), after);
+    assert_eq!(bed.sh("cat /etc/rootfile").await.trim(), "after");
+
+    // Killed after the filesystems were rolled back but before that was recorded: resumed,
+    // never undone; the instance comes back running, data and root as the snapshot had them.
+    let killed = bed.reroot_faulty(
+        Some("rollback-fs:after-apply"),
+        &[
+            "rollback", "-P", &tpl, "-s", "good", "--stop", "--root", cfg,
+        ],
+    );
+    assert!(!killed.status.success());
+    let run = bed.last_run();
+    let undo = bed.reroot(&["undo", &run]);
+    assert!(!undo.status.success(), "a rollback run was undone");
+    assert!(bed.reroot(&["resume", &run]).status.success());
+    assert_eq!(bed.data_digest(&["www/state", "state"]), before);
+    assert_eq!(bed.sh("cat /etc/rootfile").await.trim(), "before");
+    let state = bed.lxd.instance_state(&bed.instance()).await.unwrap();
+    assert!(state.is_running(), "{}", state.status);
+    let shown = stdout(&bed.reroot(&["show", &run]));
+    for step in ["check", "stop", "rollback-fs", "rollback-root", "start"] {
+        assert!(shown.contains(step), "{step} in {shown}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&stdout(&bed.reroot(&["--json", "show", &run]))).unwrap();
+    let text = json.to_string();
+    assert!(
+        text.contains("rerootz/") && text.contains("pre-rollback-"),
+        "the journal names the filesystems rolled back and btrfs's kept copy: {text}"
+    );
+    // btrfs kept what it replaced, read-only, beside the snapshot.
+    let kept: Vec<String> = std::fs::read_dir("/srv/reroot-btrfs")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .filter(|n| {
+            n.contains(&format!("{}-{}", bed.prefix, bed.instance())) && n.contains("pre-rollback-")
+        })
+        .collect();
+    assert!(!kept.is_empty(), "no pre-rollback copy kept");
+    assert!(bed.reroot(&["journal", "verify"]).status.success());
+}

@@ -128,6 +128,9 @@ pub enum Command {
     Prune(run_cmd::PruneArgs),
     /// Snapshot instances' roots (e.g. a template) and their filesystems, as a journaled run.
     Snapshot(snapshot_cmd::SnapshotArgs),
+    /// Roll instances' filesystems (and with --root their roots) back to a named snapshot, as
+    /// a journaled run (resumed, never undone); refuses a running instance unless --stop.
+    Rollback(snapshot_cmd::RollbackArgs),
     /// Delete stopped instances and their device profiles; their filesystems are kept.
     Delete(remove_cmd::DeleteArgs),
     /// Delete stopped instances and destroy their filesystems marked `destroy: true`, after
@@ -227,6 +230,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Undo(args) => run_cmd::undo(args, &cli.global).await,
         Command::Prune(args) => run_cmd::prune(args, &cli.global).await,
         Command::Snapshot(args) => snapshot_cmd::run(args, &cli.global).await,
+        Command::Rollback(args) => snapshot_cmd::rollback(args, &cli.global).await,
         Command::Delete(args) => remove_cmd::delete(args, &cli.global).await,
         Command::Destroy(args) => remove_cmd::destroy(args, &cli.global).await,
         Command::Status => journal_cmd::status(&cli.global),

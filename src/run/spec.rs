@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use journal::RunState;
 
 use crate::engine::{Limits, OnFailure};
-use crate::steps::{InstancePlan, RunKind, SnapshotRequest};
+use crate::steps::{InstancePlan, RollbackRequest, RunKind, SnapshotRequest};
 
 const KIND: &str = "kind";
 const PLANS: &str = "plans";
@@ -29,6 +29,7 @@ const PRUNE_PREVIOUS: &str = "prune_previous";
 const DAEMON: &str = "daemon";
 const REMOTES: &str = "remotes";
 const ON_REMOTES: &str = "on_remotes";
+const ROLLBACK: &str = "rollback";
 
 /// Everything a run was started with.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,6 +54,8 @@ pub struct RunSpec {
     /// The daemons of the remotes plans name (`remote:` in their configs), by remote name.
     /// Not written when empty.
     pub remotes: BTreeMap<String, Daemon>,
+    /// What a rollback run rolls back to.
+    pub rollback: Option<RollbackRequest>,
 }
 
 /// The daemon a run was started on: a resume, an undo or a prune of the run on another
@@ -117,6 +120,7 @@ impl RunSpec {
             prune_previous: false,
             daemon: None,
             remotes: BTreeMap::new(),
+            rollback: None,
         }
     }
 
@@ -149,6 +153,9 @@ impl RunSpec {
         }
         if !self.remotes.is_empty() {
             put(REMOTES, serde_json::to_string(&self.remotes)?);
+        }
+        if let Some(r) = &self.rollback {
+            put(ROLLBACK, serde_json::to_string(r)?);
         }
         // Which instance is on which remote, beside the plans (which say the same), so that a
         // listing of many runs (`history`) need not decode every run's plans.
@@ -219,6 +226,12 @@ impl RunSpec {
                 Some(text) => serde_json::from_str(text).map_err(|e| {
                     format!("run {run}: its recorded remote daemons cannot be read: {e}")
                 })?,
+            },
+            rollback: match options.get(ROLLBACK) {
+                None => None,
+                Some(text) => Some(serde_json::from_str(text).map_err(|e| {
+                    format!("run {run}: its recorded rollback cannot be read: {e}")
+                })?),
             },
         })
     }

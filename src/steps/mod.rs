@@ -42,6 +42,7 @@ mod provision;
 mod reattach;
 pub mod removal;
 mod rename;
+pub mod rollback;
 mod snapshot;
 mod start;
 mod stop;
@@ -59,6 +60,7 @@ pub use names::{
 };
 pub use plan::InstancePlan;
 pub use preflight::Preflight as PreflightRecord;
+pub use rollback::RollbackRequest;
 pub use start::Started;
 
 /// Options of a run that are not part of any config.
@@ -70,6 +72,8 @@ pub struct RunOptions {
     pub undo_data: bool,
     /// What a snapshot run takes (`None` for a rebuild).
     pub snapshot: Option<SnapshotRequest>,
+    /// What a rollback run rolls back to.
+    pub rollback: Option<RollbackRequest>,
 }
 
 /// The snapshot a `reroot snapshot` run takes of each instance.
@@ -92,6 +96,8 @@ pub enum RunKind {
     Delete,
     /// `reroot destroy`: a delete, then the filesystems marked `destroy: true`.
     Destroy,
+    /// `reroot rollback`: filesystems (and maybe the root) back to a named snapshot.
+    Rollback,
 }
 
 impl RunKind {
@@ -102,6 +108,7 @@ impl RunKind {
             "snapshot" => Ok(RunKind::Snapshot),
             "delete" => Ok(RunKind::Delete),
             "destroy" => Ok(RunKind::Destroy),
+            "rollback" => Ok(RunKind::Rollback),
             other => Err(format!(
                 "a run of kind {other:?}, which this reroot does not know (a newer version?)"
             )),
@@ -115,6 +122,7 @@ impl RunKind {
             RunKind::Snapshot => "snapshot",
             RunKind::Delete => "delete",
             RunKind::Destroy => "destroy",
+            RunKind::Rollback => "rollback",
         }
     }
 
@@ -125,6 +133,7 @@ impl RunKind {
             RunKind::Snapshot => "snapshotted",
             RunKind::Delete => "deleted",
             RunKind::Destroy => "destroyed",
+            RunKind::Rollback => "rolled back",
         }
     }
 
@@ -135,6 +144,7 @@ impl RunKind {
             RunKind::Snapshot => named_snapshot::steps(),
             RunKind::Delete => removal::steps(false),
             RunKind::Destroy => removal::steps(true),
+            RunKind::Rollback => rollback::steps(),
         }
     }
 
@@ -147,7 +157,9 @@ impl RunKind {
             }),
             // A snapshot run never stops anything; delete and destroy refuse a running
             // instance, so nothing they do takes a website down.
-            RunKind::Snapshot | RunKind::Delete | RunKind::Destroy => None,
+            // A rollback stops an instance only when asked to (`--stop`), and then on purpose
+            // leaves it stopped after a failure (see `rollback`): no revert.
+            RunKind::Snapshot | RunKind::Delete | RunKind::Destroy | RunKind::Rollback => None,
         }
     }
 
@@ -388,6 +400,29 @@ mod tests {
         );
         pinned(cloud::FilesPushed { changed: 3 }, json!({ "changed": 3 }));
         pinned(
+            rollback::FilesystemsRolledBack {
+                snapshot: "good".into(),
+                rolled_back: vec![rollback::RolledBack {
+                    location: "/srv/b/web".into(),
+                    kept_as: Some("pre-rollback-1700000000".into()),
+                }],
+            },
+            json!({ "snapshot": "good", "rolled_back": [
+                { "location": "/srv/b/web", "kept_as": "pre-rollback-1700000000" }] }),
+        );
+        pinned(
+            rollback::RootRolledBack { snapshot: None },
+            json!({ "snapshot": null }),
+        );
+        pinned(
+            rollback::RollbackCheck {
+                was_running: true,
+                filesystems: vec!["tank/web".into()],
+                left: vec!["/srv/dir/web".into()],
+            },
+            json!({ "was_running": true, "filesystems": ["tank/web"], "left": ["/srv/dir/web"] }),
+        );
+        pinned(
             removal::ProfileDeleted {
                 profile: "web.reroot".into(),
                 deleted: true,
@@ -434,5 +469,22 @@ mod tests {
         );
         let window = RunKind::Rebuild.window().unwrap();
         assert!(names.contains(&window.opens) && names.contains(&window.closes));
+        let names: Vec<&str> = RunKind::Rollback
+            .pipeline()
+            .iter()
+            .map(|s| s.name())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                rollback::RollbackCheck::STEP,
+                rollback::RollbackStopped::STEP,
+                rollback::FilesystemsRolledBack::STEP,
+                rollback::RootRolledBack::STEP,
+                rollback::RollbackStarted::STEP,
+            ]
+        );
+        assert!(!RunKind::Rollback.undoable());
+        assert_eq!(RunKind::from_word("rollback"), Ok(RunKind::Rollback));
     }
 }
