@@ -1692,3 +1692,98 @@ async fn rollback_takes_data_and_root_back_to_a_named_snapshot() {
     assert!(!kept.is_empty(), "no pre-rollback copy kept");
     assert!(bed.reroot(&["journal", "verify"]).status.success());
 }
+
+/// `snapshot` without `-s` names the snapshot after the time (UTC, YYYYMMDDhhmmss);
+/// `--filesystems-only` leaves the root alone; `--delete NAME` deletes the snapshots of that
+/// name as a run that is resumed, never undone, and deleting again finds nothing to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshots_by_time_filesystems_only_and_deleted_by_name() {
+    let _serial = common::LXD_LOCK.lock().await;
+    let bed = Bed::new().await;
+    let config = bed.config("");
+    let cfg = config.to_str().unwrap();
+    let tpl = format!("tpl={}", bed.template("old"));
+    assert!(bed.rebuild("old", &config).status.success(), "launch");
+    let fs_only = bed.reroot(&[
+        "snapshot",
+        "-P",
+        &tpl,
+        "-s",
+        "f1",
+        "--filesystems-only",
+        cfg,
+    ]);
+    assert!(fs_only.status.success());
+    assert_eq!(
+        bed.snapshots_named("f1").await,
+        vec!["btrfs:f1".to_string(), "zfs:f1".to_string()]
+    );
+    let before = chrono_digits();
+    let timed = bed.reroot(&["snapshot", "-P", &tpl, cfg]);
+    assert!(timed.status.success());
+    let said = stderr(&timed);
+    let name = said
+        .lines()
+        .find_map(|l| l.strip_prefix("reroot: snapshot "))
+        .unwrap_or_else(|| panic!("the snapshot's name is not said: {said}"))
+        .trim()
+        .to_string();
+    assert_eq!(name.len(), 14, "{name}");
+    assert!(name.chars().all(|c| c.is_ascii_digit()), "{name}");
+    assert!(
+        name >= before && name <= chrono_digits(),
+        "{before} <= {name}"
+    );
+    assert_eq!(
+        bed.snapshots_named(&name).await,
+        vec![
+            format!("btrfs:{name}"),
+            format!("root:{name}"),
+            format!("zfs:{name}")
+        ]
+    );
+    // --delete with --root-only deletes the root's only; then the rest; a deletion is final.
+    assert!(bed
+        .reroot(&[
+            "snapshot",
+            "-P",
+            &tpl,
+            "--delete",
+            &name,
+            "--root-only",
+            cfg
+        ])
+        .status
+        .success());
+    assert_eq!(
+        bed.snapshots_named(&name).await,
+        vec![format!("btrfs:{name}"), format!("zfs:{name}")]
+    );
+    let deleted = bed.reroot(&["snapshot", "-P", &tpl, "--delete", &name, cfg]);
+    assert!(deleted.status.success());
+    assert!(bed.snapshots_named(&name).await.is_empty());
+    let run = bed.last_run();
+    let undo = bed.reroot(&["undo", &run]);
+    assert!(!undo.status.success(), "a deletion was undone");
+    let shown = stdout(&bed.reroot(&["show", &run]));
+    assert!(
+        shown.contains("delete-snapshot-root") && shown.contains("delete-snapshot-fs"),
+        "{shown}"
+    );
+    let again = bed.reroot(&["snapshot", "-P", &tpl, "--delete", &name, cfg]);
+    assert!(again.status.success(), "deleting what is gone is done");
+    assert_eq!(
+        bed.snapshots_named("f1").await,
+        vec!["btrfs:f1".to_string(), "zfs:f1".to_string()]
+    );
+    assert!(bed.reroot(&["journal", "verify"]).status.success());
+}
+
+/// The time now, UTC, as YYYYMMDDhhmmss (what `date -u +%Y%m%d%H%M%S` prints).
+fn chrono_digits() -> String {
+    let out = Command::new("date")
+        .args(["-u", "+%Y%m%d%H%M%S"])
+        .output()
+        .expect("date");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}

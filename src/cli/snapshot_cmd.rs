@@ -19,12 +19,24 @@ use crate::steps::{RollbackRequest, RunKind, SnapshotRequest};
 pub struct SnapshotArgs {
     #[command(flatten)]
     pub config: ConfigFileArgs,
-    /// The snapshot name.
-    #[arg(short = 's', long = "snapshot", value_name = "NAME")]
-    pub snapshot: String,
+    /// The snapshot name (default: the time now, UTC, as YYYYMMDDhhmmss, as lxdops names them).
+    #[arg(
+        short = 's',
+        long = "snapshot",
+        value_name = "NAME",
+        conflicts_with = "delete"
+    )]
+    pub snapshot: Option<String>,
+    /// Delete the snapshots of this name (of the roots and the filesystems) instead of taking
+    /// them: a journaled run that is resumed, never undone.
+    #[arg(long, value_name = "NAME")]
+    pub delete: Option<String>,
     /// Only the instance's root, not its filesystems.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "filesystems_only")]
     pub root_only: bool,
+    /// Only the instance's filesystems, not its root.
+    #[arg(long)]
+    pub filesystems_only: bool,
     /// How many instances to snapshot at once.
     #[arg(long, default_value_t = Limits::default().parallel)]
     pub parallel: usize,
@@ -35,17 +47,23 @@ pub struct SnapshotArgs {
 /// Runs `reroot snapshot`: a journaled run (resumable, undoable) of the snapshot steps.
 pub async fn run(args: SnapshotArgs, global: &Global) -> Result<ExitCode, CliError> {
     let global = &global.waiting(args.wait);
-    crate::storage::validate_snapshot_name(&args.snapshot)?;
+    let (kind, name) = match (&args.delete, &args.snapshot) {
+        (Some(name), _) => (RunKind::DeleteSnapshot, name.clone()),
+        (None, Some(name)) => (RunKind::Snapshot, name.clone()),
+        (None, None) => {
+            let name = timestamp_name(std::time::SystemTime::now());
+            eprintln!("reroot: snapshot {name}");
+            (RunKind::Snapshot, name)
+        }
+    };
+    crate::storage::validate_snapshot_name(&name)?;
     let plans = load_plans(&args.config, global)?;
     let request = SnapshotRequest {
-        name: args.snapshot.clone(),
+        name,
         root_only: args.root_only,
+        filesystems_only: args.filesystems_only,
     };
-    let mut spec = RunSpec::new(
-        RunKind::Snapshot,
-        plans,
-        Limits::without_budget(args.parallel),
-    );
+    let mut spec = RunSpec::new(kind, plans, Limits::without_budget(args.parallel));
     spec.snapshot = Some(request);
     let daemons = connect_plans(global, &spec.plans).await?;
     start_run(global, daemons, spec).await
@@ -91,4 +109,28 @@ pub async fn rollback(args: RollbackArgs, global: &Global) -> Result<ExitCode, C
     let mut spec = RunSpec::new(RunKind::Rollback, plans, Limits::without_budget(1));
     spec.rollback = Some(request);
     start_run(global, daemons, spec).await
+}
+
+/// The default snapshot name: the time, UTC, as `YYYYMMDDhhmmss` (lxdops's default, which
+/// sorts as it reads).
+fn timestamp_name(at: std::time::SystemTime) -> String {
+    humantime::format_rfc3339_seconds(at)
+        .to_string()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::timestamp_name;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn the_default_snapshot_name_is_the_utc_time_as_digits() {
+        // 2026-12-01T07:05:09Z
+        let at = UNIX_EPOCH + Duration::from_secs(1_796_108_709);
+        assert_eq!(timestamp_name(at), "20261201070509");
+        assert!(crate::storage::validate_snapshot_name(&timestamp_name(at)).is_ok());
+    }
 }

@@ -133,6 +133,7 @@ mod tests {
         snap.snapshot = Some(SnapshotRequest {
             name: "v2".into(),
             root_only: false,
+            filesystems_only: false,
         });
         let pass = Pass::forward(RunId::from_u128(2), snap.clone(), vec![]);
         assert_eq!(pass.engine_options(None).window, None);

@@ -25,6 +25,7 @@ const STOP_TIMEOUT: &str = "stop_timeout";
 const ON_FAILURE: &str = "on_failure";
 const SNAPSHOT: &str = "snapshot";
 const ROOT_ONLY: &str = "root_only";
+const FILESYSTEMS_ONLY: &str = "filesystems_only";
 const PRUNE_PREVIOUS: &str = "prune_previous";
 const DAEMON: &str = "daemon";
 const REMOTES: &str = "remotes";
@@ -144,6 +145,9 @@ impl RunSpec {
         if let Some(s) = &self.snapshot {
             put(SNAPSHOT, s.name.clone());
             put(ROOT_ONLY, s.root_only.to_string());
+            if s.filesystems_only {
+                put(FILESYSTEMS_ONLY, "true".to_string());
+            }
         }
         if self.prune_previous {
             put(PRUNE_PREVIOUS, "true".to_string());
@@ -211,6 +215,7 @@ impl RunSpec {
             snapshot: options.get(SNAPSHOT).map(|name| SnapshotRequest {
                 name: name.clone(),
                 root_only: options.get(ROOT_ONLY).map(String::as_str) == Some("true"),
+                filesystems_only: options.get(FILESYSTEMS_ONLY).map(String::as_str) == Some("true"),
             }),
             prune_previous: options.get(PRUNE_PREVIOUS).map(String::as_str) == Some("true"),
             daemon: match options.get(DAEMON) {
@@ -470,6 +475,7 @@ mod tests {
         spec.snapshot = Some(SnapshotRequest {
             name: "v2".into(),
             root_only: true,
+            filesystems_only: false,
         });
         spec.prune_previous = true;
         let options = spec.to_options().unwrap();

@@ -83,6 +83,8 @@ pub struct SnapshotRequest {
     pub name: String,
     /// Only the root, not the filesystems.
     pub root_only: bool,
+    /// Only the filesystems, not the root.
+    pub filesystems_only: bool,
 }
 
 /// What a run does, and so which steps drive it.
@@ -98,6 +100,8 @@ pub enum RunKind {
     Destroy,
     /// `reroot rollback`: filesystems (and maybe the root) back to a named snapshot.
     Rollback,
+    /// `reroot snapshot --delete NAME`: the named snapshots of roots and filesystems deleted.
+    DeleteSnapshot,
 }
 
 impl RunKind {
@@ -109,6 +113,7 @@ impl RunKind {
             "delete" => Ok(RunKind::Delete),
             "destroy" => Ok(RunKind::Destroy),
             "rollback" => Ok(RunKind::Rollback),
+            "delete-snapshot" => Ok(RunKind::DeleteSnapshot),
             other => Err(format!(
                 "a run of kind {other:?}, which this reroot does not know (a newer version?)"
             )),
@@ -123,6 +128,7 @@ impl RunKind {
             RunKind::Delete => "delete",
             RunKind::Destroy => "destroy",
             RunKind::Rollback => "rollback",
+            RunKind::DeleteSnapshot => "delete-snapshot",
         }
     }
 
@@ -134,6 +140,7 @@ impl RunKind {
             RunKind::Delete => "deleted",
             RunKind::Destroy => "destroyed",
             RunKind::Rollback => "rolled back",
+            RunKind::DeleteSnapshot => "snapshot deleted",
         }
     }
 
@@ -145,6 +152,7 @@ impl RunKind {
             RunKind::Delete => removal::steps(false),
             RunKind::Destroy => removal::steps(true),
             RunKind::Rollback => rollback::steps(),
+            RunKind::DeleteSnapshot => named_snapshot::delete_steps(),
         }
     }
 
@@ -159,7 +167,11 @@ impl RunKind {
             // instance, so nothing they do takes a website down.
             // A rollback stops an instance only when asked to (`--stop`), and then on purpose
             // leaves it stopped after a failure (see `rollback`): no revert.
-            RunKind::Snapshot | RunKind::Delete | RunKind::Destroy | RunKind::Rollback => None,
+            RunKind::Snapshot
+            | RunKind::Delete
+            | RunKind::Destroy
+            | RunKind::Rollback
+            | RunKind::DeleteSnapshot => None,
         }
     }
 

@@ -135,7 +135,15 @@ impl Step<RunEnv> for SnapshotRoot {
         cx: &'a StepCx<'a, RunEnv>,
     ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
         Box::pin(async move {
-            let name = &request(cx.env)?.name;
+            let request = request(cx.env)?;
+            let name = &request.name;
+            if request.filesystems_only {
+                return RootSnapshot {
+                    snapshot: format!("{}/{name}", cx.instance),
+                    taken: false,
+                }
+                .record();
+            }
             let (_, lxd) = cx.env.scope(cx.instance)?;
             let taken = match lxd.get_snapshot(cx.instance, name).await.optional()? {
                 Some(_) => false,
@@ -157,10 +165,11 @@ impl Step<RunEnv> for SnapshotRoot {
     fn undo<'a>(&'a self, cx: &'a StepCx<'a, RunEnv>) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move {
             let survey: Survey = cx.outputs.of()?;
-            if survey.root {
+            let request = request(cx.env)?;
+            if survey.root || request.filesystems_only {
                 return Ok(());
             }
-            let name = &request(cx.env)?.name;
+            let name = &request.name;
             let (_, lxd) = cx.env.scope(cx.instance)?;
             lxd.delete_snapshot(cx.instance, name).await?;
             Ok(())
@@ -213,6 +222,123 @@ impl Step<RunEnv> for SnapshotFilesystems {
                 }
             }
             Ok(())
+        })
+    }
+}
+
+/// What `delete-snapshot-root` recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootSnapshotDeleted {
+    /// `instance/name`.
+    pub snapshot: String,
+    /// It was there, and this run deleted it.
+    pub deleted: bool,
+}
+
+impl Output for RootSnapshotDeleted {
+    const STEP: &'static str = "delete-snapshot-root";
+}
+
+/// What `delete-snapshot-fs` recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilesystemSnapshotsDeleted {
+    /// The snapshot name.
+    pub snapshot: String,
+    /// Locations of the filesystems whose snapshot this run deleted.
+    pub deleted: Vec<String>,
+}
+
+impl Output for FilesystemSnapshotsDeleted {
+    const STEP: &'static str = "delete-snapshot-fs";
+}
+
+/// The steps of `reroot snapshot --delete NAME`: the root's snapshot (unless
+/// `--filesystems-only`), then the filesystems' (unless `--root-only`). A deleted snapshot
+/// cannot be brought back, so the run is resumed, never undone; an absent one counts as
+/// deleted, so a resume after a crash goes on where the run stopped.
+pub(super) fn delete_steps() -> Vec<std::sync::Arc<dyn Step<RunEnv>>> {
+    vec![
+        std::sync::Arc::new(DeleteRootSnapshot),
+        std::sync::Arc::new(DeleteFilesystemSnapshots),
+    ]
+}
+
+fn gone(what: String) -> StepError {
+    StepError::new(format!("{what} cannot be brought back"))
+}
+
+struct DeleteRootSnapshot;
+
+impl Step<RunEnv> for DeleteRootSnapshot {
+    fn name(&self) -> &'static str {
+        RootSnapshotDeleted::STEP
+    }
+
+    fn apply<'a>(
+        &'a self,
+        cx: &'a StepCx<'a, RunEnv>,
+    ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
+        Box::pin(async move {
+            let request = request(cx.env)?;
+            let name = &request.name;
+            let mut deleted = false;
+            if !request.filesystems_only {
+                let (_, lxd) = cx.env.scope(cx.instance)?;
+                deleted = lxd.delete_snapshot(cx.instance, name).await?;
+            }
+            RootSnapshotDeleted {
+                snapshot: format!("{}/{name}", cx.instance),
+                deleted,
+            }
+            .record()
+        })
+    }
+
+    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RunEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(async move {
+            Err(gone(format!(
+                "the deleted root snapshot of {}",
+                cx.instance
+            )))
+        })
+    }
+}
+
+struct DeleteFilesystemSnapshots;
+
+impl Step<RunEnv> for DeleteFilesystemSnapshots {
+    fn name(&self) -> &'static str {
+        FilesystemSnapshotsDeleted::STEP
+    }
+
+    fn apply<'a>(
+        &'a self,
+        cx: &'a StepCx<'a, RunEnv>,
+    ) -> BoxFuture<'a, Result<serde_json::Value, StepError>> {
+        Box::pin(async move {
+            let request = request(cx.env)?;
+            let mut deleted = Vec::new();
+            if !request.root_only {
+                for fs in snapshotted(cx.env, cx.instance)? {
+                    if fs.delete_snapshot(&request.name).await? == storage::Removed::Removed {
+                        deleted.push(fs.kind.location());
+                    }
+                }
+            }
+            FilesystemSnapshotsDeleted {
+                snapshot: request.name.clone(),
+                deleted,
+            }
+            .record()
+        })
+    }
+
+    fn undo<'a>(&'a self, cx: &'a StepCx<'a, RunEnv>) -> BoxFuture<'a, Result<(), StepError>> {
+        Box::pin(async move {
+            Err(gone(format!(
+                "the deleted filesystem snapshots of {}",
+                cx.instance
+            )))
         })
     }
 }
