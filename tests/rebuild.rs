@@ -1787,3 +1787,119 @@ fn chrono_digits() -> String {
         .expect("date");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
+
+/// Reads a file inside `instance` (started for it, then stopped again).
+async fn read_inside(bed: &Bed, instance: &str, path: &str) -> String {
+    bed.lxd.start_instance(instance).await.expect("start");
+    let out = bed
+        .lxd
+        .exec(instance, &ExecRequest::new(&["cat", path]))
+        .await
+        .expect("exec");
+    bed.lxd
+        .stop_instance(instance, reroot::lxd::Stop::Force)
+        .await
+        .expect("stop");
+    assert_eq!(
+        out.exit_code,
+        0,
+        "cat {path} in {instance}: {}",
+        out.stderr_text()
+    );
+    out.stdout_text().trim().to_string()
+}
+
+/// `rename CONFIG NEW`: refused for a running instance and for a taken name, changing
+/// nothing; moves the ZFS dataset and the btrfs subvolume named after the instance with it and
+/// points its disk devices at them; killed midway it is resumed; undone, everything is back
+/// under the old name, the data with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rename_moves_the_instance_its_filesystems_and_devices_and_undo_moves_them_back() {
+    if !cfg!(feature = "fault-injection") {
+        panic!("run the tests with --features fault-injection (scripts/test.sh does)");
+    }
+    let _serial = common::LXD_LOCK.lock().await;
+    let bed = Bed::new().await;
+    let config = bed.config("");
+    let cfg = config.to_str().unwrap();
+    let tpl = format!("tpl={}", bed.template("old"));
+    assert!(bed.rebuild("old", &config).status.success(), "launch");
+    bed.sh("echo kept > /var/www/state && echo logged > /var/log/app/state && sync")
+        .await;
+    let old = bed.instance();
+    let new = format!("{}-site", bed.prefix);
+    let zfs_of = |name: &str| format!("rerootz/{}/{name}", bed.prefix);
+    let btrfs_of = |name: &str| PathBuf::from(format!("/srv/reroot-btrfs/{}-{name}", bed.prefix));
+    let runs = bed.run_count();
+
+    let running = bed.reroot(&["rename", "-P", &tpl, cfg, &new]);
+    assert!(!running.status.success());
+    assert!(
+        stderr(&running).contains("stop it first"),
+        "{}",
+        stderr(&running)
+    );
+    bed.lxd
+        .stop_instance(&old, reroot::lxd::Stop::Force)
+        .await
+        .unwrap();
+    // A name taken by another instance.
+    let taken = format!("{}-taken", bed.prefix);
+    bed.lxd
+        .create_instance(&NewInstance::from_image_alias(&taken, "reroot-old"))
+        .await
+        .unwrap();
+    let refused = bed.reroot(&["rename", "-P", &tpl, cfg, &taken]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("exists already"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(bed.run_count(), runs, "a refused rename recorded a run");
+    assert!(common::zfs_exists(&zfs_of(&old)));
+
+    // Killed once the filesystems moved, before that was recorded: resumed.
+    let killed = bed.reroot_faulty(
+        Some("move-fs:after-apply"),
+        &["rename", "-P", &tpl, cfg, &new],
+    );
+    assert!(!killed.status.success());
+    let run = bed.last_run();
+    assert!(bed.reroot(&["resume", &run]).status.success());
+    assert!(!bed.lxd.instance_exists(&old).await.unwrap());
+    assert!(bed.lxd.instance_exists(&new).await.unwrap());
+    assert!(common::zfs_exists(&zfs_of(&new)) && !common::zfs_exists(&zfs_of(&old)));
+    assert!(btrfs_of(&new).is_dir() && !btrfs_of(&old).exists());
+    let renamed = bed.lxd.get_instance(&new).await.unwrap().value;
+    let sources: Vec<String> = renamed
+        .devices
+        .values()
+        .filter_map(|d| d.get("source").cloned())
+        .collect();
+    assert!(
+        sources
+            .iter()
+            .all(|s| s.contains(&new) && !s.contains(&old)),
+        "{sources:?}"
+    );
+    assert_eq!(read_inside(&bed, &new, "/var/www/state").await, "kept");
+    assert_eq!(
+        read_inside(&bed, &new, "/var/log/app/state").await,
+        "logged"
+    );
+
+    // Undone: the old name, filesystems and devices are back, with the data.
+    let undo = bed.reroot(&["undo", &run]);
+    assert!(undo.status.success(), "{}", stderr(&undo));
+    assert!(bed.lxd.instance_exists(&old).await.unwrap());
+    assert!(!bed.lxd.instance_exists(&new).await.unwrap());
+    assert!(common::zfs_exists(&zfs_of(&old)) && !common::zfs_exists(&zfs_of(&new)));
+    assert!(btrfs_of(&old).is_dir() && !btrfs_of(&new).exists());
+    assert_eq!(read_inside(&bed, &old, "/var/www/state").await, "kept");
+    assert_eq!(
+        read_inside(&bed, &old, "/var/log/app/state").await,
+        "logged"
+    );
+    assert!(bed.reroot(&["journal", "verify"]).status.success());
+}

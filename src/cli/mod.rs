@@ -131,6 +131,9 @@ pub enum Command {
     /// Roll instances' filesystems (and with --root their roots) back to a named snapshot, as
     /// a journaled run (resumed, never undone); refuses a running instance unless --stop.
     Rollback(snapshot_cmd::RollbackArgs),
+    /// Rename a stopped instance, its filesystems whose location follows its name and its disk
+    /// devices, as a journaled run (resumable, undoable).
+    Rename(remove_cmd::RenameArgs),
     /// Delete stopped instances and their device profiles; their filesystems are kept.
     Delete(remove_cmd::DeleteArgs),
     /// Delete stopped instances and destroy their filesystems marked `destroy: true`, after
@@ -231,6 +234,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Prune(args) => run_cmd::prune(args, &cli.global).await,
         Command::Snapshot(args) => snapshot_cmd::run(args, &cli.global).await,
         Command::Rollback(args) => snapshot_cmd::rollback(args, &cli.global).await,
+        Command::Rename(args) => remove_cmd::rename(args, &cli.global).await,
         Command::Delete(args) => remove_cmd::delete(args, &cli.global).await,
         Command::Destroy(args) => remove_cmd::destroy(args, &cli.global).await,
         Command::Status => journal_cmd::status(&cli.global),

@@ -1,7 +1,9 @@
-//! `reroot delete CONFIG...` and `reroot destroy CONFIG...`: journaled runs of the removal
-//! steps (see `steps::removal`). `delete` removes the instance and its device profile and keeps
+//! `reroot delete CONFIG...`, `reroot destroy CONFIG...` and `reroot rename CONFIG NEW`:
+//! journaled runs of the removal steps (see `steps::removal`) and of the rename steps (see
+//! `steps::rename_instance`). `delete` removes the instance and its device profile and keeps
 //! every filesystem; `destroy` also removes the filesystems marked `destroy: true`, and asks
-//! first. Both refuse an instance that is not stopped.
+//! first; `rename` moves them with the instance. All three refuse an instance that is not
+//! stopped.
 
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
@@ -123,4 +125,77 @@ pub async fn destroy(args: DestroyArgs, global: &Global) -> Result<ExitCode, Cli
         }
     }
     remove(RunKind::Destroy, &plans, global, daemons).await
+}
+
+/// `reroot rename`.
+#[derive(Debug, Args)]
+pub struct RenameArgs {
+    /// The instance's config file (`#lxdops` or `#lxops-v1`).
+    #[arg(value_name = "CONFIG")]
+    pub config: std::path::PathBuf,
+    /// The new name.
+    #[arg(value_name = "NEW")]
+    pub new_name: String,
+    /// The instance's current name; default: the config file's name without extension.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set a property: -P key=value (repeatable), as for `rebuild`.
+    #[arg(short = 'P', value_name = "KEY=VALUE")]
+    pub property: Vec<String>,
+    /// A global property file that wins over ~/.config/reroot/properties.yaml and properties.d/.
+    #[arg(long = "properties", value_name = "FILE")]
+    pub properties_file: Option<std::path::PathBuf>,
+    #[command(flatten)]
+    pub wait: WaitArgs,
+}
+
+/// Runs `reroot rename CONFIG NEW`: the config resolved under its name and again under the new
+/// one; every filesystem whose location follows the name moves with the instance and its disk
+/// devices (see `steps::rename_instance`). A journaled run, resumable and undoable. Checked
+/// before the run is recorded: a running instance, a taken name, a filesystem in the way are
+/// refused, changing nothing.
+pub async fn rename(args: RenameArgs, global: &Global) -> Result<ExitCode, CliError> {
+    let global = &global.waiting(args.wait);
+    crate::config::check_instance_name(&args.new_name)
+        .map_err(|e| format!("rename: the new name {:?}: {e}", args.new_name))?;
+    let config = |name: Option<String>| ConfigFileArgs {
+        name,
+        property: args.property.clone(),
+        properties_file: args.properties_file.clone(),
+        files: vec![args.config.clone()],
+    };
+    let old = load_plans(&config(args.name.clone()), global)?;
+    let new = load_plans(&config(Some(args.new_name.clone())), global)?;
+    let (Some(old), Some(new)) = (old.into_iter().next(), new.into_iter().next()) else {
+        return Err(format!("{}: no instance", args.config.display()).into());
+    };
+    if old.name == new.name {
+        return Err(format!("instance {} has that name already: nothing to do", old.name).into());
+    }
+    if old.remote != new.remote {
+        return Err(format!(
+            "{}: the new name resolves to another remote: a rename does not move an instance \
+             between daemons",
+            args.config.display()
+        )
+        .into());
+    }
+    let daemons = connect_plans(global, std::slice::from_ref(&old)).await?;
+    let check = crate::steps::rename_instance::check(&daemons.client(&old)?, &old, &new).await?;
+    for m in &check.moves {
+        eprintln!("reroot: {}: {} -> {}", m.id, m.from, m.to);
+    }
+    let mut spec = RunSpec::new(RunKind::Rename, vec![old], Limits::without_budget(1));
+    spec.rename_to = Some(new);
+    let code = start_run(global, daemons, spec).await?;
+    if code == ExitCode::SUCCESS {
+        eprintln!(
+            "reroot: the config {} still names the instance by its file name: pass --name {} \
+             to later commands, or rename the file to {}.yaml",
+            args.config.display(),
+            args.new_name,
+            args.new_name
+        );
+    }
+    Ok(code)
 }

@@ -72,6 +72,7 @@ impl Pass {
             undo_data: self.undo_data,
             snapshot: self.spec.snapshot.clone(),
             rollback: self.spec.rollback.clone(),
+            rename_to: self.spec.rename_to.clone(),
         }
     }
 

@@ -31,6 +31,7 @@ const DAEMON: &str = "daemon";
 const REMOTES: &str = "remotes";
 const ON_REMOTES: &str = "on_remotes";
 const ROLLBACK: &str = "rollback";
+const RENAME_TO: &str = "rename_to";
 
 /// Everything a run was started with.
 #[derive(Debug, Clone, PartialEq)]
@@ -57,6 +58,8 @@ pub struct RunSpec {
     pub remotes: BTreeMap<String, Daemon>,
     /// What a rollback run rolls back to.
     pub rollback: Option<RollbackRequest>,
+    /// A rename run: the instance's plan under its new name.
+    pub rename_to: Option<InstancePlan>,
 }
 
 /// The daemon a run was started on: a resume, an undo or a prune of the run on another
@@ -122,6 +125,7 @@ impl RunSpec {
             daemon: None,
             remotes: BTreeMap::new(),
             rollback: None,
+            rename_to: None,
         }
     }
 
@@ -160,6 +164,9 @@ impl RunSpec {
         }
         if let Some(r) = &self.rollback {
             put(ROLLBACK, serde_json::to_string(r)?);
+        }
+        if let Some(p) = &self.rename_to {
+            put(RENAME_TO, serde_json::to_string(p)?);
         }
         // Which instance is on which remote, beside the plans (which say the same), so that a
         // listing of many runs (`history`) need not decode every run's plans.
@@ -231,6 +238,12 @@ impl RunSpec {
                 Some(text) => serde_json::from_str(text).map_err(|e| {
                     format!("run {run}: its recorded remote daemons cannot be read: {e}")
                 })?,
+            },
+            rename_to: match options.get(RENAME_TO) {
+                None => None,
+                Some(text) => Some(serde_json::from_str(text).map_err(|e| {
+                    format!("run {run}: its recorded new name cannot be read: {e}")
+                })?),
             },
             rollback: match options.get(ROLLBACK) {
                 None => None,

@@ -42,6 +42,7 @@ mod provision;
 mod reattach;
 pub mod removal;
 mod rename;
+pub mod rename_instance;
 pub mod rollback;
 mod snapshot;
 mod start;
@@ -74,6 +75,8 @@ pub struct RunOptions {
     pub snapshot: Option<SnapshotRequest>,
     /// What a rollback run rolls back to.
     pub rollback: Option<RollbackRequest>,
+    /// A rename run: the instance's plan under its new name.
+    pub rename_to: Option<InstancePlan>,
 }
 
 /// The snapshot a `reroot snapshot` run takes of each instance.
@@ -102,6 +105,8 @@ pub enum RunKind {
     Rollback,
     /// `reroot snapshot --delete NAME`: the named snapshots of roots and filesystems deleted.
     DeleteSnapshot,
+    /// `reroot rename CONFIG NEW`: the instance, its filesystems and devices under a new name.
+    Rename,
 }
 
 impl RunKind {
@@ -114,6 +119,7 @@ impl RunKind {
             "destroy" => Ok(RunKind::Destroy),
             "rollback" => Ok(RunKind::Rollback),
             "delete-snapshot" => Ok(RunKind::DeleteSnapshot),
+            "rename" => Ok(RunKind::Rename),
             other => Err(format!(
                 "a run of kind {other:?}, which this reroot does not know (a newer version?)"
             )),
@@ -129,6 +135,7 @@ impl RunKind {
             RunKind::Destroy => "destroy",
             RunKind::Rollback => "rollback",
             RunKind::DeleteSnapshot => "delete-snapshot",
+            RunKind::Rename => "rename",
         }
     }
 
@@ -141,6 +148,7 @@ impl RunKind {
             RunKind::Destroy => "destroyed",
             RunKind::Rollback => "rolled back",
             RunKind::DeleteSnapshot => "snapshot deleted",
+            RunKind::Rename => "renamed",
         }
     }
 
@@ -153,6 +161,7 @@ impl RunKind {
             RunKind::Destroy => removal::steps(true),
             RunKind::Rollback => rollback::steps(),
             RunKind::DeleteSnapshot => named_snapshot::delete_steps(),
+            RunKind::Rename => rename_instance::steps(),
         }
     }
 
@@ -171,13 +180,15 @@ impl RunKind {
             | RunKind::Delete
             | RunKind::Destroy
             | RunKind::Rollback
-            | RunKind::DeleteSnapshot => None,
+            | RunKind::DeleteSnapshot
+            // A rename refuses a running instance.
+            | RunKind::Rename => None,
         }
     }
 
     /// Whether `undo` can put things back (not after a delete or destroy).
     pub fn undoable(self) -> bool {
-        matches!(self, RunKind::Rebuild | RunKind::Snapshot)
+        matches!(self, RunKind::Rebuild | RunKind::Snapshot | RunKind::Rename)
     }
 }
 
@@ -423,6 +434,14 @@ mod tests {
                 { "location": "/srv/b/web", "kept_as": "pre-rollback-1700000000" }] }),
         );
         pinned(
+            rename_instance::FilesystemsMoved {
+                moved: vec!["zfs dataset tank/web2".into()],
+                placement: plan::DevicePlacement::Instance,
+                profile: None,
+            },
+            json!({ "moved": ["zfs dataset tank/web2"], "placement": "instance", "profile": null }),
+        );
+        pinned(
             rollback::RootRolledBack { snapshot: None },
             json!({ "snapshot": null }),
         );
@@ -497,6 +516,20 @@ mod tests {
             ]
         );
         assert!(!RunKind::Rollback.undoable());
+        let names: Vec<&str> = RunKind::Rename
+            .pipeline()
+            .iter()
+            .map(|s| s.name())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                rename_instance::RenameCheck::STEP,
+                rename_instance::InstanceRenamed::STEP,
+                rename_instance::FilesystemsMoved::STEP,
+            ]
+        );
+        assert!(RunKind::Rename.undoable());
         assert_eq!(RunKind::from_word("rollback"), Ok(RunKind::Rollback));
     }
 }

@@ -120,7 +120,11 @@ const RENAME_SETTLE: std::time::Duration = std::time::Duration::from_secs(30);
 /// Incus 6.0.4 on a resume right after a SIGKILL: the new attempt saw `from` and no `to`, then
 /// its own rename failed with "Name ... already in use" as the first one ended), so the
 /// rename is done if `from` is gone and `to` is there once that settles.
-async fn rename(lxd: &crate::lxd::Client, from: &str, to: &str) -> Result<(), StepError> {
+pub(super) async fn rename(
+    lxd: &crate::lxd::Client,
+    from: &str,
+    to: &str,
+) -> Result<(), StepError> {
     match lxd.rename_instance(from, to).await {
         Ok(_) => Ok(()),
         Err(e) if e.is_conflict() => {

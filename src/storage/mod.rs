@@ -123,6 +123,15 @@ pub enum RollbackOutcome {
     Skipped(SkipReason),
 }
 
+/// What [`Filesystem::move_to`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moved {
+    /// It was moved.
+    Moved,
+    /// It was where it goes already (and no longer where it was).
+    AlreadyMoved,
+}
+
 /// What went wrong in a storage operation.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -307,6 +316,62 @@ impl Filesystem {
             FsKind::Btrfs { path } => btrfs::delete_snapshot(self, path, name).await,
             FsKind::Dir { .. } => Ok(Removed::AlreadyAbsent),
         }
+    }
+
+    /// Moves the filesystem to where `to` is (the same kind): `zfs rename -p` for a dataset
+    /// (its snapshots and inherited mountpoint go with it), a rename on the same filesystem
+    /// for a btrfs subvolume or a directory (its parent directories made first). Nothing is
+    /// copied and nothing deleted: a move across filesystems is refused by the kernel
+    /// (`EXDEV`) and reported. Idempotent: moved already (`to` there, this gone) is done;
+    /// both there is an error, since neither may be overwritten.
+    pub async fn move_to(&self, to: &Filesystem) -> Result<Moved, StorageError> {
+        self.validate()?;
+        to.validate()?;
+        let here = self.exists().await?;
+        let there = to.exists().await?;
+        match (here, there) {
+            (false, true) => return Ok(Moved::AlreadyMoved),
+            (true, true) => {
+                return Err(StorageError::Unsupported {
+                    id: self.id.clone(),
+                    location: self.kind.location(),
+                    problem: format!(
+                        "cannot move it to {}: that exists already (nothing is overwritten)",
+                        to.kind.location()
+                    ),
+                })
+            }
+            (false, false) => return Err(self.missing()),
+            (true, false) => {}
+        }
+        match (&self.kind, &to.kind) {
+            (FsKind::Zfs { dataset: from }, FsKind::Zfs { dataset: dest }) => {
+                zfs::rename(from, dest).await?;
+            }
+            (FsKind::Btrfs { path: from }, FsKind::Btrfs { path: dest })
+            | (FsKind::Dir { path: from }, FsKind::Dir { path: dest }) => {
+                let (from, dest) = (from.clone(), dest.clone());
+                blocking(move || {
+                    if let Some(parent) = dest.parent() {
+                        std::fs::create_dir_all(parent)
+                            .map_err(io_error("create the parent of", parent))?;
+                    }
+                    std::fs::rename(&from, &dest).map_err(io_error("move", &from))
+                })
+                .await?;
+            }
+            _ => {
+                return Err(StorageError::Unsupported {
+                    id: self.id.clone(),
+                    location: self.kind.location(),
+                    problem: format!(
+                        "cannot move it to {}: another kind of filesystem",
+                        to.kind.location()
+                    ),
+                })
+            }
+        }
+        Ok(Moved::Moved)
     }
 
     /// Makes the filesystem's content that of snapshot `name`. Only for `undo --data`, with the

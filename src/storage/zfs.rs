@@ -217,6 +217,28 @@ pub(super) async fn rollback(
     Ok(RollbackOutcome::RolledBack { kept_as: None })
 }
 
+/// `zfs rename -p FROM TO`: the dataset, its children and snapshots under the new name (its
+/// missing parents created). zfs-fuse refuses to rename a mounted dataset ("dataset is busy",
+/// seen on the testbed even with nothing using it), where kernel ZFS remounts it itself: then
+/// it is unmounted, renamed and mounted again under its new name.
+pub(super) async fn rename(from: &str, to: &str) -> Result<(), StorageError> {
+    match zfs(["rename", "-p", from, to]).await {
+        Ok(_) => return Ok(()),
+        Err(err) if says_busy(&err) => {
+            tracing::debug!(from, to, "zfs rename: dataset is busy; unmounting it first");
+        }
+        Err(err) => return Err(err),
+    }
+    zfs(["unmount", from]).await?;
+    if let Err(err) = zfs(["rename", "-p", from, to]).await {
+        // Back as it was, mounted, before the failure is reported.
+        let _ = zfs(["mount", from]).await;
+        return Err(err);
+    }
+    zfs(["mount", to]).await?;
+    Ok(())
+}
+
 pub(super) async fn clone_from(
     fs: &Filesystem,
     dataset: &str,

@@ -378,3 +378,12 @@ pub fn require_btrfs() {
         "no btrfs filesystem mounted at {BTRFS_MOUNT}: run scripts/testbed.sh"
     );
 }
+
+/// True when the ZFS dataset exists (`zfs list` knows it).
+pub fn zfs_exists(dataset: &str) -> bool {
+    std::process::Command::new("zfs")
+        .args(["list", "-H", "-o", "name", dataset])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or_else(|e| panic!("cannot run zfs: {e}"))
+}
