@@ -345,3 +345,121 @@ fn history_status_and_show_stay_readable_at_150_instances() {
         "{err}"
     );
 }
+
+const SECRET_CFG: &str = "#cloud-config\nwrite_files:\n  - path: /etc/app/token\n    \
+                          permissions: '0600'\n    content: tok-3f9a1c-secret\n";
+
+/// A succeeded run of `inst` whose header carries a plan with a cloud-config file, as
+/// `reroot rebuild` records it.
+fn run_with_cloud_config(j: &Journal, inst: &str, started_at_ms: i64) -> RunId {
+    let plans = serde_json::json!([{
+        "name": inst,
+        "project": "default",
+        "cloud_config": [{ "path": "/etc/reroot/app.cfg", "text": SECRET_CFG }],
+        "stop_timeout_s": 10,
+    }]);
+    let mut h = header(
+        vec!["reroot".into(), "rebuild".into(), format!("{inst}.yaml")],
+        vec![inst.to_string()],
+    );
+    h.started_at_ms = started_at_ms;
+    h.options.insert("plans".into(), plans.to_string());
+    let run = j.create_run(h).unwrap().run;
+    succeed(j, run, inst, &STEPS, 50);
+    let finished = EventKind::RunFinished {
+        outcome: Outcome::Succeeded,
+    };
+    j.append(run, None, None, 0, finished).unwrap();
+    run
+}
+
+#[test]
+fn journal_export_leaves_out_file_contents_unless_asked_and_picks_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    let j = Journal::open(&journal).unwrap();
+    let day = 86_400_000;
+    let now = journal::now_ms();
+    let old = run_with_cloud_config(&j, "db-1", now - 10 * day);
+    let new = run_with_cloud_config(&j, "web-1", now - day);
+    j.close().unwrap();
+
+    // By default: every run, the file's path, length and digest, not its text.
+    let text = ok(&journal, &["journal", "export"]);
+    let lines: Vec<&str> = text.lines().collect();
+    let head: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(head["scope"], "redacted");
+    assert_eq!(lines.len(), 1 + 2 * (1 + 2 * STEPS.len() + 1), "{text}");
+    assert!(!text.contains("tok-3f9a1c"), "{text}");
+    assert!(!text.contains("write_files"), "{text}");
+    let created: serde_json::Value = serde_json::from_str(lines[1]).unwrap();
+    let plans: serde_json::Value = serde_json::from_str(
+        created["kind"]["RunCreated"]["options"]["plans"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    let file = &plans[0]["cloud_config"][0];
+    assert_eq!(file["path"], "/etc/reroot/app.cfg");
+    assert_eq!(file["text"], serde_json::Value::Null);
+    assert_eq!(file["text_left_out"]["bytes"], SECRET_CFG.len());
+    assert_eq!(file["text_left_out"]["sha256"].as_str().unwrap().len(), 64);
+
+    // Such an extract is not a journal record: import refuses it and stores nothing.
+    let extract = dir.path().join("extract.ndjson");
+    std::fs::write(&extract, &text).unwrap();
+    let other = dir.path().join("other");
+    let out = reroot(&other, &["journal", "import", extract.to_str().unwrap()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("redacted export"), "{err}");
+    assert_eq!(ok(&other, &["history"]).lines().count(), 1);
+
+    // --with-content: the full record, in a file only its owner can read, which imports.
+    let full = dir.path().join("full.ndjson");
+    ok(
+        &journal,
+        &[
+            "journal",
+            "export",
+            "--with-content",
+            "-o",
+            full.to_str().unwrap(),
+        ],
+    );
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&full).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let full_text = std::fs::read_to_string(&full).unwrap();
+    assert_eq!(full_text.matches("tok-3f9a1c-secret").count(), 2);
+    let imported = ok(&other, &["journal", "import", full.to_str().unwrap()]);
+    assert!(imported.starts_with("imported 52 events"), "{imported}");
+
+    // --instance and --since pick whole runs.
+    let only = |args: &[&str]| -> Vec<String> {
+        let mut all = vec!["journal", "export"];
+        all.extend_from_slice(args);
+        let text = ok(&journal, &all);
+        let mut runs: Vec<String> = text
+            .lines()
+            .skip(1)
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["run"].to_string())
+            .collect();
+        runs.dedup();
+        runs
+    };
+    let id = |r: RunId| format!("\"{r}\"");
+    assert_eq!(only(&["--instance", "db-1"]), [id(old)]);
+    assert_eq!(only(&["--since", "3d"]), [id(new)]);
+    assert_eq!(only(&["--until", "3d"]), [id(old)]);
+    assert_eq!(
+        only(&["--since", "3d", "--instance", "db-1"]),
+        Vec::<String>::new()
+    );
+    assert_eq!(only(&[]), [id(old), id(new)]);
+    let out = reroot(
+        &journal,
+        &["journal", "export", "--run", "x", "--since", "1d"],
+    );
+    assert!(!out.status.success());
+}

@@ -148,7 +148,9 @@ mod writer;
 
 pub use event::{now_ms, short_id, Event, EventKind, Outcome, RunHeader, RunId};
 pub use import::import_ndjson;
-pub use reader::{Problem, Reader, RunFilter, RunSummary, Source, VerifyReport, WriterInfo};
+pub use reader::{
+    ExportOptions, Problem, Reader, RunFilter, RunSummary, Source, VerifyReport, WriterInfo,
+};
 pub use recovery::rebuild_live_log;
 pub use state::{InstanceState, PrunedItem, Replay, RunState, RunStatus, StepState, StepStatus};
 pub use writer::{Journal, WriterOptions, WAIT_POLL, WRITER_WAIT};

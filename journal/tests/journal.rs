@@ -849,3 +849,58 @@ fn an_open_journal_is_tightened_with_a_warning() {
     assert!(j.recovery_notes().is_empty(), "{:?}", j.recovery_notes());
     j.close().unwrap();
 }
+
+#[test]
+fn a_redacted_export_is_a_checked_extract_that_import_refuses() {
+    let src = tempfile::tempdir().unwrap();
+    let j = Journal::open(src.path()).unwrap();
+    let r1 = failed_run(&j, 1);
+    let r2 = failed_run(&j, 2);
+    let _r3 = failed_run(&j, 3);
+    let redact = |e: &mut journal::Event| {
+        if let EventKind::RunCreated(h) = &mut e.kind {
+            h.options.insert("parallel".into(), "left out".into());
+        }
+    };
+    let mut out = Vec::new();
+    j.export(
+        &journal::ExportOptions {
+            runs: Some(&[r2, r1]),
+            redact: Some(&redact),
+        },
+        &mut out,
+    )
+    .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(first["scope"], "redacted");
+    // Two runs of 8 events, the oldest first; nothing of what was left out.
+    assert_eq!(lines.len(), 1 + 16);
+    assert!(lines[1].contains(&r1.to_string()), "{}", lines[1]);
+    assert!(lines[9].contains(&r2.to_string()), "{}", lines[9]);
+    assert!(!text.contains("\"parallel\":\"2\""), "{text}");
+    assert_eq!(text.matches("left out").count(), 2);
+
+    // Import refuses it, and stores nothing.
+    let dst = tempfile::tempdir().unwrap();
+    let err = journal::import_ndjson(dst.path(), &mut text.as_bytes()).unwrap_err();
+    assert!(err.to_string().contains("redacted export"), "{err}");
+    let r = Reader::open(dst.path()).unwrap();
+    assert!(r.runs(&RunFilter::default()).unwrap().is_empty());
+    drop(r);
+
+    // Its events are checksummed and chained over what was written: under a full export's
+    // header, they import as they are.
+    let mut relabelled = journal::codec::NdjsonHeader::new("journal", None).to_line();
+    for l in &lines[1..] {
+        relabelled.push_str(l);
+        relabelled.push('\n');
+    }
+    let n = journal::import_ndjson(dst.path(), &mut relabelled.as_bytes()).unwrap();
+    assert_eq!(n, 16);
+    let r = Reader::open(dst.path()).unwrap();
+    let h = r.replay(r1).unwrap().header;
+    assert_eq!(h.options["parallel"], "left out");
+    assert_eq!(r.runs(&RunFilter::default()).unwrap().len(), 2);
+}

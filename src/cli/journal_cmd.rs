@@ -91,12 +91,28 @@ pub struct ShowArgs {
 pub enum JournalCommand {
     /// Check every record: checksums, hash chains, sequence numbers and step transitions.
     Verify,
-    /// Write a run (or the whole journal) as versioned NDJSON to standard output or a file.
+    /// Write runs (the whole journal, one run, or those --since/--until/--instance choose) as
+    /// versioned NDJSON to standard output or a file. The text of the runs' cloud-config files
+    /// (their `write_files` hold keys and passwords) is left out, replaced by its length and
+    /// sha256, unless --with-content is given; such a redacted extract cannot be imported.
     Export {
         /// Only this run.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["since", "until", "instance"])]
         run: Option<String>,
-        /// Write here instead of standard output.
+        /// Only runs started at or after this time (same forms as `history --since`).
+        #[arg(long, value_parser = parse_when)]
+        since: Option<i64>,
+        /// Only runs started before this time (same forms as --since).
+        #[arg(long, value_parser = parse_when)]
+        until: Option<i64>,
+        /// Only runs that touched this instance (their whole record, other instances included).
+        #[arg(long)]
+        instance: Option<String>,
+        /// Keep the text of cloud-config files: a full copy of the journal's record, which
+        /// `journal import` accepts. Keep it as private as the journal.
+        #[arg(long)]
+        with_content: bool,
+        /// Write here instead of standard output (created readable by its owner only).
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
@@ -244,22 +260,55 @@ pub fn journal(command: JournalCommand, global: &Global) -> Result<ExitCode, Cli
                 }
             }
         }
-        JournalCommand::Export { run, output } => {
+        JournalCommand::Export {
+            run,
+            since,
+            until,
+            instance,
+            with_content,
+            output,
+        } => {
             let r = reader(global)?;
-            let run = run.map(|p| r.resolve_run(&p)).transpose()?;
+            let runs: Option<Vec<journal::RunId>> = match run {
+                Some(p) => Some(vec![r.resolve_run(&p)?]),
+                None if since.is_some() || until.is_some() || instance.is_some() => Some(
+                    r.runs(&RunFilter {
+                        instance,
+                        since_ms: since,
+                        until_ms: until,
+                        ..RunFilter::default()
+                    })?
+                    .iter()
+                    .map(|s| s.id)
+                    .collect(),
+                ),
+                None => None,
+            };
+            let redact = |e: &mut journal::Event| {
+                crate::run::extract::leave_out_contents(e);
+            };
+            let options = journal::ExportOptions {
+                runs: runs.as_deref(),
+                redact: (!with_content).then_some(&redact as &dyn Fn(&mut journal::Event)),
+            };
             match output {
                 Some(path) => {
-                    let mut f = std::io::BufWriter::new(
-                        std::fs::File::create(&path)
-                            .map_err(|e| format!("{}: {e}", path.display()))?,
-                    );
-                    r.export_ndjson(run, &mut f)?;
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let file = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .mode(0o600)
+                        .open(&path)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    let mut f = std::io::BufWriter::new(file);
+                    r.export(&options, &mut f)?;
                     f.flush()?;
                 }
                 None => {
                     let stdout = std::io::stdout();
                     let mut lock = stdout.lock();
-                    r.export_ndjson(run, &mut lock)?;
+                    r.export(&options, &mut lock)?;
                     lock.flush()?;
                 }
             }
