@@ -91,10 +91,12 @@ pub struct ShowArgs {
 pub enum JournalCommand {
     /// Check every record: checksums, hash chains, sequence numbers and step transitions.
     Verify,
-    /// Write runs (the whole journal, one run, or those --since/--until/--instance choose) as
-    /// versioned NDJSON to standard output or a file. The text of the runs' cloud-config files
-    /// (their `write_files` hold keys and passwords) is left out, replaced by its length and
-    /// sha256, unless --with-content is given; such a redacted extract cannot be imported.
+    /// Write runs as versioned NDJSON: an audit extract, or with --with-content a full copy.
+    ///
+    /// The whole journal, one run, or the runs --since/--until/--instance choose, to standard
+    /// output or a file. The text of the runs' cloud-config files (their `write_files` hold
+    /// keys and passwords) is left out, replaced by its length and sha256, unless
+    /// --with-content is given; such a redacted extract cannot be imported.
     Export {
         /// Only this run.
         #[arg(long, conflicts_with_all = ["since", "until", "instance"])]

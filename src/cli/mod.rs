@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 pub mod cloudconfig_cmd;
 pub mod config_cmd;
+pub mod docs_cmd;
 pub mod journal_cmd;
 pub mod remove_cmd;
 pub mod run_cmd;
@@ -146,6 +147,12 @@ pub enum Command {
         #[command(subcommand)]
         command: journal_cmd::JournalCommand,
     },
+    /// Write a shell completion script (bash, zsh, fish, elvish, powershell) on standard
+    /// output: `source <(reroot completions bash)`.
+    Completions(docs_cmd::CompletionsArgs),
+    /// Write the manual page on standard output (`reroot man | man -l -`), or with --dir a
+    /// page for every command.
+    Man(docs_cmd::ManArgs),
 }
 
 /// Entry point of the binary.
@@ -233,5 +240,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::History(args) => journal_cmd::history(args, &cli.global),
         Command::Show(args) => journal_cmd::show(args, &cli.global),
         Command::Journal { command } => journal_cmd::journal(command, &cli.global),
+        Command::Completions(args) => docs_cmd::completions(args),
+        Command::Man(args) => docs_cmd::man(args),
     }
 }
