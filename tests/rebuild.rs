@@ -124,8 +124,8 @@ impl Bed {
     fn last_run(&self) -> String {
         let out = self.reroot(&["history", "--json", "--limit", "1"]);
         assert!(out.status.success());
-        let runs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("history json");
-        runs[0]["id"].as_str().expect("a run id").to_string()
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("history json");
+        doc["runs"][0]["id"].as_str().expect("a run id").to_string()
     }
 
     /// `history` finds `run` (just finished, on this bed's instance) by age, date, instance
@@ -137,8 +137,9 @@ impl Bed {
             all.extend_from_slice(args);
             let out = self.reroot(&all);
             assert!(out.status.success(), "history {args:?} failed");
-            let runs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-            runs.as_array()
+            let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+            doc["runs"]
+                .as_array()
                 .expect("a list")
                 .iter()
                 .map(|r| r["id"].as_str().expect("id").to_string())
@@ -165,8 +166,8 @@ impl Bed {
             return 0;
         }
         let out = self.reroot(&["history", "--json"]);
-        let runs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("history json");
-        runs.as_array().map_or(0, Vec::len)
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("history json");
+        doc["runs"].as_array().map_or(0, Vec::len)
     }
 
     async fn sh(&self, script: &str) -> String {
@@ -436,8 +437,13 @@ async fn rebuild_keeps_data_switches_template_and_undo_restores() {
         .find(|s| s["name"] == "start")
         .expect("a start step")
         .clone();
-    let output: serde_json::Value =
-        serde_json::from_str(start["output"].as_str().unwrap()).unwrap();
+    // The step's output is an object, its times in ms and RFC 3339.
+    let output = &start["output"];
+    assert!(
+        start["started_at"].as_str().unwrap().ends_with('Z'),
+        "{start}"
+    );
+    assert_eq!(state["schema"], "reroot.show/1");
     let downtime = output["downtime_ms"].as_i64().expect("downtime recorded");
     assert!(downtime > 0 && downtime < 120_000, "downtime {downtime} ms");
     assert!(bed.reroot(&["journal", "verify"]).status.success());
@@ -1295,8 +1301,8 @@ async fn rebuild_json_streams_ndjson_events_and_stderr_has_a_line_per_instance()
 fn run_ids(bed: &Bed) -> Vec<String> {
     let out = bed.reroot(&["history", "--json"]);
     assert!(out.status.success(), "history: {}", stderr(&out));
-    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("history json");
-    let mut ids: Vec<String> = runs
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("history json");
+    let mut ids: Vec<String> = doc["runs"]
         .as_array()
         .expect("a list")
         .iter()
@@ -1561,7 +1567,7 @@ async fn wait_queues_a_second_run_behind_the_first() {
     // The second run began after the first one's last event.
     let history: serde_json::Value =
         serde_json::from_slice(&bed.reroot(&["history", "--json"]).stdout).expect("json");
-    let runs = history.as_array().expect("a list");
+    let runs = history["runs"].as_array().expect("a list");
     assert_eq!(runs.len(), 2, "{history}");
     let (newer, older) = (&runs[0], &runs[1]);
     assert_eq!(older["status"], "Succeeded");

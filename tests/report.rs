@@ -219,7 +219,9 @@ fn history_status_and_show_stay_readable_at_150_instances() {
         "{history}"
     );
     assert!(!history.contains("web-149"), "{history}");
-    let listed = json(&journal, &["history"]);
+    let history_doc = json(&journal, &["history"]);
+    assert_eq!(history_doc["schema"], "reroot.history/1");
+    let listed = &history_doc["runs"];
     assert_eq!(listed[1]["id"], big.to_string());
     assert_eq!(listed[1]["instance_count"], 150);
     assert_eq!(listed[1]["instances"].as_array().unwrap().len(), 150);
@@ -462,4 +464,73 @@ fn journal_export_leaves_out_file_contents_unless_asked_and_picks_runs() {
         &["journal", "export", "--run", "x", "--since", "1d"],
     );
     assert!(!out.status.success());
+}
+
+/// A time in RFC 3339 UTC with milliseconds, as every `*_at` field gives it.
+fn is_rfc3339_ms(v: &serde_json::Value) -> bool {
+    let t = v.as_str().unwrap_or_default();
+    t.len() == 24 && t.ends_with('Z') && &t[10..11] == "T" && &t[19..20] == "."
+}
+
+#[test]
+fn json_documents_are_versioned_with_objects_and_times_in_both_forms() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    let j = Journal::open(&journal).unwrap();
+    let run = run_with_cloud_config(&j, "web-1", 1_795_315_922_250);
+    j.close().unwrap();
+
+    let history = json(&journal, &["history"]);
+    assert_eq!(history["schema"], "reroot.history/1");
+    let listed = &history["runs"][0];
+    assert_eq!(listed["id"], run.to_string());
+    assert_eq!(listed["status"], "Succeeded");
+    assert_eq!(listed["started_at_ms"], 1_795_315_922_250i64);
+    assert_eq!(listed["started_at"], "2026-11-22T02:52:02.250Z");
+    assert!(is_rfc3339_ms(&listed["last_at"]), "{listed}");
+
+    let shown = json(&journal, &["show", &run.to_string()]);
+    assert_eq!(shown["schema"], "reroot.show/1");
+    assert_eq!(shown["id"], run.to_string());
+    assert_eq!(shown["header"]["started_at"], "2026-11-22T02:52:02.250Z");
+    // The plans are JSON, not JSON text in a string; so is every step's output.
+    let plans = &shown["header"]["options"]["plans"];
+    assert_eq!(plans[0]["name"], "web-1");
+    assert_eq!(plans[0]["cloud_config"][0]["path"], "/etc/reroot/app.cfg");
+    assert_eq!(shown["header"]["options"]["kind"], "rebuild");
+    let inst = &shown["instances"][0];
+    assert_eq!(inst["result"], "succeeded");
+    assert_eq!(inst["downtime_ms"], 50);
+    let steps = inst["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), STEPS.len());
+    for s in steps {
+        assert!(s["output"].is_object(), "{s}");
+        assert!(is_rfc3339_ms(&s["started_at"]), "{s}");
+        assert!(is_rfc3339_ms(&s["ended_at"]), "{s}");
+        let d = s["ended_at_ms"].as_i64().unwrap() - s["started_at_ms"].as_i64().unwrap();
+        assert_eq!(s["duration_ms"], d);
+    }
+    let start = steps.iter().find(|s| s["name"] == "start").unwrap();
+    assert_eq!(start["output"]["downtime_ms"], 50);
+    assert_eq!(shown["summary"]["instance_count"], 1);
+
+    let status = json(&journal, &["status"]);
+    assert_eq!(status["schema"], "reroot.status/1");
+    assert_eq!(status["runs"], serde_json::json!([]));
+    let none = json(&dir.path().join("none"), &["status"]);
+    assert_eq!(none["schema"], "reroot.status/1");
+
+    let verified = json(&journal, &["journal", "verify"]);
+    assert_eq!(verified["schema"], "reroot.verify/1");
+    assert_eq!(verified["sound"], true);
+    assert_eq!(verified["runs"], 1);
+    assert_eq!(verified["events"], 2 + 2 * STEPS.len());
+    assert_eq!(verified["first_at"], "2026-11-22T02:52:02.250Z");
+    assert!(is_rfc3339_ms(&verified["last_at"]), "{verified}");
+    let text = ok(&journal, &["journal", "verify"]);
+    assert!(
+        text.contains("is sound: 1 run, 26 events from 2026-11-22 02:52:02Z to ")
+            && text.contains("checked checksums, hash chains, sequence numbers"),
+        "{text}"
+    );
 }

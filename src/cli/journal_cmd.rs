@@ -147,7 +147,7 @@ pub fn history(args: HistoryArgs, global: &Global) -> Result<ExitCode, CliError>
     if global.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&report::listed_runs(&runs))?
+            serde_json::to_string_pretty(&report::json::history(&runs))?
         );
     } else if runs.is_empty() {
         println!("no runs in {}", global.journal.display());
@@ -183,7 +183,8 @@ fn activity(state: &RunState, writer: Option<WriterInfo>) -> String {
 pub fn status(global: &Global) -> Result<ExitCode, CliError> {
     if !global.journal.exists() {
         if global.json {
-            println!("{}", serde_json::json!({ "writer": null, "runs": [] }));
+            let doc = report::json::status(None, &[]);
+            println!("{}", serde_json::to_string_pretty(&doc)?);
         } else {
             println!("no run in progress, interrupted, paused or failed");
         }
@@ -202,14 +203,8 @@ pub fn status(global: &Global) -> Result<ExitCode, CliError> {
         shown.push((state, what));
     }
     if global.json {
-        let list: Vec<report::StatusRun> = shown
-            .iter()
-            .map(|(state, what)| report::status_run(state, what))
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "writer": writer, "runs": list }))?
-        );
+        let doc = report::json::status(writer, &shown);
+        println!("{}", serde_json::to_string_pretty(&doc)?);
     } else if shown.is_empty() {
         println!("no run in progress, interrupted, paused or failed");
     } else {
@@ -232,8 +227,9 @@ pub fn show(args: ShowArgs, global: &Global) -> Result<ExitCode, CliError> {
         failed: args.failed,
     };
     if global.json {
-        let shown = report::shown_run(&state, &filter)?;
-        println!("{}", serde_json::to_string_pretty(&shown)?);
+        let keep = report::selected_names(&state, &filter)?;
+        let doc = report::json::show(&state, |name| keep.contains(name));
+        println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         print!("{}", report::run_detail(&state, &filter)?);
     }
@@ -246,18 +242,38 @@ pub fn journal(command: JournalCommand, global: &Global) -> Result<ExitCode, Cli
         JournalCommand::Verify => {
             let r = reader(global)?;
             let report = r.verify()?;
+            // The time the runs cover, for the record of what was checked.
+            let runs = r.runs(&RunFilter::default())?;
+            let span = runs
+                .iter()
+                .map(|s| s.started_at_ms)
+                .min()
+                .zip(runs.iter().map(|s| s.last_at_ms.max(s.started_at_ms)).max());
             if global.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                let doc = report::json::verify(&report, span);
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+            } else {
+                for note in &report.notes {
+                    println!("note: {note}");
+                }
             }
             match report.first_problem() {
                 None => {
                     if !global.json {
-                        println!("journal {} is sound", global.journal.display());
+                        println!(
+                            "journal {} is sound: {}",
+                            global.journal.display(),
+                            report::verified(&report, span)
+                        );
                     }
                     Ok(ExitCode::SUCCESS)
                 }
                 Some(p) => {
-                    eprintln!("reroot: journal {}: {p}", global.journal.display());
+                    eprintln!(
+                        "reroot: journal {}: {} problem(s), the first: {p}",
+                        global.journal.display(),
+                        report.problems.len()
+                    );
                     Ok(ExitCode::FAILURE)
                 }
             }

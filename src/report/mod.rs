@@ -1,8 +1,8 @@
 //! What a person reads: tables of runs, of an instance's steps, and of a pass's outcome, built
 //! from journal records. Runs of hundreds of instances stay readable: commands are shortened,
 //! a run's overview (counts by result, downtime percentiles, wall time) comes before its
-//! tables, and filters pick instances. (`--json` output is the same data, with the full
-//! command, serialized by the commands from the types here.)
+//! tables, and filters pick instances. `--json` documents, the same data in versioned schemas,
+//! are built in [`json`].
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -12,6 +12,8 @@ use serde::Serialize;
 
 use crate::engine::{InstanceOutcome, Output, RunReport};
 use crate::steps::Started;
+
+pub mod json;
 
 /// `2026-11-22 03:41:07Z` from milliseconds since the epoch (UTC; humantime's RFC 3339 with a
 /// space for the `T`, which reads better in a table). humantime panics on a time before 1970,
@@ -161,26 +163,6 @@ pub fn runs_table(runs: &[RunSummary]) -> String {
         })
         .collect();
     table(&["RUN", "STARTED", "STATUS", "INSTANCES", "COMMAND"], &rows)
-}
-
-/// A run as `history --json` lists it: everything the journal says, and its instance count.
-#[derive(Debug, Clone, Serialize)]
-pub struct ListedRun<'a> {
-    /// The journal's summary of the run (full command, every instance).
-    #[serde(flatten)]
-    pub run: &'a RunSummary,
-    /// How many instances the run targets.
-    pub instance_count: usize,
-}
-
-/// The runs of `history --json`.
-pub fn listed_runs(runs: &[RunSummary]) -> Vec<ListedRun<'_>> {
-    runs.iter()
-        .map(|run| ListedRun {
-            run,
-            instance_count: run.instances.len(),
-        })
-        .collect()
 }
 
 /// The downtime an instance's `start` step recorded, if any.
@@ -622,52 +604,37 @@ pub fn status_detail(state: &RunState) -> String {
     out
 }
 
-/// `show --json`: the run as replayed (its instances narrowed to those the filter selects)
-/// and its overview as `summary`, which always covers the whole run.
-#[derive(Debug, Clone, Serialize)]
-pub struct ShownRun {
-    /// The replayed run; `instances` holds only the selected ones.
-    #[serde(flatten)]
-    pub run: RunState,
-    /// The overview of the whole run.
-    pub summary: RunOverview,
+/// What `journal verify` checked, in one line: "3 runs, 1204 events from 2026-11-30 10:02:11Z
+/// to 2026-12-01 14:00:09Z; checksums, hash chains, sequence numbers, step transitions and
+/// indexes, database against live log".
+pub fn verified(report: &journal::VerifyReport, span: Option<(i64, i64)>) -> String {
+    let source = match report.source {
+        journal::Source::Database => "indexes, database against live log",
+        journal::Source::LiveLog => "the live log (a writer holds the database)",
+    };
+    let when = match span {
+        Some((first, last)) => format!(" from {} to {}", utc(first), utc(last)),
+        None => String::new(),
+    };
+    format!(
+        "{} run{}, {} event{}{when}; checked checksums, hash chains, sequence numbers, step \
+         transitions, {source}",
+        report.runs,
+        if report.runs == 1 { "" } else { "s" },
+        report.events,
+        if report.events == 1 { "" } else { "s" },
+    )
 }
 
-/// The `show --json` of `state` under `filter`.
-pub fn shown_run(state: &RunState, filter: &InstanceFilter) -> Result<ShownRun, String> {
-    let keep: std::collections::BTreeSet<String> = select(state, filter)?
+/// The instance names `filter` selects from `state` (an error for a name it does not have).
+pub fn selected_names(
+    state: &RunState,
+    filter: &InstanceFilter,
+) -> Result<std::collections::BTreeSet<String>, String> {
+    Ok(select(state, filter)?
         .into_iter()
         .map(|(i, _)| i.name.clone())
-        .collect();
-    let mut run = state.clone();
-    run.instances.retain(|i| keep.contains(&i.name));
-    Ok(ShownRun {
-        run,
-        summary: overview(state),
-    })
-}
-
-/// A run in `status --json`: what it needs, its instance count and overview, and the run.
-#[derive(Debug, Clone, Serialize)]
-pub struct StatusRun<'a> {
-    /// What the run needs (in progress, interrupted, ...), as the text says it.
-    pub activity: &'a str,
-    /// How many instances the run has.
-    pub instance_count: usize,
-    /// Its overview.
-    pub summary: RunOverview,
-    /// The replayed run, every instance included.
-    pub run: &'a RunState,
-}
-
-/// The `status --json` entry of `state`.
-pub fn status_run<'a>(state: &'a RunState, activity: &'a str) -> StatusRun<'a> {
-    StatusRun {
-        activity,
-        instance_count: state.instances.len(),
-        summary: overview(state),
-        run: state,
-    }
+        .collect())
 }
 
 /// The end of `rebuild`, `snapshot`, `resume` and `undo`: how each instance ended; `done` is
@@ -855,10 +822,14 @@ mod tests {
             "1a2b3c4d  1970-01-01 00:00:00Z  succeeded  150        reroot rebuild \
              configs/web/w000.yaml configs/web/w001.yaml … (+148 more)"
         );
-        let json = serde_json::to_value(listed_runs(&[run])).unwrap();
-        assert_eq!(json[0]["instance_count"], 150);
-        assert_eq!(json[0]["command"].as_array().unwrap().len(), 152);
-        assert_eq!(json[0]["instances"].as_array().unwrap().len(), 150);
+        let json = serde_json::to_value(json::history(&[run])).unwrap();
+        assert_eq!(json["schema"], "reroot.history/1");
+        let run = &json["runs"][0];
+        assert_eq!(run["instance_count"], 150);
+        assert_eq!(run["command"].as_array().unwrap().len(), 152);
+        assert_eq!(run["instances"].as_array().unwrap().len(), 150);
+        assert_eq!(run["started_at"], "1970-01-01T00:00:00.000Z");
+        assert_eq!(run["short_id"], "1a2b3c4d");
     }
 
     #[test]
@@ -1233,7 +1204,9 @@ mod tests {
             );
             // The summary covers the whole run whatever is shown.
             assert!(text.contains("instances  6: 3 succeeded"), "{text}");
-            let json = serde_json::to_value(shown_run(&state, &filter).unwrap()).unwrap();
+            let keep = selected_names(&state, &filter).unwrap();
+            let json = serde_json::to_value(json::show(&state, |n| keep.contains(n))).unwrap();
+            assert_eq!(json["schema"], "reroot.show/1");
             let names: Vec<&str> = json["instances"]
                 .as_array()
                 .unwrap()
@@ -1254,7 +1227,7 @@ mod tests {
             err.contains("no instance \"zz\"") && err.contains("its 6 instances: a, b, c, d, e, …"),
             "{err}"
         );
-        assert_eq!(shown_run(&state, &typo).unwrap_err(), err);
+        assert_eq!(selected_names(&state, &typo).unwrap_err(), err);
     }
 
     #[test]
@@ -1305,7 +1278,12 @@ mod tests {
             )),
             "{text}"
         );
-        let json = serde_json::to_value(status_run(&state, "failed; ...")).unwrap();
+        let doc = json::status(None, &[(state, "failed; ...".to_string())]);
+        let json = serde_json::to_value(&doc).unwrap();
+        assert_eq!(json["schema"], "reroot.status/1");
+        assert_eq!(json["writer"], serde_json::Value::Null);
+        let json = &json["runs"][0];
+        assert_eq!(json["activity"], "failed; ...");
         assert_eq!(json["instance_count"], 30);
         assert_eq!(json["summary"]["results"]["failed"], 10);
         assert_eq!(json["run"]["instances"].as_array().unwrap().len(), 30);
