@@ -354,25 +354,236 @@ const SECRET_CFG: &str = "#cloud-config\nwrite_files:\n  - path: /etc/app/token\
 /// A succeeded run of `inst` whose header carries a plan with a cloud-config file, as
 /// `reroot rebuild` records it.
 fn run_with_cloud_config(j: &Journal, inst: &str, started_at_ms: i64) -> RunId {
-    let plans = serde_json::json!([{
-        "name": inst,
-        "project": "default",
-        "cloud_config": [{ "path": "/etc/reroot/app.cfg", "text": SECRET_CFG }],
-        "stop_timeout_s": 10,
-    }]);
-    let mut h = header(
-        vec!["reroot".into(), "rebuild".into(), format!("{inst}.yaml")],
-        vec![inst.to_string()],
-    );
-    h.started_at_ms = started_at_ms;
-    h.options.insert("plans".into(), plans.to_string());
-    let run = j.create_run(h).unwrap().run;
+    let run = create_planned(j, &[inst], started_at_ms, "v1");
     succeed(j, run, inst, &STEPS, 50);
     let finished = EventKind::RunFinished {
         outcome: Outcome::Succeeded,
     };
     j.append(run, None, None, 0, finished).unwrap();
     run
+}
+
+/// The plan of a rebuild of `inst` from snapshot `tpl/SNAPSHOT`, as `reroot rebuild` records
+/// it (with a cloud-config file).
+fn plan(inst: &str, snapshot: &str) -> serde_json::Value {
+    serde_json::json!({
+        "name": inst, "project": "default", "ostype": null,
+        "source": {"type": "snapshot", "instance": "tpl", "snapshot": snapshot},
+        "profiles": ["default"], "device_profile": format!("{inst}.reroot"),
+        "filesystems": [], "devices": [], "device_owner": null,
+        "cloud_config": [{ "path": "/etc/reroot/app.cfg", "text": SECRET_CFG }],
+        "stop_timeout_s": 10, "health": null
+    })
+}
+
+/// Creates a rebuild run of `instances` from `tpl/SNAPSHOT`, its header as a real one.
+fn create_planned(j: &Journal, instances: &[&str], started_at_ms: i64, snapshot: &str) -> RunId {
+    let plans: Vec<serde_json::Value> = instances.iter().map(|i| plan(i, snapshot)).collect();
+    let mut command = vec!["reroot".to_string(), "rebuild".into()];
+    command.extend(instances.iter().map(|i| format!("{i}.yaml")));
+    let mut h = header(command, instances.iter().map(|i| i.to_string()).collect());
+    h.started_at_ms = started_at_ms;
+    h.options
+        .insert("plans".into(), serde_json::Value::from(plans).to_string());
+    j.create_run(h).unwrap().run
+}
+
+fn finish(j: &Journal, run: RunId, outcome: Outcome) {
+    j.append(run, None, None, 0, EventKind::RunFinished { outcome })
+        .unwrap();
+}
+
+#[test]
+fn log_tells_what_every_run_did_to_one_instance_while_a_run_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    let j = Journal::open(&journal).unwrap();
+    let day = 86_400_000;
+    let t0 = journal::now_ms() - 10 * day;
+    // 1: rebuilt onto tpl/v1.
+    let r1 = create_planned(&j, &["web-1"], t0, "v1");
+    succeed(&j, r1, "web-1", &STEPS, 1_250);
+    finish(&j, r1, Outcome::Succeeded);
+    // 2: with db-1; web-1 fails at prepare.
+    let r2 = create_planned(&j, &["web-1", "db-1"], t0 + day, "v2");
+    succeed(&j, r2, "db-1", &STEPS, 80);
+    succeed(&j, r2, "web-1", &STEPS[..1], 0);
+    step(&j, r2, "web-1", "prepare", EventKind::StepStarted);
+    let error = "no space left on device".to_string();
+    step(&j, r2, "web-1", "prepare", EventKind::StepFailed { error });
+    finish(&j, r2, Outcome::Failed);
+    // 3: db-1 only.
+    let r3 = create_planned(&j, &["db-1"], t0 + 2 * day, "v2");
+    succeed(&j, r3, "db-1", &STEPS, 90);
+    finish(&j, r3, Outcome::Succeeded);
+    // 4: web-1 fails at snapshot and is reverted.
+    let r4 = create_planned(&j, &["web-1"], t0 + 3 * day, "v2");
+    succeed(&j, r4, "web-1", &STEPS[..4], 0);
+    step(&j, r4, "web-1", "snapshot", EventKind::StepStarted);
+    let error = "zfs: dataset is busy".to_string();
+    step(&j, r4, "web-1", "snapshot", EventKind::StepFailed { error });
+    for s in STEPS[..5].iter().rev() {
+        step(&j, r4, "web-1", s, EventKind::UndoStarted);
+        step(&j, r4, "web-1", s, EventKind::UndoFinished);
+    }
+    finish(&j, r4, Outcome::Failed);
+    // 5: rebuilt onto tpl/v2, then its old root pruned.
+    let r5 = create_planned(&j, &["web-1"], t0 + 4 * day, "v2");
+    succeed(&j, r5, "web-1", &STEPS, 2_500);
+    finish(&j, r5, Outcome::Succeeded);
+    let what = "deleted retired root web-1-old-0f8c1e5a".to_string();
+    j.append(r5, Some("web-1"), None, 0, EventKind::Pruned { what })
+        .unwrap();
+    // 6: under way (this process holds the journal while `log` reads it).
+    let r6 = create_planned(&j, &["web-1"], journal::now_ms(), "v3");
+    succeed(&j, r6, "web-1", &STEPS[..3], 0);
+    step(&j, r6, "web-1", "stop", EventKind::StepStarted);
+
+    let short = |r: RunId| r.simple().to_string()[..8].to_string();
+    let heads = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.len() > 10 && l[..8].bytes().all(|b| b.is_ascii_hexdigit()))
+            .map(|l| l[..8].to_string())
+            .collect()
+    };
+    let text = ok(&journal, &["log", "web-1"]);
+    let mine = [r1, r2, r4, r5, r6].map(short);
+    assert_eq!(
+        heads(&text),
+        mine,
+        "oldest first, db-1's run left out: {text}"
+    );
+    assert!(text.starts_with("web-1: 5 runs, started "), "{text}");
+    let block = |r: RunId| -> String {
+        let from = text.find(&format!("\n{}  ", short(r))).unwrap() + 1;
+        let rest = &text[from..];
+        let end = rest[1..].find("\n\n").map_or(rest.len(), |e| e + 1);
+        rest[..end].to_string()
+    };
+    let b1 = block(r1);
+    assert!(
+        b1.lines()
+            .next()
+            .unwrap()
+            .ends_with("rebuild  succeeded, downtime 1.250 s, now on tpl/v1"),
+        "{b1}"
+    );
+    assert!(
+        b1.contains("  by alice@host1: reroot rebuild web-1.yaml\n"),
+        "{b1}"
+    );
+    assert_eq!(
+        b1.lines().filter(|l| l.contains("  ok  ")).count(),
+        STEPS.len(),
+        "{b1}"
+    );
+    let b2 = block(r2);
+    assert!(
+        b2.lines()
+            .next()
+            .unwrap()
+            .ends_with("rebuild  failed (run failed)"),
+        "{b2}"
+    );
+    assert!(b2.contains("no space left on device"), "{b2}");
+    assert!(
+        !b2.contains("db-1.yaml") || b2.contains("web-1.yaml db-1.yaml"),
+        "{b2}"
+    );
+    let b4 = block(r4);
+    assert!(
+        b4.lines()
+            .next()
+            .unwrap()
+            .ends_with("rebuild  reverted (run failed)"),
+        "{b4}"
+    );
+    assert!(
+        b4.contains("  step snapshot failed (try 1, ") && b4.contains("): zfs: dataset is busy"),
+        "the failure the undo followed: {b4}"
+    );
+    let b5 = block(r5);
+    assert!(b5.contains("downtime 2.500 s, now on tpl/v2"), "{b5}");
+    assert!(
+        b5.contains("  pruned: deleted retired root web-1-old-0f8c1e5a"),
+        "{b5}"
+    );
+    let b6 = block(r6);
+    assert!(
+        b6.lines()
+            .next()
+            .unwrap()
+            .ends_with("in progress (run running)"),
+        "{b6}"
+    );
+    assert!(!b6.contains("now on"), "{b6}");
+
+    let newest = ok(&journal, &["log", "web-1", "--newest-first"]);
+    let mut reversed = mine.to_vec();
+    reversed.reverse();
+    assert_eq!(heads(&newest), reversed);
+    assert_eq!(
+        heads(&ok(
+            &journal,
+            &["log", "web-1", "--since", "8d", "--until", "1d"]
+        )),
+        [short(r4), short(r5)]
+    );
+    assert_eq!(
+        heads(&ok(&journal, &["log", "db-1"])),
+        [short(r2), short(r3)]
+    );
+    let none = ok(&journal, &["log", "web-9"]);
+    assert!(
+        none.starts_with("no run in ") && none.contains("web-9"),
+        "{none}"
+    );
+
+    let doc = json(&journal, &["log", "web-1"]);
+    assert_eq!(doc["schema"], "reroot.log/1");
+    assert_eq!(doc["instance"], "web-1");
+    let runs = doc["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 5);
+    let results: Vec<&str> = runs.iter().map(|r| r["result"].as_str().unwrap()).collect();
+    assert_eq!(
+        results,
+        [
+            "succeeded",
+            "failed",
+            "reverted",
+            "succeeded",
+            "in_progress"
+        ]
+    );
+    let templates: Vec<&serde_json::Value> = runs.iter().map(|r| &r["template"]).collect();
+    assert_eq!(
+        templates,
+        [
+            &"tpl/v1".into(),
+            &serde_json::Value::Null,
+            &serde_json::Value::Null,
+            &"tpl/v2".into(),
+            &serde_json::Value::Null
+        ]
+    );
+    assert_eq!(runs[0]["downtime_ms"], 1_250);
+    assert_eq!(runs[0]["kind"], "rebuild");
+    assert_eq!(runs[0]["user"], "alice");
+    assert!(is_rfc3339_ms(&runs[0]["started_at"]));
+    assert_eq!(runs[0]["steps"].as_array().unwrap().len(), STEPS.len());
+    assert!(runs[0]["steps"][0]["output"].is_object());
+    assert_eq!(runs[1]["steps"][1]["error"], "no space left on device");
+    assert_eq!(runs[1]["failures"][0]["step"], "prepare");
+    assert_eq!(runs[2]["failures"][0]["error"], "zfs: dataset is busy");
+    assert_eq!(runs[2]["failures"][0]["undo"], false);
+    assert!(is_rfc3339_ms(&runs[2]["failures"][0]["at"]));
+    assert_eq!(runs[0]["failures"], serde_json::json!([]));
+    assert_eq!(
+        runs[3]["pruned"],
+        serde_json::json!(["deleted retired root web-1-old-0f8c1e5a"])
+    );
+    assert_eq!(runs[4]["status"], "Running");
+    j.close().unwrap();
 }
 
 #[test]

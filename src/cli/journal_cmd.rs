@@ -1,4 +1,4 @@
-//! `reroot history`, `reroot show RUN` and `reroot journal {verify|export|import}`: reading the
+//! `reroot history`, `reroot log INSTANCE`, `reroot show RUN` and `reroot journal {verify|export|import}`: reading the
 //! journal. They open it with a reader, so they work while a run is writing it.
 
 use std::io::Write;
@@ -69,6 +69,22 @@ fn parse_when_at(text: &str, now: std::time::SystemTime) -> Result<i64, String> 
         "{t:?} is not a time: use a UTC date (2026-11-30), date and time (2026-11-30 14:00, \
          2026-11-30T14:00:00Z) or an age (90m, 2h, 7d)"
     ))
+}
+
+/// `reroot log`.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// The instance.
+    pub instance: String,
+    /// Newest run first (default: oldest first).
+    #[arg(long, short = 'r')]
+    pub newest_first: bool,
+    /// Only runs started at or after this time (same forms as `history --since`).
+    #[arg(long, value_parser = parse_when)]
+    pub since: Option<i64>,
+    /// Only runs started before this time (same forms as --since).
+    #[arg(long, value_parser = parse_when)]
+    pub until: Option<i64>,
 }
 
 /// `reroot show`.
@@ -213,6 +229,41 @@ pub fn status(global: &Global) -> Result<ExitCode, CliError> {
             print!("{}", report::status_detail(state));
             println!();
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `reroot log INSTANCE`: every run that touched the instance, and what it did to it.
+pub fn log(args: LogArgs, global: &Global) -> Result<ExitCode, CliError> {
+    let mut states = Vec::new();
+    if global.journal.exists() {
+        let r = reader(global)?;
+        let mut runs = r.runs(&RunFilter {
+            instance: Some(args.instance.clone()),
+            since_ms: args.since,
+            until_ms: args.until,
+            ..RunFilter::default()
+        })?;
+        // `runs` lists newest first.
+        if !args.newest_first {
+            runs.reverse();
+        }
+        for run in &runs {
+            states.push((r.replay(run.id)?, r.events(run.id)?));
+        }
+    }
+    let entries = report::log_entries(&states, &args.instance);
+    if global.json {
+        let doc = report::json::log(&args.instance, &entries);
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else if entries.is_empty() {
+        println!(
+            "no run in {} touched instance {}",
+            global.journal.display(),
+            args.instance
+        );
+    } else {
+        print!("{}", report::instance_log(&args.instance, &entries));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -139,6 +139,9 @@ pub enum Command {
     Status,
     /// List runs, newest first, with their instance count and command.
     History(journal_cmd::HistoryArgs),
+    /// Everything reroot did to one instance, run by run: who ran what when, each step with
+    /// result and duration, the downtime and the template it ended on.
+    Log(journal_cmd::LogArgs),
     /// Show a run: a summary (instances by result, downtime, wall time), then each instance's
     /// steps with result, duration and downtime.
     Show(journal_cmd::ShowArgs),
@@ -238,6 +241,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Destroy(args) => remove_cmd::destroy(args, &cli.global).await,
         Command::Status => journal_cmd::status(&cli.global),
         Command::History(args) => journal_cmd::history(args, &cli.global),
+        Command::Log(args) => journal_cmd::log(args, &cli.global),
         Command::Show(args) => journal_cmd::show(args, &cli.global),
         Command::Journal { command } => journal_cmd::journal(command, &cli.global),
         Command::Completions(args) => docs_cmd::completions(args),

@@ -20,6 +20,8 @@ pub const HISTORY: &str = "reroot.history/1";
 pub const SHOW: &str = "reroot.show/1";
 /// The schema of `status --json`.
 pub const STATUS: &str = "reroot.status/1";
+/// The schema of `log --json`.
+pub const LOG: &str = "reroot.log/1";
 /// The schema of `journal verify --json`.
 pub const VERIFY: &str = "reroot.verify/1";
 
@@ -298,5 +300,97 @@ pub fn verify(report: &VerifyReport, span: Option<(i64, i64)>) -> Verify<'_> {
         first_at: span.map(|s| rfc3339(s.0)),
         last_at_ms: span.map(|s| s.1),
         last_at: span.map(|s| rfc3339(s.1)),
+    }
+}
+
+/// What one run did to the instance, in `log --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogRun {
+    pub id: String,
+    pub short_id: String,
+    pub kind: Option<&'static str>,
+    /// The run's status.
+    pub status: RunStatus,
+    pub command: Vec<String>,
+    pub user: String,
+    pub host: String,
+    pub started_at_ms: i64,
+    pub started_at: String,
+    /// The instance's result in the run.
+    pub result: InstanceResult,
+    pub downtime_ms: Option<i64>,
+    /// The template (or image) the instance runs on after the run, when the run rebuilt it.
+    pub template: Option<String>,
+    pub steps: Vec<Step>,
+    /// Every failure of its steps and undos, in order (retried or undone ones included).
+    pub failures: Vec<LogFailure>,
+    /// What a prune deleted for good of this instance's.
+    pub pruned: Vec<String>,
+}
+
+/// A failed step or undo in `log --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct LogFailure {
+    pub step: String,
+    pub attempt: u32,
+    pub undo: bool,
+    pub at_ms: i64,
+    pub at: String,
+    pub error: String,
+}
+
+/// `log --json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Log {
+    pub schema: &'static str,
+    pub instance: String,
+    pub runs: Vec<LogRun>,
+}
+
+/// The `log --json` document of `instance`'s entries (in the order given).
+pub fn log(instance: &str, entries: &[super::LogEntry<'_>]) -> Log {
+    Log {
+        schema: LOG,
+        instance: instance.to_string(),
+        runs: entries
+            .iter()
+            .map(|e| {
+                let h = &e.state.header;
+                LogRun {
+                    id: h.id.to_string(),
+                    short_id: short_id(&h.id),
+                    kind: e.kind,
+                    status: e.state.status,
+                    command: h.command.clone(),
+                    user: h.user.clone(),
+                    host: h.host.clone(),
+                    started_at_ms: h.started_at_ms,
+                    started_at: rfc3339(h.started_at_ms),
+                    result: e.result,
+                    downtime_ms: super::downtime_ms(e.state, instance),
+                    template: e.template.clone(),
+                    steps: e.instance.steps.iter().map(step).collect(),
+                    failures: e
+                        .failures
+                        .iter()
+                        .map(|f| LogFailure {
+                            step: f.step.clone(),
+                            attempt: f.attempt,
+                            undo: f.undo,
+                            at_ms: f.at_ms,
+                            at: rfc3339(f.at_ms),
+                            error: f.error.clone(),
+                        })
+                        .collect(),
+                    pruned: e
+                        .state
+                        .pruned
+                        .iter()
+                        .filter(|p| p.instance == instance)
+                        .map(|p| p.what.clone())
+                        .collect(),
+                }
+            })
+            .collect(),
     }
 }

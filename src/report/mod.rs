@@ -523,6 +523,13 @@ fn instance_detail(state: &RunState, inst: &InstanceState, result: InstanceResul
         .map(|d| format!(" (downtime {})", duration(d)))
         .unwrap_or_default();
     let _ = writeln!(out, "{}  {}{downtime}", inst.name, result.word());
+    out.push_str(&steps_table(inst));
+    out
+}
+
+/// The table of an instance's steps (nothing when it has none): result, attempt, duration,
+/// error.
+fn steps_table(inst: &InstanceState) -> String {
     let rows: Vec<Vec<String>> = inst
         .steps
         .iter()
@@ -538,8 +545,152 @@ fn instance_detail(state: &RunState, inst: &InstanceState, result: InstanceResul
             ]
         })
         .collect();
-    if !rows.is_empty() {
-        out.push_str(&table(&["  STEP", "RESULT", "TRY", "TIME", "ERROR"], &rows));
+    if rows.is_empty() {
+        return String::new();
+    }
+    table(&["  STEP", "RESULT", "TRY", "TIME", "ERROR"], &rows)
+}
+
+/// What one run did to one instance, for `reroot log INSTANCE`.
+#[derive(Debug, Clone)]
+pub struct LogEntry<'a> {
+    /// The run.
+    pub state: &'a RunState,
+    /// The instance as the run left it.
+    pub instance: &'a InstanceState,
+    /// Where the instance stands in the run.
+    pub result: InstanceResult,
+    /// The run's kind (`rebuild`, `snapshot`, ...), when its header says.
+    pub kind: Option<&'static str>,
+    /// The template (or image) the instance runs on after the run: the source of a rebuild
+    /// that succeeded for it; `None` for other kinds and results (a reverted or undone
+    /// instance is back on its previous root, which the journal does not name).
+    pub template: Option<String>,
+    /// Every failure of the instance's steps and undos in the run, in order: a step's latest
+    /// state forgets a failure that a retry or an undo followed.
+    pub failures: Vec<Failure>,
+}
+
+/// A step (or its undo) that failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    pub step: String,
+    pub attempt: u32,
+    /// True for a failed undo.
+    pub undo: bool,
+    pub at_ms: i64,
+    pub error: String,
+}
+
+/// The failures of `instance`'s steps among a run's `events`.
+pub fn failures(events: &[journal::Event], instance: &str) -> Vec<Failure> {
+    events
+        .iter()
+        .filter(|e| e.instance.as_deref() == Some(instance))
+        .filter_map(|e| {
+            let (undo, error) = match &e.kind {
+                journal::EventKind::StepFailed { error } => (false, error),
+                journal::EventKind::UndoFailed { error } => (true, error),
+                _ => return None,
+            };
+            Some(Failure {
+                step: e.step.clone().unwrap_or_default(),
+                attempt: e.attempt,
+                undo,
+                at_ms: e.at_ms,
+                error: error.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The log entries of `instance` in `runs`, each with its events (runs that do not hold it
+/// are left out), in the order given.
+pub fn log_entries<'a>(
+    runs: &'a [(RunState, Vec<journal::Event>)],
+    instance: &str,
+) -> Vec<LogEntry<'a>> {
+    runs.iter()
+        .filter_map(|(state, events)| {
+            let (inst, result) = instance_results(state)
+                .into_iter()
+                .find(|(i, _)| i.name == instance)?;
+            let spec = crate::run::spec::RunSpec::of(state).ok();
+            let kind = spec.as_ref().map(|s| s.kind);
+            let template = spec.as_ref().and_then(|s| {
+                let plan = s.plans.iter().find(|p| p.name == instance)?;
+                (s.kind == crate::steps::RunKind::Rebuild && result == InstanceResult::Succeeded)
+                    .then(|| plan.source.describe())
+            });
+            Some(LogEntry {
+                state,
+                instance: inst,
+                result,
+                kind: kind.map(|k| k.word()),
+                template,
+                failures: failures(events, instance),
+            })
+        })
+        .collect()
+}
+
+/// `reroot log INSTANCE`: a heading, then per run its id, start, kind, the instance's result,
+/// downtime and template, who ran what, and the instance's steps.
+pub fn instance_log(instance: &str, entries: &[LogEntry<'_>]) -> String {
+    let mut out = String::new();
+    let starts = entries.iter().map(|e| e.state.header.started_at_ms);
+    let span = starts.clone().min().zip(starts.max());
+    let _ = write!(
+        out,
+        "{instance}: {} run{}",
+        entries.len(),
+        if entries.len() == 1 { "" } else { "s" }
+    );
+    if let Some((first, last)) = span {
+        let _ = write!(out, ", started {} to {}", utc(first), utc(last));
+    }
+    out.push('\n');
+    for e in entries {
+        let h = &e.state.header;
+        let mut line = format!(
+            "\n{}  {}  {}  {}",
+            short_id(&h.id),
+            utc(h.started_at_ms),
+            e.kind.unwrap_or("run"),
+            e.result.word()
+        );
+        if let Some(d) = downtime_ms(e.state, instance) {
+            let _ = write!(line, ", downtime {}", duration(d));
+        }
+        if let Some(t) = &e.template {
+            let _ = write!(line, ", now on {t}");
+        }
+        if e.state.status != RunStatus::Succeeded {
+            let _ = write!(line, " (run {})", e.state.status.as_str());
+        }
+        let _ = writeln!(out, "{line}");
+        let _ = writeln!(
+            out,
+            "  by {}@{}: {}",
+            h.user,
+            h.host,
+            short_command(&h.command)
+        );
+        out.push_str(&steps_table(e.instance));
+        for f in &e.failures {
+            let _ = writeln!(
+                out,
+                "  {} {} failed (try {}, {}): {}",
+                if f.undo { "undo of" } else { "step" },
+                f.step,
+                f.attempt,
+                utc(f.at_ms),
+                f.error
+            );
+        }
+        for p in e.state.pruned.iter().filter(|p| p.instance == instance) {
+            let _ = writeln!(out, "  pruned: {}", p.what);
+        }
     }
     out
 }
