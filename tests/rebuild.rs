@@ -1613,3 +1613,147 @@ async fn wait_queues_a_second_run_behind_the_first() {
     assert!(bed.reroot(&["undo", &failed]).status.success());
     assert!(bed.reroot(&["journal", "verify"]).status.success());
 }
+
+/// The audit trail of real runs: a launch, a rebuild, its undo, a rebuild killed part-way and
+/// resumed, and a prune. `log`, `history`, `show` and `status` tell it, as text and JSON; the
+/// journal is private to its owner; `journal export` carries no cloud-config text unless
+/// asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journal_is_an_audit_trail_of_real_runs() {
+    let _serial = common::LXD_LOCK.lock().await;
+    let bed = Bed::new().await;
+    const SECRET: &str = "audit-token-5c1f9e";
+    let cfg = bed.dir.path().join("secret.cfg");
+    std::fs::write(
+        &cfg,
+        format!("#cloud-config\nwrite_files:\n  - path: /etc/app-token\n    content: {SECRET}\n"),
+    )
+    .unwrap();
+    let config = bed.config(&format!("cloud-config-files:\n  - {}\n", cfg.display()));
+    let web = bed.instance();
+    let tpl = |v: &str| format!("{}/base", bed.template(v));
+
+    assert!(bed.rebuild("old", &config).status.success());
+    let launch = bed.last_run();
+    assert_eq!(bed.sh("cat /etc/app-token").await.trim(), SECRET);
+    assert!(bed.rebuild("new", &config).status.success());
+    let rebuilt = bed.last_run();
+    assert!(bed.reroot(&["undo", &rebuilt]).status.success());
+    // Killed right after `swap` is recorded, then resumed.
+    let tpl_new = format!("tpl={}", bed.template("new"));
+    let killed = bed.reroot_faulty(
+        Some("swap:after-record"),
+        &["rebuild", "-P", &tpl_new, config.to_str().unwrap()],
+    );
+    assert!(!killed.status.success());
+    let resumed = bed.last_run();
+    let status = stdout(&bed.reroot(&["status"]));
+    assert!(
+        status.starts_with(&format!("{}: interrupted", &resumed[..8])),
+        "{status}"
+    );
+    let st: serde_json::Value =
+        serde_json::from_slice(&bed.reroot(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(st["schema"], "reroot.status/1");
+    assert_eq!(st["runs"][0]["run"]["id"], resumed);
+    assert_eq!(
+        st["runs"][0]["run"]["instances"][0]["result"],
+        "in_progress"
+    );
+    assert!(bed.reroot(&["resume", &resumed]).status.success());
+    assert_eq!(bed.template_version().await, "new");
+    assert!(bed.reroot(&["prune", &resumed]).status.success());
+    let status = stdout(&bed.reroot(&["status"]));
+    assert!(status.contains("no run in progress"), "{status}");
+
+    // log: the three runs, oldest first (an undo is recorded in the run it undoes).
+    let log = stdout(&bed.reroot(&["log", &web]));
+    let heads: Vec<&str> = log
+        .lines()
+        .filter(|l| l.len() > 10 && l[..8].bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect();
+    assert_eq!(heads.len(), 3, "{log}");
+    let ids = [&launch, &rebuilt, &resumed];
+    for (head, id) in heads.iter().zip(ids) {
+        assert!(head.starts_with(&id[..8]), "{log}");
+    }
+    assert!(
+        heads[0].contains("rebuild  succeeded")
+            && heads[0].ends_with(&format!("now on {}", tpl("old"))),
+        "{log}"
+    );
+    assert!(
+        heads[1].contains("rebuild  undone") && !heads[1].contains("now on"),
+        "{log}"
+    );
+    assert!(
+        heads[2].contains("rebuild  succeeded, downtime ")
+            && heads[2].ends_with(&format!("now on {}", tpl("new"))),
+        "{log}"
+    );
+    assert!(log.contains("  pruned: deleted retired root"), "{log}");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&bed.reroot(&["log", &web, "--json"]).stdout).unwrap();
+    assert_eq!(doc["schema"], "reroot.log/1");
+    let runs = doc["runs"].as_array().unwrap();
+    let results: Vec<&str> = runs.iter().map(|r| r["result"].as_str().unwrap()).collect();
+    assert_eq!(results, ["succeeded", "undone", "succeeded"]);
+    assert_eq!(runs[2]["template"], tpl("new"));
+    assert_eq!(runs[1]["template"], serde_json::Value::Null);
+    for r in runs {
+        assert!(r["started_at"].as_str().unwrap().ends_with('Z'));
+        for s in r["steps"].as_array().unwrap() {
+            assert!(s["output"].is_object() || s["output"].is_null(), "{s}");
+        }
+    }
+    assert!(runs[2]["downtime_ms"].as_i64().unwrap() > 0);
+    // The resumed run's swap ran once (recorded before the kill), then the rest.
+    let swap = runs[2]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "swap")
+        .unwrap();
+    assert_eq!(swap["status"], "Succeeded");
+    let newest = stdout(&bed.reroot(&["log", &web, "--newest-first"]));
+    let first = newest
+        .lines()
+        .find(|l| l.len() > 10 && l[..8].bytes().all(|b| b.is_ascii_hexdigit()))
+        .unwrap();
+    assert!(first.starts_with(&resumed[..8]), "{newest}");
+
+    // history and show of the same runs.
+    let history = stdout(&bed.reroot(&["history", "--instance", &web]));
+    for id in ids {
+        assert!(history.contains(&id[..8]), "{history}");
+    }
+    let shown = stdout(&bed.reroot(&["show", &resumed]));
+    assert!(shown.contains("status     succeeded"), "{shown}");
+    assert!(shown.contains("deleted retired root"), "{shown}");
+    let shown: serde_json::Value =
+        serde_json::from_slice(&bed.reroot(&["show", &resumed, "--json"]).stdout).unwrap();
+    let plan = &shown["header"]["options"]["plans"][0];
+    assert_eq!(plan["name"], web.as_str());
+    assert!(plan["cloud_config"][0]["text"]
+        .as_str()
+        .unwrap()
+        .contains(SECRET));
+
+    // The journal is private; an export leaves the cloud-config text out unless asked.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&bed.journal()), 0o700);
+    assert_eq!(mode(&bed.journal().join("events.log")), 0o600);
+    let export = bed.reroot(&["journal", "export"]);
+    assert!(export.status.success());
+    let text = String::from_utf8_lossy(&export.stdout);
+    assert!(
+        !text.contains(SECRET) && !text.contains("write_files"),
+        "{text}"
+    );
+    assert!(text.contains("text_left_out"));
+    let full = bed.reroot(&["journal", "export", "--with-content", "--instance", &web]);
+    assert!(String::from_utf8_lossy(&full.stdout).contains(SECRET));
+    let verify = stdout(&bed.reroot(&["journal", "verify"]));
+    assert!(verify.contains("is sound: 3 runs, "), "{verify}");
+}

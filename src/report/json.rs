@@ -25,15 +25,21 @@ pub const LOG: &str = "reroot.log/1";
 /// The schema of `journal verify --json`.
 pub const VERIFY: &str = "reroot.verify/1";
 
-/// A recorded text as JSON: the value it holds when it is a JSON array or object (step
-/// outputs, the plans in a header), else the text itself. `None` and empty text are null.
-pub fn recorded(text: Option<&str>) -> Value {
+/// A step's recorded output as JSON: the value it holds (an object, or null for a step that
+/// records nothing); text that is not JSON (old journals) as a string; none or empty: null.
+pub fn output(text: Option<&str>) -> Value {
     match text {
         None | Some("") => Value::Null,
-        Some(t) => match serde_json::from_str::<Value>(t) {
-            Ok(v @ (Value::Object(_) | Value::Array(_))) => v,
-            _ => Value::String(t.to_string()),
-        },
+        Some(t) => serde_json::from_str(t).unwrap_or_else(|_| Value::String(t.to_string())),
+    }
+}
+
+/// A header option as JSON: the value it holds when that is a JSON array or object (the
+/// plans), else the text itself (`"8"`, `"v2"`: an option is text, whatever it looks like).
+pub fn option(text: &str) -> Value {
+    match serde_json::from_str::<Value>(text) {
+        Ok(v @ (Value::Object(_) | Value::Array(_))) => v,
+        _ => Value::String(text.to_string()),
     }
 }
 
@@ -112,7 +118,7 @@ pub fn step(s: &StepState) -> Step {
         ended_at_ms: s.ended_at_ms,
         ended_at: s.ended_at_ms.map(rfc3339),
         duration_ms: s.ended_at_ms.map(|e| (e - s.started_at_ms).max(0)),
-        output: recorded(s.output.as_deref()),
+        output: output(s.output.as_deref()),
         error: s.error.clone(),
     }
 }
@@ -193,7 +199,7 @@ pub fn run(state: &RunState, keep: impl Fn(&str) -> bool) -> Run {
             options: h
                 .options
                 .iter()
-                .map(|(k, v)| (k.clone(), recorded(Some(v))))
+                .map(|(k, v)| (k.clone(), option(v)))
                 .collect(),
         },
         instances: instance_results(state)
@@ -392,5 +398,23 @@ pub fn log(instance: &str, entries: &[super::LogEntry<'_>]) -> Log {
                 }
             })
             .collect(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_are_their_json_and_options_only_structures() {
+        assert_eq!(output(Some("{\"downtime_ms\":5}"))["downtime_ms"], 5);
+        assert_eq!(output(Some("null")), Value::Null);
+        assert_eq!(output(Some("")), Value::Null);
+        assert_eq!(output(None), Value::Null);
+        assert_eq!(output(Some("not json")), "not json");
+        assert_eq!(option("[{\"name\":\"a\"}]")[0]["name"], "a");
+        assert_eq!(option("8"), "8");
+        assert_eq!(option("true"), "true");
+        assert_eq!(option("v2"), "v2");
     }
 }
