@@ -745,3 +745,133 @@ fn json_documents_are_versioned_with_objects_and_times_in_both_forms() {
         "{text}"
     );
 }
+
+#[test]
+fn show_svg_draws_one_row_per_instance_with_downtime_failures_and_undo() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = dir.path().join("journal");
+    let (big, _) = write_journal(&journal);
+    let big8 = big.simple().to_string()[..8].to_string();
+    let svg = dir.path().join("run.svg");
+    let html = dir.path().join("run.html");
+    let out = reroot(
+        &journal,
+        &[
+            "show",
+            &big8,
+            "--svg",
+            svg.to_str().unwrap(),
+            "--html",
+            html.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let doc = roxmltree::Document::parse(&text).expect("well-formed XML");
+    let root = doc.root_element();
+    assert_eq!(root.tag_name().name(), "svg");
+    let with_class = |class: &str| -> Vec<roxmltree::Node> {
+        doc.descendants()
+            .filter(|n| n.attribute("class") == Some(class))
+            .collect()
+    };
+    // One row per instance: those that started first, by start; the 5 never started last.
+    let rows = with_class("row");
+    assert_eq!(rows.len(), FLEET);
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r.attribute("data-instance").unwrap())
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        (0..FLEET)
+            .map(name)
+            .collect::<Vec<_>>()
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>()
+    );
+    for n in &names[FLEET - 5..] {
+        assert!(
+            n.as_bytes()[4] == b'1' && n[4..].parse::<usize>().unwrap() >= 145,
+            "{names:?}"
+        );
+    }
+    let result_of = |inst: &str| {
+        rows.iter()
+            .find(|r| r.attribute("data-instance") == Some(inst))
+            .unwrap()
+    };
+    assert_eq!(
+        result_of("web-007").attribute("data-result"),
+        Some("succeeded")
+    );
+    assert_eq!(
+        result_of("web-143").attribute("data-result"),
+        Some("reverted")
+    );
+    // The downtime: every rebuilt instance, the reverted ones (down from stop to the undo of
+    // stop) and the one cut short in stop (still down).
+    let down = with_class("downtime");
+    assert_eq!(down.len(), REBUILT + REVERTED + 1);
+    let row_of = |n: &roxmltree::Node| {
+        n.ancestors()
+            .find(|a| a.attribute("class") == Some("row"))
+            .unwrap()
+            .attribute("data-instance")
+            .unwrap()
+            .to_string()
+    };
+    assert!(down.iter().any(|d| row_of(d) == "web-144"));
+    // Each rebuilt instance: 12 step bars; failures marked; undo bars for the reverted.
+    let steps_in = |inst: &str, class: &str| {
+        result_of(inst)
+            .descendants()
+            .filter(|n| n.attribute("class") == Some(class))
+            .count()
+    };
+    assert_eq!(steps_in("web-007", "step"), STEPS.len());
+    assert_eq!(steps_in("web-131", "failure"), 1);
+    assert_eq!(steps_in("web-143", "undo"), 5);
+    assert_eq!(with_class("failure").len(), FAILED + REVERTED);
+    let tooltip = result_of("web-131")
+        .descendants()
+        .filter(|n| n.tag_name().name() == "title")
+        .filter_map(|n| n.text())
+        .find(|t| t.contains("failed:"))
+        .unwrap();
+    assert!(
+        tooltip.contains("prepare try 1: failed: web-131: no space left on device"),
+        "{tooltip}"
+    );
+    // The legend and the summary.
+    let legend: String = with_class("legend")[0]
+        .descendants()
+        .filter_map(|n| n.text())
+        .collect();
+    for w in ["preflight", "verify", "failed", "undo", "downtime", "retry"] {
+        assert!(legend.contains(w), "{w}: {legend}");
+    }
+    let summary: String = with_class("summary")[0]
+        .descendants()
+        .filter_map(|n| n.text())
+        .collect();
+    assert!(
+        summary.contains("instances 150: 130 succeeded, 12 failed, 2 reverted"),
+        "{summary}"
+    );
+    assert!(summary.contains("downtime p50 164 ms"), "{summary}");
+    // Compact: 12 px a row.
+    let height: f64 = root.attribute("height").unwrap().parse().unwrap();
+    assert!(height < 150.0 + 12.0 * FLEET as f64, "{height}");
+
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.starts_with("<!DOCTYPE html>") && page.contains("<svg xmlns"));
+    assert_eq!(page.matches("class=\"row\"").count(), FLEET);
+}

@@ -100,6 +100,13 @@ pub struct ShowArgs {
     /// undone on request.
     #[arg(long)]
     pub failed: bool,
+    /// Write a picture of the run to this SVG file instead of printing it: a row per
+    /// instance, its steps as bars on a time axis, the downtime, failures, retries and undo.
+    #[arg(long, value_name = "FILE")]
+    pub svg: Option<PathBuf>,
+    /// Write the same picture in an HTML page (hovering a bar shows its details).
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 /// `reroot journal ...`.
@@ -273,6 +280,27 @@ pub fn show(args: ShowArgs, global: &Global) -> Result<ExitCode, CliError> {
     let r = reader(global)?;
     let run = r.resolve_run(&args.run)?;
     let state = r.replay(run)?;
+    if args.svg.is_some() || args.html.is_some() {
+        let events = r.events(run)?;
+        let now = journal::now_ms();
+        let pictures = [
+            (args.svg, report::svg::run_svg as fn(_, _, _) -> String),
+            (args.html, report::svg::run_html),
+        ];
+        for (path, render) in pictures {
+            if let Some(path) = path {
+                std::fs::write(&path, render(&state, &events, now))
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                eprintln!(
+                    "reroot: wrote run {} ({} instances) to {}",
+                    report::short_id(&state.header.id),
+                    state.instances.len(),
+                    path.display()
+                );
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let filter = report::InstanceFilter {
         names: args.instances,
         failed: args.failed,

@@ -14,6 +14,7 @@ use crate::engine::{InstanceOutcome, Output, RunReport};
 use crate::steps::Started;
 
 pub mod json;
+pub mod svg;
 
 /// `2026-11-22 03:41:07Z` from milliseconds since the epoch (UTC; humantime's RFC 3339 with a
 /// space for the `T`, which reads better in a table). humantime panics on a time before 1970,
