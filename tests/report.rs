@@ -871,6 +871,14 @@ fn show_svg_draws_one_row_per_instance_with_downtime_failures_and_undo() {
     let height: f64 = root.attribute("height").unwrap().parse().unwrap();
     assert!(height < 150.0 + 12.0 * FLEET as f64, "{height}");
 
+    // The picture is of the whole run: not with the filters of the text.
+    let out = reroot(
+        &journal,
+        &["show", &big8, "--svg", svg.to_str().unwrap(), "--failed"],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--failed"));
+
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.starts_with("<!DOCTYPE html>") && page.contains("<svg xmlns"));
     assert_eq!(page.matches("class=\"row\"").count(), FLEET);

@@ -100,12 +100,12 @@ pub struct ShowArgs {
     /// undone on request.
     #[arg(long)]
     pub failed: bool,
-    /// Write a picture of the run to this SVG file instead of printing it: a row per
+    /// Write a picture of the whole run to this SVG file instead of printing it: a row per
     /// instance, its steps as bars on a time axis, the downtime, failures, retries and undo.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["instances", "failed"])]
     pub svg: Option<PathBuf>,
     /// Write the same picture in an HTML page (hovering a bar shows its details).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["instances", "failed"])]
     pub html: Option<PathBuf>,
 }
 
