@@ -1615,7 +1615,7 @@ async fn wait_queues_a_second_run_behind_the_first() {
 }
 
 /// The audit trail of real runs: a launch, a rebuild, its undo, a rebuild killed part-way and
-/// resumed, and a prune. `log`, `history`, `show` and `status` tell it, as text and JSON; the
+/// resumed, a prune, and a rebuild that fails. `log`, `history`, `show` and `status` tell it, as text and JSON; the
 /// journal is private to its owner; `journal export` carries no cloud-config text unless
 /// asked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1665,15 +1665,27 @@ async fn the_journal_is_an_audit_trail_of_real_runs() {
     assert!(bed.reroot(&["prune", &resumed]).status.success());
     let status = stdout(&bed.reroot(&["status"]));
     assert!(status.contains("no run in progress"), "{status}");
+    // A rebuild whose health check never passes: it fails at `verify` and holds the instance.
+    let failing = bed.config(&format!(
+        "cloud-config-files:\n  - {}\nhealth-check:\n  command: [sh, -c, 'exit 3']\n  timeout: 2\n",
+        cfg.display()
+    ));
+    assert!(!bed.rebuild("old", &failing).status.success());
+    let failed = bed.last_run();
+    let status = stdout(&bed.reroot(&["status"]));
+    assert!(
+        status.starts_with(&format!("{}: failed; its instances are held", &failed[..8])),
+        "{status}"
+    );
 
-    // log: the three runs, oldest first (an undo is recorded in the run it undoes).
+    // log: the four runs, oldest first (an undo is recorded in the run it undoes).
     let log = stdout(&bed.reroot(&["log", &web]));
     let heads: Vec<&str> = log
         .lines()
         .filter(|l| l.len() > 10 && l[..8].bytes().all(|b| b.is_ascii_hexdigit()))
         .collect();
-    assert_eq!(heads.len(), 3, "{log}");
-    let ids = [&launch, &rebuilt, &resumed];
+    assert_eq!(heads.len(), 4, "{log}");
+    let ids = [&launch, &rebuilt, &resumed, &failed];
     for (head, id) in heads.iter().zip(ids) {
         assert!(head.starts_with(&id[..8]), "{log}");
     }
@@ -1691,13 +1703,21 @@ async fn the_journal_is_an_audit_trail_of_real_runs() {
             && heads[2].ends_with(&format!("now on {}", tpl("new"))),
         "{log}"
     );
+    assert!(
+        heads[3].contains("rebuild  failed, downtime ")
+            && heads[3].ends_with("(run failed)")
+            && !heads[3].contains("now on"),
+        "{log}"
+    );
+    assert!(log.contains("  step verify failed (try 1, "), "{log}");
     assert!(log.contains("  pruned: deleted retired root"), "{log}");
     let doc: serde_json::Value =
         serde_json::from_slice(&bed.reroot(&["log", &web, "--json"]).stdout).unwrap();
     assert_eq!(doc["schema"], "reroot.log/1");
     let runs = doc["runs"].as_array().unwrap();
     let results: Vec<&str> = runs.iter().map(|r| r["result"].as_str().unwrap()).collect();
-    assert_eq!(results, ["succeeded", "undone", "succeeded"]);
+    assert_eq!(results, ["succeeded", "undone", "succeeded", "failed"]);
+    assert_eq!(runs[3]["failures"][0]["step"], "verify");
     assert_eq!(runs[2]["template"], tpl("new"));
     assert_eq!(runs[1]["template"], serde_json::Value::Null);
     for r in runs {
@@ -1720,7 +1740,7 @@ async fn the_journal_is_an_audit_trail_of_real_runs() {
         .lines()
         .find(|l| l.len() > 10 && l[..8].bytes().all(|b| b.is_ascii_hexdigit()))
         .unwrap();
-    assert!(first.starts_with(&resumed[..8]), "{newest}");
+    assert!(first.starts_with(&failed[..8]), "{newest}");
 
     // history and show of the same runs.
     let history = stdout(&bed.reroot(&["history", "--instance", &web]));
@@ -1755,5 +1775,5 @@ async fn the_journal_is_an_audit_trail_of_real_runs() {
     let full = bed.reroot(&["journal", "export", "--with-content", "--instance", &web]);
     assert!(String::from_utf8_lossy(&full.stdout).contains(SECRET));
     let verify = stdout(&bed.reroot(&["journal", "verify"]));
-    assert!(verify.contains("is sound: 3 runs, "), "{verify}");
+    assert!(verify.contains("is sound: 4 runs, "), "{verify}");
 }
