@@ -202,7 +202,7 @@ done
 # Downtimes (ms) of a run, one a line, sorted: the `start` step's output of each instance.
 downtimes() {
     rr --json show "$1" | jq -r '.instances[] | [.steps[] | select(.name == "start" and .status == "Succeeded")]
-        | last | select(. != null) | .output | fromjson | .downtime_ms' | sort -n
+        | last | select(. != null) | .output.downtime_ms' | sort -n
 }
 # pct P: the P-th percentile (nearest rank) of the numbers on stdin, sorted.
 pct() { awk -v p="$1" '{ v[NR] = $1 } END { if (NR == 0) { print "-"; exit }
@@ -213,7 +213,7 @@ ms() { awk '{ if ($1 == "-") print "-"; else printf "%.2f", $1 / 1000 }'; } # ms
 slowest() {
     rr --json show "$1" | jq -r '[.instances[]
         | { name, steps, dt: ([.steps[] | select(.name == "start" and .status == "Succeeded")]
-              | last | if . == null then null else (.output | fromjson | .downtime_ms) end) }
+              | last | if . == null then null else (.output.downtime_ms) end) }
         | select(.dt != null)] | max_by(.dt) | select(. != null)
         | "\(.name) \(.dt / 1000) s: " + ([.steps[] | select(.ended_at_ms != null)
               | select(.name | IN("stop", "snapshot", "retire", "swap", "reattach", "files", "start"))

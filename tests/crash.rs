@@ -307,8 +307,9 @@ impl Journal {
         let ran = self.run(&["--json", "history"], None).await.ok();
         let list: serde_json::Value = serde_json::from_str(&ran.stdout)
             .unwrap_or_else(|e| panic!("history --json is not JSON ({e}):\n{ran}"));
-        list.as_array()
-            .unwrap_or_else(|| panic!("history --json is not a list:\n{ran}"))
+        list["runs"]
+            .as_array()
+            .unwrap_or_else(|| panic!("history --json has no list of runs:\n{ran}"))
             .iter()
             .map(|r| {
                 r["id"]

@@ -124,8 +124,8 @@ impl Bed {
     fn last_run(&self) -> String {
         let out = self.reroot(&["history", "--json", "--limit", "1"]);
         assert!(out.status.success());
-        let runs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("history json");
-        runs[0]["id"].as_str().expect("a run id").to_string()
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("history json");
+        doc["runs"][0]["id"].as_str().expect("a run id").to_string()
     }
 
     /// `history` finds `run` (just finished, on this bed's instance) by age, date, instance
@@ -137,8 +137,9 @@ impl Bed {
             all.extend_from_slice(args);
             let out = self.reroot(&all);
             assert!(out.status.success(), "history {args:?} failed");
-            let runs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-            runs.as_array()
+            let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+            doc["runs"]
+                .as_array()
                 .expect("a list")
                 .iter()
                 .map(|r| r["id"].as_str().expect("id").to_string())
@@ -165,8 +166,8 @@ impl Bed {
             return 0;
         }
         let out = self.reroot(&["history", "--json"]);
-        let runs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("history json");
-        runs.as_array().map_or(0, Vec::len)
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("history json");
+        doc["runs"].as_array().map_or(0, Vec::len)
     }
 
     async fn sh(&self, script: &str) -> String {
@@ -436,8 +437,13 @@ async fn rebuild_keeps_data_switches_template_and_undo_restores() {
         .find(|s| s["name"] == "start")
         .expect("a start step")
         .clone();
-    let output: serde_json::Value =
-        serde_json::from_str(start["output"].as_str().unwrap()).unwrap();
+    // The step's output is an object, its times in ms and RFC 3339.
+    let output = &start["output"];
+    assert!(
+        start["started_at"].as_str().unwrap().ends_with('Z'),
+        "{start}"
+    );
+    assert_eq!(state["schema"], "reroot.show/1");
     let downtime = output["downtime_ms"].as_i64().expect("downtime recorded");
     assert!(downtime > 0 && downtime < 120_000, "downtime {downtime} ms");
     assert!(bed.reroot(&["journal", "verify"]).status.success());
@@ -1295,8 +1301,8 @@ async fn rebuild_json_streams_ndjson_events_and_stderr_has_a_line_per_instance()
 fn run_ids(bed: &Bed) -> Vec<String> {
     let out = bed.reroot(&["history", "--json"]);
     assert!(out.status.success(), "history: {}", stderr(&out));
-    let runs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("history json");
-    let mut ids: Vec<String> = runs
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("history json");
+    let mut ids: Vec<String> = doc["runs"]
         .as_array()
         .expect("a list")
         .iter()
@@ -1561,7 +1567,7 @@ async fn wait_queues_a_second_run_behind_the_first() {
     // The second run began after the first one's last event.
     let history: serde_json::Value =
         serde_json::from_slice(&bed.reroot(&["history", "--json"]).stdout).expect("json");
-    let runs = history.as_array().expect("a list");
+    let runs = history["runs"].as_array().expect("a list");
     assert_eq!(runs.len(), 2, "{history}");
     let (newer, older) = (&runs[0], &runs[1]);
     assert_eq!(older["status"], "Succeeded");
@@ -1902,4 +1908,168 @@ async fn rename_moves_the_instance_its_filesystems_and_devices_and_undo_moves_th
         "logged"
     );
     assert!(bed.reroot(&["journal", "verify"]).status.success());
+}
+
+/// The audit trail of real runs: a launch, a rebuild, its undo, a rebuild killed part-way and
+/// resumed, a prune, and a rebuild that fails. `log`, `history`, `show` and `status` tell it, as text and JSON; the
+/// journal is private to its owner; `journal export` carries no cloud-config text unless
+/// asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_journal_is_an_audit_trail_of_real_runs() {
+    let _serial = common::LXD_LOCK.lock().await;
+    let bed = Bed::new().await;
+    const SECRET: &str = "audit-token-5c1f9e";
+    let cfg = bed.dir.path().join("secret.cfg");
+    std::fs::write(
+        &cfg,
+        format!("#cloud-config\nwrite_files:\n  - path: /etc/app-token\n    content: {SECRET}\n"),
+    )
+    .unwrap();
+    let config = bed.config(&format!("cloud-config-files:\n  - {}\n", cfg.display()));
+    let web = bed.instance();
+    let tpl = |v: &str| format!("{}/base", bed.template(v));
+
+    assert!(bed.rebuild("old", &config).status.success());
+    let launch = bed.last_run();
+    assert_eq!(bed.sh("cat /etc/app-token").await.trim(), SECRET);
+    assert!(bed.rebuild("new", &config).status.success());
+    let rebuilt = bed.last_run();
+    assert!(bed.reroot(&["undo", &rebuilt]).status.success());
+    // Killed right after `swap` is recorded, then resumed.
+    let tpl_new = format!("tpl={}", bed.template("new"));
+    let killed = bed.reroot_faulty(
+        Some("swap:after-record"),
+        &["rebuild", "-P", &tpl_new, config.to_str().unwrap()],
+    );
+    assert!(!killed.status.success());
+    let resumed = bed.last_run();
+    let status = stdout(&bed.reroot(&["status"]));
+    assert!(
+        status.starts_with(&format!("{}: interrupted", &resumed[..8])),
+        "{status}"
+    );
+    let st: serde_json::Value =
+        serde_json::from_slice(&bed.reroot(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(st["schema"], "reroot.status/1");
+    assert_eq!(st["runs"][0]["run"]["id"], resumed);
+    assert_eq!(
+        st["runs"][0]["run"]["instances"][0]["result"],
+        "in_progress"
+    );
+    assert!(bed.reroot(&["resume", &resumed]).status.success());
+    assert_eq!(bed.template_version().await, "new");
+    assert!(bed.reroot(&["prune", &resumed]).status.success());
+    let status = stdout(&bed.reroot(&["status"]));
+    assert!(status.contains("no run in progress"), "{status}");
+    // A rebuild whose health check never passes: it fails at `verify` and holds the instance.
+    let failing = bed.config(&format!(
+        "cloud-config-files:\n  - {}\nhealth-check:\n  command: [sh, -c, 'exit 3']\n  timeout: 2\n",
+        cfg.display()
+    ));
+    assert!(!bed.rebuild("old", &failing).status.success());
+    let failed = bed.last_run();
+    let status = stdout(&bed.reroot(&["status"]));
+    assert!(
+        status.starts_with(&format!("{}: failed; its instances are held", &failed[..8])),
+        "{status}"
+    );
+
+    // log: the four runs, oldest first (an undo is recorded in the run it undoes).
+    let log = stdout(&bed.reroot(&["log", &web]));
+    let heads: Vec<&str> = log
+        .lines()
+        .filter(|l| l.len() > 10 && l[..8].bytes().all(|b| b.is_ascii_hexdigit()))
+        .collect();
+    assert_eq!(heads.len(), 4, "{log}");
+    let ids = [&launch, &rebuilt, &resumed, &failed];
+    for (head, id) in heads.iter().zip(ids) {
+        assert!(head.starts_with(&id[..8]), "{log}");
+    }
+    assert!(
+        heads[0].contains("rebuild  succeeded")
+            && heads[0].ends_with(&format!("now on {}", tpl("old"))),
+        "{log}"
+    );
+    assert!(
+        heads[1].contains("rebuild  undone") && !heads[1].contains("now on"),
+        "{log}"
+    );
+    assert!(
+        heads[2].contains("rebuild  succeeded, downtime ")
+            && heads[2].ends_with(&format!("now on {}", tpl("new"))),
+        "{log}"
+    );
+    assert!(
+        heads[3].contains("rebuild  failed, downtime ")
+            && heads[3].ends_with("(run failed)")
+            && !heads[3].contains("now on"),
+        "{log}"
+    );
+    assert!(log.contains("  step verify failed (try 1, "), "{log}");
+    assert!(log.contains("  pruned: deleted retired root"), "{log}");
+    let doc: serde_json::Value =
+        serde_json::from_slice(&bed.reroot(&["log", &web, "--json"]).stdout).unwrap();
+    assert_eq!(doc["schema"], "reroot.log/1");
+    let runs = doc["runs"].as_array().unwrap();
+    let results: Vec<&str> = runs.iter().map(|r| r["result"].as_str().unwrap()).collect();
+    assert_eq!(results, ["succeeded", "undone", "succeeded", "failed"]);
+    assert_eq!(runs[3]["failures"][0]["step"], "verify");
+    assert_eq!(runs[2]["template"], tpl("new"));
+    assert_eq!(runs[1]["template"], serde_json::Value::Null);
+    for r in runs {
+        assert!(r["started_at"].as_str().unwrap().ends_with('Z'));
+        for s in r["steps"].as_array().unwrap() {
+            assert!(s["output"].is_object() || s["output"].is_null(), "{s}");
+        }
+    }
+    assert!(runs[2]["downtime_ms"].as_i64().unwrap() > 0);
+    // The resumed run's swap ran once (recorded before the kill), then the rest.
+    let swap = runs[2]["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "swap")
+        .unwrap();
+    assert_eq!(swap["status"], "Succeeded");
+    let newest = stdout(&bed.reroot(&["log", &web, "--newest-first"]));
+    let first = newest
+        .lines()
+        .find(|l| l.len() > 10 && l[..8].bytes().all(|b| b.is_ascii_hexdigit()))
+        .unwrap();
+    assert!(first.starts_with(&failed[..8]), "{newest}");
+
+    // history and show of the same runs.
+    let history = stdout(&bed.reroot(&["history", "--instance", &web]));
+    for id in ids {
+        assert!(history.contains(&id[..8]), "{history}");
+    }
+    let shown = stdout(&bed.reroot(&["show", &resumed]));
+    assert!(shown.contains("status     succeeded"), "{shown}");
+    assert!(shown.contains("deleted retired root"), "{shown}");
+    let shown: serde_json::Value =
+        serde_json::from_slice(&bed.reroot(&["show", &resumed, "--json"]).stdout).unwrap();
+    let plan = &shown["header"]["options"]["plans"][0];
+    assert_eq!(plan["name"], web.as_str());
+    assert!(plan["cloud_config"][0]["text"]
+        .as_str()
+        .unwrap()
+        .contains(SECRET));
+
+    // The journal is private; an export leaves the cloud-config text out unless asked.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&bed.journal()), 0o700);
+    assert_eq!(mode(&bed.journal().join("events.log")), 0o600);
+    let export = bed.reroot(&["journal", "export"]);
+    assert!(export.status.success());
+    let text = String::from_utf8_lossy(&export.stdout);
+    assert!(
+        !text.contains(SECRET) && !text.contains("write_files"),
+        "{text}"
+    );
+    assert!(text.contains("text_left_out"));
+    let full = bed.reroot(&["journal", "export", "--with-content", "--instance", &web]);
+    assert!(String::from_utf8_lossy(&full.stdout).contains(SECRET));
+    let verify = stdout(&bed.reroot(&["journal", "verify"]));
+    assert!(verify.contains("is sound: 4 runs, "), "{verify}");
 }

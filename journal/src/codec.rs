@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 pub const FORMAT_VERSION: u8 = 1;
 /// The `format` field of every NDJSON header line.
 pub const NDJSON_FORMAT: &str = "reroot-journal";
+/// The header scope of an export whose events were changed to leave something out (see
+/// [`crate::ExportOptions::redact`]): checked like any export, refused by import.
+pub const REDACTED_SCOPE: &str = "redacted";
 /// Size of the envelope before the payload.
 pub const ENVELOPE_HEADER: usize = 13;
 /// The largest payload a reader accepts (protects against a damaged length prefix).
@@ -265,12 +268,15 @@ impl NdjsonHeader {
                 detail: format!("{what}: line 1 (the header) fails its checksum"),
             });
         }
-        if !matches!(h.scope.as_str(), "live-log" | "journal" | "run") {
+        if !matches!(
+            h.scope.as_str(),
+            "live-log" | "journal" | "run" | REDACTED_SCOPE
+        ) {
             return Err(Error::Corrupt {
                 run: None,
                 seq: None,
                 detail: format!(
-                    "{what}: header scope {:?} is not live-log, journal or run",
+                    "{what}: header scope {:?} is not live-log, journal, run or redacted",
                     h.scope
                 ),
             });

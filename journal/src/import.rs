@@ -87,10 +87,21 @@ pub(crate) fn read_input(input: &mut dyn BufRead) -> Result<ImportInput, Error> 
             no += 1;
             let text = line.trim_end_matches(['\n', '\r']);
             if no == 1 {
-                NdjsonHeader::parse(text, "import input").map_err(|e| match e {
+                let h = NdjsonHeader::parse(text, "import input").map_err(|e| match e {
                     Error::Corrupt { detail, .. } => Error::InvalidInput { detail },
                     other => other,
                 })?;
+                // Its events were changed (contents left out): storing them would put a record
+                // in the journal that is not what the runs did, and a resume of such a run
+                // would act on what is missing.
+                if h.scope == codec::REDACTED_SCOPE {
+                    return Err(Error::InvalidInput {
+                        detail: "import input is a redacted export (written without file \
+                                 contents): it is an extract to read, not a journal record; \
+                                 import an export written with its contents"
+                            .into(),
+                    });
+                }
                 continue;
             }
             if text.trim().is_empty() {

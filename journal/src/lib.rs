@@ -78,7 +78,8 @@
 //! again, readable while the writer holds the database), the `lock` file and, after a clean
 //! close, `clean`. Each event is stored in a versioned envelope with a CRC and the hash of the
 //! run's previous event (a hash chain), byte for byte the same in both copies. NDJSON is the
-//! export and import format ([`Reader::export_ndjson`], [`import_ndjson`]). Every byte of all
+//! export and import format ([`Reader::export_ndjson`], [`import_ndjson`]). The directory is
+//! private to its owner (0700, files 0600): a writer tightens a looser one, with a note. Every byte of all
 //! of this is described in one place, `journal/FORMAT.md` (also the docs of [`mod@format`]).
 //!
 //! # Durability and group commit
@@ -147,7 +148,9 @@ mod writer;
 
 pub use event::{now_ms, short_id, Event, EventKind, Outcome, RunHeader, RunId};
 pub use import::import_ndjson;
-pub use reader::{Problem, Reader, RunFilter, RunSummary, Source, VerifyReport, WriterInfo};
+pub use reader::{
+    ExportOptions, Problem, Reader, RunFilter, RunSummary, Source, VerifyReport, WriterInfo,
+};
 pub use recovery::rebuild_live_log;
 pub use state::{InstanceState, PrunedItem, Replay, RunState, RunStatus, StepState, StepStatus};
 pub use writer::{Journal, WriterOptions, WAIT_POLL, WRITER_WAIT};

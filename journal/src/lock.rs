@@ -12,7 +12,7 @@
 
 use crate::{Error, RunId};
 use std::collections::BTreeSet;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -85,7 +85,7 @@ pub(crate) fn lock_path(dir: &Path) -> PathBuf {
 /// Tries to take the lock without waiting. `Ok(None)` if another holder has it.
 pub(crate) fn try_lock(dir: &Path, role: Role) -> Result<Option<LockFile>, Error> {
     let path = lock_path(dir);
-    let file = OpenOptions::new()
+    let file = crate::layout::private_file()
         .read(true)
         .write(true)
         .create(true)

@@ -15,6 +15,16 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// What [`Reader::export`] writes.
+#[derive(Default, Clone, Copy)]
+pub struct ExportOptions<'a> {
+    /// These runs (written oldest first); `None`: every run.
+    pub runs: Option<&'a [RunId]>,
+    /// Changes each event before it is written, to leave out what the extract's reader must
+    /// not see (the caller knows what its payloads mean; the journal does not).
+    pub redact: Option<&'a dyn Fn(&mut Event)>,
+}
+
 /// A run in a listing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunSummary {
@@ -466,23 +476,54 @@ impl Reader {
     /// run by run (oldest run first), each with its checksum and chain hash. Every event is
     /// verified first; a damaged run stops the export with an error.
     pub fn export_ndjson(&self, run: Option<RunId>, out: &mut dyn Write) -> Result<(), Error> {
-        let mut ids = match run {
-            Some(r) => vec![(self.info(r)?.header.started_at_ms, r)],
-            None => {
-                let mut v = Vec::new();
-                for id in self.run_ids()? {
-                    v.push((self.info(id)?.header.started_at_ms, id));
-                }
-                v
-            }
-        };
+        self.export(
+            &ExportOptions {
+                runs: run.as_ref().map(std::slice::from_ref),
+                redact: None,
+            },
+            out,
+        )
+    }
+
+    /// Writes the runs `options` names (all of them by default) as NDJSON, like
+    /// [`Reader::export_ndjson`]. With a redaction, every event passes through it before it is
+    /// written; the header's scope is then `redacted` and each run's checksums and hash chain
+    /// are computed over the changed events, so the extract is checked like any export, but
+    /// `import` refuses it (it is no longer the journal's record).
+    pub fn export(&self, options: &ExportOptions<'_>, out: &mut dyn Write) -> Result<(), Error> {
+        let mut ids = Vec::new();
+        for id in options
+            .runs
+            .map_or_else(|| self.run_ids(), |r| Ok(r.to_vec()))?
+        {
+            ids.push((self.info(id)?.header.started_at_ms, id));
+        }
         ids.sort();
-        let header = NdjsonHeader::new(if run.is_some() { "run" } else { "journal" }, run);
+        ids.dedup();
+        let scope = match (options.redact, options.runs) {
+            (Some(_), _) => codec::REDACTED_SCOPE,
+            (None, Some(r)) if r.len() == 1 => "run",
+            (None, _) => "journal",
+        };
+        let one = match options.runs {
+            Some(r) if r.len() == 1 => Some(r[0]),
+            _ => None,
+        };
+        let header = NdjsonHeader::new(scope, one);
         let mut w = std::io::BufWriter::new(out);
         let io = |e| Error::io("NDJSON output", e);
         w.write_all(header.to_line().as_bytes()).map_err(io)?;
         for (_, id) in ids {
-            for d in self.decoded(id)? {
+            let mut prev = 0u64;
+            for mut d in self.decoded(id)? {
+                if let Some(redact) = options.redact {
+                    redact(&mut d.event);
+                    let bytes = codec::encode(&d.event, prev)?;
+                    d = codec::decode(&bytes).map_err(|e| {
+                        Error::corrupt(Some(id), Some(d.event.seq), format!("{e:?}"))
+                    })?;
+                    prev = d.hash;
+                }
                 w.write_all(codec::to_line(&d).as_bytes()).map_err(io)?;
             }
         }

@@ -11,7 +11,6 @@ use crate::lock::{self, Role};
 use crate::store::{RunChain, RunIndex, Store};
 use crate::Error;
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::Path;
 
@@ -137,7 +136,7 @@ pub(crate) fn reconcile(dir: &Path, store: &Store) -> Result<(u64, Vec<String>),
         }
     }
     // Cut the log's damaged or unfinished end; write the header if there is none.
-    let mut log = OpenOptions::new()
+    let mut log = crate::layout::private_file()
         .create(true)
         .truncate(false)
         .write(true)
@@ -219,7 +218,14 @@ pub fn rebuild_live_log(dir: &Path) -> Result<u64, Error> {
     let store = Store::open(dir)?;
     let path = livelog::log_path(dir);
     let tmp = dir.join(format!("{}.rebuild", livelog::LOG_FILE));
-    let mut out = std::io::BufWriter::new(File::create(&tmp).map_err(|e| Error::io(&tmp, e))?);
+    let mut out = std::io::BufWriter::new(
+        crate::layout::private_file()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(|e| Error::io(&tmp, e))?,
+    );
     let io = |e| Error::io(&tmp, e);
     out.write_all(&livelog::file_header()).map_err(io)?;
     let mut n = 0u64;

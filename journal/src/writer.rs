@@ -158,7 +158,7 @@ impl Journal {
 
     /// [`Journal::open`] with options.
     pub fn open_with(dir: &Path, options: WriterOptions) -> Result<Journal, Error> {
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        crate::layout::create_dir(dir)?;
         let started = Instant::now();
         let lock = loop {
             if let Some(l) = lock::try_lock(dir, Role::Writer)? {
@@ -172,6 +172,9 @@ impl Journal {
             }
             return Err(lock::locked_error(dir));
         };
+        // A journal made before it was kept private (or whose modes someone changed) is
+        // tightened before anything is read or written, with a warning.
+        let exposed = crate::layout::tighten(dir)?;
         let clean = crate::layout::read_clean(dir)?;
         let log_path = livelog::log_path(dir);
         let log_len = std::fs::metadata(&log_path).map(|m| m.len()).ok();
@@ -196,7 +199,9 @@ impl Journal {
             std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
             sync_dir(dir)?;
         }
-        let mut notes = Vec::new();
+        let mut notes: Vec<String> = crate::layout::tightened_note(dir, &exposed)
+            .into_iter()
+            .collect();
         let mut rebuilt = false;
         let store = match Store::open(dir) {
             Ok(s) => s,
@@ -247,6 +252,8 @@ impl Journal {
                 events
             }
         };
+        // What sled (and recovery) just created, inside the private directory: made private too.
+        crate::layout::tighten(dir)?;
         store.set_clean_events(None)?;
         let log = OpenOptions::new()
             .append(true)
@@ -277,8 +284,9 @@ impl Journal {
         Ok(Journal { reader, w, notes })
     }
 
-    /// What opening repaired after a crash (empty after a clean close): for the user's
-    /// information, e.g. "3 events were copied from the live log to the database".
+    /// What opening repaired (empty after a clean close of a private journal): for the user's
+    /// information, e.g. "3 events were copied from the live log to the database", or that
+    /// the journal was readable by other users and was made private (mode 0700, files 0600).
     pub fn recovery_notes(&self) -> &[String] {
         &self.notes
     }
@@ -790,7 +798,12 @@ impl Writer {
         let tmp = self.dir.join("clean.tmp");
         let path = self.dir.join(CLEAN_FILE);
         let text = serde_json::to_vec(&mark).unwrap_or_default();
-        let mut f = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let mut f = crate::layout::private_file()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&tmp)
+            .map_err(|e| Error::io(&tmp, e))?;
         f.write_all(&text)
             .and_then(|_| f.sync_all())
             .map_err(|e| Error::io(&tmp, e))?;

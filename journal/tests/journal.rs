@@ -769,3 +769,138 @@ fn a_lock_still_shared_with_a_spawning_child_is_waited_for() {
     assert!(started.elapsed() < std::time::Duration::from_secs(2));
     drop(j);
 }
+
+/// Every entry under `dir` (itself included) with its permission bits, symbolic links left out.
+fn modes(dir: &Path) -> Vec<(std::path::PathBuf, u32, bool)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(p) = todo.pop() {
+        let m = std::fs::symlink_metadata(&p).unwrap();
+        if m.file_type().is_symlink() {
+            continue;
+        }
+        if m.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                todo.push(e.unwrap().path());
+            }
+        }
+        out.push((p, m.permissions().mode() & 0o7777, m.is_dir()));
+    }
+    out
+}
+
+#[test]
+fn a_new_journal_is_private_to_its_owner() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("journal");
+    let j = Journal::open(&dir).unwrap();
+    // The header holds the plans, with the text of cloud-config files (keys, passwords).
+    failed_run(&j, 1_000);
+    assert!(j.recovery_notes().is_empty(), "{:?}", j.recovery_notes());
+    j.close().unwrap();
+    let all = modes(&dir);
+    // The database, the live log, the lock and the clean-close marker at least.
+    for name in ["db", "events.log", "lock", "clean"] {
+        assert!(
+            all.iter().any(|(p, _, _)| p == &dir.join(name)),
+            "{name} missing from {all:?}"
+        );
+    }
+    assert!(all.len() > 5, "{all:?}");
+    for (p, mode, is_dir) in &all {
+        let want = if *is_dir { 0o700 } else { 0o600 };
+        assert_eq!(*mode, want, "{} is {mode:04o}", p.display());
+    }
+}
+
+#[test]
+fn an_open_journal_is_tightened_with_a_warning() {
+    use std::os::unix::fs::PermissionsExt;
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("journal");
+    let j = Journal::open(&dir).unwrap();
+    let run = failed_run(&j, 1_000);
+    j.close().unwrap();
+    // As reroot left a journal before it kept it private.
+    for (p, _, is_dir) in modes(&dir) {
+        let mode = if is_dir { 0o755 } else { 0o644 };
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+    let j = Journal::open(&dir).unwrap();
+    let notes = j.recovery_notes().to_vec();
+    assert_eq!(notes.len(), 1, "{notes:?}");
+    assert!(
+        notes[0].contains("readable by other local users")
+            && notes[0].contains(". 0755")
+            && notes[0].contains(" 0644")
+            && notes[0].contains("now 0700"),
+        "{notes:?}"
+    );
+    // Still the same journal.
+    assert_eq!(j.replay(run).unwrap().status, RunStatus::Failed);
+    j.close().unwrap();
+    for (p, mode, is_dir) in modes(&dir) {
+        let want = if is_dir { 0o700 } else { 0o600 };
+        assert_eq!(mode, want, "{} is {mode:04o}", p.display());
+    }
+    // Once private, opening it again warns of nothing.
+    let j = Journal::open(&dir).unwrap();
+    assert!(j.recovery_notes().is_empty(), "{:?}", j.recovery_notes());
+    j.close().unwrap();
+}
+
+#[test]
+fn a_redacted_export_is_a_checked_extract_that_import_refuses() {
+    let src = tempfile::tempdir().unwrap();
+    let j = Journal::open(src.path()).unwrap();
+    let r1 = failed_run(&j, 1);
+    let r2 = failed_run(&j, 2);
+    let _r3 = failed_run(&j, 3);
+    let redact = |e: &mut journal::Event| {
+        if let EventKind::RunCreated(h) = &mut e.kind {
+            h.options.insert("parallel".into(), "left out".into());
+        }
+    };
+    let mut out = Vec::new();
+    j.export(
+        &journal::ExportOptions {
+            runs: Some(&[r2, r1]),
+            redact: Some(&redact),
+        },
+        &mut out,
+    )
+    .unwrap();
+    let text = String::from_utf8(out).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let first: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(first["scope"], "redacted");
+    // Two runs of 8 events, the oldest first; nothing of what was left out.
+    assert_eq!(lines.len(), 1 + 16);
+    assert!(lines[1].contains(&r1.to_string()), "{}", lines[1]);
+    assert!(lines[9].contains(&r2.to_string()), "{}", lines[9]);
+    assert!(!text.contains("\"parallel\":\"2\""), "{text}");
+    assert_eq!(text.matches("left out").count(), 2);
+
+    // Import refuses it, and stores nothing.
+    let dst = tempfile::tempdir().unwrap();
+    let err = journal::import_ndjson(dst.path(), &mut text.as_bytes()).unwrap_err();
+    assert!(err.to_string().contains("redacted export"), "{err}");
+    let r = Reader::open(dst.path()).unwrap();
+    assert!(r.runs(&RunFilter::default()).unwrap().is_empty());
+    drop(r);
+
+    // Its events are checksummed and chained over what was written: under a full export's
+    // header, they import as they are.
+    let mut relabelled = journal::codec::NdjsonHeader::new("journal", None).to_line();
+    for l in &lines[1..] {
+        relabelled.push_str(l);
+        relabelled.push('\n');
+    }
+    let n = journal::import_ndjson(dst.path(), &mut relabelled.as_bytes()).unwrap();
+    assert_eq!(n, 16);
+    let r = Reader::open(dst.path()).unwrap();
+    let h = r.replay(r1).unwrap().header;
+    assert_eq!(h.options["parallel"], "left out");
+    assert_eq!(r.runs(&RunFilter::default()).unwrap().len(), 2);
+}

@@ -1,4 +1,4 @@
-//! `reroot history`, `reroot show RUN` and `reroot journal {verify|export|import}`: reading the
+//! `reroot history`, `reroot log INSTANCE`, `reroot show RUN` and `reroot journal {verify|export|import}`: reading the
 //! journal. They open it with a reader, so they work while a run is writing it.
 
 use std::io::Write;
@@ -71,6 +71,22 @@ fn parse_when_at(text: &str, now: std::time::SystemTime) -> Result<i64, String> 
     ))
 }
 
+/// `reroot log`.
+#[derive(Debug, Args)]
+pub struct LogArgs {
+    /// The instance.
+    pub instance: String,
+    /// Newest run first (default: oldest first).
+    #[arg(long, short = 'r')]
+    pub newest_first: bool,
+    /// Only runs started at or after this time (same forms as `history --since`).
+    #[arg(long, value_parser = parse_when)]
+    pub since: Option<i64>,
+    /// Only runs started before this time (same forms as --since).
+    #[arg(long, value_parser = parse_when)]
+    pub until: Option<i64>,
+}
+
 /// `reroot show`.
 #[derive(Debug, Args)]
 pub struct ShowArgs {
@@ -84,6 +100,13 @@ pub struct ShowArgs {
     /// undone on request.
     #[arg(long)]
     pub failed: bool,
+    /// Write a picture of the whole run to this SVG file instead of printing it: a row per
+    /// instance, its steps as bars on a time axis, the downtime, failures, retries and undo.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["instances", "failed"])]
+    pub svg: Option<PathBuf>,
+    /// Write the same picture in an HTML page (hovering a bar shows its details).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["instances", "failed"])]
+    pub html: Option<PathBuf>,
 }
 
 /// `reroot journal ...`.
@@ -91,12 +114,30 @@ pub struct ShowArgs {
 pub enum JournalCommand {
     /// Check every record: checksums, hash chains, sequence numbers and step transitions.
     Verify,
-    /// Write a run (or the whole journal) as versioned NDJSON to standard output or a file.
+    /// Write runs as versioned NDJSON: an audit extract, or with --with-content a full copy.
+    ///
+    /// The whole journal, one run, or the runs --since/--until/--instance choose, to standard
+    /// output or a file. The text of the runs' cloud-config files (their `write_files` hold
+    /// keys and passwords) is left out, replaced by its length and sha256, unless
+    /// --with-content is given; such a redacted extract cannot be imported.
     Export {
         /// Only this run.
-        #[arg(long)]
+        #[arg(long, conflicts_with_all = ["since", "until", "instance"])]
         run: Option<String>,
-        /// Write here instead of standard output.
+        /// Only runs started at or after this time (same forms as `history --since`).
+        #[arg(long, value_parser = parse_when)]
+        since: Option<i64>,
+        /// Only runs started before this time (same forms as --since).
+        #[arg(long, value_parser = parse_when)]
+        until: Option<i64>,
+        /// Only runs that touched this instance (their whole record, other instances included).
+        #[arg(long)]
+        instance: Option<String>,
+        /// Keep the text of cloud-config files: a full copy of the journal's record, which
+        /// `journal import` accepts. Keep it as private as the journal.
+        #[arg(long)]
+        with_content: bool,
+        /// Write here instead of standard output (created readable by its owner only).
         #[arg(long, short)]
         output: Option<PathBuf>,
     },
@@ -129,7 +170,7 @@ pub fn history(args: HistoryArgs, global: &Global) -> Result<ExitCode, CliError>
     if global.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&report::listed_runs(&runs, args.instance.as_deref()))?
+            serde_json::to_string_pretty(&report::json::history(&runs, args.instance.as_deref()))?
         );
     } else if runs.is_empty() {
         println!("no runs in {}", global.journal.display());
@@ -165,7 +206,8 @@ fn activity(state: &RunState, writer: Option<WriterInfo>) -> String {
 pub fn status(global: &Global) -> Result<ExitCode, CliError> {
     if !global.journal.exists() {
         if global.json {
-            println!("{}", serde_json::json!({ "writer": null, "runs": [] }));
+            let doc = report::json::status(None, &[]);
+            println!("{}", serde_json::to_string_pretty(&doc)?);
         } else {
             println!("no run in progress, interrupted, paused or failed");
         }
@@ -184,14 +226,8 @@ pub fn status(global: &Global) -> Result<ExitCode, CliError> {
         shown.push((state, what));
     }
     if global.json {
-        let list: Vec<report::StatusRun> = shown
-            .iter()
-            .map(|(state, what)| report::status_run(state, what))
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({ "writer": writer, "runs": list }))?
-        );
+        let doc = report::json::status(writer, &shown);
+        println!("{}", serde_json::to_string_pretty(&doc)?);
     } else if shown.is_empty() {
         println!("no run in progress, interrupted, paused or failed");
     } else {
@@ -204,18 +240,75 @@ pub fn status(global: &Global) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `reroot log INSTANCE`: every run that touched the instance, and what it did to it.
+pub fn log(args: LogArgs, global: &Global) -> Result<ExitCode, CliError> {
+    let mut states = Vec::new();
+    if global.journal.exists() {
+        let r = reader(global)?;
+        let mut runs = r.runs(&RunFilter {
+            instance: Some(args.instance.clone()),
+            since_ms: args.since,
+            until_ms: args.until,
+            ..RunFilter::default()
+        })?;
+        // `runs` lists newest first.
+        if !args.newest_first {
+            runs.reverse();
+        }
+        for run in &runs {
+            states.push((r.replay(run.id)?, r.events(run.id)?));
+        }
+    }
+    let entries = report::log_entries(&states, &args.instance);
+    if global.json {
+        let doc = report::json::log(&args.instance, &entries);
+        println!("{}", serde_json::to_string_pretty(&doc)?);
+    } else if entries.is_empty() {
+        println!(
+            "no run in {} touched instance {}",
+            global.journal.display(),
+            args.instance
+        );
+    } else {
+        print!("{}", report::instance_log(&args.instance, &entries));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `reroot show RUN`.
 pub fn show(args: ShowArgs, global: &Global) -> Result<ExitCode, CliError> {
     let r = reader(global)?;
     let run = r.resolve_run(&args.run)?;
     let state = r.replay(run)?;
+    if args.svg.is_some() || args.html.is_some() {
+        let events = r.events(run)?;
+        let now = journal::now_ms();
+        let pictures = [
+            (args.svg, report::svg::run_svg as fn(_, _, _) -> String),
+            (args.html, report::svg::run_html),
+        ];
+        for (path, render) in pictures {
+            if let Some(path) = path {
+                std::fs::write(&path, render(&state, &events, now))
+                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                eprintln!(
+                    "reroot: wrote run {} ({} instances) to {}",
+                    report::short_id(&state.header.id),
+                    state.instances.len(),
+                    path.display()
+                );
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let filter = report::InstanceFilter {
         names: args.instances,
         failed: args.failed,
     };
     if global.json {
-        let shown = report::shown_run(&state, &filter)?;
-        println!("{}", serde_json::to_string_pretty(&shown)?);
+        let keep = report::selected_names(&state, &filter)?;
+        let doc = report::json::show(&state, |name| keep.contains(name));
+        println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         print!("{}", report::run_detail(&state, &filter)?);
     }
@@ -228,38 +321,91 @@ pub fn journal(command: JournalCommand, global: &Global) -> Result<ExitCode, Cli
         JournalCommand::Verify => {
             let r = reader(global)?;
             let report = r.verify()?;
+            // The time the runs cover, for the record of what was checked.
+            let runs = r.runs(&RunFilter::default())?;
+            let span = runs
+                .iter()
+                .map(|s| s.started_at_ms)
+                .min()
+                .zip(runs.iter().map(|s| s.last_at_ms.max(s.started_at_ms)).max());
             if global.json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
+                let doc = report::json::verify(&report, span);
+                println!("{}", serde_json::to_string_pretty(&doc)?);
+            } else {
+                for note in &report.notes {
+                    println!("note: {note}");
+                }
             }
             match report.first_problem() {
                 None => {
                     if !global.json {
-                        println!("journal {} is sound", global.journal.display());
+                        println!(
+                            "journal {} is sound: {}",
+                            global.journal.display(),
+                            report::verified(&report, span)
+                        );
                     }
                     Ok(ExitCode::SUCCESS)
                 }
                 Some(p) => {
-                    eprintln!("reroot: journal {}: {p}", global.journal.display());
+                    eprintln!(
+                        "reroot: journal {}: {} problem(s), the first: {p}",
+                        global.journal.display(),
+                        report.problems.len()
+                    );
                     Ok(ExitCode::FAILURE)
                 }
             }
         }
-        JournalCommand::Export { run, output } => {
+        JournalCommand::Export {
+            run,
+            since,
+            until,
+            instance,
+            with_content,
+            output,
+        } => {
             let r = reader(global)?;
-            let run = run.map(|p| r.resolve_run(&p)).transpose()?;
+            let runs: Option<Vec<journal::RunId>> = match run {
+                Some(p) => Some(vec![r.resolve_run(&p)?]),
+                None if since.is_some() || until.is_some() || instance.is_some() => Some(
+                    r.runs(&RunFilter {
+                        instance,
+                        since_ms: since,
+                        until_ms: until,
+                        ..RunFilter::default()
+                    })?
+                    .iter()
+                    .map(|s| s.id)
+                    .collect(),
+                ),
+                None => None,
+            };
+            let redact = |e: &mut journal::Event| {
+                crate::run::extract::leave_out_contents(e);
+            };
+            let options = journal::ExportOptions {
+                runs: runs.as_deref(),
+                redact: (!with_content).then_some(&redact as &dyn Fn(&mut journal::Event)),
+            };
             match output {
                 Some(path) => {
-                    let mut f = std::io::BufWriter::new(
-                        std::fs::File::create(&path)
-                            .map_err(|e| format!("{}: {e}", path.display()))?,
-                    );
-                    r.export_ndjson(run, &mut f)?;
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let file = std::fs::OpenOptions::new()
+                        .write(true)
+                        .create(true)
+                        .truncate(true)
+                        .mode(0o600)
+                        .open(&path)
+                        .map_err(|e| format!("{}: {e}", path.display()))?;
+                    let mut f = std::io::BufWriter::new(file);
+                    r.export(&options, &mut f)?;
                     f.flush()?;
                 }
                 None => {
                     let stdout = std::io::stdout();
                     let mut lock = stdout.lock();
-                    r.export_ndjson(run, &mut lock)?;
+                    r.export(&options, &mut lock)?;
                     lock.flush()?;
                 }
             }

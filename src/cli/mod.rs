@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 pub mod cloudconfig_cmd;
 pub mod config_cmd;
+pub mod docs_cmd;
 pub mod journal_cmd;
 pub mod remove_cmd;
 pub mod run_cmd;
@@ -144,6 +145,9 @@ pub enum Command {
     Status,
     /// List runs, newest first, with their instance count and command.
     History(journal_cmd::HistoryArgs),
+    /// Everything reroot did to one instance, run by run: who ran what when, each step with
+    /// result and duration, the downtime and the template it ended on.
+    Log(journal_cmd::LogArgs),
     /// Show a run: a summary (instances by result, downtime, wall time), then each instance's
     /// steps with result, duration and downtime.
     Show(journal_cmd::ShowArgs),
@@ -152,6 +156,12 @@ pub enum Command {
         #[command(subcommand)]
         command: journal_cmd::JournalCommand,
     },
+    /// Write a shell completion script (bash, zsh, fish, elvish, powershell) on standard
+    /// output: `source <(reroot completions bash)`.
+    Completions(docs_cmd::CompletionsArgs),
+    /// Write the manual page on standard output (`reroot man | man -l -`), or with --dir a
+    /// page for every command.
+    Man(docs_cmd::ManArgs),
 }
 
 /// Entry point of the binary.
@@ -239,7 +249,10 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Destroy(args) => remove_cmd::destroy(args, &cli.global).await,
         Command::Status => journal_cmd::status(&cli.global),
         Command::History(args) => journal_cmd::history(args, &cli.global),
+        Command::Log(args) => journal_cmd::log(args, &cli.global),
         Command::Show(args) => journal_cmd::show(args, &cli.global),
         Command::Journal { command } => journal_cmd::journal(command, &cli.global),
+        Command::Completions(args) => docs_cmd::completions(args),
+        Command::Man(args) => docs_cmd::man(args),
     }
 }

@@ -2,11 +2,13 @@
 //! undone ([`undo`]), each deciding a [`pass::Pass`] that the engine carries out; what it was
 //! started with ([`spec`]); which instances unfinished runs hold ([`lease`]); and what is done
 //! to finished runs ([`prune`] deletes the retired old roots and filesystem snapshots that
-//! succeeded rebuild runs leave behind, for one run or by a retention policy).
+//! succeeded rebuild runs leave behind, for one run or by a retention policy); and what an audit
+//! extract of the journal leaves out ([`extract`]).
 //!
 //! Each returns typed results and refusals; the CLI only connects, shows progress and prints.
 
 pub mod daemons;
+pub mod extract;
 pub mod lease;
 pub mod pass;
 pub mod prune;

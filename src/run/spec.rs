@@ -15,7 +15,7 @@ use crate::engine::{Limits, OnFailure};
 use crate::steps::{InstancePlan, RollbackRequest, RunKind, SnapshotRequest};
 
 const KIND: &str = "kind";
-const PLANS: &str = "plans";
+pub(crate) const PLANS: &str = "plans";
 const PARALLEL: &str = "parallel";
 const MAX_FAILURES: &str = "max_failures";
 const CANARIES: &str = "canaries";

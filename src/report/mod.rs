@@ -1,8 +1,8 @@
 //! What a person reads: tables of runs, of an instance's steps, and of a pass's outcome, built
 //! from journal records. Runs of hundreds of instances stay readable: commands are shortened,
 //! a run's overview (counts by result, downtime percentiles, wall time) comes before its
-//! tables, and filters pick instances. (`--json` output is the same data, with the full
-//! command, serialized by the commands from the types here.)
+//! tables, and filters pick instances. `--json` documents, the same data in versioned schemas,
+//! are built in [`json`].
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -12,6 +12,9 @@ use serde::Serialize;
 
 use crate::engine::{InstanceOutcome, Output, RunReport};
 use crate::steps::Started;
+
+pub mod json;
+pub mod svg;
 
 /// `2026-11-22 03:41:07Z` from milliseconds since the epoch (UTC; humantime's RFC 3339 with a
 /// space for the `T`, which reads better in a table). humantime panics on a time before 1970,
@@ -165,30 +168,6 @@ pub fn runs_table(runs: &[RunSummary], instance: Option<&str>) -> String {
         &["RUN", "STARTED", "STATUS", "INSTANCES", "DAEMON", "COMMAND"],
         &rows,
     )
-}
-
-/// A run as `history --json` lists it: everything the journal says, and its instance count.
-#[derive(Debug, Clone, Serialize)]
-pub struct ListedRun<'a> {
-    /// The journal's summary of the run (full command, every instance).
-    #[serde(flatten)]
-    pub run: &'a RunSummary,
-    /// How many instances the run targets.
-    pub instance_count: usize,
-    /// Where its instances live, as the table's DAEMON column says it (with `--instance`,
-    /// that instance's daemon).
-    pub daemon: String,
-}
-
-/// The runs of `history --json`; `instance`: the one `--instance` names.
-pub fn listed_runs<'a>(runs: &'a [RunSummary], instance: Option<&str>) -> Vec<ListedRun<'a>> {
-    runs.iter()
-        .map(|run| ListedRun {
-            run,
-            instance_count: run.instances.len(),
-            daemon: crate::run::spec::daemons_listed(&run.options, instance),
-        })
-        .collect()
 }
 
 /// The downtime an instance's `start` step recorded, if any.
@@ -564,6 +543,13 @@ fn instance_detail(state: &RunState, inst: &InstanceState, result: InstanceResul
         )
     };
     let _ = writeln!(out, "{}  {}{downtime}{on}", inst.name, result.word());
+    out.push_str(&steps_table(inst));
+    out
+}
+
+/// The table of an instance's steps (nothing when it has none): result, attempt, duration,
+/// error.
+fn steps_table(inst: &InstanceState) -> String {
     let rows: Vec<Vec<String>> = inst
         .steps
         .iter()
@@ -579,8 +565,152 @@ fn instance_detail(state: &RunState, inst: &InstanceState, result: InstanceResul
             ]
         })
         .collect();
-    if !rows.is_empty() {
-        out.push_str(&table(&["  STEP", "RESULT", "TRY", "TIME", "ERROR"], &rows));
+    if rows.is_empty() {
+        return String::new();
+    }
+    table(&["  STEP", "RESULT", "TRY", "TIME", "ERROR"], &rows)
+}
+
+/// What one run did to one instance, for `reroot log INSTANCE`.
+#[derive(Debug, Clone)]
+pub struct LogEntry<'a> {
+    /// The run.
+    pub state: &'a RunState,
+    /// The instance as the run left it.
+    pub instance: &'a InstanceState,
+    /// Where the instance stands in the run.
+    pub result: InstanceResult,
+    /// The run's kind (`rebuild`, `snapshot`, ...), when its header says.
+    pub kind: Option<&'static str>,
+    /// The template (or image) the instance runs on after the run: the source of a rebuild
+    /// that succeeded for it; `None` for other kinds and results (a reverted or undone
+    /// instance is back on its previous root, which the journal does not name).
+    pub template: Option<String>,
+    /// Every failure of the instance's steps and undos in the run, in order: a step's latest
+    /// state forgets a failure that a retry or an undo followed.
+    pub failures: Vec<Failure>,
+}
+
+/// A step (or its undo) that failed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Failure {
+    pub step: String,
+    pub attempt: u32,
+    /// True for a failed undo.
+    pub undo: bool,
+    pub at_ms: i64,
+    pub error: String,
+}
+
+/// The failures of `instance`'s steps among a run's `events`.
+pub fn failures(events: &[journal::Event], instance: &str) -> Vec<Failure> {
+    events
+        .iter()
+        .filter(|e| e.instance.as_deref() == Some(instance))
+        .filter_map(|e| {
+            let (undo, error) = match &e.kind {
+                journal::EventKind::StepFailed { error } => (false, error),
+                journal::EventKind::UndoFailed { error } => (true, error),
+                _ => return None,
+            };
+            Some(Failure {
+                step: e.step.clone().unwrap_or_default(),
+                attempt: e.attempt,
+                undo,
+                at_ms: e.at_ms,
+                error: error.clone(),
+            })
+        })
+        .collect()
+}
+
+/// The log entries of `instance` in `runs`, each with its events (runs that do not hold it
+/// are left out), in the order given.
+pub fn log_entries<'a>(
+    runs: &'a [(RunState, Vec<journal::Event>)],
+    instance: &str,
+) -> Vec<LogEntry<'a>> {
+    runs.iter()
+        .filter_map(|(state, events)| {
+            let (inst, result) = instance_results(state)
+                .into_iter()
+                .find(|(i, _)| i.name == instance)?;
+            let spec = crate::run::spec::RunSpec::of(state).ok();
+            let kind = spec.as_ref().map(|s| s.kind);
+            let template = spec.as_ref().and_then(|s| {
+                let plan = s.plans.iter().find(|p| p.name == instance)?;
+                (s.kind == crate::steps::RunKind::Rebuild && result == InstanceResult::Succeeded)
+                    .then(|| plan.source.describe())
+            });
+            Some(LogEntry {
+                state,
+                instance: inst,
+                result,
+                kind: kind.map(|k| k.word()),
+                template,
+                failures: failures(events, instance),
+            })
+        })
+        .collect()
+}
+
+/// `reroot log INSTANCE`: a heading, then per run its id, start, kind, the instance's result,
+/// downtime and template, who ran what, and the instance's steps.
+pub fn instance_log(instance: &str, entries: &[LogEntry<'_>]) -> String {
+    let mut out = String::new();
+    let starts = entries.iter().map(|e| e.state.header.started_at_ms);
+    let span = starts.clone().min().zip(starts.max());
+    let _ = write!(
+        out,
+        "{instance}: {} run{}",
+        entries.len(),
+        if entries.len() == 1 { "" } else { "s" }
+    );
+    if let Some((first, last)) = span {
+        let _ = write!(out, ", started {} to {}", utc(first), utc(last));
+    }
+    out.push('\n');
+    for e in entries {
+        let h = &e.state.header;
+        let mut line = format!(
+            "\n{}  {}  {}  {}",
+            short_id(&h.id),
+            utc(h.started_at_ms),
+            e.kind.unwrap_or("run"),
+            e.result.word()
+        );
+        if let Some(d) = downtime_ms(e.state, instance) {
+            let _ = write!(line, ", downtime {}", duration(d));
+        }
+        if let Some(t) = &e.template {
+            let _ = write!(line, ", now on {t}");
+        }
+        if e.state.status != RunStatus::Succeeded {
+            let _ = write!(line, " (run {})", e.state.status.as_str());
+        }
+        let _ = writeln!(out, "{line}");
+        let _ = writeln!(
+            out,
+            "  by {}@{}: {}",
+            h.user,
+            h.host,
+            short_command(&h.command)
+        );
+        out.push_str(&steps_table(e.instance));
+        for f in &e.failures {
+            let _ = writeln!(
+                out,
+                "  {} {} failed (try {}, {}): {}",
+                if f.undo { "undo of" } else { "step" },
+                f.step,
+                f.attempt,
+                utc(f.at_ms),
+                f.error
+            );
+        }
+        for p in e.state.pruned.iter().filter(|p| p.instance == instance) {
+            let _ = writeln!(out, "  pruned: {}", p.what);
+        }
     }
     out
 }
@@ -645,52 +775,37 @@ pub fn status_detail(state: &RunState) -> String {
     out
 }
 
-/// `show --json`: the run as replayed (its instances narrowed to those the filter selects)
-/// and its overview as `summary`, which always covers the whole run.
-#[derive(Debug, Clone, Serialize)]
-pub struct ShownRun {
-    /// The replayed run; `instances` holds only the selected ones.
-    #[serde(flatten)]
-    pub run: RunState,
-    /// The overview of the whole run.
-    pub summary: RunOverview,
+/// What `journal verify` checked, in one line: "3 runs, 1204 events from 2026-11-30 10:02:11Z
+/// to 2026-12-01 14:00:09Z; checksums, hash chains, sequence numbers, step transitions and
+/// indexes, database against live log".
+pub fn verified(report: &journal::VerifyReport, span: Option<(i64, i64)>) -> String {
+    let source = match report.source {
+        journal::Source::Database => "indexes, database against live log",
+        journal::Source::LiveLog => "the live log (a writer holds the database)",
+    };
+    let when = match span {
+        Some((first, last)) => format!(" from {} to {}", utc(first), utc(last)),
+        None => String::new(),
+    };
+    format!(
+        "{} run{}, {} event{}{when}; checked checksums, hash chains, sequence numbers, step \
+         transitions, {source}",
+        report.runs,
+        if report.runs == 1 { "" } else { "s" },
+        report.events,
+        if report.events == 1 { "" } else { "s" },
+    )
 }
 
-/// The `show --json` of `state` under `filter`.
-pub fn shown_run(state: &RunState, filter: &InstanceFilter) -> Result<ShownRun, String> {
-    let keep: std::collections::BTreeSet<String> = select(state, filter)?
+/// The instance names `filter` selects from `state` (an error for a name it does not have).
+pub fn selected_names(
+    state: &RunState,
+    filter: &InstanceFilter,
+) -> Result<std::collections::BTreeSet<String>, String> {
+    Ok(select(state, filter)?
         .into_iter()
         .map(|(i, _)| i.name.clone())
-        .collect();
-    let mut run = state.clone();
-    run.instances.retain(|i| keep.contains(&i.name));
-    Ok(ShownRun {
-        run,
-        summary: overview(state),
-    })
-}
-
-/// A run in `status --json`: what it needs, its instance count and overview, and the run.
-#[derive(Debug, Clone, Serialize)]
-pub struct StatusRun<'a> {
-    /// What the run needs (in progress, interrupted, ...), as the text says it.
-    pub activity: &'a str,
-    /// How many instances the run has.
-    pub instance_count: usize,
-    /// Its overview.
-    pub summary: RunOverview,
-    /// The replayed run, every instance included.
-    pub run: &'a RunState,
-}
-
-/// The `status --json` entry of `state`.
-pub fn status_run<'a>(state: &'a RunState, activity: &'a str) -> StatusRun<'a> {
-    StatusRun {
-        activity,
-        instance_count: state.instances.len(),
-        summary: overview(state),
-        run: state,
-    }
+        .collect())
 }
 
 /// The end of `rebuild`, `snapshot`, `resume` and `undo`: how each instance ended; `done` is
@@ -879,11 +994,15 @@ mod tests {
             "1a2b3c4d  1970-01-01 00:00:00Z  succeeded  150        -       reroot rebuild \
              configs/web/w000.yaml configs/web/w001.yaml … (+148 more)"
         );
-        let json = serde_json::to_value(listed_runs(&[run], None)).unwrap();
-        assert_eq!(json[0]["daemon"], "-");
-        assert_eq!(json[0]["instance_count"], 150);
-        assert_eq!(json[0]["command"].as_array().unwrap().len(), 152);
-        assert_eq!(json[0]["instances"].as_array().unwrap().len(), 150);
+        let json = serde_json::to_value(json::history(&[run], None)).unwrap();
+        assert_eq!(json["schema"], "reroot.history/1");
+        let run = &json["runs"][0];
+        assert_eq!(run["instance_count"], 150);
+        assert_eq!(run["command"].as_array().unwrap().len(), 152);
+        assert_eq!(run["instances"].as_array().unwrap().len(), 150);
+        assert_eq!(run["started_at"], "1970-01-01T00:00:00.000Z");
+        assert_eq!(run["short_id"], "1a2b3c4d");
+        assert_eq!(run["daemon"], "-");
     }
 
     #[test]
@@ -1258,7 +1377,9 @@ mod tests {
             );
             // The summary covers the whole run whatever is shown.
             assert!(text.contains("instances  6: 3 succeeded"), "{text}");
-            let json = serde_json::to_value(shown_run(&state, &filter).unwrap()).unwrap();
+            let keep = selected_names(&state, &filter).unwrap();
+            let json = serde_json::to_value(json::show(&state, |n| keep.contains(n))).unwrap();
+            assert_eq!(json["schema"], "reroot.show/1");
             let names: Vec<&str> = json["instances"]
                 .as_array()
                 .unwrap()
@@ -1279,7 +1400,7 @@ mod tests {
             err.contains("no instance \"zz\"") && err.contains("its 6 instances: a, b, c, d, e, …"),
             "{err}"
         );
-        assert_eq!(shown_run(&state, &typo).unwrap_err(), err);
+        assert_eq!(selected_names(&state, &typo).unwrap_err(), err);
     }
 
     #[test]
@@ -1330,7 +1451,12 @@ mod tests {
             )),
             "{text}"
         );
-        let json = serde_json::to_value(status_run(&state, "failed; ...")).unwrap();
+        let doc = json::status(None, &[(state, "failed; ...".to_string())]);
+        let json = serde_json::to_value(&doc).unwrap();
+        assert_eq!(json["schema"], "reroot.status/1");
+        assert_eq!(json["writer"], serde_json::Value::Null);
+        let json = &json["runs"][0];
+        assert_eq!(json["activity"], "failed; ...");
         assert_eq!(json["instance_count"], 30);
         assert_eq!(json["summary"]["results"]["failed"], 10);
         assert_eq!(json["run"]["instances"].as_array().unwrap().len(), 30);

@@ -1,0 +1,461 @@
+//! `reroot show RUN --svg FILE`: a picture of a run. One row per instance (sorted by when it
+//! started; those never started at the end), each attempt of each step a bar on a shared time
+//! axis, coloured by step; failures red with a mark, retries outlined, undo in its own colour,
+//! the downtime window (the run kind's: for a rebuild from the start of `stop` to the success
+//! of `start`, or the undo of `stop`) highlighted behind the bars. A heading carries the run's
+//! summary, a legend the colours. Every bar has a `<title>` (what a browser shows on hover).
+//! Built from the run's events, so attempts that a later one replaced are drawn too. Rows are
+//! 12 px, so a 200-instance run is about 2,500 px high.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use journal::{Event, EventKind, RunState, RunStatus};
+
+use super::{duration, instance_results, long_duration, overview, short_command, short_id, utc};
+use crate::engine::Window;
+
+const ROW: f64 = 12.0;
+const BAR: f64 = 8.0;
+const CHART_W: f64 = 1000.0;
+const LEFT_PAD: f64 = 8.0;
+const LABEL_MAX: usize = 28;
+const CHAR_W: f64 = 6.2;
+
+/// Step colours, picked by the step's position in the run (the order steps first appear).
+const PALETTE: [&str; 12] = [
+    "#8fb8de", "#6a9fd4", "#4f86c6", "#f2c14e", "#8cc084", "#5fa35a", "#3d7d3a", "#9ad1d4",
+    "#62b6cb", "#f4a261", "#a3b18a", "#588157",
+];
+const FAILED: &str = "#d62828";
+const UNDO: &str = "#9b5de5";
+const UNDO_FAILED: &str = "#5a189a";
+const DOWNTIME: &str = "#ffb3b3";
+const OPEN: &str = "#bbbbbb";
+
+/// One bar: an attempt of a step or of its undo.
+#[derive(Debug, Clone, PartialEq)]
+struct Bar {
+    step: String,
+    attempt: u32,
+    undo: bool,
+    from_ms: i64,
+    /// `None`: still going (or cut short by a crash): drawn to the end of the axis.
+    to_ms: Option<i64>,
+    /// `Some(error)` for a failure.
+    error: Option<String>,
+}
+
+/// An instance's bars and downtime window.
+#[derive(Debug, Default)]
+struct Lane {
+    bars: Vec<Bar>,
+    down_from: Option<i64>,
+    down_to: Option<i64>,
+}
+
+fn lanes(events: &[Event], window: Option<&Window>) -> (HashMap<String, Lane>, Vec<String>) {
+    let mut lanes: HashMap<String, Lane> = HashMap::new();
+    let mut steps: Vec<String> = Vec::new();
+    // The open bar of each (instance, step, undo).
+    let mut open: HashMap<(String, String, bool), usize> = HashMap::new();
+    for e in events {
+        let (Some(inst), Some(step)) = (&e.instance, &e.step) else {
+            continue;
+        };
+        if !e.kind.is_step_event() {
+            continue;
+        }
+        if !steps.contains(step) {
+            steps.push(step.clone());
+        }
+        let lane = lanes.entry(inst.clone()).or_default();
+        let undo = e.kind.is_undo_event();
+        let key = (inst.clone(), step.clone(), undo);
+        match &e.kind {
+            EventKind::StepStarted | EventKind::UndoStarted => {
+                lane.bars.push(Bar {
+                    step: step.clone(),
+                    attempt: e.attempt,
+                    undo,
+                    from_ms: e.at_ms,
+                    to_ms: None,
+                    error: None,
+                });
+                open.insert(key, lane.bars.len() - 1);
+                if window.is_some_and(|w| w.opens == step) && !undo && lane.down_from.is_none() {
+                    lane.down_from = Some(e.at_ms);
+                }
+            }
+            kind => {
+                let error = match kind {
+                    EventKind::StepFailed { error } | EventKind::UndoFailed { error } => {
+                        Some(error.clone())
+                    }
+                    _ => None,
+                };
+                if let Some(i) = open.remove(&key) {
+                    lane.bars[i].to_ms = Some(e.at_ms);
+                    lane.bars[i].error = error;
+                }
+                // Down until the new root started, or (reverted) until the old one is back.
+                let up = window.is_some_and(|w| {
+                    (w.closes == step && matches!(kind, EventKind::StepSucceeded { .. }))
+                        || (w.opens == step && matches!(kind, EventKind::UndoFinished))
+                });
+                if up && lane.down_from.is_some() && lane.down_to.is_none() {
+                    lane.down_to = Some(e.at_ms);
+                }
+            }
+        }
+    }
+    (lanes, steps)
+}
+
+/// Escapes text for XML content and attribute values.
+fn esc(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if (c as u32) < 0x20 && c != '\t' && c != '\n' => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A name cut to `LABEL_MAX` characters (with `…`), for the row labels.
+fn label(name: &str) -> String {
+    if name.chars().count() <= LABEL_MAX {
+        name.to_string()
+    } else {
+        let mut s: String = name.chars().take(LABEL_MAX - 1).collect();
+        s.push('…');
+        s
+    }
+}
+
+/// A tick interval giving about 8 ticks over `span_ms`: 1, 2 or 5 times a power of ten ms.
+fn tick_ms(span_ms: i64) -> i64 {
+    let raw = (span_ms.max(1) as f64 / 8.0).max(1.0);
+    let p = 10f64.powf(raw.log10().floor());
+    let step = [1.0, 2.0, 5.0, 10.0]
+        .into_iter()
+        .map(|m| m * p)
+        .find(|s| *s >= raw)
+        .unwrap_or(10.0 * p);
+    step as i64
+}
+
+/// The SVG picture of a run from its state and events (`now_ms` ends the axis of a run that
+/// is still going).
+pub fn run_svg(state: &RunState, events: &[Event], now_ms: i64) -> String {
+    // The pipeline's downtime window: from the start of the step that takes an instance down
+    // to the success of the one that brings it back (or the undo of the first, a revert).
+    let window = crate::run::spec::kind_of(state)
+        .ok()
+        .and_then(|k| k.window());
+    let (lanes, steps) = lanes(events, window.as_ref());
+    let t0 = state.header.started_at_ms;
+    let last_event = events.iter().map(|e| e.at_ms).max().unwrap_or(t0);
+    let t1 = if matches!(state.status, RunStatus::Running | RunStatus::Paused) {
+        last_event.max(now_ms.min(last_event + 60_000))
+    } else {
+        last_event
+    }
+    .max(t0 + 1);
+    let span = (t1 - t0) as f64;
+
+    // Rows: by first start; never started at the end, in the run's order.
+    let results = instance_results(state);
+    let mut rows: Vec<(&str, super::InstanceResult, Option<i64>)> = results
+        .iter()
+        .map(|(i, r)| {
+            let first = lanes
+                .get(&i.name)
+                .and_then(|l| l.bars.iter().map(|b| b.from_ms).min());
+            (i.name.as_str(), *r, first)
+        })
+        .collect();
+    rows.sort_by_key(|(_, _, first)| (first.is_none(), first.unwrap_or(i64::MAX)));
+
+    let label_w = rows
+        .iter()
+        .map(|(n, _, _)| label(n).chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(8) as f64
+        * CHAR_W
+        + 16.0;
+    let x0 = LEFT_PAD + label_w;
+    let x = |ms: i64| x0 + ((ms - t0).clamp(0, t1 - t0) as f64 / span) * CHART_W;
+    let o = overview(state);
+    let counts: Vec<String> = o
+        .results
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(r, n)| format!("{n} {}", r.word()))
+        .collect();
+    let mut summary = vec![
+        format!(
+            "run {} ({}), {} · started {} by {}@{}",
+            short_id(&state.header.id),
+            state.status.as_str(),
+            short_command(&state.header.command),
+            utc(t0),
+            state.header.user,
+            state.header.host
+        ),
+        format!("instances {}: {}", o.instance_count, counts.join(", ")),
+    ];
+    let mut third = Vec::new();
+    if let Some(d) = o.downtime_ms {
+        third.push(format!(
+            "downtime p50 {}, p95 {}, max {} ({} instances)",
+            duration(d.p50),
+            duration(d.p95),
+            duration(d.max),
+            d.count
+        ));
+    }
+    if let Some(w) = o.wall_time_ms {
+        third.push(format!("wall time {}", long_duration(w)));
+    }
+    if !third.is_empty() {
+        summary.push(third.join(" · "));
+    }
+    let head_h = 16.0 * summary.len() as f64 + 8.0;
+    let width = x0 + CHART_W + 16.0;
+    // Legend: the steps in order, then failure, retry, undo, downtime; wrapped to the width.
+    let mut legend: Vec<(&str, String, &str)> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (PALETTE[i % PALETTE.len()], s.clone(), ""))
+        .collect();
+    legend.push((FAILED, "failed".into(), ""));
+    legend.push((
+        "white",
+        "retry (try 2+)".into(),
+        r#" stroke="black" stroke-width="1.5""#,
+    ));
+    legend.push((UNDO, "undo".into(), ""));
+    legend.push((UNDO_FAILED, "undo failed".into(), ""));
+    legend.push((DOWNTIME, "downtime".into(), ""));
+    legend.push((OPEN, "running or cut short".into(), ""));
+    let mut placed = Vec::new();
+    let (mut lx, mut ly) = (LEFT_PAD, head_h);
+    for (colour, text, extra) in legend {
+        let w = 13.0 + text.chars().count() as f64 * CHAR_W + 10.0;
+        if lx + w > width && lx > LEFT_PAD {
+            lx = LEFT_PAD;
+            ly += 14.0;
+        }
+        placed.push((lx, ly, colour, text, extra));
+        lx += w;
+    }
+    let axis_y = ly + 30.0;
+    let rows_y = axis_y + 16.0;
+    let height = rows_y + ROW * rows.len() as f64 + 12.0;
+
+    let mut out = String::with_capacity(4096 + rows.len() * 1500);
+    let _ = writeln!(
+        out,
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="sans-serif" font-size="10">
+<title>reroot run {}</title>
+<style>.row:hover .bg {{ fill: #eef3fb; }} text {{ fill: #222; }} .dim {{ fill: #777; }}</style>
+<rect width="100%" height="100%" fill="white"/>"#,
+        esc(&state.header.id.to_string())
+    );
+    out.push_str("<g class=\"summary\">\n");
+    for (i, line) in summary.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            r#"<text x="{LEFT_PAD}" y="{:.0}" font-size="{}">{}</text>"#,
+            14.0 + 16.0 * i as f64,
+            if i == 0 { 12 } else { 11 },
+            esc(line)
+        );
+    }
+    out.push_str("</g>\n");
+
+    out.push_str("<g class=\"legend\">\n");
+    for (lx, ly, colour, text, extra) in &placed {
+        let _ = writeln!(
+            out,
+            r#"<rect x="{lx:.1}" y="{:.1}" width="10" height="8" fill="{colour}"{extra}/><text x="{:.1}" y="{:.1}">{}</text>"#,
+            ly + 2.0,
+            lx + 13.0,
+            ly + 9.5,
+            esc(text)
+        );
+    }
+    out.push_str("</g>\n");
+
+    // Time axis.
+    let tick = tick_ms(t1 - t0);
+    out.push_str("<g class=\"axis\">\n");
+    let _ = writeln!(
+        out,
+        r##"<line x1="{x0:.1}" y1="{axis_y:.1}" x2="{:.1}" y2="{axis_y:.1}" stroke="#444"/>"##,
+        x0 + CHART_W
+    );
+    let mut t = 0;
+    while t <= t1 - t0 {
+        let tx = x(t0 + t);
+        let _ = writeln!(
+            out,
+            r##"<line x1="{tx:.1}" y1="{:.1}" x2="{tx:.1}" y2="{:.1}" stroke="#ddd"/><text x="{tx:.1}" y="{:.1}" text-anchor="middle" class="dim">{}</text>"##,
+            axis_y,
+            height - 12.0,
+            axis_y - 4.0,
+            esc(&duration(t))
+        );
+        t += tick;
+    }
+    out.push_str("</g>\n");
+
+    let steps_index: HashMap<&str, usize> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (s.as_str(), i))
+        .collect();
+    for (n, (name, result, _)) in rows.iter().enumerate() {
+        let y = rows_y + ROW * n as f64;
+        let lane = lanes.get(*name);
+        let _ = writeln!(
+            out,
+            r#"<g class="row" data-instance="{}" data-result="{}">"#,
+            esc(name),
+            result.word()
+        );
+        let _ = writeln!(
+            out,
+            r#"<rect class="bg" x="0" y="{y:.1}" width="{width:.0}" height="{ROW}" fill="{}"/>"#,
+            if n % 2 == 0 { "#ffffff" } else { "#f7f7f7" }
+        );
+        let _ = writeln!(
+            out,
+            r#"<text x="{LEFT_PAD}" y="{:.1}"><title>{} ({})</title>{}</text>"#,
+            y + 9.0,
+            esc(name),
+            result.word(),
+            esc(&label(name))
+        );
+        let Some(lane) = lane else {
+            let _ = writeln!(
+                out,
+                r#"<text x="{:.1}" y="{:.1}" class="dim">not started</text>"#,
+                x0 + 4.0,
+                y + 9.0
+            );
+            out.push_str("</g>\n");
+            continue;
+        };
+        if let Some(from) = lane.down_from {
+            let to = lane.down_to.unwrap_or(t1);
+            let _ = writeln!(
+                out,
+                r#"<rect class="downtime" x="{:.1}" y="{y:.1}" width="{:.1}" height="{ROW}" fill="{DOWNTIME}" fill-opacity="0.7"><title>{}: down {}{}</title></rect>"#,
+                x(from),
+                (x(to) - x(from)).max(1.0),
+                esc(name),
+                duration(to - from),
+                if lane.down_to.is_none() {
+                    " (not back up)"
+                } else {
+                    ""
+                }
+            );
+        }
+        for b in &lane.bars {
+            let to = b.to_ms.unwrap_or(t1);
+            let fill = match (b.undo, &b.error, b.to_ms) {
+                (_, _, None) => OPEN,
+                (false, Some(_), _) => FAILED,
+                (true, Some(_), _) => UNDO_FAILED,
+                (true, None, _) => UNDO,
+                (false, None, _) => {
+                    PALETTE[steps_index.get(b.step.as_str()).copied().unwrap_or(0) % PALETTE.len()]
+                }
+            };
+            let stroke = if b.attempt > 1 {
+                r#" stroke="black" stroke-width="1""#
+            } else {
+                ""
+            };
+            let what = match (&b.error, b.to_ms) {
+                (Some(e), _) => format!("failed: {e}"),
+                (None, None) => "running or cut short".to_string(),
+                (None, Some(_)) => "ok".to_string(),
+            };
+            let bx = x(b.from_ms);
+            let _ = writeln!(
+                out,
+                r#"<rect class="{}" x="{bx:.1}" y="{:.1}" width="{:.1}" height="{BAR}" fill="{fill}"{stroke}><title>{} {}{} try {}: {} at +{}, {}</title></rect>"#,
+                if b.undo { "undo" } else { "step" },
+                y + (ROW - BAR) / 2.0,
+                (x(to) - bx).max(1.0),
+                esc(name),
+                if b.undo { "undo of " } else { "" },
+                esc(&b.step),
+                b.attempt,
+                esc(&what),
+                duration(b.from_ms - t0),
+                duration(to - b.from_ms)
+            );
+            if b.error.is_some() {
+                let _ = writeln!(
+                    out,
+                    r#"<text class="failure" x="{:.1}" y="{:.1}" fill="{FAILED}" font-weight="bold">✕</text>"#,
+                    x(to) + 1.0,
+                    y + 9.5
+                );
+            }
+        }
+        out.push_str("</g>\n");
+    }
+    out.push_str("</svg>\n");
+    out
+}
+
+/// The same picture in an HTML page (the SVG inline: hovering a bar shows its details).
+pub fn run_html(state: &RunState, events: &[Event], now_ms: i64) -> String {
+    let svg = run_svg(state, events, now_ms);
+    let svg = svg
+        .split_once("?>\n")
+        .map_or(svg.as_str(), |(_, rest)| rest);
+    format!(
+        "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>reroot run {}</title></head>\n<body style=\"margin:0\">\n{svg}</body></html>\n",
+        esc(&short_id(&state.header.id))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ticks_are_one_two_or_five_times_a_power_of_ten() {
+        assert_eq!(tick_ms(1), 1);
+        assert_eq!(tick_ms(80), 10);
+        assert_eq!(tick_ms(100), 20);
+        assert_eq!(tick_ms(8_000), 1_000);
+        assert_eq!(tick_ms(30_000), 5_000);
+        assert_eq!(tick_ms(600_000), 100_000);
+    }
+
+    #[test]
+    fn text_is_escaped_and_long_names_cut() {
+        assert_eq!(esc("a<b>&\"c'\u{1}"), "a&lt;b&gt;&amp;&quot;c&apos; ");
+        let long = "x".repeat(40);
+        assert_eq!(label(&long).chars().count(), LABEL_MAX);
+        assert!(label(&long).ends_with('…'));
+        assert_eq!(label("web-1"), "web-1");
+    }
+}
