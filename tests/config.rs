@@ -303,3 +303,63 @@ proptest! {
         feed(&format!("{header}{body}"), dir.path());
     }
 }
+
+/// `property set|get|list|unset` work on the global property file, and a config resolves with
+/// the property set there.
+#[test]
+fn property_commands_edit_the_global_property_file() {
+    let home = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_reroot"))
+            .env("XDG_CONFIG_HOME", home.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let text = |o: &std::process::Output| String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(
+        text(&run(&["property", "list"])).trim(),
+        "no global properties"
+    );
+    assert!(!run(&["property", "get", "fsroot"]).status.success());
+    assert!(run(&["property", "set", "fsroot", "/srv/sites"])
+        .status
+        .success());
+    let file = home.path().join("reroot/properties.yaml");
+    assert!(file.is_file());
+    let got = run(&["property", "get", "fsroot"]);
+    assert!(got.status.success());
+    assert_eq!(text(&got).trim(), "/srv/sites");
+    let listed = text(&run(&["property", "list"]));
+    assert!(
+        listed.contains("fsroot") && listed.contains(&file.display().to_string()),
+        "{listed}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&text(&run(&["--json", "property", "list"]))).unwrap();
+    assert_eq!(json["schema"], "reroot.properties/1");
+    assert_eq!(json["properties"][0]["value"], "/srv/sites");
+    // A config takes it.
+    let cfg = home.path().join("web.yaml");
+    std::fs::write(
+        &cfg,
+        "#lxdops\nfilesystems:\n  data:\n    pattern: (fsroot)/(instance)\n",
+    )
+    .unwrap();
+    let shown = Command::new(env!("CARGO_BIN_EXE_reroot"))
+        .env("XDG_CONFIG_HOME", home.path())
+        .args(["config", "verify"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        shown.status.success(),
+        "{}",
+        String::from_utf8_lossy(&shown.stderr)
+    );
+    let bad = run(&["property", "set", "a(b)", "x"]);
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("property name"));
+    assert!(run(&["property", "unset", "fsroot"]).status.success());
+    assert!(!run(&["property", "get", "fsroot"]).status.success());
+}

@@ -10,6 +10,7 @@ pub mod cloudconfig_cmd;
 pub mod config_cmd;
 pub mod docs_cmd;
 pub mod journal_cmd;
+pub mod property_cmd;
 pub mod remove_cmd;
 pub mod run_cmd;
 pub mod server_cmd;
@@ -111,6 +112,11 @@ pub enum Command {
     Config {
         #[command(subcommand)]
         command: config_cmd::ConfigCommand,
+    },
+    /// List, get and set the global properties (~/.config/reroot/properties.yaml, properties.d/).
+    Property {
+        #[command(subcommand)]
+        command: property_cmd::PropertyCommand,
     },
     /// Show or apply #cloud-config files.
     Cloudconfig {
@@ -237,6 +243,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Server => server_cmd::run(&cli.global).await,
         Command::Config { command } => config_cmd::run(command, &cli.global),
+        Command::Property { command } => property_cmd::run(command, &cli.global),
         Command::Cloudconfig { command } => cloudconfig_cmd::run(command, &cli.global).await,
         Command::Rebuild(args) => run_cmd::rebuild(args, &cli.global).await,
         Command::Resume(args) => run_cmd::resume(args, &cli.global).await,

@@ -31,7 +31,7 @@ mod types;
 use std::path::{Path, PathBuf};
 
 pub use crate::input::ConfigError;
-pub use properties::parse_property_arg;
+pub use properties::{global_properties, parse_property_arg, set_property, GlobalProperty};
 pub use resolve::{check_instance_name, DEFAULT_STOP_TIMEOUT, PROFILE_SUFFIX};
 pub use types::*;
 

@@ -157,6 +157,88 @@ pub(crate) fn read_property_file(file: &Path) -> Result<Vec<GlobalValue>, Vec<Co
     }
 }
 
+/// A global property as `reroot property list` shows it: the value that wins, and the file it
+/// comes from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct GlobalProperty {
+    pub name: String,
+    pub value: String,
+    pub file: PathBuf,
+}
+
+/// The global properties in effect (see [`load_global`]), one per name, by name.
+pub fn global_properties(
+    config_dir: Option<&Path>,
+    explicit: Option<&Path>,
+) -> Result<Vec<GlobalProperty>, Vec<ConfigError>> {
+    let mut map = BTreeMap::new();
+    for g in load_global(config_dir, explicit)? {
+        map.insert(g.name.clone(), g);
+    }
+    Ok(map
+        .into_values()
+        .map(|g| GlobalProperty {
+            name: g.name,
+            value: g.value,
+            file: g.file,
+        })
+        .collect())
+}
+
+/// Sets (`Some`) or removes (`None`) property `name` in the property file `file`, which is
+/// created if missing. The file is read and checked first (a file that does not parse is left
+/// as it is, with its errors), then written whole, sorted by name, to a temporary file beside it
+/// that replaces it, so a crash leaves the old file or the new one. Comments are not kept.
+pub fn set_property(
+    file: &Path,
+    name: &str,
+    value: Option<&str>,
+) -> Result<bool, Vec<ConfigError>> {
+    if name.is_empty() || name.contains(['(', ')', '=']) || name.trim() != name {
+        return Err(vec![ConfigError::Invalid {
+            file: file.to_path_buf(),
+            key: name.to_string(),
+            message: "a property name is not empty and has no parentheses, `=` or surrounding \
+                      spaces"
+                .into(),
+        }]);
+    }
+    let mut map: BTreeMap<String, String> = if file.exists() {
+        read_property_file(file)?
+            .into_iter()
+            .map(|g| (g.name, g.value))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
+    let changed = match value {
+        Some(v) => map.insert(name.to_string(), v.to_string()).as_deref() != Some(v),
+        None => map.remove(name).is_some(),
+    };
+    if !changed {
+        return Ok(false);
+    }
+    let write = |e: std::io::Error| {
+        vec![ConfigError::Read {
+            file: file.to_path_buf(),
+            source: e,
+        }]
+    };
+    if let Some(dir) = file.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(write)?;
+    }
+    let text = serde_yaml::to_string(&map).map_err(|e| write(std::io::Error::other(e)))?;
+    let text = if map.is_empty() {
+        String::from("{}\n")
+    } else {
+        text
+    };
+    let tmp = file.with_extension("yaml.tmp");
+    std::fs::write(&tmp, text).map_err(write)?;
+    std::fs::rename(&tmp, file).map_err(write)?;
+    Ok(true)
+}
+
 /// Why a substitution failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum SubstError {
@@ -213,6 +295,49 @@ pub fn parse_property_arg(arg: &str) -> Result<(String, String), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn set_property_writes_a_file_that_reads_back_and_refuses_bad_names_and_files() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("sub/properties.yaml");
+        assert!(set_property(&f, "fsroot", Some("/srv/sites")).unwrap());
+        assert!(set_property(&f, "pool", Some("tank: main")).unwrap());
+        assert!(
+            !set_property(&f, "pool", Some("tank: main")).unwrap(),
+            "unchanged"
+        );
+        let read: Vec<(String, String)> = read_property_file(&f)
+            .unwrap()
+            .into_iter()
+            .map(|g| (g.name, g.value))
+            .collect();
+        assert_eq!(
+            read,
+            [
+                ("fsroot".to_string(), "/srv/sites".to_string()),
+                ("pool".to_string(), "tank: main".to_string())
+            ]
+        );
+        assert!(set_property(&f, "fsroot", None).unwrap());
+        assert!(!set_property(&f, "fsroot", None).unwrap());
+        let listed = global_properties(Some(&d.path().join("sub")), None).unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(
+            (listed[0].name.as_str(), listed[0].file.clone()),
+            ("pool", f.clone())
+        );
+        for bad in ["", "a(b)", "x=y", " sp"] {
+            assert!(set_property(&f, bad, Some("v")).is_err(), "{bad:?}");
+        }
+        let broken = d.path().join("broken.yaml");
+        std::fs::write(&broken, "a: [1\n").unwrap();
+        assert!(set_property(&broken, "a", Some("b")).is_err());
+        assert_eq!(
+            std::fs::read_to_string(&broken).unwrap(),
+            "a: [1\n",
+            "left as it was"
+        );
+    }
 
     fn props<'a>(
         pairs: &'a [(&'static str, &'static str)],
