@@ -150,20 +150,17 @@ impl Subst<'_> {
     }
 }
 
-/// The properties that include paths see: `(instance)`, `-P` (when `cli`) and global ones.
+/// The properties that include paths see: `(instance)`, `-P` and global ones.
 pub(crate) fn include_properties(
     name: &str,
     opts: &LoadOptions,
     globals: &[GlobalValue],
-    cli: bool,
 ) -> Properties {
     let mut p = Properties::default();
     p.global(globals);
-    if cli {
-        p.layer(opts.properties.iter().cloned(), || {
-            PropertySource::CommandLine
-        });
-    }
+    p.layer(opts.properties.iter().cloned(), || {
+        PropertySource::CommandLine
+    });
     p.layer([("instance".to_string(), name.to_string())], || {
         PropertySource::BuiltIn
     });
@@ -177,7 +174,6 @@ fn instance_properties(
     project: &str,
     opts: &LoadOptions,
     globals: &[GlobalValue],
-    cli: bool,
 ) -> Properties {
     let mut p = Properties::default();
     p.global(globals);
@@ -186,11 +182,9 @@ fn instance_properties(
             PropertySource::Config(f.file.clone())
         });
     }
-    if cli {
-        p.layer(opts.properties.iter().cloned(), || {
-            PropertySource::CommandLine
-        });
-    }
+    p.layer(opts.properties.iter().cloned(), || {
+        PropertySource::CommandLine
+    });
     p.layer(builtins(name, project), || PropertySource::BuiltIn);
     p
 }
@@ -219,7 +213,7 @@ pub(crate) fn resolve_file(
             message,
         });
     }
-    let include_props = include_properties(&name, opts, globals, true);
+    let include_props = include_properties(&name, opts, globals);
     let tree = read_tree(&top, &include_props, errors)?;
     // Unknown keys change nothing else, so resolution goes on to find more problems; after
     // any other problem it would only report consequences.
@@ -257,7 +251,7 @@ fn resolve_tree(
             message: format!("invalid project name `{project}`"),
         });
     }
-    let props = instance_properties(m, name, &project, opts, globals, true);
+    let props = instance_properties(m, name, &project, opts, globals);
     let mut s = Subst {
         props: &props,
         errors,
@@ -759,7 +753,7 @@ fn device_source(
                 return None;
             }
             let inc = merge::absolute(&path);
-            let props = include_properties(&src_name, opts, globals, false);
+            let props = include_properties(&src_name, opts, globals);
             src_tree_owned = read_tree(&inc, &props, &mut local_errors);
             match &src_tree_owned {
                 Some(t) => &t.merged,
@@ -780,7 +774,10 @@ fn device_source(
                 .filter(|p| !p.is_empty())
         })
         .unwrap_or_else(|| project.to_string());
-    let props = instance_properties(src_merged, &src_name, &src_project, opts, globals, false);
+    // The source sees `-P` too: the demo's configs take a host-wide root such as `(fsroot)`
+    // from the command line, for the template's data as for the website's; only `(instance)`
+    // differs (lxops hid `-P` from the source, so those configs could not resolve).
+    let props = instance_properties(src_merged, &src_name, &src_project, opts, globals);
     let mut sub = Subst {
         props: &props,
         errors: &mut local_errors,

@@ -528,7 +528,7 @@ devices:
 }
 
 #[test]
-fn template_is_resolved_with_its_own_name_and_without_cli_properties() {
+fn template_is_resolved_with_its_own_name_and_the_cli_properties() {
     let d = Dir::new();
     let f = d.write(
         "site.yaml",
@@ -545,6 +545,21 @@ devices:
     filesystem: data
 ",
     );
+    let source = |i: ResolvedInstance| match i.device_source {
+        Some(DeviceSource::Template { instance }) => instance,
+        other => panic!("expected a template, got {other:?}"),
+    };
+    // Without -P, the config's property; `(instance)` is the template's own name.
+    let tpl = source(load_one(&f, &opts()));
+    assert_eq!(tpl.name, "tpl");
+    assert_eq!(
+        tpl.filesystems[0].path,
+        FilesystemPath::Zfs {
+            dataset: "tank/tpl".into()
+        }
+    );
+    assert_eq!(tpl.devices[0].host_dir, PathBuf::from("/tank/tpl/www"));
+    // -P wins over the config for the template as for the instance.
     let i = load_one(&f, &with_p(&[("pool", "other")]));
     assert_eq!(
         i.filesystems[0].path,
@@ -552,26 +567,33 @@ devices:
             dataset: "other/site".into()
         }
     );
-    match i.device_source {
-        Some(DeviceSource::Template { instance }) => {
-            assert_eq!(instance.name, "tpl");
-            assert_eq!(
-                instance.filesystems[0].path,
-                FilesystemPath::Zfs {
-                    dataset: "tank/tpl".into()
-                }
-            );
-            assert_eq!(instance.devices[0].host_dir, PathBuf::from("/tank/tpl/www"));
+    let tpl = source(i);
+    assert_eq!(
+        tpl.filesystems[0].path,
+        FilesystemPath::Zfs {
+            dataset: "other/tpl".into()
         }
-        other => panic!("expected a template, got {other:?}"),
-    }
-    // A property only -P defines is unknown to the template.
+    );
+    assert_eq!(tpl.devices[0].host_dir, PathBuf::from("/other/tpl/www"));
+    // The shape of the lxdops demo's websites: the root only -P defines (`(fsroot)`), a
+    // device-template, and no properties in the file.
     let g = d.write(
         "site2.yaml",
-        "#lxdops\ndevice-template: tpl\nfilesystems:\n  data:\n    pattern: (only)/(instance)\n",
+        "#lxdops\ndevice-template: nginx\nfilesystems:\n  data:\n    pattern: (fsroot)/(instance)\ndevices:\n  www:\n    path: /var/www\n    filesystem: data\n",
     );
-    let e = errors(&g, &with_p(&[("only", "x")]));
-    assert!(e.iter().any(|m| m.contains("unknown property `(only)`") && m.contains("source instance `tpl`")), "{e:?}");
+    let tpl = source(load_one(&g, &with_p(&[("fsroot", "/srv/demo")])));
+    assert_eq!(
+        tpl.devices[0].host_dir,
+        PathBuf::from("/srv/demo/nginx/www")
+    );
+    // Without it, the error names the property and the source instance.
+    let e = errors(&g, &opts());
+    assert!(
+        e.iter()
+            .any(|m| m.contains("unknown property `(fsroot)`")
+                && m.contains("source instance `nginx`")),
+        "{e:?}"
+    );
 }
 
 #[test]

@@ -127,7 +127,7 @@ pub struct Origin {
 }
 
 /// An instance whose filesystems and devices are the source for this instance's data:
-/// resolved with `(instance)` = its own name and without the `-P` properties.
+/// resolved with `(instance)` = its own name (and the same `-P` and global properties).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SourceInstance {
     pub name: String,
