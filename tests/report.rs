@@ -11,7 +11,7 @@ use journal::{EventKind, Journal, Outcome, RunHeader, RunId};
 const REROOT: &str = env!("CARGO_BIN_EXE_reroot");
 
 /// The rebuild steps, in order (as the run kind `rebuild` has them).
-const STEPS: [&str; 12] = [
+const STEPS: [&str; 14] = [
     "preflight",
     "prepare",
     "provision",
@@ -24,6 +24,8 @@ const STEPS: [&str; 12] = [
     "start",
     "cloud-config",
     "verify",
+    "final-stop",
+    "final-snapshot",
 ];
 
 const FLEET: usize = 150;

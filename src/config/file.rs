@@ -71,6 +71,10 @@ pub(crate) struct RawConfig {
     pub cloud_config_files: Vec<Field<String>>,
     pub stop_timeout: Option<Field<u64>>,
     pub health_check: Option<Field<RawHealthCheck>>,
+    /// lxdops `stop: true`: stop the instance once it is built and configured.
+    pub stop: Option<Field<bool>>,
+    /// lxdops `snapshot: NAME`: then take this snapshot of its root.
+    pub snapshot: Option<Field<String>>,
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -95,6 +99,8 @@ const TOP_KEYS: &[&str] = &[
     "cloud-config-files",
     "stop-timeout",
     "health-check",
+    "stop",
+    "snapshot",
 ];
 
 fn lxdops_only(key: &str) -> Option<String> {
@@ -103,8 +109,6 @@ fn lxdops_only(key: &str) -> Option<String> {
         "profile-config",
         "profiles-config",
         "profiles-run",
-        "stop",
-        "snapshot",
     ];
     LXDOPS_ONLY
         .contains(&key)
@@ -258,6 +262,8 @@ pub(crate) fn parse(file: &Path, text: &str) -> Result<(RawConfig, Vec<ConfigErr
             "health-check" => {
                 raw.health_check = health_check(&mut w, v, &key).map(|h| mk(h, file, &key))
             }
+            "stop" => raw.stop = w.bool(v, &key).map(|b| mk(b, file, &key)),
+            "snapshot" => raw.snapshot = w.string(v, &key).map(|s| mk(s, file, &key)),
             _ => {}
         }
     }

@@ -42,6 +42,23 @@ pub fn check_instance_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Check the name of an instance snapshot (`snapshot:`): LXD refuses `/` in it, and an empty
+/// name would mean none.
+fn check_snapshot_name(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("the snapshot name must not be empty".into());
+    }
+    if s.contains('/') || s.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "`{s}` is not a valid snapshot name (no `/` or spaces)"
+        ));
+    }
+    if s == "." || s == ".." {
+        return Err(format!("`{s}` is not a valid snapshot name"));
+    }
+    Ok(())
+}
+
 /// Check a ZFS dataset name: `pool/a/b`, components of letters, digits and `_-.:`.
 fn check_dataset(s: &str) -> Result<(), String> {
     if s.starts_with('/') {
@@ -449,6 +466,18 @@ fn resolve_tree(
         .as_ref()
         .map_or(DEFAULT_STOP_TIMEOUT, |f| f.value);
 
+    let stop = m.stop.as_ref().is_some_and(|f| f.value);
+    let snapshot = m.snapshot.as_ref().and_then(|f| {
+        let v = s.field(f)?.trim().to_string();
+        match check_snapshot_name(&v) {
+            Ok(()) => Some(v),
+            Err(message) => {
+                s.invalid(f, message);
+                None
+            }
+        }
+    });
+
     let device_source = device_source(m, &project, &filesystems, opts, globals, &mut s);
 
     if s.errors.len() > before {
@@ -478,6 +507,8 @@ fn resolve_tree(
         ephemeral,
         stop_timeout,
         health_check,
+        stop,
+        snapshot,
         files: tree.files.clone(),
     };
     Some((instance, props))

@@ -339,7 +339,7 @@ devices:
   data:
     path: /data
     readnly: true
-stop: true
+profiles-config: [a]
 ",
     );
     let e = errors(&f, &opts());
@@ -357,7 +357,54 @@ stop: true
         "{e:?}"
     );
     assert!(
-        e.iter().any(|m| m.contains("`stop` is an lxdops key")),
+        e.iter()
+            .any(|m| m.contains("`profiles-config` is an lxdops key")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_template_ending_in_stop_and_snapshot_as_lxdops_defines_them() {
+    let d = Dir::new();
+    // The shape of the lxdops demo's templates.
+    let f = d.write(
+        "nginx.yaml",
+        "#lxdops\nimage: reroot-old\nstop: true\nsnapshot: copy\n",
+    );
+    let i = load_one(&f, &opts());
+    assert!(i.stop);
+    assert_eq!(i.snapshot.as_deref(), Some("copy"));
+    // Neither: nothing happens after the build.
+    let g = d.write("plain.yaml", "#lxdops\nimage: reroot-old\n");
+    let i = load_one(&g, &opts());
+    assert!(!i.stop);
+    assert_eq!(i.snapshot, None);
+    // Included, and overridden by the including file; the name may come from a property.
+    d.write("tpl.yaml", "#lxdops\nstop: true\nsnapshot: base\n");
+    let h = d.write(
+        "site.yaml",
+        "#lxdops\ninclude: [tpl.yaml]\nimage: x\nstop: false\nsnapshot: (snap)\n",
+    );
+    let i = load_one(&h, &with_p(&[("snap", "v2")]));
+    assert!(!i.stop);
+    assert_eq!(i.snapshot.as_deref(), Some("v2"));
+    // Bad values name the file and key.
+    let b = d.write("bad.yaml", "#lxdops\nimage: x\nstop: yes please\n");
+    let e = errors(&b, &opts());
+    let file = b.display().to_string();
+    assert_eq!(
+        e,
+        [format!(
+            "{file}: stop: expected true or false, found a string"
+        )]
+    );
+    let b = d.write("bad2.yaml", "#lxdops\nimage: x\nsnapshot: a/b\n");
+    let e = errors(&b, &opts());
+    let file = b.display().to_string();
+    assert!(
+        e.contains(&format!(
+            "{file}: snapshot: `a/b` is not a valid snapshot name (no `/` or spaces)"
+        )),
         "{e:?}"
     );
 }

@@ -205,6 +205,11 @@ pub struct ResolvedInstance {
     /// Seconds of clean stop before a forced stop (0 = force at once).
     pub stop_timeout: u64,
     pub health_check: Option<HealthCheck>,
+    /// `stop: true`: once built, configured and verified, the instance is stopped (a
+    /// template, as lxdops stops it).
+    pub stop: bool,
+    /// `snapshot: NAME`: then the snapshot NAME of its root is taken (what websites copy).
+    pub snapshot: Option<String>,
     /// Every config file read (the top file first, then its includes in merge order).
     pub files: Vec<ConfigFileDigest>,
 }

@@ -18,6 +18,8 @@
 //! | `start` | starts the new root; records the downtime | stops it |
 //! | `cloud-config` | applies the rest of the cloud-config | nothing (the root goes with undo) |
 //! | `verify` | running, and the health check passes | nothing |
+//! | `final-stop` | with `stop: true` (a template): stops the new root | nothing (the undo of `start` stops it) |
+//! | `final-snapshot` | with `snapshot: NAME`: takes that snapshot of the new root | deletes it |
 //!
 //! Every `apply` looks at the live state first and does nothing if its effect is there, so a
 //! step cut short by a crash is simply applied again. The new root carries the run id in its
@@ -32,6 +34,7 @@ pub mod forecast;
 pub mod plan;
 
 mod cloud;
+mod finish;
 mod named_snapshot;
 mod names;
 mod preflight;
@@ -251,6 +254,8 @@ pub fn rebuild_pipeline() -> Vec<Arc<dyn Step<RunEnv>>> {
         Arc::new(start::Start),
         Arc::new(cloud::CloudConfigPart(cloud::Part::Rest)),
         Arc::new(verify::Verify),
+        Arc::new(finish::FinalStop),
+        Arc::new(finish::FinalSnapshot),
     ]
 }
 
@@ -390,6 +395,20 @@ mod tests {
         );
         pinned(cloud::FilesPushed { changed: 3 }, json!({ "changed": 3 }));
         pinned(
+            finish::FinallyStopped { stopped: true },
+            json!({ "stopped": true }),
+        );
+        pinned(
+            finish::FinalSnapshotTaken {
+                snapshot: Some("tpl/copy".into()),
+            },
+            json!({ "snapshot": "tpl/copy" }),
+        );
+        pinned(
+            finish::FinalSnapshotTaken { snapshot: None },
+            json!({ "snapshot": null }),
+        );
+        pinned(
             removal::ProfileDeleted {
                 profile: "web.reroot".into(),
                 deleted: true,
@@ -432,6 +451,8 @@ mod tests {
                 Started::STEP,
                 cloud::CloudConfigApplied::STEP,
                 verify::Verified::STEP,
+                finish::FinallyStopped::STEP,
+                finish::FinalSnapshotTaken::STEP,
             ]
         );
         let window = RunKind::Rebuild.window().unwrap();

@@ -171,6 +171,12 @@ pub struct InstancePlan {
     /// The config files this plan was made from, with their sha256 digests.
     #[serde(default)]
     pub config_files: Vec<(String, String)>,
+    /// `stop: true`: stop the new root once it is verified (`final-stop`).
+    #[serde(default)]
+    pub final_stop: bool,
+    /// `snapshot: NAME`: then take this snapshot of the new root (`final-snapshot`).
+    #[serde(default)]
+    pub final_snapshot: Option<String>,
 }
 
 fn profile_placement() -> DevicePlacement {
@@ -333,6 +339,8 @@ impl InstancePlan {
                 .iter()
                 .map(|f| (f.path.display().to_string(), f.sha256.clone()))
                 .collect(),
+            final_stop: r.stop,
+            final_snapshot: r.snapshot.clone(),
         })
     }
 }
