@@ -332,3 +332,61 @@ async fn a_template_ending_in_stop_and_snapshot_survives_kills_and_websites_laun
     assert_eq!(bed.snapshots(&tpl).await, ["copy"]);
     assert!(bed.ok(&["journal", "verify"]).status.success());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ephemeral_from_lxc_options_reaches_the_instance_and_survives_a_killed_rebuild_and_undo() {
+    let _serial = common::LXD_LOCK.lock().await;
+    let bed = Bed::new().await;
+    let name = bed.name("eph");
+    let cfg = bed.write(
+        &format!("{name}.yaml"),
+        "#lxdops\nostype: busybox\nimage: reroot-old\nstop-timeout: 0\nlxc-options: [-e]\n",
+    );
+    let ephemeral = |i: &reroot::lxd::Instance| i.ephemeral;
+    bed.ok(&["rebuild", path(&cfg)]);
+    let first = bed.lxd.get_instance(&name).await.expect("launched").value;
+    assert!(ephemeral(&first), "-e did not reach the instance");
+    assert_eq!(first.status, "Running");
+    let first_run = bed.runs()[0].clone();
+
+    // Killed once the old root is stopped: the daemon must not have deleted it.
+    bed.killed_at("stop:after-apply", &["rebuild", "--force", path(&cfg)]);
+    let second_run = bed.runs()[0].clone();
+    assert_ne!(second_run, first_run);
+    let old = bed
+        .lxd
+        .get_instance(&name)
+        .await
+        .expect("old root kept")
+        .value;
+    assert_eq!(old.status, "Stopped");
+    assert!(!ephemeral(&old));
+    bed.ok(&["resume"]);
+    let new = bed.lxd.get_instance(&name).await.expect("new root").value;
+    assert!(ephemeral(&new), "the new root is not ephemeral");
+    assert_eq!(new.status, "Running");
+    assert_eq!(
+        new.config.get("user.reroot.run").map(String::as_str),
+        Some(second_run.as_str())
+    );
+    let retired = format!("{name}-old-{}", &second_run[..8]);
+    let kept = bed.lxd.get_instance(&retired).await.expect("retired").value;
+    assert_eq!(kept.status, "Stopped");
+    assert!(!ephemeral(&kept));
+
+    // Undo: the old root runs again under its name, ephemeral as it was.
+    bed.ok(&["undo", &second_run]);
+    let back = bed
+        .lxd
+        .get_instance(&name)
+        .await
+        .expect("old root back")
+        .value;
+    assert_eq!(
+        back.config.get("user.reroot.run").map(String::as_str),
+        Some(first_run.as_str())
+    );
+    assert_eq!(back.status, "Running");
+    assert!(ephemeral(&back), "the old root is not ephemeral again");
+    assert_eq!(bed.instances().await, vec![name]);
+}

@@ -467,6 +467,13 @@ fn resolve_tree(
         .map_or(DEFAULT_STOP_TIMEOUT, |f| f.value);
 
     let stop = m.stop.as_ref().is_some_and(|f| f.value);
+    if let (true, true, Some(f)) = (stop, ephemeral, &m.stop) {
+        s.invalid(
+            f,
+            "an ephemeral instance (`-e` in lxc-options) is deleted by the daemon when it \
+             stops: `stop: true` would delete it",
+        );
+    }
     let snapshot = m.snapshot.as_ref().and_then(|f| {
         let v = s.field(f)?.trim().to_string();
         match check_snapshot_name(&v) {

@@ -718,6 +718,15 @@ lxc-options: [-c, limits.cpu=2, '--config=limits.memory=1GB', -p extra, --epheme
             .any(|m| m.contains("unsupported lxc option `--storage`")),
         "{e:?}"
     );
+    // The daemon deletes an ephemeral instance when it stops: `stop: true` would delete it.
+    let h = d.write("eph.yaml", "#lxdops\nlxc-options: [-e]\nstop: true\n");
+    let e = errors(&h, &opts());
+    let file = h.display().to_string();
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with(&format!("{file}: stop: an ephemeral instance")),
+        "{e:?}"
+    );
 }
 
 #[test]

@@ -191,6 +191,9 @@ pub struct InstancePatch {
     pub profiles: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Deleted by the daemon when it stops.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ephemeral: Option<bool>,
 }
 
 /// `GET /1.0/instances/<name>/state` (the parts reroot uses; the rest is in `extra`).

@@ -177,6 +177,10 @@ pub struct InstancePlan {
     /// `snapshot: NAME`: then take this snapshot of the new root (`final-snapshot`).
     #[serde(default)]
     pub final_snapshot: Option<String>,
+    /// `-e`/`--ephemeral` in `lxc-options`: the new root is ephemeral (the daemon deletes it
+    /// when it stops; reroot clears the flag on an old root before it stops it).
+    #[serde(default)]
+    pub ephemeral: bool,
 }
 
 fn profile_placement() -> DevicePlacement {
@@ -341,6 +345,7 @@ impl InstancePlan {
                 .collect(),
             final_stop: r.stop,
             final_snapshot: r.snapshot.clone(),
+            ephemeral: r.ephemeral,
         })
     }
 }
