@@ -227,6 +227,14 @@ impl Drop for Bed {
                         let _ = client.delete_profile(&p.name).await;
                     }
                 }
+                if let Ok(images) = client.list_images().await {
+                    for i in images
+                        .iter()
+                        .filter(|i| i.aliases.iter().any(|a| a.name.starts_with(&prefix)))
+                    {
+                        let _ = client.delete_image(&i.fingerprint).await;
+                    }
+                }
             });
         });
         let _ = worker.join();
@@ -389,4 +397,116 @@ async fn ephemeral_from_lxc_options_reaches_the_instance_and_survives_a_killed_r
     assert_eq!(back.status, "Running");
     assert!(ephemeral(&back), "the old root is not ephemeral again");
     assert_eq!(bed.instances().await, vec![name]);
+}
+
+/// The images that carry `run` as their publisher.
+async fn images_of(bed: &Bed, run: &str) -> Vec<reroot::lxd::Image> {
+    bed.lxd
+        .list_images()
+        .await
+        .expect("images")
+        .into_iter()
+        .filter(|i| i.properties.get("reroot.run").map(String::as_str) == Some(run))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_template_snapshot_is_published_as_an_image_that_a_website_launches_from() {
+    let _serial = common::LXD_LOCK.lock().await;
+    let bed = Bed::new().await;
+    let tpl = bed.name("tpl");
+    let tpl_cfg = bed.template_config();
+    let fsroot = bed.fsroot_arg();
+    let alias = bed.name("img");
+    bed.ok(&["rebuild", "-P", &fsroot, path(&tpl_cfg)]);
+    assert_eq!(bed.snapshots(&tpl).await, ["copy"]);
+    let runs_before = bed.runs().len();
+
+    // Refusals, read-only and before any run is recorded: a missing snapshot, an alias that
+    // another image has, more than one config, a config without `snapshot:` and no -s.
+    let publish = |extra: &[&str]| {
+        let mut args = vec!["publish", "-P", fsroot.as_str()];
+        args.extend_from_slice(extra);
+        bed.reroot(&args)
+    };
+    let out = publish(&["-s", "nope", "--alias", &alias, path(&tpl_cfg)]);
+    assert!(!out.status.success());
+    assert!(
+        printed(&out).contains(&format!(
+            "instance {tpl} has no snapshot nope: nothing was published"
+        )),
+        "{}",
+        printed(&out)
+    );
+    let out = publish(&["--alias", "reroot-old", path(&tpl_cfg)]);
+    assert!(!out.status.success());
+    assert!(
+        printed(&out).contains("image alias reroot-old already points to image"),
+        "{}",
+        printed(&out)
+    );
+    let site_cfg = bed.site_config();
+    let out = publish(&["--alias", &alias, path(&tpl_cfg), path(&site_cfg)]);
+    assert!(!out.status.success());
+    assert!(
+        printed(&out).contains("publish takes one config"),
+        "{}",
+        printed(&out)
+    );
+    let out = publish(&["--alias", &alias, path(&site_cfg)]);
+    assert!(!out.status.success());
+    assert!(
+        printed(&out).contains("give -s SNAPSHOT (the config names no `snapshot:`)"),
+        "{}",
+        printed(&out)
+    );
+    assert_eq!(
+        bed.runs().len(),
+        runs_before,
+        "a refused publish recorded a run"
+    );
+    assert!(bed.lxd.get_image_alias(&alias).await.is_err());
+
+    // Killed once the daemon has made the image, before it was recorded: the resume finds
+    // it by the run id it carries and publishes nothing more.
+    bed.killed_at(
+        "publish:after-apply",
+        &["publish", "-P", &fsroot, "--alias", &alias, path(&tpl_cfg)],
+    );
+    let run = bed.runs()[0].clone();
+    bed.ok(&["resume"]);
+    let images = images_of(&bed, &run).await;
+    assert_eq!(images.len(), 1, "{images:?}");
+    let target = bed.lxd.get_image_alias(&alias).await.expect("alias").target;
+    assert_eq!(target, images[0].fingerprint);
+    assert_eq!(
+        images[0].properties.get("os").map(String::as_str),
+        Some("busybox")
+    );
+
+    // A website from the image: the template's root, as built.
+    let web = bed.name("fromimg");
+    let web_cfg = bed.write(
+        &format!("{web}.yaml"),
+        &format!("#lxdops\nostype: busybox\nimage: {alias}\nstop-timeout: 0\n"),
+    );
+    bed.ok(&["rebuild", path(&web_cfg)]);
+    assert_eq!(bed.status(&web).await, "Running");
+    assert_eq!(bed.sh(&web, "cat /etc/reroot-runs").await, "built\n");
+
+    // The alias is now taken by that image: a second publish is refused, and changes nothing.
+    let out = publish(&["--alias", &alias, path(&tpl_cfg)]);
+    assert!(!out.status.success());
+    assert!(
+        printed(&out).contains("already points to image"),
+        "{}",
+        printed(&out)
+    );
+
+    // Undo deletes the image this run made (its alias with it); the website runs on.
+    bed.ok(&["undo", &run]);
+    assert!(images_of(&bed, &run).await.is_empty());
+    assert!(bed.lxd.get_image_alias(&alias).await.is_err());
+    assert_eq!(bed.status(&web).await, "Running");
+    assert!(bed.ok(&["journal", "verify"]).status.success());
 }

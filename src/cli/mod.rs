@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 pub mod cloudconfig_cmd;
 pub mod config_cmd;
 pub mod journal_cmd;
+pub mod publish_cmd;
 pub mod remove_cmd;
 pub mod run_cmd;
 pub mod server_cmd;
@@ -128,6 +129,9 @@ pub enum Command {
     Prune(run_cmd::PruneArgs),
     /// Snapshot instances' roots (e.g. a template) and their filesystems, as a journaled run.
     Snapshot(snapshot_cmd::SnapshotArgs),
+    /// Publish a snapshot of an instance's root (a template's) as an image with an alias, as a
+    /// journaled run (undo deletes the image).
+    Publish(publish_cmd::PublishArgs),
     /// Delete stopped instances and their device profiles; their filesystems are kept.
     Delete(remove_cmd::DeleteArgs),
     /// Delete stopped instances and destroy their filesystems marked `destroy: true`, after
@@ -227,6 +231,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Undo(args) => run_cmd::undo(args, &cli.global).await,
         Command::Prune(args) => run_cmd::prune(args, &cli.global).await,
         Command::Snapshot(args) => snapshot_cmd::run(args, &cli.global).await,
+        Command::Publish(args) => publish_cmd::run(args, &cli.global).await,
         Command::Delete(args) => remove_cmd::delete(args, &cli.global).await,
         Command::Destroy(args) => remove_cmd::destroy(args, &cli.global).await,
         Command::Status => journal_cmd::status(&cli.global),

@@ -69,6 +69,7 @@ impl Pass {
             stop_timeout_s: self.spec.stop_timeout_s,
             undo_data: self.undo_data,
             snapshot: self.spec.snapshot.clone(),
+            publish: self.spec.publish.clone(),
         }
     }
 

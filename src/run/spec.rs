@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use journal::RunState;
 
 use crate::engine::{Limits, OnFailure};
-use crate::steps::{InstancePlan, RunKind, SnapshotRequest};
+use crate::steps::{InstancePlan, PublishRequest, RunKind, SnapshotRequest};
 
 const KIND: &str = "kind";
 const PLANS: &str = "plans";
@@ -27,6 +27,8 @@ const SNAPSHOT: &str = "snapshot";
 const ROOT_ONLY: &str = "root_only";
 const PRUNE_PREVIOUS: &str = "prune_previous";
 const DAEMON: &str = "daemon";
+const PUBLISH_SNAPSHOT: &str = "publish_snapshot";
+const PUBLISH_ALIAS: &str = "publish_alias";
 
 /// Everything a run was started with.
 #[derive(Debug, Clone, PartialEq)]
@@ -47,6 +49,8 @@ pub struct RunSpec {
     pub prune_previous: bool,
     /// The daemon the run works on (`None`: recorded before reroot kept it).
     pub daemon: Option<Daemon>,
+    /// What a publish run publishes.
+    pub publish: Option<PublishRequest>,
 }
 
 /// The daemon a run was started on: a resume, an undo or a prune of the run on another
@@ -110,6 +114,7 @@ impl RunSpec {
             snapshot: None,
             prune_previous: false,
             daemon: None,
+            publish: None,
         }
     }
 
@@ -139,6 +144,10 @@ impl RunSpec {
         }
         if let Some(d) = &self.daemon {
             put(DAEMON, serde_json::to_string(d)?);
+        }
+        if let Some(p) = &self.publish {
+            put(PUBLISH_SNAPSHOT, p.snapshot.clone());
+            put(PUBLISH_ALIAS, p.alias.clone());
         }
         Ok(o)
     }
@@ -193,6 +202,13 @@ impl RunSpec {
                         format!("run {run}: its recorded daemon cannot be read: {e}")
                     })?)
                 }
+            },
+            publish: match (options.get(PUBLISH_SNAPSHOT), options.get(PUBLISH_ALIAS)) {
+                (Some(snapshot), Some(alias)) => Some(PublishRequest {
+                    snapshot: snapshot.clone(),
+                    alias: alias.clone(),
+                }),
+                _ => None,
             },
         })
     }
@@ -349,6 +365,26 @@ mod tests {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         assert_eq!(options, pinned);
+        assert_eq!(RunSpec::of(&state(options, &[])).unwrap(), spec);
+    }
+
+    #[test]
+    fn a_publish_spec_round_trips_and_its_keys_are_pinned() {
+        let mut spec = RunSpec::new(RunKind::Publish, vec![], Limits::without_budget(1));
+        spec.publish = Some(PublishRequest {
+            snapshot: "copy".into(),
+            alias: "alpine-ssh".into(),
+        });
+        let options = spec.to_options().unwrap();
+        assert_eq!(options.get("kind").map(String::as_str), Some("publish"));
+        assert_eq!(
+            options.get("publish_snapshot").map(String::as_str),
+            Some("copy")
+        );
+        assert_eq!(
+            options.get("publish_alias").map(String::as_str),
+            Some("alpine-ssh")
+        );
         assert_eq!(RunSpec::of(&state(options, &[])).unwrap(), spec);
     }
 

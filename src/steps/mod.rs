@@ -41,6 +41,7 @@ mod preflight;
 mod prepare;
 mod profile;
 mod provision;
+pub mod publish;
 mod reattach;
 pub mod removal;
 mod rename;
@@ -71,6 +72,17 @@ pub struct RunOptions {
     pub undo_data: bool,
     /// What a snapshot run takes (`None` for a rebuild).
     pub snapshot: Option<SnapshotRequest>,
+    /// What a publish run publishes.
+    pub publish: Option<PublishRequest>,
+}
+
+/// The image a `reroot publish` run makes of an instance's snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishRequest {
+    /// The snapshot of the instance's root.
+    pub snapshot: String,
+    /// The image alias.
+    pub alias: String,
 }
 
 /// The snapshot a `reroot snapshot` run takes of each instance.
@@ -93,6 +105,8 @@ pub enum RunKind {
     Delete,
     /// `reroot destroy`: a delete, then the filesystems marked `destroy: true`.
     Destroy,
+    /// `reroot publish`: a snapshot of the root published as an image.
+    Publish,
 }
 
 impl RunKind {
@@ -103,6 +117,7 @@ impl RunKind {
             "snapshot" => Ok(RunKind::Snapshot),
             "delete" => Ok(RunKind::Delete),
             "destroy" => Ok(RunKind::Destroy),
+            "publish" => Ok(RunKind::Publish),
             other => Err(format!(
                 "a run of kind {other:?}, which this reroot does not know (a newer version?)"
             )),
@@ -116,6 +131,7 @@ impl RunKind {
             RunKind::Snapshot => "snapshot",
             RunKind::Delete => "delete",
             RunKind::Destroy => "destroy",
+            RunKind::Publish => "publish",
         }
     }
 
@@ -126,6 +142,7 @@ impl RunKind {
             RunKind::Snapshot => "snapshotted",
             RunKind::Delete => "deleted",
             RunKind::Destroy => "destroyed",
+            RunKind::Publish => "published",
         }
     }
 
@@ -136,6 +153,7 @@ impl RunKind {
             RunKind::Snapshot => named_snapshot::steps(),
             RunKind::Delete => removal::steps(false),
             RunKind::Destroy => removal::steps(true),
+            RunKind::Publish => publish::steps(),
         }
     }
 
@@ -148,13 +166,17 @@ impl RunKind {
             }),
             // A snapshot run never stops anything; delete and destroy refuse a running
             // instance, so nothing they do takes a website down.
-            RunKind::Snapshot | RunKind::Delete | RunKind::Destroy => None,
+            // Publishing reads a snapshot; the instance runs on.
+            RunKind::Snapshot | RunKind::Delete | RunKind::Destroy | RunKind::Publish => None,
         }
     }
 
     /// Whether `undo` can put things back (not after a delete or destroy).
     pub fn undoable(self) -> bool {
-        matches!(self, RunKind::Rebuild | RunKind::Snapshot)
+        matches!(
+            self,
+            RunKind::Rebuild | RunKind::Snapshot | RunKind::Publish
+        )
     }
 }
 
@@ -313,6 +335,7 @@ mod tests {
             RunKind::Snapshot,
             RunKind::Delete,
             RunKind::Destroy,
+            RunKind::Publish,
         ] {
             assert_eq!(RunKind::from_word(kind.word()), Ok(kind));
         }
@@ -394,6 +417,14 @@ mod tests {
             json!({ "devices": "profile" }),
         );
         pinned(cloud::FilesPushed { changed: 3 }, json!({ "changed": 3 }));
+        pinned(
+            publish::Published {
+                source: "tpl/copy".into(),
+                alias: "alpine-ssh".into(),
+                fingerprint: "293afaa0".into(),
+            },
+            json!({ "source": "tpl/copy", "alias": "alpine-ssh", "fingerprint": "293afaa0" }),
+        );
         pinned(
             finish::FinallyStopped { stopped: true },
             json!({ "stopped": true }),
