@@ -510,3 +510,118 @@ async fn a_template_snapshot_is_published_as_an_image_that_a_website_launches_fr
     assert_eq!(bed.status(&web).await, "Running");
     assert!(bed.ok(&["journal", "verify"]).status.success());
 }
+
+/// A profile with a NIC that gets no address by itself (a veth pair, no DHCP in the image).
+async fn nic_profile(bed: &Bed) -> String {
+    let name = bed.name("net");
+    let mut nic = std::collections::BTreeMap::new();
+    for (k, v) in [("type", "nic"), ("nictype", "p2p"), ("name", "eth0")] {
+        nic.insert(k.to_string(), v.to_string());
+    }
+    let profile = reroot::lxd::ProfilePut {
+        description: "a NIC without DHCP".into(),
+        config: Default::default(),
+        devices: [("eth0".to_string(), nic)].into_iter().collect(),
+    };
+    bed.lxd
+        .create_profile(&name, &profile)
+        .await
+        .expect("create the NIC profile");
+    name
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cloud_config_waits_for_an_address_on_the_nic_within_its_bound() {
+    let _serial = common::LXD_LOCK.lock().await;
+    let bed = Bed::new().await;
+    let net = nic_profile(&bed).await;
+    bed.write(
+        "net.cfg",
+        "#cloud-config\nruncmd:\n  - ip -4 addr show eth0 > /etc/addr-at-cloud-config\n",
+    );
+    let config = |name: &str, wait: u64| {
+        bed.write(
+            &format!("{name}.yaml"),
+            &format!(
+                "#lxdops\nostype: busybox\nimage: reroot-old\nstop-timeout: 0\n\
+                 profiles: [default, {net}]\nwait-ready: {wait}\ncloud-config-files: [net.cfg]\n"
+            ),
+        )
+    };
+
+    // No address comes: the step gives up at its bound, and no cloud-config was applied.
+    let lonely = bed.name("lonely");
+    let cfg = config(&lonely, 3);
+    let out = bed.reroot(&["rebuild", path(&cfg)]);
+    assert!(!out.status.success());
+    let text = printed(&out);
+    assert!(
+        text.contains("was not ready within 3 s (wait-ready): no address of global scope"),
+        "{text}"
+    );
+    assert_eq!(bed.status(&lonely).await, "Running");
+    let probe = bed
+        .lxd
+        .exec(
+            &lonely,
+            &ExecRequest::shell("test -e /etc/addr-at-cloud-config"),
+        )
+        .await
+        .expect("exec");
+    assert_ne!(probe.exit_code, 0, "cloud-config ran without an address");
+    let failed = bed.runs()[0].clone();
+    bed.ok(&["undo", &failed]);
+
+    // The address comes while it waits: cloud-config runs after it, and sees it.
+    let web = bed.name("web");
+    let cfg = config(&web, 120);
+    let child = common::reroot_command()
+        .arg("--journal")
+        .arg(bed.journal())
+        .args(["rebuild", path(&cfg)])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn reroot");
+    let bound = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let state = bed.lxd.instance_state(&web).await;
+        if state.is_ok_and(|s| s.is_running()) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < bound,
+            "{web} did not start within 60 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    bed.sh(
+        &web,
+        "ip addr add 192.0.2.10/24 dev eth0 && ip link set eth0 up",
+    )
+    .await;
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("wait for reroot");
+    assert!(out.status.success(), "{}", printed(&out));
+    assert!(
+        bed.sh(&web, "cat /etc/addr-at-cloud-config")
+            .await
+            .contains("192.0.2.10"),
+        "cloud-config ran before the address"
+    );
+    let run = bed.runs()[0].clone();
+    let show = bed.ok(&["--json", "show", &run]);
+    let shown: serde_json::Value = serde_json::from_slice(&show.stdout).expect("json");
+    let ready = shown["instances"][0]["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["name"] == "ready")
+        .expect("a ready step")
+        .clone();
+    let output: serde_json::Value =
+        serde_json::from_str(ready["output"].as_str().expect("output")).expect("output json");
+    assert_eq!(output["address"], "eth0 192.0.2.10");
+}

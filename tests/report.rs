@@ -11,7 +11,7 @@ use journal::{EventKind, Journal, Outcome, RunHeader, RunId};
 const REROOT: &str = env!("CARGO_BIN_EXE_reroot");
 
 /// The rebuild steps, in order (as the run kind `rebuild` has them).
-const STEPS: [&str; 14] = [
+const STEPS: [&str; 15] = [
     "preflight",
     "prepare",
     "provision",
@@ -22,6 +22,7 @@ const STEPS: [&str; 14] = [
     "reattach",
     "files",
     "start",
+    "ready",
     "cloud-config",
     "verify",
     "final-stop",

@@ -75,6 +75,8 @@ pub(crate) struct RawConfig {
     pub stop: Option<Field<bool>>,
     /// lxdops `snapshot: NAME`: then take this snapshot of its root.
     pub snapshot: Option<Field<String>>,
+    /// Seconds to wait, after a start, for the container to be up before cloud-config.
+    pub wait_ready: Option<Field<u64>>,
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -101,6 +103,7 @@ const TOP_KEYS: &[&str] = &[
     "health-check",
     "stop",
     "snapshot",
+    "wait-ready",
 ];
 
 fn lxdops_only(key: &str) -> Option<String> {
@@ -264,6 +267,7 @@ pub(crate) fn parse(file: &Path, text: &str) -> Result<(RawConfig, Vec<ConfigErr
             }
             "stop" => raw.stop = w.bool(v, &key).map(|b| mk(b, file, &key)),
             "snapshot" => raw.snapshot = w.string(v, &key).map(|s| mk(s, file, &key)),
+            "wait-ready" => raw.wait_ready = w.u64(v, &key).map(|n| mk(n, file, &key)),
             _ => {}
         }
     }

@@ -33,7 +33,7 @@ use std::path::{Path, PathBuf};
 
 pub use crate::input::ConfigError;
 pub use properties::parse_property_arg;
-pub use resolve::{check_instance_name, DEFAULT_STOP_TIMEOUT, PROFILE_SUFFIX};
+pub use resolve::{check_instance_name, DEFAULT_STOP_TIMEOUT, DEFAULT_WAIT_READY, PROFILE_SUFFIX};
 pub use types::*;
 
 /// Options that change how config files resolve (the command-line flags).

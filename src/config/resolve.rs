@@ -14,6 +14,10 @@ use crate::input::yaml::suggest;
 /// Default seconds of clean stop before a forced stop.
 pub const DEFAULT_STOP_TIMEOUT: u64 = 30;
 
+/// Default seconds to wait, after a start, for the container to be ready for cloud-config
+/// (what lxdops waited for an IPv4 address).
+pub const DEFAULT_WAIT_READY: u64 = 300;
+
 /// Suffix of the instance's own profile when there is no `profile-pattern`.
 pub const PROFILE_SUFFIX: &str = ".reroot";
 
@@ -516,6 +520,10 @@ fn resolve_tree(
         health_check,
         stop,
         snapshot,
+        wait_ready: m
+            .wait_ready
+            .as_ref()
+            .map_or(DEFAULT_WAIT_READY, |f| f.value),
         files: tree.files.clone(),
     };
     Some((instance, props))

@@ -410,6 +410,26 @@ fn a_template_ending_in_stop_and_snapshot_as_lxdops_defines_them() {
 }
 
 #[test]
+fn wait_ready_defaults_to_lxdops_300_seconds_and_is_set_per_config() {
+    let d = Dir::new();
+    let f = d.write("a.yaml", "#lxdops\nimage: x\n");
+    assert_eq!(load_one(&f, &opts()).wait_ready, DEFAULT_WAIT_READY);
+    assert_eq!(DEFAULT_WAIT_READY, 300);
+    d.write("base.yaml", "#lxdops\nwait-ready: 60\n");
+    let g = d.write("b.yaml", "#lxdops\ninclude: [base.yaml]\nimage: x\n");
+    assert_eq!(load_one(&g, &opts()).wait_ready, 60);
+    let h = d.write("c.yaml", "#lxdops\nimage: x\nwait-ready: 0\n");
+    assert_eq!(load_one(&h, &opts()).wait_ready, 0);
+    let bad = d.write("d.yaml", "#lxdops\nimage: x\nwait-ready: soon\n");
+    let e = errors(&bad, &opts());
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with(&format!("{}: wait-ready:", bad.display()))),
+        "{e:?}"
+    );
+}
+
+#[test]
 fn unknown_and_empty_properties_name_file_key_and_property() {
     let d = Dir::new();
     let f = d.write(

@@ -210,6 +210,9 @@ pub struct ResolvedInstance {
     pub stop: bool,
     /// `snapshot: NAME`: then the snapshot NAME of its root is taken (what websites copy).
     pub snapshot: Option<String>,
+    /// `wait-ready`: seconds to wait after a start, before cloud-config, for an address on
+    /// its NIC (if it has one) and a command to run (0 = no wait; default 300, as lxdops).
+    pub wait_ready: u64,
     /// Every config file read (the top file first, then its includes in merge order).
     pub files: Vec<ConfigFileDigest>,
 }

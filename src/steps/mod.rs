@@ -16,6 +16,7 @@
 //! | `reattach` | the devices checked on the new root, or the device profile made exact and attached | restores the profile |
 //! | `files` | pushes the early cloud-config files (non-deferred `write_files`) | nothing |
 //! | `start` | starts the new root; records the downtime | stops it |
+//! | `ready` | with cloud-config to apply: waits (bounded, `wait-ready`) for an address on its NIC and a command to run | nothing |
 //! | `cloud-config` | applies the rest of the cloud-config | nothing (the root goes with undo) |
 //! | `verify` | running, and the health check passes | nothing |
 //! | `final-stop` | with `stop: true` (a template): stops the new root | nothing (the undo of `start` stops it) |
@@ -42,6 +43,7 @@ mod prepare;
 mod profile;
 mod provision;
 pub mod publish;
+mod ready;
 mod reattach;
 pub mod removal;
 mod rename;
@@ -274,6 +276,7 @@ pub fn rebuild_pipeline() -> Vec<Arc<dyn Step<RunEnv>>> {
         Arc::new(reattach::Reattach),
         Arc::new(cloud::CloudConfigPart(cloud::Part::EarlyFiles)),
         Arc::new(start::Start),
+        Arc::new(ready::Ready),
         Arc::new(cloud::CloudConfigPart(cloud::Part::Rest)),
         Arc::new(verify::Verify),
         Arc::new(finish::FinalStop),
@@ -426,6 +429,20 @@ mod tests {
             json!({ "source": "tpl/copy", "alias": "alpine-ssh", "fingerprint": "293afaa0" }),
         );
         pinned(
+            ready::ReadyOutput {
+                waited_ms: Some(812),
+                address: Some("eth0 10.0.3.5".into()),
+            },
+            json!({ "waited_ms": 812, "address": "eth0 10.0.3.5" }),
+        );
+        pinned(
+            ready::ReadyOutput {
+                waited_ms: None,
+                address: None,
+            },
+            json!({ "waited_ms": null }),
+        );
+        pinned(
             finish::FinallyStopped { stopped: true },
             json!({ "stopped": true }),
         );
@@ -480,6 +497,7 @@ mod tests {
                 reattach::Reattached::STEP,
                 cloud::FilesPushed::STEP,
                 Started::STEP,
+                ready::ReadyOutput::STEP,
                 cloud::CloudConfigApplied::STEP,
                 verify::Verified::STEP,
                 finish::FinallyStopped::STEP,

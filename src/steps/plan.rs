@@ -181,6 +181,10 @@ pub struct InstancePlan {
     /// when it stops; reroot clears the flag on an old root before it stops it).
     #[serde(default)]
     pub ephemeral: bool,
+    /// Seconds `ready` waits, after the start, for the container to be up before cloud-config
+    /// (`None`: recorded before the step existed, no wait; `Some(0)`: no wait).
+    #[serde(default)]
+    pub wait_ready_s: Option<u64>,
 }
 
 fn profile_placement() -> DevicePlacement {
@@ -346,6 +350,7 @@ impl InstancePlan {
             final_stop: r.stop,
             final_snapshot: r.snapshot.clone(),
             ephemeral: r.ephemeral,
+            wait_ready_s: Some(r.wait_ready),
         })
     }
 }
