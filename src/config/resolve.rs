@@ -46,6 +46,22 @@ pub fn check_instance_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The message for an image on a remote image server (`images:alpine/3.23`, as the lxops
+/// tutorial writes it): reroot creates roots from the daemon's own images, and the testbed (an
+/// offline host) could never show a pull from a remote working, so it is refused by name with
+/// the way to get the image there.
+fn remote_image(v: &str) -> Option<String> {
+    let (remote, alias) = v.split_once(':')?;
+    if remote.is_empty() || alias.is_empty() || remote.contains('/') {
+        return None;
+    }
+    Some(format!(
+        "`{v}` names an image on the remote `{remote}`; reroot creates roots from the daemon's \
+         own images: copy it there first (`incus image copy {v} local: --alias {alias}`, or \
+         `lxc image copy ...`) and write `image: {alias}`"
+    ))
+}
+
 /// Check the name of an instance snapshot (`snapshot:`): LXD refuses `/` in it, and an empty
 /// name would mean none.
 fn check_snapshot_name(s: &str) -> Result<(), String> {
@@ -281,8 +297,15 @@ fn resolve_tree(
     let image = m
         .image
         .as_ref()
-        .and_then(|f| s.field(f))
-        .filter(|v| !v.is_empty());
+        .and_then(|f| Some((f, s.field(f)?)))
+        .filter(|(_, v)| !v.is_empty())
+        .and_then(|(f, v)| match remote_image(&v) {
+            Some(message) => {
+                s.invalid(f, message);
+                None
+            }
+            None => Some(v),
+        });
     let origin = m.origin.as_ref().and_then(|f| {
         let v = s.field(f)?;
         match parse_origin(&v) {

@@ -410,6 +410,30 @@ fn a_template_ending_in_stop_and_snapshot_as_lxdops_defines_them() {
 }
 
 #[test]
+fn an_image_on_a_remote_server_is_refused_with_the_way_to_copy_it() {
+    let d = Dir::new();
+    // The lxops tutorial's template.
+    let f = d.write(
+        "ssh-template.yaml",
+        "#lxops-v1\nostype: alpine\nimage: images:alpine/3.23\n",
+    );
+    let e = errors(&f, &opts());
+    assert_eq!(
+        e,
+        [format!(
+            "{}: image: `images:alpine/3.23` names an image on the remote `images`; reroot \
+             creates roots from the daemon's own images: copy it there first (`incus image copy \
+             images:alpine/3.23 local: --alias alpine/3.23`, or `lxc image copy ...`) and write \
+             `image: alpine/3.23`",
+            f.display()
+        )]
+    );
+    // A local alias, with or without a slash, is fine.
+    let g = d.write("t.yaml", "#lxops-v1\nimage: alpine/3.23\n");
+    assert_eq!(load_one(&g, &opts()).image.as_deref(), Some("alpine/3.23"));
+}
+
+#[test]
 fn wait_ready_defaults_to_lxdops_300_seconds_and_is_set_per_config() {
     let d = Dir::new();
     let f = d.write("a.yaml", "#lxdops\nimage: x\n");
