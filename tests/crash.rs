@@ -1038,12 +1038,12 @@ async fn crash_at_every_step_and_moment_then_resume_or_undo() {
     let started = Instant::now();
     let bed = Bed::new().await;
     let steps = step_names();
-    assert_eq!(steps.len(), 12, "the rebuild pipeline: {steps:?}");
+    assert_eq!(steps.len(), 15, "the rebuild pipeline: {steps:?}");
     let points: Vec<String> = steps
         .iter()
         .flat_map(|s| Moment::FORWARD.map(|m| format!("{s}:{m}")))
         .collect();
-    assert_eq!(points.len(), 12 * Moment::FORWARD.len());
+    assert_eq!(points.len(), 15 * Moment::FORWARD.len());
 
     let mut r = bed.instance("r");
     let mut u = bed.instance("u");

@@ -11,6 +11,7 @@ pub mod config_cmd;
 pub mod docs_cmd;
 pub mod journal_cmd;
 pub mod property_cmd;
+pub mod publish_cmd;
 pub mod remove_cmd;
 pub mod run_cmd;
 pub mod server_cmd;
@@ -141,6 +142,9 @@ pub enum Command {
     /// Rename a stopped instance, its filesystems whose location follows its name and its disk
     /// devices, as a journaled run (resumable, undoable).
     Rename(remove_cmd::RenameArgs),
+    /// Publish a snapshot of an instance's root (a template's) as an image with an alias, as a
+    /// journaled run (undo deletes the image).
+    Publish(publish_cmd::PublishArgs),
     /// Delete stopped instances and their device profiles; their filesystems are kept.
     Delete(remove_cmd::DeleteArgs),
     /// Delete stopped instances and destroy their filesystems marked `destroy: true`, after
@@ -252,6 +256,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Snapshot(args) => snapshot_cmd::run(args, &cli.global).await,
         Command::Rollback(args) => snapshot_cmd::rollback(args, &cli.global).await,
         Command::Rename(args) => remove_cmd::rename(args, &cli.global).await,
+        Command::Publish(args) => publish_cmd::run(args, &cli.global).await,
         Command::Delete(args) => remove_cmd::delete(args, &cli.global).await,
         Command::Destroy(args) => remove_cmd::destroy(args, &cli.global).await,
         Command::Status => journal_cmd::status(&cli.global),

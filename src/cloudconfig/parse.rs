@@ -99,6 +99,33 @@ const USER_KEYS: &[&str] = &[
     "lock_passwd",
 ];
 
+/// The message for a key that lxdops (through its cloudconfig library, which ignores unknown
+/// keys) skipped without a word, where the user meant a key reroot knows: a spelling with `-`
+/// for `_` (`write-files`), or `mode` for `permissions`. Someone moving from lxdops has to hear
+/// that those settings never took effect there, not only that reroot refuses them.
+pub(crate) fn lxdops_ignored(key: &str, allowed: &[&str]) -> Option<String> {
+    let (right, effect) = match key {
+        "mode" if allowed.contains(&"permissions") => {
+            ("permissions", "the file got the default permissions 0644")
+        }
+        _ => {
+            let right = key.replace('-', "_");
+            let known = allowed.iter().find(|a| **a == right && right != key)?;
+            let effect = match *known {
+                "write_files" => "those files were never written",
+                "packages" => "those packages were never installed",
+                "users" => "those users were never created",
+                "runcmd" => "those commands never ran",
+                _ => "the setting never took effect",
+            };
+            (*known, effect)
+        }
+    };
+    Some(format!(
+        "not a cloud-config key: lxdops ignored it without a word ({effect}); the key is `{right}`"
+    ))
+}
+
 /// The sudo rule `sudo: true` stands for.
 pub const SUDO_ALL: &str = "ALL=(ALL) NOPASSWD:ALL";
 
@@ -134,7 +161,7 @@ pub fn parse_str(file: &Path, text: &str) -> Result<CloudConfig, ConfigError> {
         runcmd: Vec::new(),
     };
     if let Some(top) = w.map(&doc, "(top level)") {
-        for (name, key, v) in w.fields(top, "", TOP_KEYS, |_| None) {
+        for (name, key, v) in w.fields(top, "", TOP_KEYS, |k| lxdops_ignored(k, TOP_KEYS)) {
             match name {
                 "packages" => {
                     for (p, k) in w.string_list(v, &key) {
@@ -313,7 +340,7 @@ fn write_file(w: &mut Walker, v: &Value, key: &str) -> Option<WriteFile> {
     let mut group = Some("root".to_string());
     let mut mode = 0o644;
     let (mut append, mut defer) = (false, false);
-    for (n, k, v) in w.fields(m, key, FILE_KEYS, |_| None) {
+    for (n, k, v) in w.fields(m, key, FILE_KEYS, |k| lxdops_ignored(k, FILE_KEYS)) {
         match n {
             "path" => {
                 if let Some(p) = w.nonempty_string(v, &k) {
@@ -415,7 +442,7 @@ fn user(w: &mut Walker, v: &Value, key: &str) -> Option<User> {
             None
         }
     };
-    for (n, k, v) in w.fields(m, key, USER_KEYS, |_| None) {
+    for (n, k, v) in w.fields(m, key, USER_KEYS, |k| lxdops_ignored(k, USER_KEYS)) {
         match n {
             "name" => {
                 if let Some(s) = w.nonempty_string(v, &k) {

@@ -228,11 +228,22 @@ fn os_dependent_sections_need_a_capable_os() {
 fn parse_errors_name_file_and_key() {
     assert_eq!(
         parse_err("#cloud-config\nwrite-files: []\n"),
-        "test.cfg: unknown key `write-files` (did you mean `write_files`?)"
+        "test.cfg: write-files: not a cloud-config key: lxdops ignored it without a word \
+         (those files were never written); the key is `write_files`"
     );
     assert_eq!(
         parse_err("#cloud-config\nwrite_files:\n  - path: /x\n    mode: '0600'\n"),
-        "test.cfg: unknown key `write_files[0].mode`"
+        "test.cfg: write_files[0].mode: not a cloud-config key: lxdops ignored it without a word \
+         (the file got the default permissions 0644); the key is `permissions`"
+    );
+    assert!(
+        parse_err("#cloud-config\nusers:\n  - name: bob\n    ssh-authorized-keys: [k]\n")
+            .contains("ssh-authorized-keys: not a cloud-config key: lxdops ignored it without a word (the setting never took effect); the key is `ssh_authorized_keys`")
+    );
+    // A plain typo is still a typo, with its suggestion.
+    assert_eq!(
+        parse_err("#cloud-config\nwrite_filez: []\n"),
+        "test.cfg: unknown key `write_filez` (did you mean `write_files`?)"
     );
     assert!(parse_err(
         "#cloud-config\nwrite_files:\n  - path: /x\n    encoding: b46\n    content: eA==\n"

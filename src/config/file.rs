@@ -72,6 +72,12 @@ pub(crate) struct RawConfig {
     pub cloud_config_files: Vec<Field<String>>,
     pub stop_timeout: Option<Field<u64>>,
     pub health_check: Option<Field<RawHealthCheck>>,
+    /// lxdops `stop: true`: stop the instance once it is built and configured.
+    pub stop: Option<Field<bool>>,
+    /// lxdops `snapshot: NAME`: then take this snapshot of its root.
+    pub snapshot: Option<Field<String>>,
+    /// Seconds to wait, after a start, for the container to be up before cloud-config.
+    pub wait_ready: Option<Field<u64>>,
 }
 
 const TOP_KEYS: &[&str] = &[
@@ -97,6 +103,9 @@ const TOP_KEYS: &[&str] = &[
     "cloud-config-files",
     "stop-timeout",
     "health-check",
+    "stop",
+    "snapshot",
+    "wait-ready",
 ];
 
 fn lxdops_only(key: &str) -> Option<String> {
@@ -105,8 +114,6 @@ fn lxdops_only(key: &str) -> Option<String> {
         "profile-config",
         "profiles-config",
         "profiles-run",
-        "stop",
-        "snapshot",
     ];
     LXDOPS_ONLY
         .contains(&key)
@@ -261,6 +268,9 @@ pub(crate) fn parse(file: &Path, text: &str) -> Result<(RawConfig, Vec<ConfigErr
             "health-check" => {
                 raw.health_check = health_check(&mut w, v, &key).map(|h| mk(h, file, &key))
             }
+            "stop" => raw.stop = w.bool(v, &key).map(|b| mk(b, file, &key)),
+            "snapshot" => raw.snapshot = w.string(v, &key).map(|s| mk(s, file, &key)),
+            "wait-ready" => raw.wait_ready = w.u64(v, &key).map(|n| mk(n, file, &key)),
             _ => {}
         }
     }

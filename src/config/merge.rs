@@ -198,5 +198,8 @@ pub(crate) fn overlay(base: RawConfig, top: RawConfig) -> RawConfig {
         cloud_config_files: cloud,
         stop_timeout: scalar(base.stop_timeout, top.stop_timeout, |_| false),
         health_check: scalar(base.health_check, top.health_check, |_| false),
+        stop: scalar(base.stop, top.stop, |_| false),
+        snapshot: scalar(base.snapshot, top.snapshot, s),
+        wait_ready: scalar(base.wait_ready, top.wait_ready, |_| false),
     }
 }

@@ -18,7 +18,8 @@
 //!   see every property; either kind of path is dropped when it names an undefined or empty
 //!   property;
 //! * the source instance of `device-template` / `device-origin` is resolved with `(instance)`
-//!   = its own name and without the `-P` properties, so `-P` never moves the template's data;
+//!   = its own name and the same `-P` and global properties as the instance (lxops hid `-P`
+//!   from it, so a root given as `-P fsroot=...` could not resolve the template's devices);
 //! * unknown keys are errors, with a suggestion for near misses;
 //! * the instance's own profile is `(instance).reroot` unless `profile-pattern` says otherwise.
 
@@ -32,7 +33,7 @@ use std::path::{Path, PathBuf};
 
 pub use crate::input::ConfigError;
 pub use properties::{global_properties, parse_property_arg, set_property, GlobalProperty};
-pub use resolve::{check_instance_name, DEFAULT_STOP_TIMEOUT, PROFILE_SUFFIX};
+pub use resolve::{check_instance_name, DEFAULT_STOP_TIMEOUT, DEFAULT_WAIT_READY, PROFILE_SUFFIX};
 pub use types::*;
 
 /// Options that change how config files resolve (the command-line flags).

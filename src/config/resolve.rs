@@ -14,6 +14,10 @@ use crate::input::yaml::suggest;
 /// Default seconds of clean stop before a forced stop.
 pub const DEFAULT_STOP_TIMEOUT: u64 = 30;
 
+/// Default seconds to wait, after a start, for the container to be ready for cloud-config
+/// (what lxdops waited for an IPv4 address).
+pub const DEFAULT_WAIT_READY: u64 = 300;
+
 /// Suffix of the instance's own profile when there is no `profile-pattern`.
 pub const PROFILE_SUFFIX: &str = ".reroot";
 
@@ -38,6 +42,39 @@ pub fn check_instance_name(name: &str) -> Result<(), String> {
     }
     if name.ends_with('-') {
         return Err("must not end with a hyphen".into());
+    }
+    Ok(())
+}
+
+/// The message for an image on a remote image server (`images:alpine/3.23`, as the lxops
+/// tutorial writes it): reroot creates roots from the daemon's own images, and the testbed (an
+/// offline host) could never show a pull from a remote working, so it is refused by name with
+/// the way to get the image there.
+fn remote_image(v: &str) -> Option<String> {
+    let (remote, alias) = v.split_once(':')?;
+    if remote.is_empty() || alias.is_empty() || remote.contains('/') {
+        return None;
+    }
+    Some(format!(
+        "`{v}` names an image on the remote `{remote}`; reroot creates roots from the daemon's \
+         own images: copy it there first (`incus image copy {v} local: --alias {alias}`, or \
+         `lxc image copy ...`) and write `image: {alias}`"
+    ))
+}
+
+/// Check the name of an instance snapshot (`snapshot:`): LXD refuses `/` in it, and an empty
+/// name would mean none.
+fn check_snapshot_name(s: &str) -> Result<(), String> {
+    if s.is_empty() {
+        return Err("the snapshot name must not be empty".into());
+    }
+    if s.contains('/') || s.chars().any(char::is_whitespace) {
+        return Err(format!(
+            "`{s}` is not a valid snapshot name (no `/` or spaces)"
+        ));
+    }
+    if s == "." || s == ".." {
+        return Err(format!("`{s}` is not a valid snapshot name"));
     }
     Ok(())
 }
@@ -150,20 +187,17 @@ impl Subst<'_> {
     }
 }
 
-/// The properties that include paths see: `(instance)`, `-P` (when `cli`) and global ones.
+/// The properties that include paths see: `(instance)`, `-P` and global ones.
 pub(crate) fn include_properties(
     name: &str,
     opts: &LoadOptions,
     globals: &[GlobalValue],
-    cli: bool,
 ) -> Properties {
     let mut p = Properties::default();
     p.global(globals);
-    if cli {
-        p.layer(opts.properties.iter().cloned(), || {
-            PropertySource::CommandLine
-        });
-    }
+    p.layer(opts.properties.iter().cloned(), || {
+        PropertySource::CommandLine
+    });
     p.layer([("instance".to_string(), name.to_string())], || {
         PropertySource::BuiltIn
     });
@@ -177,7 +211,6 @@ fn instance_properties(
     project: &str,
     opts: &LoadOptions,
     globals: &[GlobalValue],
-    cli: bool,
 ) -> Properties {
     let mut p = Properties::default();
     p.global(globals);
@@ -186,11 +219,9 @@ fn instance_properties(
             PropertySource::Config(f.file.clone())
         });
     }
-    if cli {
-        p.layer(opts.properties.iter().cloned(), || {
-            PropertySource::CommandLine
-        });
-    }
+    p.layer(opts.properties.iter().cloned(), || {
+        PropertySource::CommandLine
+    });
     p.layer(builtins(name, project), || PropertySource::BuiltIn);
     p
 }
@@ -219,7 +250,7 @@ pub(crate) fn resolve_file(
             message,
         });
     }
-    let include_props = include_properties(&name, opts, globals, true);
+    let include_props = include_properties(&name, opts, globals);
     let tree = read_tree(&top, &include_props, errors)?;
     // Unknown keys change nothing else, so resolution goes on to find more problems; after
     // any other problem it would only report consequences.
@@ -257,7 +288,7 @@ fn resolve_tree(
             message: format!("invalid project name `{project}`"),
         });
     }
-    let props = instance_properties(m, name, &project, opts, globals, true);
+    let props = instance_properties(m, name, &project, opts, globals);
     let mut s = Subst {
         props: &props,
         errors,
@@ -278,8 +309,15 @@ fn resolve_tree(
     let image = m
         .image
         .as_ref()
-        .and_then(|f| s.field(f))
-        .filter(|v| !v.is_empty());
+        .and_then(|f| Some((f, s.field(f)?)))
+        .filter(|(_, v)| !v.is_empty())
+        .and_then(|(f, v)| match remote_image(&v) {
+            Some(message) => {
+                s.invalid(f, message);
+                None
+            }
+            None => Some(v),
+        });
     let origin = m.origin.as_ref().and_then(|f| {
         let v = s.field(f)?;
         match parse_origin(&v) {
@@ -467,6 +505,25 @@ fn resolve_tree(
         .as_ref()
         .map_or(DEFAULT_STOP_TIMEOUT, |f| f.value);
 
+    let stop = m.stop.as_ref().is_some_and(|f| f.value);
+    if let (true, true, Some(f)) = (stop, ephemeral, &m.stop) {
+        s.invalid(
+            f,
+            "an ephemeral instance (`-e` in lxc-options) is deleted by the daemon when it \
+             stops: `stop: true` would delete it",
+        );
+    }
+    let snapshot = m.snapshot.as_ref().and_then(|f| {
+        let v = s.field(f)?.trim().to_string();
+        match check_snapshot_name(&v) {
+            Ok(()) => Some(v),
+            Err(message) => {
+                s.invalid(f, message);
+                None
+            }
+        }
+    });
+
     let device_source = device_source(m, &project, &filesystems, opts, globals, &mut s);
 
     if s.errors.len() > before {
@@ -497,6 +554,12 @@ fn resolve_tree(
         ephemeral,
         stop_timeout,
         health_check,
+        stop,
+        snapshot,
+        wait_ready: m
+            .wait_ready
+            .as_ref()
+            .map_or(DEFAULT_WAIT_READY, |f| f.value),
         files: tree.files.clone(),
     };
     Some((instance, props))
@@ -772,7 +835,7 @@ fn device_source(
                 return None;
             }
             let inc = merge::absolute(&path);
-            let props = include_properties(&src_name, opts, globals, false);
+            let props = include_properties(&src_name, opts, globals);
             src_tree_owned = read_tree(&inc, &props, &mut local_errors);
             match &src_tree_owned {
                 Some(t) => &t.merged,
@@ -793,7 +856,10 @@ fn device_source(
                 .filter(|p| !p.is_empty())
         })
         .unwrap_or_else(|| project.to_string());
-    let props = instance_properties(src_merged, &src_name, &src_project, opts, globals, false);
+    // The source sees `-P` too: the demo's configs take a host-wide root such as `(fsroot)`
+    // from the command line, for the template's data as for the website's; only `(instance)`
+    // differs (lxops hid `-P` from the source, so those configs could not resolve).
+    let props = instance_properties(src_merged, &src_name, &src_project, opts, globals);
     let mut sub = Subst {
         props: &props,
         errors: &mut local_errors,

@@ -367,7 +367,7 @@ devices:
   data:
     path: /data
     readnly: true
-stop: true
+profiles-config: [a]
 ",
     );
     let e = errors(&f, &opts());
@@ -385,7 +385,98 @@ stop: true
         "{e:?}"
     );
     assert!(
-        e.iter().any(|m| m.contains("`stop` is an lxdops key")),
+        e.iter()
+            .any(|m| m.contains("`profiles-config` is an lxdops key")),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn a_template_ending_in_stop_and_snapshot_as_lxdops_defines_them() {
+    let d = Dir::new();
+    // The shape of the lxdops demo's templates.
+    let f = d.write(
+        "nginx.yaml",
+        "#lxdops\nimage: reroot-old\nstop: true\nsnapshot: copy\n",
+    );
+    let i = load_one(&f, &opts());
+    assert!(i.stop);
+    assert_eq!(i.snapshot.as_deref(), Some("copy"));
+    // Neither: nothing happens after the build.
+    let g = d.write("plain.yaml", "#lxdops\nimage: reroot-old\n");
+    let i = load_one(&g, &opts());
+    assert!(!i.stop);
+    assert_eq!(i.snapshot, None);
+    // Included, and overridden by the including file; the name may come from a property.
+    d.write("tpl.yaml", "#lxdops\nstop: true\nsnapshot: base\n");
+    let h = d.write(
+        "site.yaml",
+        "#lxdops\ninclude: [tpl.yaml]\nimage: x\nstop: false\nsnapshot: (snap)\n",
+    );
+    let i = load_one(&h, &with_p(&[("snap", "v2")]));
+    assert!(!i.stop);
+    assert_eq!(i.snapshot.as_deref(), Some("v2"));
+    // Bad values name the file and key.
+    let b = d.write("bad.yaml", "#lxdops\nimage: x\nstop: yes please\n");
+    let e = errors(&b, &opts());
+    let file = b.display().to_string();
+    assert_eq!(
+        e,
+        [format!(
+            "{file}: stop: expected true or false, found a string"
+        )]
+    );
+    let b = d.write("bad2.yaml", "#lxdops\nimage: x\nsnapshot: a/b\n");
+    let e = errors(&b, &opts());
+    let file = b.display().to_string();
+    assert!(
+        e.contains(&format!(
+            "{file}: snapshot: `a/b` is not a valid snapshot name (no `/` or spaces)"
+        )),
+        "{e:?}"
+    );
+}
+
+#[test]
+fn an_image_on_a_remote_server_is_refused_with_the_way_to_copy_it() {
+    let d = Dir::new();
+    // The lxops tutorial's template.
+    let f = d.write(
+        "ssh-template.yaml",
+        "#lxops-v1\nostype: alpine\nimage: images:alpine/3.23\n",
+    );
+    let e = errors(&f, &opts());
+    assert_eq!(
+        e,
+        [format!(
+            "{}: image: `images:alpine/3.23` names an image on the remote `images`; reroot \
+             creates roots from the daemon's own images: copy it there first (`incus image copy \
+             images:alpine/3.23 local: --alias alpine/3.23`, or `lxc image copy ...`) and write \
+             `image: alpine/3.23`",
+            f.display()
+        )]
+    );
+    // A local alias, with or without a slash, is fine.
+    let g = d.write("t.yaml", "#lxops-v1\nimage: alpine/3.23\n");
+    assert_eq!(load_one(&g, &opts()).image.as_deref(), Some("alpine/3.23"));
+}
+
+#[test]
+fn wait_ready_defaults_to_lxdops_300_seconds_and_is_set_per_config() {
+    let d = Dir::new();
+    let f = d.write("a.yaml", "#lxdops\nimage: x\n");
+    assert_eq!(load_one(&f, &opts()).wait_ready, DEFAULT_WAIT_READY);
+    assert_eq!(DEFAULT_WAIT_READY, 300);
+    d.write("base.yaml", "#lxdops\nwait-ready: 60\n");
+    let g = d.write("b.yaml", "#lxdops\ninclude: [base.yaml]\nimage: x\n");
+    assert_eq!(load_one(&g, &opts()).wait_ready, 60);
+    let h = d.write("c.yaml", "#lxdops\nimage: x\nwait-ready: 0\n");
+    assert_eq!(load_one(&h, &opts()).wait_ready, 0);
+    let bad = d.write("d.yaml", "#lxdops\nimage: x\nwait-ready: soon\n");
+    let e = errors(&bad, &opts());
+    assert!(
+        e.iter()
+            .any(|m| m.starts_with(&format!("{}: wait-ready:", bad.display()))),
         "{e:?}"
     );
 }
@@ -556,7 +647,7 @@ devices:
 }
 
 #[test]
-fn template_is_resolved_with_its_own_name_and_without_cli_properties() {
+fn template_is_resolved_with_its_own_name_and_the_cli_properties() {
     let d = Dir::new();
     let f = d.write(
         "site.yaml",
@@ -573,6 +664,21 @@ devices:
     filesystem: data
 ",
     );
+    let source = |i: ResolvedInstance| match i.device_source {
+        Some(DeviceSource::Template { instance }) => instance,
+        other => panic!("expected a template, got {other:?}"),
+    };
+    // Without -P, the config's property; `(instance)` is the template's own name.
+    let tpl = source(load_one(&f, &opts()));
+    assert_eq!(tpl.name, "tpl");
+    assert_eq!(
+        tpl.filesystems[0].path,
+        FilesystemPath::Zfs {
+            dataset: "tank/tpl".into()
+        }
+    );
+    assert_eq!(tpl.devices[0].host_dir, PathBuf::from("/tank/tpl/www"));
+    // -P wins over the config for the template as for the instance.
     let i = load_one(&f, &with_p(&[("pool", "other")]));
     assert_eq!(
         i.filesystems[0].path,
@@ -580,26 +686,33 @@ devices:
             dataset: "other/site".into()
         }
     );
-    match i.device_source {
-        Some(DeviceSource::Template { instance }) => {
-            assert_eq!(instance.name, "tpl");
-            assert_eq!(
-                instance.filesystems[0].path,
-                FilesystemPath::Zfs {
-                    dataset: "tank/tpl".into()
-                }
-            );
-            assert_eq!(instance.devices[0].host_dir, PathBuf::from("/tank/tpl/www"));
+    let tpl = source(i);
+    assert_eq!(
+        tpl.filesystems[0].path,
+        FilesystemPath::Zfs {
+            dataset: "other/tpl".into()
         }
-        other => panic!("expected a template, got {other:?}"),
-    }
-    // A property only -P defines is unknown to the template.
+    );
+    assert_eq!(tpl.devices[0].host_dir, PathBuf::from("/other/tpl/www"));
+    // The shape of the lxdops demo's websites: the root only -P defines (`(fsroot)`), a
+    // device-template, and no properties in the file.
     let g = d.write(
         "site2.yaml",
-        "#lxdops\ndevice-template: tpl\nfilesystems:\n  data:\n    pattern: (only)/(instance)\n",
+        "#lxdops\ndevice-template: nginx\nfilesystems:\n  data:\n    pattern: (fsroot)/(instance)\ndevices:\n  www:\n    path: /var/www\n    filesystem: data\n",
     );
-    let e = errors(&g, &with_p(&[("only", "x")]));
-    assert!(e.iter().any(|m| m.contains("unknown property `(only)`") && m.contains("source instance `tpl`")), "{e:?}");
+    let tpl = source(load_one(&g, &with_p(&[("fsroot", "/srv/demo")])));
+    assert_eq!(
+        tpl.devices[0].host_dir,
+        PathBuf::from("/srv/demo/nginx/www")
+    );
+    // Without it, the error names the property and the source instance.
+    let e = errors(&g, &opts());
+    assert!(
+        e.iter()
+            .any(|m| m.contains("unknown property `(fsroot)`")
+                && m.contains("source instance `nginx`")),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -677,6 +790,15 @@ lxc-options: [-c, limits.cpu=2, '--config=limits.memory=1GB', -p extra, --epheme
             .any(|m| m.contains("unsupported lxc option `--storage`")),
         "{e:?}"
     );
+    // The daemon deletes an ephemeral instance when it stops: `stop: true` would delete it.
+    let h = d.write("eph.yaml", "#lxdops\nlxc-options: [-e]\nstop: true\n");
+    let e = errors(&h, &opts());
+    let file = h.display().to_string();
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with(&format!("{file}: stop: an ephemeral instance")),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -733,7 +855,7 @@ fn verify_reports_problems_of_every_file_and_cloud_config() {
     assert!(
         e[..2]
             .iter()
-            .any(|m| m.contains("bad.cfg: unknown key `write-files` (did you mean `write_files`?)")),
+            .any(|m| m.contains("bad.cfg: write-files: not a cloud-config key: lxdops ignored it")),
         "{e:?}"
     );
     assert!(

@@ -127,7 +127,7 @@ pub struct Origin {
 }
 
 /// An instance whose filesystems and devices are the source for this instance's data:
-/// resolved with `(instance)` = its own name and without the `-P` properties.
+/// resolved with `(instance)` = its own name (and the same `-P` and global properties).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SourceInstance {
     pub name: String,
@@ -208,6 +208,14 @@ pub struct ResolvedInstance {
     /// Seconds of clean stop before a forced stop (0 = force at once).
     pub stop_timeout: u64,
     pub health_check: Option<HealthCheck>,
+    /// `stop: true`: once built, configured and verified, the instance is stopped (a
+    /// template, as lxdops stops it).
+    pub stop: bool,
+    /// `snapshot: NAME`: then the snapshot NAME of its root is taken (what websites copy).
+    pub snapshot: Option<String>,
+    /// `wait-ready`: seconds to wait after a start, before cloud-config, for an address on
+    /// its NIC (if it has one) and a command to run (0 = no wait; default 300, as lxdops).
+    pub wait_ready: u64,
     /// Every config file read (the top file first, then its includes in merge order).
     pub files: Vec<ConfigFileDigest>,
 }

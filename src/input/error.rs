@@ -91,9 +91,7 @@ pub enum ConfigError {
     BadPropertyArg { arg: String },
     /// A problem found while resolving the source instance of `device-template` or
     /// `device-origin` (resolved with `(instance)` = its name and without `-P` properties).
-    #[error(
-        "{error} (while resolving source instance `{instance}`, which does not see -P properties)"
-    )]
+    #[error("{error} (while resolving source instance `{instance}`)")]
     InSource {
         instance: String,
         error: Box<ConfigError>,

@@ -30,6 +30,7 @@ mod client;
 mod error;
 mod exec;
 mod files;
+mod images;
 mod instances;
 mod operation;
 mod profiles;
@@ -45,6 +46,7 @@ pub use client::{socket_candidates, Client, ConnectOptions};
 pub use error::{Error, OptionalExt, RemoteAt, RequestInfo, Result};
 pub use exec::{ExecOutput, ExecRequest};
 pub use files::{FileContent, FileOptions, FileType, WriteMode};
+pub use images::{Image, ImageAliasName, PublishSnapshot, PUBLISH_BOUND};
 pub use instances::{Stop, STALE_ETAG_TRIES};
 pub use remote::{
     config_dirs, parse_https_addr, ClientConfig, ConfigDir, Endpoint, HttpsRemote, Remote,

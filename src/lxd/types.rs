@@ -191,6 +191,9 @@ pub struct InstancePatch {
     pub profiles: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
+    /// Deleted by the daemon when it stops.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ephemeral: Option<bool>,
 }
 
 /// `GET /1.0/instances/<name>/state` (the parts reroot uses; the rest is in `extra`).
@@ -215,6 +218,26 @@ impl InstanceState {
     }
     pub fn is_stopped(&self) -> bool {
         self.status == "Stopped"
+    }
+
+    /// The first address of global scope (IPv4 or IPv6) on an interface other than the
+    /// loopback, as `IFACE ADDRESS`, from the state's `network` (absent when stopped).
+    pub fn global_address(&self) -> Option<String> {
+        let network = self.extra.get("network")?.as_object()?;
+        for (iface, v) in network {
+            if iface == "lo" {
+                continue;
+            }
+            let addresses = v.get("addresses").and_then(Value::as_array);
+            for a in addresses.into_iter().flatten() {
+                if a.get("scope").and_then(Value::as_str) == Some("global") {
+                    if let Some(addr) = a.get("address").and_then(Value::as_str) {
+                        return Some(format!("{iface} {addr}"));
+                    }
+                }
+            }
+        }
+        None
     }
 }
 
@@ -520,6 +543,30 @@ mod tests {
             serde_json::json!({"type":"image","alias":"reroot-old"})
         );
         assert_eq!(v["type"], "container");
+    }
+
+    #[test]
+    fn a_global_address_is_found_past_the_loopback_and_link_local_ones() {
+        let state = |network: Value| -> InstanceState {
+            serde_json::from_value(serde_json::json!({"status": "Running", "network": network}))
+                .unwrap()
+        };
+        let link = serde_json::json!({"family": "inet6", "address": "fe80::1", "scope": "link"});
+        let lo = serde_json::json!({"family": "inet", "address": "127.0.0.1", "scope": "global"});
+        let v4 = serde_json::json!({"family": "inet", "address": "10.0.3.5", "scope": "global"});
+        assert_eq!(state(serde_json::json!(null)).global_address(), None);
+        let none = state(serde_json::json!({
+            "lo": {"addresses": [lo.clone()]},
+            "eth0": {"addresses": [link.clone()]},
+            "eth1": {"addresses": null},
+        }));
+        assert_eq!(none.global_address(), None);
+        let some = state(serde_json::json!({
+            "eth0": {"addresses": null},
+            "eth1": {"addresses": [link, v4]},
+            "lo": {"addresses": [lo]},
+        }));
+        assert_eq!(some.global_address().as_deref(), Some("eth1 10.0.3.5"));
     }
 
     #[test]

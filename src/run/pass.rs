@@ -73,6 +73,7 @@ impl Pass {
             snapshot: self.spec.snapshot.clone(),
             rollback: self.spec.rollback.clone(),
             rename_to: self.spec.rename_to.clone(),
+            publish: self.spec.publish.clone(),
         }
     }
 

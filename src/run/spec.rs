@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use journal::RunState;
 
 use crate::engine::{Limits, OnFailure};
-use crate::steps::{InstancePlan, RollbackRequest, RunKind, SnapshotRequest};
+use crate::steps::{InstancePlan, PublishRequest, RollbackRequest, RunKind, SnapshotRequest};
 
 const KIND: &str = "kind";
 pub(crate) const PLANS: &str = "plans";
@@ -32,6 +32,8 @@ const REMOTES: &str = "remotes";
 const ON_REMOTES: &str = "on_remotes";
 const ROLLBACK: &str = "rollback";
 const RENAME_TO: &str = "rename_to";
+const PUBLISH_SNAPSHOT: &str = "publish_snapshot";
+const PUBLISH_ALIAS: &str = "publish_alias";
 
 /// Everything a run was started with.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,6 +62,8 @@ pub struct RunSpec {
     pub rollback: Option<RollbackRequest>,
     /// A rename run: the instance's plan under its new name.
     pub rename_to: Option<InstancePlan>,
+    /// What a publish run publishes.
+    pub publish: Option<PublishRequest>,
 }
 
 /// The daemon a run was started on: a resume, an undo or a prune of the run on another
@@ -126,6 +130,7 @@ impl RunSpec {
             remotes: BTreeMap::new(),
             rollback: None,
             rename_to: None,
+            publish: None,
         }
     }
 
@@ -177,6 +182,10 @@ impl RunSpec {
             .collect();
         if !on.is_empty() {
             put(ON_REMOTES, serde_json::to_string(&on)?);
+        }
+        if let Some(p) = &self.publish {
+            put(PUBLISH_SNAPSHOT, p.snapshot.clone());
+            put(PUBLISH_ALIAS, p.alias.clone());
         }
         Ok(o)
     }
@@ -250,6 +259,13 @@ impl RunSpec {
                 Some(text) => Some(serde_json::from_str(text).map_err(|e| {
                     format!("run {run}: its recorded rollback cannot be read: {e}")
                 })?),
+            },
+            publish: match (options.get(PUBLISH_SNAPSHOT), options.get(PUBLISH_ALIAS)) {
+                (Some(snapshot), Some(alias)) => Some(PublishRequest {
+                    snapshot: snapshot.clone(),
+                    alias: alias.clone(),
+                }),
+                _ => None,
             },
         })
     }
@@ -510,6 +526,26 @@ mod tests {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         assert_eq!(options, pinned);
+        assert_eq!(RunSpec::of(&state(options, &[])).unwrap(), spec);
+    }
+
+    #[test]
+    fn a_publish_spec_round_trips_and_its_keys_are_pinned() {
+        let mut spec = RunSpec::new(RunKind::Publish, vec![], Limits::without_budget(1));
+        spec.publish = Some(PublishRequest {
+            snapshot: "copy".into(),
+            alias: "alpine-ssh".into(),
+        });
+        let options = spec.to_options().unwrap();
+        assert_eq!(options.get("kind").map(String::as_str), Some("publish"));
+        assert_eq!(
+            options.get("publish_snapshot").map(String::as_str),
+            Some("copy")
+        );
+        assert_eq!(
+            options.get("publish_alias").map(String::as_str),
+            Some("alpine-ssh")
+        );
         assert_eq!(RunSpec::of(&state(options, &[])).unwrap(), spec);
     }
 

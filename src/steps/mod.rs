@@ -16,8 +16,11 @@
 //! | `reattach` | the devices checked on the new root, or the device profile made exact and attached | restores the profile |
 //! | `files` | pushes the early cloud-config files (non-deferred `write_files`) | nothing |
 //! | `start` | starts the new root; records the downtime | stops it |
+//! | `ready` | with cloud-config to apply: waits (bounded, `wait-ready`) for an address on its NIC and a command to run | nothing |
 //! | `cloud-config` | applies the rest of the cloud-config | nothing (the root goes with undo) |
 //! | `verify` | running, and the health check passes | nothing |
+//! | `final-stop` | with `stop: true` (a template): stops the new root | nothing (the undo of `start` stops it) |
+//! | `final-snapshot` | with `snapshot: NAME`: takes that snapshot of the new root | deletes it |
 //!
 //! Every `apply` looks at the live state first and does nothing if its effect is there, so a
 //! step cut short by a crash is simply applied again. The new root carries the run id in its
@@ -33,12 +36,15 @@ pub mod plan;
 
 mod cloud;
 mod daemons;
+mod finish;
 mod named_snapshot;
 mod names;
 mod preflight;
 mod prepare;
 mod profile;
 mod provision;
+pub mod publish;
+mod ready;
 mod reattach;
 pub mod removal;
 mod rename;
@@ -77,6 +83,17 @@ pub struct RunOptions {
     pub rollback: Option<RollbackRequest>,
     /// A rename run: the instance's plan under its new name.
     pub rename_to: Option<InstancePlan>,
+    /// What a publish run publishes.
+    pub publish: Option<PublishRequest>,
+}
+
+/// The image a `reroot publish` run makes of an instance's snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublishRequest {
+    /// The snapshot of the instance's root.
+    pub snapshot: String,
+    /// The image alias.
+    pub alias: String,
 }
 
 /// The snapshot a `reroot snapshot` run takes of each instance.
@@ -107,6 +124,8 @@ pub enum RunKind {
     DeleteSnapshot,
     /// `reroot rename CONFIG NEW`: the instance, its filesystems and devices under a new name.
     Rename,
+    /// `reroot publish`: a snapshot of the root published as an image.
+    Publish,
 }
 
 impl RunKind {
@@ -120,6 +139,7 @@ impl RunKind {
             "rollback" => Ok(RunKind::Rollback),
             "delete-snapshot" => Ok(RunKind::DeleteSnapshot),
             "rename" => Ok(RunKind::Rename),
+            "publish" => Ok(RunKind::Publish),
             other => Err(format!(
                 "a run of kind {other:?}, which this reroot does not know (a newer version?)"
             )),
@@ -136,6 +156,7 @@ impl RunKind {
             RunKind::Rollback => "rollback",
             RunKind::DeleteSnapshot => "delete-snapshot",
             RunKind::Rename => "rename",
+            RunKind::Publish => "publish",
         }
     }
 
@@ -149,6 +170,7 @@ impl RunKind {
             RunKind::Rollback => "rolled back",
             RunKind::DeleteSnapshot => "snapshot deleted",
             RunKind::Rename => "renamed",
+            RunKind::Publish => "published",
         }
     }
 
@@ -162,6 +184,7 @@ impl RunKind {
             RunKind::Rollback => rollback::steps(),
             RunKind::DeleteSnapshot => named_snapshot::delete_steps(),
             RunKind::Rename => rename_instance::steps(),
+            RunKind::Publish => publish::steps(),
         }
     }
 
@@ -182,13 +205,18 @@ impl RunKind {
             | RunKind::Rollback
             | RunKind::DeleteSnapshot
             // A rename refuses a running instance.
-            | RunKind::Rename => None,
+            | RunKind::Rename
+            // Publishing reads a snapshot; the instance runs on.
+            | RunKind::Publish => None,
         }
     }
 
     /// Whether `undo` can put things back (not after a delete or destroy).
     pub fn undoable(self) -> bool {
-        matches!(self, RunKind::Rebuild | RunKind::Snapshot | RunKind::Rename)
+        matches!(
+            self,
+            RunKind::Rebuild | RunKind::Snapshot | RunKind::Rename | RunKind::Publish
+        )
     }
 }
 
@@ -282,8 +310,11 @@ pub fn rebuild_pipeline() -> Vec<Arc<dyn Step<RunEnv>>> {
         Arc::new(reattach::Reattach),
         Arc::new(cloud::CloudConfigPart(cloud::Part::EarlyFiles)),
         Arc::new(start::Start),
+        Arc::new(ready::Ready),
         Arc::new(cloud::CloudConfigPart(cloud::Part::Rest)),
         Arc::new(verify::Verify),
+        Arc::new(finish::FinalStop),
+        Arc::new(finish::FinalSnapshot),
     ]
 }
 
@@ -341,6 +372,7 @@ mod tests {
             RunKind::Snapshot,
             RunKind::Delete,
             RunKind::Destroy,
+            RunKind::Publish,
         ] {
             assert_eq!(RunKind::from_word(kind.word()), Ok(kind));
         }
@@ -454,6 +486,42 @@ mod tests {
             json!({ "was_running": true, "filesystems": ["tank/web"], "left": ["/srv/dir/web"] }),
         );
         pinned(
+            publish::Published {
+                source: "tpl/copy".into(),
+                alias: "alpine-ssh".into(),
+                fingerprint: "293afaa0".into(),
+            },
+            json!({ "source": "tpl/copy", "alias": "alpine-ssh", "fingerprint": "293afaa0" }),
+        );
+        pinned(
+            ready::ReadyOutput {
+                waited_ms: Some(812),
+                address: Some("eth0 10.0.3.5".into()),
+            },
+            json!({ "waited_ms": 812, "address": "eth0 10.0.3.5" }),
+        );
+        pinned(
+            ready::ReadyOutput {
+                waited_ms: None,
+                address: None,
+            },
+            json!({ "waited_ms": null }),
+        );
+        pinned(
+            finish::FinallyStopped { stopped: true },
+            json!({ "stopped": true }),
+        );
+        pinned(
+            finish::FinalSnapshotTaken {
+                snapshot: Some("tpl/copy".into()),
+            },
+            json!({ "snapshot": "tpl/copy" }),
+        );
+        pinned(
+            finish::FinalSnapshotTaken { snapshot: None },
+            json!({ "snapshot": null }),
+        );
+        pinned(
             removal::ProfileDeleted {
                 profile: "web.reroot".into(),
                 deleted: true,
@@ -494,8 +562,11 @@ mod tests {
                 reattach::Reattached::STEP,
                 cloud::FilesPushed::STEP,
                 Started::STEP,
+                ready::ReadyOutput::STEP,
                 cloud::CloudConfigApplied::STEP,
                 verify::Verified::STEP,
+                finish::FinallyStopped::STEP,
+                finish::FinalSnapshotTaken::STEP,
             ]
         );
         let window = RunKind::Rebuild.window().unwrap();

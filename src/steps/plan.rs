@@ -176,6 +176,20 @@ pub struct InstancePlan {
     /// The config files this plan was made from, with their sha256 digests.
     #[serde(default)]
     pub config_files: Vec<(String, String)>,
+    /// `stop: true`: stop the new root once it is verified (`final-stop`).
+    #[serde(default)]
+    pub final_stop: bool,
+    /// `snapshot: NAME`: then take this snapshot of the new root (`final-snapshot`).
+    #[serde(default)]
+    pub final_snapshot: Option<String>,
+    /// `-e`/`--ephemeral` in `lxc-options`: the new root is ephemeral (the daemon deletes it
+    /// when it stops; reroot clears the flag on an old root before it stops it).
+    #[serde(default)]
+    pub ephemeral: bool,
+    /// Seconds `ready` waits, after the start, for the container to be up before cloud-config
+    /// (`None`: recorded before the step existed, no wait; `Some(0)`: no wait).
+    #[serde(default)]
+    pub wait_ready_s: Option<u64>,
 }
 
 fn profile_placement() -> DevicePlacement {
@@ -339,6 +353,10 @@ impl InstancePlan {
                 .iter()
                 .map(|f| (f.path.display().to_string(), f.sha256.clone()))
                 .collect(),
+            final_stop: r.stop,
+            final_snapshot: r.snapshot.clone(),
+            ephemeral: r.ephemeral,
+            wait_ready_s: Some(r.wait_ready),
         })
     }
 }

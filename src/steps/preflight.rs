@@ -36,6 +36,10 @@ pub struct Preflight {
     /// What reroot recorded on the instance's current root, if reroot built it.
     #[serde(default)]
     pub built: Option<BuiltFrom>,
+    /// It was ephemeral: `stop` clears the flag first (else the daemon would delete the old
+    /// root as it stops, and nothing could be undone), and its undo sets it again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ephemeral: bool,
 }
 
 impl Output for Preflight {
@@ -162,6 +166,7 @@ pub(crate) async fn survey(
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         record.built = BuiltFrom::of(&inst);
+        record.ephemeral = inst.ephemeral;
         record.etag = current.etag;
     }
     for profile in &plan.profiles {

@@ -73,6 +73,7 @@ impl Step<RunEnv> for Prepare {
                     config.insert(SOURCE_ID_KEY.to_string(), pre.source_id.clone());
                     let profiles = pre.new_root_profiles(plan);
                     let new = new
+                        .ephemeral(plan.ephemeral)
                         .profiles(profiles)
                         .config(config)
                         .description(&format!("built by reroot run {}", cx.run));

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::finish::FinallyStopped;
 use super::names::{built_by, new_root};
 use super::preflight::Preflight;
 use super::stop::Stopped;
@@ -48,11 +49,16 @@ impl Step<RunEnv> for Start {
         })
     }
 
-    /// The new root runs under the instance's name.
+    /// The new root runs under the instance's name; once `final-stop` stopped it (a
+    /// template), it only has to be there: starting it again would run its cloud-config again.
     fn holds<'a>(&'a self, cx: &'a StepCx<'a, RunEnv>) -> BoxFuture<'a, Result<bool, StepError>> {
         Box::pin(async move {
+            let parked = cx
+                .outputs
+                .try_of::<FinallyStopped>()?
+                .is_some_and(|f| f.stopped);
             let live = cx.env.live(cx.instance, cx.instance).await?;
-            Ok(live.is_some_and(|i| built_by(&i, cx.run) && i.is_running()))
+            Ok(live.is_some_and(|i| built_by(&i, cx.run) && (parked || i.is_running())))
         })
     }
 

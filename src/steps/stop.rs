@@ -112,6 +112,17 @@ impl Step<RunEnv> for StopOld {
                 settle(&lxd, cx.instance).await?;
                 return Stopped::output(How::AlreadyStopped);
             }
+            if current.value.ephemeral {
+                // The daemon deletes an ephemeral instance as it stops: the old root must
+                // outlive its stop, to be retired and kept for undo.
+                lxd.update_instance(cx.instance, |now| {
+                    now.ephemeral.then(|| InstancePatch {
+                        ephemeral: Some(false),
+                        ..Default::default()
+                    })
+                })
+                .await?;
+            }
             let timeout = cx.env.options.stop_timeout_s.unwrap_or(plan.stop_timeout_s);
             let mut how = How::Forced;
             if timeout > 0 {
@@ -171,6 +182,16 @@ impl Step<RunEnv> for StopOld {
                     lxd.start_instance(cx.instance)
                         .await
                         .map_err(super::state_change_error)?;
+                    if pre.ephemeral {
+                        // Running again, it is ephemeral again, as it was.
+                        lxd.update_instance(cx.instance, |now| {
+                            (!now.ephemeral).then(|| InstancePatch {
+                                ephemeral: Some(true),
+                                ..Default::default()
+                            })
+                        })
+                        .await?;
+                    }
                     Ok(())
                 }
                 Some(_) => Err(StepError::new(format!(
