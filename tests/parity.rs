@@ -180,9 +180,10 @@ impl Bed {
     /// The ids of the runs, newest first.
     fn runs(&self) -> Vec<String> {
         let out = self.ok(&["history", "--json"]);
-        let runs: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-        runs.as_array()
-            .expect("a list")
+        let history: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        history["runs"]
+            .as_array()
+            .expect("a list of runs")
             .iter()
             .map(|r| r["id"].as_str().expect("id").to_string())
             .collect()
