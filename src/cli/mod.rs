@@ -10,6 +10,7 @@ pub mod cloudconfig_cmd;
 pub mod config_cmd;
 pub mod docs_cmd;
 pub mod journal_cmd;
+pub mod launch_cmd;
 pub mod remove_cmd;
 pub mod run_cmd;
 pub mod server_cmd;
@@ -119,6 +120,12 @@ pub enum Command {
     },
     /// Rebuild instances: replace each root with a fresh copy of its template, keeping its data.
     Rebuild(run_cmd::RebuildArgs),
+    /// Launch instances that do not exist yet: a rebuild run, refused before any run is
+    /// recorded if one of the instances exists.
+    Launch(launch_cmd::LaunchArgs),
+    /// Apply each config's cloud-config files to its running instance, converging (a second
+    /// configure changes nothing); no run is recorded.
+    Configure(launch_cmd::ConfigureArgs),
     /// Continue an interrupted or failed run (forward, or its undo if one was begun).
     Resume(run_cmd::ResumeArgs),
     /// Put a run's instances back where they were before it.
@@ -239,6 +246,8 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Config { command } => config_cmd::run(command, &cli.global),
         Command::Cloudconfig { command } => cloudconfig_cmd::run(command, &cli.global).await,
         Command::Rebuild(args) => run_cmd::rebuild(args, &cli.global).await,
+        Command::Launch(args) => launch_cmd::launch(args, &cli.global).await,
+        Command::Configure(args) => launch_cmd::configure(args, &cli.global).await,
         Command::Resume(args) => run_cmd::resume(args, &cli.global).await,
         Command::Undo(args) => run_cmd::undo(args, &cli.global).await,
         Command::Prune(args) => run_cmd::prune(args, &cli.global).await,
