@@ -71,12 +71,17 @@ impl Bed {
     /// The instance's config file: a ZFS and a btrfs filesystem, a device on each, and the
     /// cloud-config file.
     fn config(&self) -> PathBuf {
+        self.config_with_profiles("[default]")
+    }
+
+    /// [`Bed::config`] with these `profiles`.
+    fn config_with_profiles(&self, profiles: &str) -> PathBuf {
         let path = self.dir.path().join(format!("{}.yaml", self.instance()));
         let text = format!(
             "#lxdops\n\
              ostype: busybox\n\
              origin: {tpl}/base\n\
-             profiles: [default]\n\
+             profiles: {profiles}\n\
              device-owner: 100000:100000\n\
              stop-timeout: 0\n\
              filesystems:\n  \
@@ -320,5 +325,233 @@ async fn launch_refuses_an_existing_instance_and_configure_converges() {
         stderr(&missing).contains(&format!("instance {other} does not exist")),
         "{}",
         stderr(&missing)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn instance_info_and_addresses_show_the_instance_as_it_is() {
+    let _serial = common::LXD_LOCK.lock().await;
+    let bed = Bed::new().await;
+    // A point-to-point NIC (the testbed has no bridge), given an address below.
+    let net = format!("{}-net", bed.prefix);
+    let nic: reroot::lxd::Device = [("type", "nic"), ("nictype", "p2p"), ("name", "eth0")]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    bed.lxd
+        .create_profile(
+            &net,
+            &reroot::lxd::ProfilePut {
+                description: "views test".into(),
+                config: Default::default(),
+                devices: [("eth0".to_string(), nic)].into_iter().collect(),
+            },
+        )
+        .await
+        .expect("create profile");
+    bed.cloud_config("hello");
+    let config = bed.config_with_profiles(&format!("[default, {net}]"));
+    let web = bed.instance();
+    let missing = format!("{}-none", bed.prefix);
+
+    // Before any run: the instance is missing, and both views say so.
+    for view in ["info", "addresses"] {
+        let out = bed.reroot(&["instance", view, "--name", &missing, arg(&config)]);
+        assert!(
+            !out.status.success(),
+            "instance {view} of a missing instance"
+        );
+        assert!(
+            stderr(&out).contains(&format!("instance {missing} does not exist")),
+            "{}",
+            stderr(&out)
+        );
+    }
+
+    assert!(bed.reroot(&["launch", arg(&config)]).status.success());
+    let run = bed.runs().first().cloned().expect("the launch run");
+    let sh = |script: &'static str| {
+        let lxd = &bed.lxd;
+        let web = web.clone();
+        async move {
+            let out = lxd
+                .exec(&web, &ExecRequest::shell(script))
+                .await
+                .expect("exec");
+            assert_eq!(out.exit_code, 0, "`{script}`: {}", out.stderr_text());
+        }
+    };
+    sh("head -c 300000 /dev/urandom > /var/www/blob; head -c 300000 /dev/urandom > /var/log/app/a.log").await;
+    // zfs-fuse counts written data in `used` only once its transaction group is committed,
+    // some seconds later: wait (bounded) until it does, so the size below is the real one.
+    let dataset = format!("rerootz/{}/{web}", bed.prefix);
+    let mut used = 0;
+    for _ in 0..120 {
+        let out = Command::new("zfs")
+            .args(["get", "-Hp", "-o", "value", "used", &dataset])
+            .output()
+            .expect("zfs get");
+        used = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<u64>()
+            .unwrap_or(0);
+        if used >= 300_000 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    assert!(used >= 300_000, "zfs never counted the blob: used {used}");
+    sh("ip link set eth0 up && ip addr add 10.213.7.2/24 dev eth0").await;
+
+    // info --json: what it is built from and by which run, its profiles, devices with where
+    // they come from, the filesystems on the host with their size, the runs.
+    let out = bed.reroot(&["--json", "instance", "info", arg(&config)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("info json");
+    assert_eq!(doc["schema"], "reroot.instance-info/1");
+    assert_eq!(doc["name"], web.as_str());
+    assert_eq!(doc["status"], "Running");
+    let source = format!("{}/base", bed.template());
+    assert_eq!(doc["built_from"]["source"], source.as_str());
+    assert_eq!(doc["built_from"]["run"], run.as_str());
+    let profiles: Vec<&str> = doc["profiles"]
+        .as_array()
+        .expect("profiles")
+        .iter()
+        .map(|p| p.as_str().expect("name"))
+        .collect();
+    assert_eq!(profiles, ["default", net.as_str()]);
+    let device = |name: &str| {
+        doc["devices"]
+            .as_array()
+            .expect("devices")
+            .iter()
+            .find(|d| d["name"] == name)
+            .unwrap_or_else(|| panic!("no device {name}: {}", doc["devices"]))
+            .clone()
+    };
+    assert_eq!(device("www")["type"], "disk");
+    // The default placement: the disk devices are the instance's own.
+    assert_eq!(device("www")["from"], "instance");
+    assert_eq!(device("www")["keys"]["path"], "/var/www");
+    let data_dir = format!("/rerootz/{}/{web}", bed.prefix);
+    assert_eq!(
+        device("www")["keys"]["source"],
+        format!("{data_dir}/www").as_str()
+    );
+    assert_eq!(device("eth0")["type"], "nic");
+    assert_eq!(device("eth0")["from"], format!("profile {net}").as_str());
+    assert_eq!(device("root")["from"], "profile default");
+    let fs = |id: &str| {
+        doc["filesystems"]
+            .as_array()
+            .expect("filesystems")
+            .iter()
+            .find(|f| f["id"] == id)
+            .unwrap_or_else(|| panic!("no filesystem {id}"))
+            .clone()
+    };
+    let data = fs("data");
+    assert_eq!(data["kind"], "zfs");
+    assert_eq!(
+        data["location"],
+        format!("rerootz/{}/{web}", bed.prefix).as_str()
+    );
+    assert_eq!(data["exists"], true);
+    assert_eq!(data["host_dir"], data_dir.as_str());
+    assert!(
+        data["size_bytes"].as_u64().expect("a size") >= 300_000,
+        "{data}"
+    );
+    assert_eq!(data["devices"][0]["name"], "www");
+    assert_eq!(data["devices"][0]["path"], "/var/www");
+    assert_eq!(
+        data["devices"][0]["host_dir"],
+        format!("{data_dir}/www").as_str()
+    );
+    let logs = fs("logs");
+    let logs_dir = format!("/srv/reroot-btrfs/{}-{web}", bed.prefix);
+    assert_eq!(logs["kind"], "btrfs");
+    assert_eq!(logs["host_dir"], logs_dir.as_str());
+    assert!(
+        logs["size_bytes"].as_u64().expect("a size") >= 300_000,
+        "{logs}"
+    );
+    assert_eq!(logs["devices"][0]["host_dir"], logs_dir.as_str());
+    assert_eq!(doc["runs"].as_array().expect("runs").len(), 1);
+    assert_eq!(doc["runs"][0]["id"], run.as_str());
+    assert!(doc["runs"][0]["started_at"]
+        .as_str()
+        .expect("time")
+        .ends_with('Z'));
+    assert!(doc["runs"][0]["started_at_ms"].as_i64().is_some());
+
+    // The text form says the same.
+    let out = bed.reroot(&["instance", "info", arg(&config)]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    assert!(
+        text.starts_with(&format!("instance {web} (project default): Running\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("built from: {source} (snapshot created ")),
+        "{text}"
+    );
+    assert!(text.contains(&format!(" by run {}", &run[..8])), "{text}");
+    assert!(
+        text.contains(&format!("    www at /var/www <- {data_dir}/www\n")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("  {}  Succeeded  ", &run[..8])),
+        "{text}"
+    );
+
+    // addresses: eth0 and its address, never lo.
+    let out = bed.reroot(&["--json", "instance", "addresses", arg(&config)]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("addresses json");
+    assert_eq!(doc["schema"], "reroot.instance-addresses/1");
+    assert_eq!(doc["instances"][0]["instance"], web.as_str());
+    let nics = doc["instances"][0]["interfaces"]
+        .as_array()
+        .expect("interfaces");
+    let names: Vec<&str> = nics
+        .iter()
+        .map(|n| n["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["eth0"], "{nics:?}");
+    assert!(
+        nics[0]["addresses"]
+            .as_array()
+            .expect("addresses")
+            .iter()
+            .any(|a| a["family"] == "inet" && a["address"] == "10.213.7.2" && a["netmask"] == "24"),
+        "{nics:?}"
+    );
+    let out = bed.reroot(&["instance", "addresses", arg(&config)]);
+    let text = stdout(&out);
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with(&web) && l.contains(" eth0 ") && l.contains("10.213.7.2/24")),
+        "{text}"
+    );
+    assert!(
+        !text.contains("127.0.0.1") && !text.contains(" lo "),
+        "{text}"
+    );
+
+    // Stopped: no interfaces, said so.
+    bed.lxd
+        .stop_instance(&web, Stop::Force)
+        .await
+        .expect("stop");
+    let out = bed.reroot(&["instance", "addresses", arg(&config)]);
+    assert!(out.status.success());
+    assert!(
+        stdout(&out).contains("(Stopped: no interfaces)"),
+        "{}",
+        stdout(&out)
     );
 }

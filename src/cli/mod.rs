@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 pub mod cloudconfig_cmd;
 pub mod config_cmd;
 pub mod docs_cmd;
+pub mod instance_cmd;
 pub mod journal_cmd;
 pub mod launch_cmd;
 pub mod remove_cmd;
@@ -112,6 +113,12 @@ pub enum Command {
     Config {
         #[command(subcommand)]
         command: config_cmd::ConfigCommand,
+    },
+    /// Look at instances: `info` (what it is built from, its filesystems, devices, profiles
+    /// and runs) and `addresses`.
+    Instance {
+        #[command(subcommand)]
+        command: instance_cmd::InstanceCommand,
     },
     /// Show or apply #cloud-config files.
     Cloudconfig {
@@ -244,6 +251,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
     match cli.command {
         Command::Server => server_cmd::run(&cli.global).await,
         Command::Config { command } => config_cmd::run(command, &cli.global),
+        Command::Instance { command } => instance_cmd::run(command, &cli.global).await,
         Command::Cloudconfig { command } => cloudconfig_cmd::run(command, &cli.global).await,
         Command::Rebuild(args) => run_cmd::rebuild(args, &cli.global).await,
         Command::Launch(args) => launch_cmd::launch(args, &cli.global).await,
