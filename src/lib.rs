@@ -5,7 +5,7 @@
 //! Data flows one way: [`config`] files become resolved instances, the [`engine`] runs
 //! [`steps`] against [`lxd`], [`storage`] and [`cloudconfig`], and records each transition in the
 //! `journal` crate. While a run goes, [`progress`] shows what the engine tells (a live view, a
-//! line per instance, an NDJSON event stream); [`run`] prunes what finished runs leave behind.
+//! line per instance, an NDJSON event stream); [`run`] prunes what finished runs leave behind; [`view`] shows instances as they are.
 
 pub mod cli;
 pub mod cloudconfig;
@@ -19,3 +19,4 @@ pub mod run;
 pub mod shell;
 pub mod steps;
 pub mod storage;
+pub mod view;

@@ -9,7 +9,9 @@ use clap::{Args, Parser, Subcommand};
 pub mod cloudconfig_cmd;
 pub mod config_cmd;
 pub mod docs_cmd;
+pub mod instance_cmd;
 pub mod journal_cmd;
+pub mod launch_cmd;
 pub mod property_cmd;
 pub mod publish_cmd;
 pub mod remove_cmd;
@@ -119,6 +121,12 @@ pub enum Command {
         #[command(subcommand)]
         command: property_cmd::PropertyCommand,
     },
+    /// Look at instances: `info` (what it is built from, its filesystems, devices, profiles
+    /// and runs) and `addresses`.
+    Instance {
+        #[command(subcommand)]
+        command: instance_cmd::InstanceCommand,
+    },
     /// Show or apply #cloud-config files.
     Cloudconfig {
         #[command(subcommand)]
@@ -126,6 +134,12 @@ pub enum Command {
     },
     /// Rebuild instances: replace each root with a fresh copy of its template, keeping its data.
     Rebuild(run_cmd::RebuildArgs),
+    /// Launch instances that do not exist yet: a rebuild run, refused before any run is
+    /// recorded if one of the instances exists.
+    Launch(launch_cmd::LaunchArgs),
+    /// Apply each config's cloud-config files to its running instance, converging (a second
+    /// configure changes nothing); no run is recorded.
+    Configure(launch_cmd::ConfigureArgs),
     /// Continue an interrupted or failed run (forward, or its undo if one was begun).
     Resume(run_cmd::ResumeArgs),
     /// Put a run's instances back where they were before it.
@@ -248,8 +262,11 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Server => server_cmd::run(&cli.global).await,
         Command::Config { command } => config_cmd::run(command, &cli.global),
         Command::Property { command } => property_cmd::run(command, &cli.global),
+        Command::Instance { command } => instance_cmd::run(command, &cli.global).await,
         Command::Cloudconfig { command } => cloudconfig_cmd::run(command, &cli.global).await,
         Command::Rebuild(args) => run_cmd::rebuild(args, &cli.global).await,
+        Command::Launch(args) => launch_cmd::launch(args, &cli.global).await,
+        Command::Configure(args) => launch_cmd::configure(args, &cli.global).await,
         Command::Resume(args) => run_cmd::resume(args, &cli.global).await,
         Command::Undo(args) => run_cmd::undo(args, &cli.global).await,
         Command::Prune(args) => run_cmd::prune(args, &cli.global).await,

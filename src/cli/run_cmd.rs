@@ -19,7 +19,7 @@ use crate::run::pass::Pass;
 use crate::run::spec::{self, RunSpec};
 use crate::run::start::Origin;
 use crate::run::undo::UndoRequest;
-use crate::run::{daemons, lease, prune, resume as resumption, start, undo as undoing};
+use crate::run::{daemons, launch, lease, prune, resume as resumption, start, undo as undoing};
 use crate::steps::{forecast, rebuild_pipeline, Daemons, InstancePlan, RunKind};
 
 /// `reroot rebuild`.
@@ -69,6 +69,9 @@ pub struct RebuildArgs {
     pub prune_previous: bool,
     #[command(flatten)]
     pub wait: WaitArgs,
+    /// Set by `reroot launch`: refuse, before any run is recorded, an instance that exists.
+    #[arg(skip)]
+    pub launch: bool,
 }
 
 /// `reroot resume`.
@@ -276,6 +279,9 @@ pub async fn rebuild(args: RebuildArgs, global: &Global) -> Result<ExitCode, Cli
     let global = &global.waiting(args.wait);
     let plans = load_plans(&args.config, global)?;
     let daemons = connect_plans(global, &plans).await?;
+    if args.launch {
+        launch::refuse_existing(&daemons, &plans).await?;
+    }
     // What the journal says: the leases, and the runs that succeeded. Read and let go before
     // the run opens the journal for writing.
     let (leases, succeeded) = {

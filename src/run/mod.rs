@@ -3,12 +3,15 @@
 //! started with ([`spec`]); which instances unfinished runs hold ([`lease`]); and what is done
 //! to finished runs ([`prune`] deletes the retired old roots and filesystem snapshots that
 //! succeeded rebuild runs leave behind, for one run or by a retention policy); and what an audit
-//! extract of the journal leaves out ([`extract`]).
+//! extract of the journal leaves out ([`extract`]); what `launch` refuses ([`launch`]); and `configure`, cloud-config applied to a running
+//! instance outside any run ([`configure`]).
 //!
 //! Each returns typed results and refusals; the CLI only connects, shows progress and prints.
 
+pub mod configure;
 pub mod daemons;
 pub mod extract;
+pub mod launch;
 pub mod lease;
 pub mod pass;
 pub mod prune;

@@ -39,6 +39,7 @@ pub mod device;
 pub mod dir;
 pub mod owner;
 pub mod rsync;
+mod size;
 pub mod zfs;
 
 use std::collections::BTreeMap;
