@@ -74,7 +74,9 @@ impl Bed {
         self.config_with_profiles("[default]")
     }
 
-    /// [`Bed::config`] with these `profiles`.
+    /// [`Bed::config`] with these `profiles`. No wait for readiness (`wait-ready: 0`): the NIC
+    /// of the test that adds one gets its address from the test after the launch (the testbed
+    /// has no DHCP), so a wait would only run out.
     fn config_with_profiles(&self, profiles: &str) -> PathBuf {
         let path = self.dir.path().join(format!("{}.yaml", self.instance()));
         let text = format!(
@@ -84,6 +86,7 @@ impl Bed {
              profiles: {profiles}\n\
              device-owner: 100000:100000\n\
              stop-timeout: 0\n\
+             wait-ready: 0\n\
              filesystems:\n  \
                data:\n    pattern: rerootz/{p}/(instance)\n  \
                logs:\n    kind: btrfs\n    pattern: /srv/reroot-btrfs/{p}-(instance)\n\
