@@ -2,8 +2,8 @@
 //!
 //! The directory of a dataset is its mountpoint as ZFS reports it, never `/<dataset>`.
 //! `zfs create -p` succeeds on an existing dataset, so [`create`] checks existence first.
-//! zfs-fuse sometimes answers "dataset is busy" to a destroy right after a mount or unmount;
-//! destroys are retried a few times for that message only.
+//! zfs-fuse sometimes answers "dataset is busy" to a destroy, unmount or rename right after a
+//! mount or unmount; those are retried a few times for that message only.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -165,23 +165,30 @@ pub(super) async fn list_snapshots(dataset: &str) -> Result<Vec<String>, Storage
         .collect())
 }
 
-/// Runs `zfs destroy <args...>`, retrying while zfs-fuse says "dataset is busy".
-async fn destroy_with_retry(args: &[&str]) -> Result<(), StorageError> {
+/// Runs `zfs <args...>`, retrying while zfs-fuse says "dataset is busy" (it says so for a
+/// while after a mount or unmount of the dataset, with nothing else using it). Only for
+/// commands that change nothing when they fail, so a retry is always safe.
+async fn zfs_busy_retry(args: &[&str]) -> Result<CommandOutput, StorageError> {
     let mut attempt = 1;
     loop {
-        let argv: Vec<&str> = std::iter::once("destroy")
-            .chain(args.iter().copied())
-            .collect();
-        match command::run("zfs", argv, FS_COMMAND_TIMEOUT).await {
-            Ok(_) => return Ok(()),
+        match command::run("zfs", args.to_vec(), FS_COMMAND_TIMEOUT).await {
+            Ok(out) => return Ok(out),
             Err(err) if says_busy(&err) && attempt < BUSY_RETRIES => {
-                tracing::debug!(attempt, "zfs destroy: dataset is busy, retrying");
+                tracing::debug!(attempt, ?args, "zfs: dataset is busy, retrying");
                 attempt += 1;
                 tokio::time::sleep(BUSY_PAUSE).await;
             }
             Err(err) => return Err(err),
         }
     }
+}
+
+/// Runs `zfs destroy <args...>`, retrying while zfs-fuse says "dataset is busy".
+async fn destroy_with_retry(args: &[&str]) -> Result<(), StorageError> {
+    let argv: Vec<&str> = std::iter::once("destroy")
+        .chain(args.iter().copied())
+        .collect();
+    zfs_busy_retry(&argv).await.map(|_| ())
 }
 
 pub(super) async fn delete_snapshot(dataset: &str, name: &str) -> Result<Removed, StorageError> {
@@ -229,8 +236,10 @@ pub(super) async fn rename(from: &str, to: &str) -> Result<(), StorageError> {
         }
         Err(err) => return Err(err),
     }
-    zfs(["unmount", from]).await?;
-    if let Err(err) = zfs(["rename", "-p", from, to]).await {
+    // Unmounted, zfs-fuse can still say "busy" for a moment (seen in CI on an undo that moved
+    // a dataset back right after the resume had moved and mounted it): retried.
+    zfs_busy_retry(&["unmount", from]).await?;
+    if let Err(err) = zfs_busy_retry(&["rename", "-p", from, to]).await {
         // Back as it was, mounted, before the failure is reported.
         let _ = zfs(["mount", from]).await;
         return Err(err);
