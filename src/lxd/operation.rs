@@ -89,7 +89,12 @@ impl Client {
             let op: Operation = match transport::parse_reply(&wait_request, &raw) {
                 Ok(Reply::Sync { metadata, .. }) => decode(&wait_request, metadata)?,
                 Ok(Reply::Async { operation }) => operation,
-                Err(e) if e.is_not_found() => {
+                // The daemon does not know the operation (HTTP 404): it was forgotten, or the
+                // daemon restarted. Not an error envelope carrying a 404 code with HTTP 200:
+                // that is how Incus 6.0 reports an operation that failed with a "not found"
+                // (a start of an instance whose rename a killed Incus left half done fails
+                // so: see `repair`), and reading it as lost hid the daemon's message.
+                Err(e) if e.is_not_found() && raw.status == hyper::StatusCode::NOT_FOUND => {
                     return Err(Error::OperationLost {
                         request: request.clone(),
                         operation: id.to_string(),
