@@ -172,6 +172,18 @@ impl Client {
             .await
         {
             Ok(_) => Ok(()),
+            // "Not found" with the instance there: a daemon killed in an earlier rename of it
+            // left the instance's volume renamed and the instance not (see `repair`).
+            Err(e) if e.is_not_found() => {
+                match self.finish_interrupted_rename(name, new_name).await {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(e),
+                    Err(repair) => {
+                        tracing::warn!(instance = name, new_name, error = %repair, "could not finish a rename the daemon left half done");
+                        Err(e)
+                    }
+                }
+            }
             Err(e) if e.outcome_needs_checking() => {
                 let moved = matches!(self.instance_exists(name).await, Ok(false))
                     && matches!(self.instance_exists(new_name).await, Ok(true));

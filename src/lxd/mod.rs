@@ -35,6 +35,7 @@ mod instances;
 mod operation;
 mod profiles;
 mod remote;
+mod repair;
 mod server;
 mod snapshots;
 mod tls;

@@ -99,7 +99,12 @@ impl Step<RunEnv> for Retire {
             let (_, lxd) = cx.env.scope(cx.instance)?;
             let retired = retired_name(cx.instance, cx.run);
             if !lxd.instance_exists(&retired).await? {
-                return Ok(());
+                // A daemon killed inside the retire's rename leaves the old root under its
+                // name with its volume under the retired name: it cannot start until that
+                // rename is finished, and then it is brought back as any retired root.
+                if !lxd.finish_interrupted_rename(cx.instance, &retired).await? {
+                    return Ok(());
+                }
             }
             if lxd.instance_exists(cx.instance).await? {
                 return Err(StepError::new(format!(
