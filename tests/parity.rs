@@ -206,39 +206,7 @@ impl Bed {
 
 impl Drop for Bed {
     fn drop(&mut self) {
-        let prefix = self.prefix.clone();
-        let worker = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                let Ok(client) = Client::connect(common::lxd_options()).await else {
-                    return eprintln!("cleanup: cannot connect to the daemon");
-                };
-                if let Ok(names) = client.list_instance_names().await {
-                    for n in names.iter().filter(|n| n.starts_with(&prefix)) {
-                        if let Err(e) = common::remove_instance(&client, n).await {
-                            eprintln!("cleanup: {n}: {e}");
-                        }
-                    }
-                }
-                if let Ok(profiles) = client.list_profiles().await {
-                    for p in profiles.iter().filter(|p| p.name.starts_with(&prefix)) {
-                        let _ = client.delete_profile(&p.name).await;
-                    }
-                }
-                if let Ok(images) = client.list_images().await {
-                    for i in images
-                        .iter()
-                        .filter(|i| i.aliases.iter().any(|a| a.name.starts_with(&prefix)))
-                    {
-                        let _ = client.delete_image(&i.fingerprint).await;
-                    }
-                }
-            });
-        });
-        let _ = worker.join();
+        common::remove_everything_named(&self.prefix);
     }
 }
 

@@ -152,51 +152,7 @@ impl Bed {
 
 impl Drop for Bed {
     fn drop(&mut self) {
-        let prefix = self.prefix.clone();
-        let worker = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            rt.block_on(async {
-                let Ok(client) = Client::connect(common::lxd_options()).await else {
-                    return eprintln!("cleanup: cannot connect to LXD");
-                };
-                if let Ok(names) = client.list_instance_names().await {
-                    for n in names.iter().filter(|n| n.starts_with(&prefix)) {
-                        if let Err(e) = common::remove_instance(&client, n).await {
-                            eprintln!("cleanup: {n}: {e}");
-                        }
-                    }
-                }
-                if let Ok(profiles) = client.list_profiles().await {
-                    for p in profiles.iter().filter(|p| p.name.starts_with(&prefix)) {
-                        let _ = client.delete_profile(&p.name).await;
-                    }
-                }
-            });
-            common::zfs_destroy_all(&format!("rerootz/{prefix}"));
-            if let Ok(entries) = std::fs::read_dir("/srv/reroot-btrfs") {
-                let mut subvolumes: Vec<PathBuf> = entries
-                    .flatten()
-                    .map(|e| e.path())
-                    .filter(|p| {
-                        p.file_name()
-                            .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
-                    })
-                    .collect();
-                // Snapshots (`name@snap`) sort after their subvolume: delete them first.
-                subvolumes.sort();
-                subvolumes.reverse();
-                for s in subvolumes {
-                    let _ = Command::new("btrfs")
-                        .args(["subvolume", "delete"])
-                        .arg(&s)
-                        .output();
-                }
-            }
-        });
-        let _ = worker.join();
+        common::remove_everything_named(&self.prefix);
     }
 }
 

@@ -343,6 +343,67 @@ pub fn zfs_destroy_all(dataset: &str) {
     eprintln!("cleanup: zfs destroy -r -R {dataset}: {last}");
 }
 
+/// Removes everything on the testbed whose name starts with `prefix`: instances, profiles,
+/// images with such an alias, ZFS datasets under `rerootz/PREFIX` and btrfs subvolumes of
+/// the testbed mount. For a test bed's `Drop`: it runs on a thread of its own (a `Drop` may run
+/// inside the test's runtime, which cannot block on another) and prints what it could not
+/// remove instead of failing.
+pub fn remove_everything_named(prefix: &str) {
+    let prefix = prefix.to_string();
+    let worker = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let Ok(client) = Client::connect(lxd_options()).await else {
+                return eprintln!("cleanup: cannot connect to the daemon");
+            };
+            if let Ok(names) = client.list_instance_names().await {
+                for n in names.iter().filter(|n| n.starts_with(&prefix)) {
+                    if let Err(e) = remove_instance(&client, n).await {
+                        eprintln!("cleanup: {n}: {e}");
+                    }
+                }
+            }
+            if let Ok(profiles) = client.list_profiles().await {
+                for p in profiles.iter().filter(|p| p.name.starts_with(&prefix)) {
+                    let _ = client.delete_profile(&p.name).await;
+                }
+            }
+            if let Ok(images) = client.list_images().await {
+                for i in images
+                    .iter()
+                    .filter(|i| i.aliases.iter().any(|a| a.name.starts_with(&prefix)))
+                {
+                    let _ = client.delete_image(&i.fingerprint).await;
+                }
+            }
+        });
+        zfs_destroy_all(&format!("{ZFS_POOL}/{prefix}"));
+        if let Ok(entries) = std::fs::read_dir(BTRFS_MOUNT) {
+            let mut subvolumes: Vec<PathBuf> = entries
+                .flatten()
+                .map(|e| e.path())
+                .filter(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+                })
+                .collect();
+            // Snapshots (`name@snap`) sort after their subvolume: delete them first.
+            subvolumes.sort();
+            subvolumes.reverse();
+            for s in subvolumes {
+                let _ = std::process::Command::new("btrfs")
+                    .args(["subvolume", "delete"])
+                    .arg(&s)
+                    .output();
+            }
+        }
+    });
+    let _ = worker.join();
+}
+
 /// The testbed's ZFS pool (zfs-fuse), mounted at `/rerootz`.
 pub const ZFS_POOL: &str = "rerootz";
 /// Where the testbed's btrfs filesystem is mounted.
