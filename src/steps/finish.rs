@@ -4,14 +4,12 @@
 //! (stopped, so the copy is consistent). Without those keys both steps record that they had
 //! nothing to do.
 
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
 
 use super::names::{built_by, new_root};
 use super::RunEnv;
 use crate::engine::{BoxFuture, Output, Step, StepCx, StepError};
-use crate::lxd::{OptionalExt, Stop};
+use crate::lxd::OptionalExt;
 
 pub(super) struct FinalStop;
 
@@ -41,32 +39,11 @@ impl Step<RunEnv> for FinalStop {
                 return FinallyStopped { stopped: false }.record();
             }
             let inst = new_root(&lxd, cx.instance, cx.run).await?.value;
-            if inst.is_running() {
+            if inst.status != "Stopped" {
                 // Cleanly when the config allows it: a template's services flush their state
                 // before its root is snapshotted.
                 let timeout = cx.env.options.stop_timeout_s.unwrap_or(plan.stop_timeout_s);
-                let clean = timeout > 0
-                    && lxd
-                        .stop_instance(
-                            cx.instance,
-                            Stop::Clean {
-                                timeout: Duration::from_secs(timeout),
-                            },
-                        )
-                        .await
-                        .is_ok();
-                if !clean {
-                    lxd.stop_instance(cx.instance, Stop::Force)
-                        .await
-                        .map_err(super::state_change_error)?;
-                }
-            }
-            let state = lxd.instance_state(cx.instance).await?;
-            if !state.is_stopped() {
-                return Err(StepError::new(format!(
-                    "{} is still {} after a forced stop",
-                    cx.instance, state.status
-                )));
+                super::stop::stop_cleanly_or_force(&lxd, cx.instance, timeout).await?;
             }
             FinallyStopped { stopped: true }.record()
         })

@@ -18,13 +18,11 @@
 //! rollback and starts it. Plain directories have no snapshots and are left as they are (the
 //! `check` output says so).
 
-use std::time::Duration;
-
 use serde::{Deserialize, Serialize};
 
 use super::{InstancePlan, RunEnv};
 use crate::engine::{BoxFuture, Output, Step, StepCx, StepError};
-use crate::lxd::{self, OptionalExt, Stop};
+use crate::lxd::{self, OptionalExt};
 use crate::storage::{self, RollbackOutcome};
 
 /// What a `reroot rollback` run rolls back to.
@@ -247,26 +245,7 @@ impl Step<RunEnv> for StopStep {
                 return RollbackStopped { stopped: false }.record();
             }
             let timeout = cx.env.options.stop_timeout_s.unwrap_or(plan.stop_timeout_s);
-            let mut clean = false;
-            if timeout > 0 {
-                let how = Stop::Clean {
-                    timeout: Duration::from_secs(timeout),
-                };
-                clean = lxd.stop_instance(cx.instance, how).await.is_ok();
-            }
-            if !clean {
-                lxd.stop_instance(cx.instance, Stop::Force)
-                    .await
-                    .map_err(super::state_change_error)?;
-            }
-            // A failure reported by LXD is believed only if the live state agrees.
-            let state = lxd.instance_state(cx.instance).await?;
-            if !state.is_stopped() {
-                return Err(StepError::transient(format!(
-                    "{} is still {} after a forced stop",
-                    cx.instance, state.status
-                )));
-            }
+            super::stop::stop_cleanly_or_force(&lxd, cx.instance, timeout).await?;
             RollbackStopped { stopped: true }.record()
         })
     }

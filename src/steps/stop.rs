@@ -76,6 +76,44 @@ async fn settle(lxd: &lxd::Client, instance: &str) -> Result<(), StepError> {
     }
 }
 
+/// Stops a running instance: cleanly within `timeout_s` seconds when that is not 0, forced if
+/// the clean stop does not end in time (or fails); then the live state must say stopped, since
+/// a stop the daemon reported as failed may have happened and one reported done may not have
+/// (a retry is safe). True when the clean stop did it.
+pub(super) async fn stop_cleanly_or_force(
+    lxd: &lxd::Client,
+    instance: &str,
+    timeout_s: u64,
+) -> Result<bool, StepError> {
+    let mut clean = false;
+    if timeout_s > 0 {
+        let how = Stop::Clean {
+            timeout: Duration::from_secs(timeout_s),
+        };
+        match lxd.stop_instance(instance, how).await {
+            Ok(_) => clean = true,
+            Err(e) => tracing::info!(
+                instance,
+                error = %e,
+                "clean stop did not finish in {timeout_s} s; forcing"
+            ),
+        }
+    }
+    if !clean {
+        lxd.stop_instance(instance, Stop::Force)
+            .await
+            .map_err(super::state_change_error)?;
+    }
+    let state = lxd.instance_state(instance).await?;
+    if !state.is_stopped() {
+        return Err(StepError::transient(format!(
+            "{instance} is still {} after a forced stop",
+            state.status
+        )));
+    }
+    Ok(clean)
+}
+
 impl Step<RunEnv> for StopOld {
     fn name(&self) -> &'static str {
         Stopped::STEP
@@ -124,32 +162,11 @@ impl Step<RunEnv> for StopOld {
                 .await?;
             }
             let timeout = cx.env.options.stop_timeout_s.unwrap_or(plan.stop_timeout_s);
-            let mut how = How::Forced;
-            if timeout > 0 {
-                let clean = Stop::Clean {
-                    timeout: Duration::from_secs(timeout),
-                };
-                match lxd.stop_instance(cx.instance, clean).await {
-                    Ok(_) => how = How::Clean,
-                    Err(e) => tracing::info!(
-                        instance = cx.instance,
-                        error = %e,
-                        "clean stop did not finish in {timeout} s; forcing"
-                    ),
-                }
-            }
-            if how == How::Forced {
-                lxd.stop_instance(cx.instance, Stop::Force)
-                    .await
-                    .map_err(super::state_change_error)?;
-            }
-            let state = lxd.instance_state(cx.instance).await?;
-            if !state.is_stopped() {
-                return Err(StepError::new(format!(
-                    "{} is still {} after a forced stop",
-                    cx.instance, state.status
-                )));
-            }
+            let how = if stop_cleanly_or_force(&lxd, cx.instance, timeout).await? {
+                How::Clean
+            } else {
+                How::Forced
+            };
             Stopped::output(how)
         })
     }
