@@ -528,23 +528,30 @@ fn run_lines(state: &RunState, o: &RunOverview) -> String {
 }
 
 /// One instance: a heading with where it stands and its downtime, then its steps.
-fn instance_detail(state: &RunState, inst: &InstanceState, result: InstanceResult) -> String {
+/// `daemons`: where each instance lives, given only for a run over several daemons
+/// ([`several_daemons`]).
+fn instance_detail(
+    state: &RunState,
+    inst: &InstanceState,
+    result: InstanceResult,
+    daemons: Option<&crate::run::spec::DaemonsListed>,
+) -> String {
     let mut out = String::new();
     let downtime = downtime_ms(state, &inst.name)
         .map(|d| format!(" (downtime {})", duration(d)))
         .unwrap_or_default();
-    // In a run over several daemons, where this one lives.
-    let on = if crate::run::spec::remotes_of(state).is_empty() {
-        String::new()
-    } else {
-        format!(
-            "  on {}",
-            crate::run::spec::daemons_listed(&state.header.options, Some(&inst.name))
-        )
-    };
+    let on = daemons
+        .map(|d| format!("  on {}", d.instance(&inst.name)))
+        .unwrap_or_default();
     let _ = writeln!(out, "{}  {}{downtime}{on}", inst.name, result.word());
     out.push_str(&steps_table(inst));
     out
+}
+
+/// Where a run's instances live, when it is a run over several daemons (read once per view).
+fn several_daemons(state: &RunState) -> Option<crate::run::spec::DaemonsListed> {
+    (!crate::run::spec::remotes_of(state).is_empty())
+        .then(|| crate::run::spec::DaemonsListed::of(&state.header.options))
 }
 
 /// The table of an instance's steps (nothing when it has none): result, attempt, duration,
@@ -730,9 +737,10 @@ pub fn run_detail(state: &RunState, filter: &InstanceFilter) -> Result<String, S
             o.instance_count
         );
     }
+    let daemons = several_daemons(state);
     for (inst, result) in selected {
         let _ = writeln!(out);
-        out.push_str(&instance_detail(state, inst, result));
+        out.push_str(&instance_detail(state, inst, result, daemons.as_ref()));
     }
     for note in &state.notes {
         let _ = writeln!(out, "note: {note}");
@@ -760,9 +768,10 @@ pub fn status_detail(state: &RunState) -> String {
         .into_iter()
         .filter(|(_, r)| r.needs_attention())
         .collect();
+    let daemons = several_daemons(state);
     for (inst, result) in attention.iter().take(STATUS_INSTANCES) {
         let _ = writeln!(out);
-        out.push_str(&instance_detail(state, inst, *result));
+        out.push_str(&instance_detail(state, inst, *result, daemons.as_ref()));
     }
     if attention.len() > STATUS_INSTANCES {
         let _ = writeln!(

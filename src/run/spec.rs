@@ -294,24 +294,53 @@ impl Daemon {
 /// `instance` if one is given and the run has it, else the run's daemon followed by the
 /// remotes (`/var/lib/lxd/unix.socket + incus`); `-` when the run recorded none.
 pub fn daemons_listed(options: &BTreeMap<String, String>, instance: Option<&str>) -> String {
-    let default = options
-        .get(DAEMON)
-        .and_then(|t| serde_json::from_str::<Daemon>(t).ok())
-        .map_or_else(|| "-".to_string(), |d| d.short());
-    let on: BTreeMap<String, String> = options
-        .get(ON_REMOTES)
-        .and_then(|t| serde_json::from_str(t).ok())
-        .unwrap_or_default();
-    if let Some(instance) = instance {
-        return on.get(instance).cloned().unwrap_or(default);
+    let listed = DaemonsListed::of(options);
+    match instance {
+        Some(instance) => listed.instance(instance).to_string(),
+        None => listed.all(),
     }
-    let remotes: std::collections::BTreeSet<&String> = on.values().collect();
-    let mut out = default;
-    for r in remotes {
-        out.push_str(" + ");
-        out.push_str(r);
+}
+
+/// A run's daemons as listings name them, read once from its header (a view of 500 instances
+/// asks it for each of them; reading the header's instance map each time grew with the
+/// square of the fleet).
+#[derive(Debug, Clone)]
+pub struct DaemonsListed {
+    /// The run's own daemon, shortened (`-` when it recorded none).
+    default: String,
+    /// The instances on a remote, with its name.
+    on: BTreeMap<String, String>,
+}
+
+impl DaemonsListed {
+    pub fn of(options: &BTreeMap<String, String>) -> DaemonsListed {
+        DaemonsListed {
+            default: options
+                .get(DAEMON)
+                .and_then(|t| serde_json::from_str::<Daemon>(t).ok())
+                .map_or_else(|| "-".to_string(), |d| d.short()),
+            on: options
+                .get(ON_REMOTES)
+                .and_then(|t| serde_json::from_str(t).ok())
+                .unwrap_or_default(),
+        }
     }
-    out
+
+    /// Where `instance` lives.
+    pub fn instance(&self, instance: &str) -> &str {
+        self.on.get(instance).unwrap_or(&self.default)
+    }
+
+    /// The run's daemon followed by its remotes.
+    pub fn all(&self) -> String {
+        let remotes: std::collections::BTreeSet<&String> = self.on.values().collect();
+        let mut out = self.default.clone();
+        for r in remotes {
+            out.push_str(" + ");
+            out.push_str(r);
+        }
+        out
+    }
 }
 
 /// The daemons of the remotes a run's plans name, from its header alone (empty: none, or
