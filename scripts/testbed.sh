@@ -299,6 +299,26 @@ for pair in reroot-old:old reroot-new:new; do
     done
 done
 
+# An image server for `image: REMOTE:ALIAS` (tests/rebuild.rs): each daemon serves reroot-old
+# publicly (a daemon pulls an image as an untrusted client of the other, so it sees public
+# images only) under an alias the other daemon does not have. reroot-new stays private: the
+# test that a private image is refused before anything changes uses it.
+step "reroot-old served to the other daemon (public, alias reroot-served-by-lxc/-incus)"
+for cli in lxc incus; do
+    fp=$("$cli" image info reroot-old | sed -n 's/^Fingerprint: //p')
+    [ -n "$fp" ] || fail "$cli: no fingerprint for reroot-old"
+    if [ "$("$cli" query "/1.0/images/$fp" | grep -o '"public": [a-z]*')" != '"public": true' ]; then
+        "$cli" query -X PATCH "/1.0/images/$fp" --data '{"public": true}' >/dev/null ||
+            fail "$cli: cannot make reroot-old public"
+        say "$cli: reroot-old made public"
+    fi
+    served="reroot-served-by-$cli"
+    if ! "$cli" image alias list --format csv | grep -q "^$served,"; then
+        "$cli" image alias create "$served" "$fp" >/dev/null || fail "$cli: alias $served"
+        say "$cli: alias $served -> ${fp:0:12}"
+    fi
+done
+
 # ---------------------------------------------------------------------------------------------
 # BEGIN remote-https: LXD's and Incus's APIs over HTTPS on the loopback, for tests/remote.rs
 # (`--remote`) and the runs over two daemons in tests/crash.rs (`remote:` in a config).

@@ -406,3 +406,129 @@ async fn incus_over_https_trusts_the_testbed_client_and_refuses_another() {
     );
     assert_eq!(daemon_state(&local).await, before);
 }
+
+/// `image: REMOTE:ALIAS`: the daemon under test pulls the image from the other daemon of the
+/// testbed over HTTPS (it serves `reroot-old` publicly under an alias only it has), and what it
+/// could not pull is refused before anything is created, naming the file and the key.
+#[tokio::test]
+async fn a_rebuild_pulls_an_image_from_the_other_daemon_and_refuses_what_it_cannot() {
+    let _lock = LXD_LOCK.lock().await;
+    let lxd = common::lxd_client().await;
+    let (remote, alias, server) = match common::daemon() {
+        common::Daemon::Lxd => (
+            "incus-loopback",
+            "reroot-served-by-incus",
+            local_incus().await,
+        ),
+        common::Daemon::Incus => ("loopback", "reroot-served-by-lxc", local_lxd().await),
+    };
+    assert!(
+        lxd.get_image_alias(alias).await.is_err(),
+        "the daemon under test must not have {alias} itself, or a pull would prove nothing"
+    );
+    let served = server.get_image_alias(alias).await.unwrap().target;
+    let cleanup = LxdCleanup::new();
+    let name = cleanup.instance(&unique_name("img"));
+    let dir = tempfile::tempdir().unwrap();
+    // The testbed's client configuration, with the public image server every lxc has
+    // (never reached: reroot refuses it before connecting).
+    let conf = dir.path().join("lxc-conf");
+    let copied = Command::new("cp")
+        .arg("-a")
+        .arg(remote_dir().join("lxc-conf"))
+        .arg(&conf)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let yml = std::fs::read_to_string(conf.join("config.yml")).unwrap();
+    std::fs::write(
+        conf.join("config.yml"),
+        yml.replacen(
+            "remotes:\n",
+            "remotes:\n  images:\n    addr: https://images.linuxcontainers.org\n    \
+             protocol: simplestreams\n    public: true\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let journal = dir.path().join("journal");
+    let config = dir.path().join(format!("{name}.yaml"));
+    let rebuild = |image: &str| {
+        std::fs::write(
+            &config,
+            format!("#lxdops\nostype: busybox\nimage: {image}\nstop-timeout: 0\n"),
+        )
+        .unwrap();
+        let out = common::reroot_command()
+            .arg("--journal")
+            .arg(&journal)
+            .arg("rebuild")
+            .arg(&config)
+            .env("LXD_CONF", &conf)
+            .env("INCUS_CONF", conf.join("no-incus"))
+            .env_remove("REROOT_REMOTE")
+            .output()
+            .expect("run reroot");
+        let printed = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), printed)
+    };
+
+    for (image, says) in [
+        (
+            "nowhere:reroot-old".to_string(),
+            "unknown remote \"nowhere\"",
+        ),
+        // The lxops tutorial's `images:alpine/3.23`: an image server, not a daemon.
+        (
+            "images:alpine/3.23".to_string(),
+            "copy it to the daemon first (`incus image copy images:alpine/3.23 local: --alias \
+             alpine/3.23`",
+        ),
+        (
+            format!("{remote}:no-such-alias"),
+            "has no image alias no-such-alias",
+        ),
+        // reroot-new is private on both daemons: a daemon pulling it would not see it.
+        (format!("{remote}:reroot-new"), "is not public"),
+    ] {
+        let (ok, printed) = rebuild(&image);
+        assert!(!ok, "image: {image} must be refused:\n{printed}");
+        let key = format!("{}: image: {image}: ", config.display());
+        assert!(
+            printed.contains(&key) && printed.contains(says),
+            "image: {image}: expected `{key}...{says}`:\n{printed}"
+        );
+        assert!(
+            !lxd.instance_exists(&name).await.unwrap(),
+            "image: {image}: refused, yet {name} was created"
+        );
+    }
+    assert!(
+        !journal.exists(),
+        "refused before any run was recorded, yet the journal was made"
+    );
+
+    let (ok, printed) = rebuild(&format!("{remote}:{alias}"));
+    assert!(ok, "{printed}");
+    let inst = lxd.get_instance(&name).await.unwrap().value;
+    assert!(inst.is_running(), "{name} is {}", inst.status);
+    assert_eq!(
+        inst.config.get("volatile.base_image"),
+        Some(&served),
+        "{name} must be built from the image {alias} names on {remote}"
+    );
+    assert_eq!(
+        inst.config.get("user.reroot.source").map(String::as_str),
+        Some(format!("image:{remote}:{alias}").as_str()),
+        "the source as the config writes it"
+    );
+
+    // Built from that very image already: a second rebuild has nothing to do.
+    let (ok, printed) = rebuild(&format!("{remote}:{alias}"));
+    assert!(ok && printed.contains("skipped 1 instance"), "{printed}");
+    common::remove_instance(&lxd, &name).await.unwrap();
+}

@@ -19,7 +19,9 @@ use crate::run::pass::Pass;
 use crate::run::spec::{self, RunSpec};
 use crate::run::start::Origin;
 use crate::run::undo::UndoRequest;
-use crate::run::{daemons, launch, lease, prune, resume as resumption, start, undo as undoing};
+use crate::run::{
+    daemons, images, launch, lease, prune, resume as resumption, start, undo as undoing,
+};
 use crate::steps::{forecast, rebuild_pipeline, Daemons, InstancePlan, RunKind};
 
 /// `reroot rebuild`.
@@ -277,7 +279,7 @@ fn finish(global: &Global, report: &RunReport, state: &RunState) -> Result<ExitC
 /// `reroot rebuild CONFIG...`.
 pub async fn rebuild(args: RebuildArgs, global: &Global) -> Result<ExitCode, CliError> {
     let global = &global.waiting(args.wait);
-    let plans = load_plans(&args.config, global)?;
+    let plans = load_building_plans(&args.config, global).await?;
     let daemons = connect_plans(global, &plans).await?;
     if args.launch {
         launch::refuse_existing(&daemons, &plans).await?;
@@ -381,6 +383,24 @@ pub(super) fn load_plans(
     config: &ConfigFileArgs,
     global: &Global,
 ) -> Result<Vec<InstancePlan>, CliError> {
+    Ok(load_plans_and_files(config, global)?.0)
+}
+
+/// The plans of a run that creates roots, their remote images looked up (`run::images`).
+pub(super) async fn load_building_plans(
+    config: &ConfigFileArgs,
+    global: &Global,
+) -> Result<Vec<InstancePlan>, CliError> {
+    let (mut plans, files) = load_plans_and_files(config, global)?;
+    images::resolve(&mut plans, &files).await?;
+    Ok(plans)
+}
+
+/// [`load_plans`], with the config file of each plan.
+fn load_plans_and_files(
+    config: &ConfigFileArgs,
+    global: &Global,
+) -> Result<(Vec<InstancePlan>, Vec<std::path::PathBuf>), CliError> {
     let resolved = config::load(&config.files, &config.load_options(global)?)?;
     let mut plans = Vec::new();
     let mut seen = BTreeSet::new();
@@ -395,7 +415,8 @@ pub(super) fn load_plans(
         }
         plans.push(InstancePlan::from_resolved(r)?);
     }
-    Ok(plans)
+    let files = resolved.iter().map(|r| r.config_file.clone()).collect();
+    Ok((plans, files))
 }
 
 /// Starts a run of `spec` (see `run::start`: refused while an unfinished run holds one of its

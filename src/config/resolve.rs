@@ -46,20 +46,19 @@ pub fn check_instance_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// The message for an image on a remote image server (`images:alpine/3.23`, as the lxops
-/// tutorial writes it): reroot creates roots from the daemon's own images, and the testbed (an
-/// offline host) could never show a pull from a remote working, so it is refused by name with
-/// the way to get the image there.
+/// What is wrong with `image: REMOTE:ALIAS` (as the lxops tutorial writes `images:alpine/3.23`),
+/// if anything: both parts must be there. Whether the remote exists and serves the image is
+/// asked when a run is planned (`run::images`), not here: a config is read without the
+/// client configuration.
 fn remote_image(v: &str) -> Option<String> {
     let (remote, alias) = v.split_once(':')?;
     if remote.is_empty() || alias.is_empty() || remote.contains('/') {
-        return None;
+        return Some(format!(
+            "`{v}`: expected ALIAS, or REMOTE:ALIAS for an image on a remote of the lxc/incus \
+             client configuration"
+        ));
     }
-    Some(format!(
-        "`{v}` names an image on the remote `{remote}`; reroot creates roots from the daemon's \
-         own images: copy it there first (`incus image copy {v} local: --alias {alias}`, or \
-         `lxc image copy ...`) and write `image: {alias}`"
-    ))
+    None
 }
 
 /// Check the name of an instance snapshot (`snapshot:`): LXD refuses `/` in it, and an empty

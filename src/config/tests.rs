@@ -438,24 +438,29 @@ fn a_template_ending_in_stop_and_snapshot_as_lxdops_defines_them() {
 }
 
 #[test]
-fn an_image_on_a_remote_server_is_refused_with_the_way_to_copy_it() {
+fn an_image_on_a_remote_is_read_as_written_and_a_half_written_one_is_refused() {
     let d = Dir::new();
-    // The lxops tutorial's template.
+    // The lxops tutorial's template: whether `images` serves it is asked when a run is
+    // planned (run::images), with the client configuration.
     let f = d.write(
         "ssh-template.yaml",
         "#lxops-v1\nostype: alpine\nimage: images:alpine/3.23\n",
     );
-    let e = errors(&f, &opts());
     assert_eq!(
-        e,
-        [format!(
-            "{}: image: `images:alpine/3.23` names an image on the remote `images`; reroot \
-             creates roots from the daemon's own images: copy it there first (`incus image copy \
-             images:alpine/3.23 local: --alias alpine/3.23`, or `lxc image copy ...`) and write \
-             `image: alpine/3.23`",
-            f.display()
-        )]
+        load_one(&f, &opts()).image.as_deref(),
+        Some("images:alpine/3.23")
     );
+    for bad in [":alpine", "images:", "a/b:c"] {
+        let g = d.write("bad.yaml", &format!("#lxops-v1\nimage: \"{bad}\"\n"));
+        assert_eq!(
+            errors(&g, &opts()),
+            [format!(
+                "{}: image: `{bad}`: expected ALIAS, or REMOTE:ALIAS for an image on a remote \
+                 of the lxc/incus client configuration",
+                g.display()
+            )]
+        );
+    }
     // A local alias, with or without a slash, is fine.
     let g = d.write("t.yaml", "#lxops-v1\nimage: alpine/3.23\n");
     assert_eq!(load_one(&g, &opts()).image.as_deref(), Some("alpine/3.23"));

@@ -16,6 +16,9 @@ use super::transport::encode;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Image {
     pub fingerprint: String,
+    /// Served to untrusted clients too (a daemon pulling it from this server is one).
+    #[serde(default)]
+    pub public: bool,
     /// Free-form string properties (`os`, `description`, ... and whatever the publisher set).
     #[serde(default)]
     pub properties: BTreeMap<String, String>,

@@ -54,7 +54,7 @@ pub use remote::{
     RemoteEntry, RemoteError, Tool,
 };
 pub use types::{
-    Config, Device, Devices, ImageAlias, Instance, InstancePatch, InstancePut, InstanceSource,
-    InstanceState, NewInstance, NewVolume, Operation, Profile, ProfilePut, ServerEnvironment,
-    ServerInfo, ServerKind, Snapshot, StoragePool, StorageVolume, Versioned,
+    Config, Device, Devices, ImageAlias, ImagePull, Instance, InstancePatch, InstancePut,
+    InstanceSource, InstanceState, NewInstance, NewVolume, Operation, Profile, ProfilePut,
+    ServerEnvironment, ServerInfo, ServerKind, Snapshot, StoragePool, StorageVolume, Versioned,
 };

@@ -251,6 +251,9 @@ pub enum InstanceSource {
         alias: Option<String>,
         #[serde(skip_serializing_if = "Option::is_none")]
         fingerprint: Option<String>,
+        /// Where the daemon pulls the image from, when it is another server's.
+        #[serde(flatten)]
+        pull: Option<ImagePull>,
     },
     /// A copy of an instance or of a snapshot (`"tpl/snap"`).
     Copy {
@@ -258,6 +261,21 @@ pub enum InstanceSource {
         /// Do not copy the source's snapshots.
         instance_only: bool,
     },
+}
+
+/// An image the daemon fetches from another server (`"mode": "pull"`), as `lxc launch
+/// REMOTE:ALIAS` asks it: the daemon connects to `server` itself, as an untrusted client that
+/// pins `certificate`, so it sees the server's public images only.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ImagePull {
+    /// Always `pull`.
+    pub mode: String,
+    /// `https://HOST:PORT`.
+    pub server: String,
+    /// `lxd` (LXD 5.0 knows no other name for a daemon's API) or `incus`.
+    pub protocol: String,
+    /// The server's certificate, PEM.
+    pub certificate: String,
 }
 
 /// Body of `POST /1.0/instances`.
@@ -296,6 +314,7 @@ impl NewInstance {
             InstanceSource::Image {
                 alias: Some(alias.to_string()),
                 fingerprint: None,
+                pull: None,
             },
         )
     }
@@ -307,6 +326,20 @@ impl NewInstance {
             InstanceSource::Image {
                 alias: None,
                 fingerprint: Some(fingerprint.to_string()),
+                pull: None,
+            },
+        )
+    }
+
+    /// A container from the image with this fingerprint on another server, which the daemon
+    /// pulls from it (and keeps in its own image store).
+    pub fn pulled_image(name: &str, fingerprint: &str, pull: ImagePull) -> Self {
+        Self::new(
+            name,
+            InstanceSource::Image {
+                alias: None,
+                fingerprint: Some(fingerprint.to_string()),
+                pull: Some(pull),
             },
         )
     }
@@ -526,6 +559,22 @@ mod tests {
         let put = serde_json::to_value(i.to_put()).unwrap();
         assert_eq!(put["profiles"][0], "default");
         assert!(put.get("name").is_none());
+    }
+
+    #[test]
+    fn a_pulled_image_names_its_server_protocol_and_certificate() {
+        let pull = ImagePull {
+            mode: "pull".into(),
+            server: "https://127.0.0.1:8444".into(),
+            protocol: "lxd".into(),
+            certificate: "PEM".into(),
+        };
+        let new = NewInstance::pulled_image("a", "dcbe", pull);
+        assert_eq!(
+            serde_json::to_value(&new.source).unwrap(),
+            serde_json::json!({"type": "image", "fingerprint": "dcbe", "mode": "pull",
+                "server": "https://127.0.0.1:8444", "protocol": "lxd", "certificate": "PEM"})
+        );
     }
 
     #[test]

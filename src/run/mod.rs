@@ -11,6 +11,7 @@
 pub mod configure;
 pub mod daemons;
 pub mod extract;
+pub mod images;
 pub mod launch;
 pub mod lease;
 pub mod pass;

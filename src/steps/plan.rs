@@ -25,7 +25,27 @@ pub enum RootSource {
     Image {
         /// The image alias.
         alias: String,
+        /// `image: REMOTE:ALIAS`: the remote of the `lxc`/`incus` client configuration that
+        /// serves the image (none: the daemon's own images).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        remote: Option<String>,
+        /// The image on that remote, as the run found it when it was planned (see
+        /// `run::images`): every root of the run, and its resume, is built from that one
+        /// image even if the alias moves meanwhile.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        pull: Option<RemoteImage>,
     },
+}
+
+/// An image on another server, resolved.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RemoteImage {
+    /// The image the alias pointed to.
+    pub fingerprint: String,
+    /// `https://HOST:PORT`.
+    pub server: String,
+    /// The server's certificate, PEM (pinned by the daemon as it pulls).
+    pub certificate: String,
 }
 
 impl RootSource {
@@ -33,7 +53,12 @@ impl RootSource {
     pub fn describe(&self) -> String {
         match self {
             RootSource::Snapshot { instance, snapshot } => format!("{instance}/{snapshot}"),
-            RootSource::Image { alias } => format!("image:{alias}"),
+            RootSource::Image {
+                alias,
+                remote: Some(remote),
+                ..
+            } => format!("image:{remote}:{alias}"),
+            RootSource::Image { alias, .. } => format!("image:{alias}"),
         }
     }
 }
@@ -264,8 +289,23 @@ impl InstancePlan {
                     snapshot: snapshot.clone(),
                 }
             }
-            (None, Some(image)) => RootSource::Image {
-                alias: image.clone(),
+            (None, Some(image)) => match image.split_once(':') {
+                // `local:` is the daemon itself, as in lxc and incus.
+                Some(("local", alias)) => RootSource::Image {
+                    alias: alias.to_string(),
+                    remote: None,
+                    pull: None,
+                },
+                Some((remote, alias)) => RootSource::Image {
+                    alias: alias.to_string(),
+                    remote: Some(remote.to_string()),
+                    pull: None,
+                },
+                None => RootSource::Image {
+                    alias: image.clone(),
+                    remote: None,
+                    pull: None,
+                },
             },
             (None, None) => {
                 return Err(format!(

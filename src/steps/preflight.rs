@@ -102,7 +102,17 @@ pub(crate) async fn source_id(lxd: &lxd::Client, source: &RootSource) -> Result<
             })?;
             Ok(format!("snapshot created {}", snap.value.created_at))
         }
-        RootSource::Image { alias } => {
+        RootSource::Image {
+            pull: Some(image), ..
+        } => Ok(format!("image {}", image.fingerprint)),
+        RootSource::Image {
+            alias,
+            remote: Some(remote),
+            pull: None,
+        } => Err(StepError::new(format!(
+            "image {remote}:{alias} was not looked up on {remote} when the run was planned"
+        ))),
+        RootSource::Image { alias, .. } => {
             let a = lxd
                 .get_image_alias(alias)
                 .await

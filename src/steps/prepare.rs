@@ -13,7 +13,7 @@ use super::plan::RootSource;
 use super::preflight::Preflight;
 use super::RunEnv;
 use crate::engine::{BoxFuture, Output, Step, StepCx, StepError};
-use crate::lxd::{NewInstance, OptionalExt, Stop};
+use crate::lxd::{ImagePull, NewInstance, OptionalExt, ServerKind, Stop};
 
 pub(super) struct Prepare;
 
@@ -64,7 +64,27 @@ impl Step<RunEnv> for Prepare {
                         RootSource::Snapshot { instance, snapshot } => {
                             NewInstance::copy_of_snapshot(&tmp, instance, snapshot)
                         }
-                        RootSource::Image { alias } => NewInstance::from_image_alias(&tmp, alias),
+                        RootSource::Image {
+                            pull: Some(image), ..
+                        } => NewInstance::pulled_image(
+                            &tmp,
+                            &image.fingerprint,
+                            ImagePull {
+                                mode: "pull".into(),
+                                server: image.server.clone(),
+                                // Each daemon's name for the other's API: LXD 5.0 knows only
+                                // `lxd`; Incus 6.0 takes `incus` (and `lxd`) for either.
+                                protocol: match lxd.server_kind() {
+                                    ServerKind::Lxd => "lxd",
+                                    ServerKind::Incus => "incus",
+                                }
+                                .into(),
+                                certificate: image.certificate.clone(),
+                            },
+                        ),
+                        RootSource::Image { alias, .. } => {
+                            NewInstance::from_image_alias(&tmp, alias)
+                        }
                     };
                     let mut config = plan.config.clone();
                     config.extend(pre.hwaddrs.clone());
