@@ -252,6 +252,24 @@ async fn a_template_ending_in_stop_and_snapshot_survives_kills_and_websites_laun
         "{err}"
     );
 
+    // A dry run says what the launch does after the start, the template's stop and snapshot
+    // included, and changes nothing.
+    let dry = bed.reroot(&["rebuild", "--dry-run", "-P", &fsroot, path(&tpl_cfg)]);
+    let shown = printed(&dry);
+    assert!(dry.status.success(), "{shown}");
+    let row = shown
+        .lines()
+        .find(|l| l.starts_with(&tpl))
+        .unwrap_or_else(|| panic!("no row for {tpl}:\n{shown}"));
+    assert!(
+        row.contains("cloud-config (1 file), stop, snapshot copy"),
+        "the dry run must show the template's last steps:\n{shown}"
+    );
+    assert!(
+        !bed.lxd.instance_exists(&tpl).await.unwrap(),
+        "a dry run created {tpl}"
+    );
+
     // Launch the template, killed right after `final-stop` was recorded: the resume takes
     // the snapshot and does not start the template again (its cloud-config ran once).
     let launch = ["rebuild", "-P", &fsroot, path(&tpl_cfg)];

@@ -893,6 +893,11 @@ pub fn forecast_table(forecasts: &[crate::steps::forecast::Forecast]) -> String 
                 profiles,
                 f.devices.clone(),
                 created,
+                if f.then.is_empty() {
+                    "-".to_string()
+                } else {
+                    f.then.join(", ")
+                },
                 detail,
             ]
         })
@@ -906,6 +911,7 @@ pub fn forecast_table(forecasts: &[crate::steps::forecast::Forecast]) -> String 
             "PROFILES",
             "DEVICES",
             "NEW FILESYSTEMS",
+            "THEN",
             "DETAIL",
         ],
         &rows,

@@ -51,6 +51,33 @@ pub struct Forecast {
     pub devices: String,
     /// Filesystems that do not exist yet and would be created.
     pub new_filesystems: Vec<String>,
+    /// What the run does once the new root has started ([`after_start`]).
+    pub then: Vec<String>,
+}
+
+/// What a rebuild of `plan` does after the new root's start, in order: the readiness wait,
+/// cloud-config, the health check, and a template's final stop and snapshot (a template
+/// config's `stop` and `snapshot` keys leave it stopped, which a dry run must say).
+pub fn after_start(plan: &InstancePlan) -> Vec<String> {
+    let mut then = Vec::new();
+    if let Some(s) = plan.wait_ready_s.filter(|s| *s > 0) {
+        then.push(format!("wait until up (at most {s} s)"));
+    }
+    match plan.cloud_config.len() {
+        0 => {}
+        1 => then.push("cloud-config (1 file)".to_string()),
+        n => then.push(format!("cloud-config ({n} files)")),
+    }
+    if plan.health.is_some() {
+        then.push("health check".to_string());
+    }
+    if plan.final_stop {
+        then.push("stop".to_string());
+    }
+    if let Some(snapshot) = &plan.final_snapshot {
+        then.push(format!("snapshot {snapshot}"));
+    }
+    then
 }
 
 /// True if the instance's current root was built from exactly the plan's source (same name,
@@ -114,6 +141,7 @@ pub async fn forecast(
             DevicePlacement::Profile => format!("in profile {}", plan.device_profile),
         },
         new_filesystems: Vec::new(),
+        then: after_start(plan),
     };
     // A fresh id: the new run's temporary names are as free as these.
     let probe = journal::RunHeader::new_id();
