@@ -163,7 +163,8 @@ mod tests {
 
     #[test]
     fn bad_manifests_are_refused_naming_the_problem() {
-        let cases: Vec<(Box<dyn Fn(&mut Manifest)>, &str)> = vec![
+        type Change = Box<dyn Fn(&mut Manifest)>;
+        let cases: Vec<(Change, &str)> = vec![
             (Box::new(|m| m.format = 2), "format 2"),
             (
                 Box::new(|m| m.filesystems[0].kind = "lvm".into()),
