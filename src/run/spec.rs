@@ -544,6 +544,22 @@ mod tests {
     }
 
     #[test]
+    fn an_export_spec_round_trips_and_its_key_is_pinned() {
+        let mut spec = RunSpec::new(RunKind::Export, vec![], Limits::without_budget(1));
+        spec.archive = Some(ArchiveRequest {
+            dir: "/backup/web".into(),
+            snapshot: Some("s1".into()),
+        });
+        let options = spec.to_options().unwrap();
+        assert_eq!(options.get("kind").map(String::as_str), Some("export"));
+        assert_eq!(
+            options.get("archive").map(String::as_str),
+            Some(r#"{"dir":"/backup/web","snapshot":"s1"}"#)
+        );
+        assert_eq!(RunSpec::of(&state(options, &[])).unwrap(), spec);
+    }
+
+    #[test]
     fn a_publish_spec_round_trips_and_its_keys_are_pinned() {
         let mut spec = RunSpec::new(RunKind::Publish, vec![], Limits::without_budget(1));
         spec.publish = Some(PublishRequest {

@@ -553,6 +553,55 @@ mod tests {
             },
             json!({ "profile": "web.reroot", "deleted": true }),
         );
+        pinned(
+            archive::ExportCheck {
+                dir_existed: false,
+                snapshot: "reroot-export-1a2b3c4d".into(),
+                had_snapshot: vec![],
+            },
+            json!({ "dir_existed": false, "snapshot": "reroot-export-1a2b3c4d",
+                    "had_snapshot": [] }),
+        );
+        pinned(
+            archive::ExportSnapshots {
+                snapshot: "s1".into(),
+                taken: vec!["zfs dataset tank/web".into()],
+            },
+            json!({ "snapshot": "s1", "taken": ["zfs dataset tank/web"] }),
+        );
+        pinned(
+            archive::ExportArchives {
+                archives: vec![crate::storage::manifest::ArchiveEntry {
+                    id: "data".into(),
+                    kind: "zfs".into(),
+                    location: "tank/web".into(),
+                    snapshot: "s1".into(),
+                    file: "data.zfs".into(),
+                    size: 3,
+                    sha256: "ab".into(),
+                }],
+            },
+            json!({ "archives": [{ "id": "data", "kind": "zfs", "location": "tank/web",
+                    "snapshot": "s1", "file": "data.zfs", "size": 3, "sha256": "ab" }] }),
+        );
+        pinned(
+            archive::ExportManifest {
+                manifest: "/b/manifest.json".into(),
+            },
+            json!({ "manifest": "/b/manifest.json" }),
+        );
+        pinned(
+            archive::ImportCheck {
+                targets: vec!["zfs dataset tank/web".into()],
+            },
+            json!({ "targets": ["zfs dataset tank/web"] }),
+        );
+        pinned(
+            archive::ImportReceived {
+                created: vec!["zfs dataset tank/web".into()],
+            },
+            json!({ "created": ["zfs dataset tank/web"] }),
+        );
         // A malformed output names its step; a missing one too.
         let err = Started::decode(&json!({ "downtime_ms": "soon" })).unwrap_err();
         assert!(err.to_string().contains("`start`"), "{err}");
@@ -627,5 +676,22 @@ mod tests {
         );
         assert!(RunKind::Rename.undoable());
         assert_eq!(RunKind::from_word("rollback"), Ok(RunKind::Rollback));
+        let names = |kind: RunKind| -> Vec<&'static str> {
+            kind.pipeline().iter().map(|s| s.name()).collect()
+        };
+        assert_eq!(
+            names(RunKind::Export),
+            [
+                archive::ExportCheck::STEP,
+                archive::ExportSnapshots::STEP,
+                archive::ExportArchives::STEP,
+                archive::ExportManifest::STEP,
+            ]
+        );
+        assert_eq!(
+            names(RunKind::Import),
+            [archive::ImportCheck::STEP, archive::ImportReceived::STEP]
+        );
+        assert!(RunKind::Export.undoable() && RunKind::Import.undoable());
     }
 }
