@@ -230,6 +230,17 @@ async fn export_then_import_gives_the_data_back_and_refuses_what_is_unsafe() {
     assert!(!out.exists());
     assert_eq!(bed.run_count(), 0);
 
+    // A snapshot that a filesystem lacks: refused before any run is recorded.
+    let missing = bed.reroot(None, &["export", "-s", "nosuch", cfg, dir]);
+    assert!(!missing.status.success());
+    assert!(
+        stderr(&missing).contains("has no snapshot nosuch"),
+        "{}",
+        stderr(&missing)
+    );
+    assert!(!out.exists());
+    assert_eq!(bed.run_count(), 0);
+
     // Killed after the archives were written, before that was recorded: no manifest; the
     // resume finds the complete files, and writes the manifest.
     let killed = bed.reroot(Some("export-archives:after-apply"), &["export", cfg, dir]);
