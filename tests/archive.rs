@@ -389,8 +389,8 @@ fn verified_export(out: &Path, instance: &str) -> Vec<serde_json::Value> {
 }
 
 /// A real SIGKILL while an archive is being streamed (its `.partial` file growing): the export
-/// has no manifest; its resume writes every archive again from the start where it was cut
-/// and gives a valid export, which imports byte-identical.
+/// has no manifest; its resume writes the cut archive again and gives a valid export. The same
+/// for an import killed mid-extract: its resume gives the data back byte-identical.
 #[tokio::test]
 async fn an_export_killed_mid_stream_resumes_to_a_valid_export() {
     let _serial = common::LXD_LOCK.lock().await;
@@ -448,13 +448,56 @@ async fn an_export_killed_mid_stream_resumes_to_a_valid_export() {
     assert!(bed.reroot(None, &["resume", &run]).status.success());
     verified_export(&out, &bed.instance());
     bed.destroy_all().await;
-    assert!(bed
-        .reroot(None, &["import", cfg, out.to_str().unwrap()])
-        .status
-        .success());
+
+    // An import SIGKILLed while the directory's archive is being extracted into its staging
+    // directory: the resume removes that and extracts again.
+    let mut child = common::reroot_command()
+        .env_remove("REROOT_FAULT")
+        .arg("--journal")
+        .arg(bed.journal())
+        .args(["import", cfg, out.to_str().unwrap()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn reroot");
+    let parent = bed.dir.path().join("dirs");
+    let staged = format!(".{}.import-", bed.instance());
+    let started = std::time::Instant::now();
+    loop {
+        let staging = std::fs::read_dir(&parent).ok().and_then(|d| {
+            d.flatten()
+                .find(|e| e.file_name().to_string_lossy().starts_with(&staged))
+        });
+        if let Some(s) = staging {
+            if s.path().join("big").exists() {
+                break;
+            }
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the import ended before it was killed"
+        );
+        assert!(started.elapsed().as_secs() < 60, "nothing was extracted");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    child.kill().expect("SIGKILL");
+    child.wait().unwrap();
+    assert!(
+        !bed.filesystems()[2].exists().await.unwrap(),
+        "a half extract is in place"
+    );
+    let run = bed.last_run();
+    assert!(bed.reroot(None, &["resume", &run]).status.success());
     assert_eq!(
         bed.contents().await,
         before,
         "the data came back byte-identical"
     );
+    let left: Vec<String> = std::fs::read_dir(&parent)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "staging left: {left:?}");
 }
