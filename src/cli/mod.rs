@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod archive_cmd;
 pub mod cloudconfig_cmd;
 pub mod config_cmd;
 pub mod docs_cmd;
@@ -159,6 +160,12 @@ pub enum Command {
     /// Publish a snapshot of an instance's root (a template's) as an image with an alias, as a
     /// journaled run (undo deletes the image).
     Publish(publish_cmd::PublishArgs),
+    /// Write an instance's filesystems to a directory as archives (zfs send, btrfs send, tar)
+    /// with a manifest, as a journaled run (undo removes what it wrote).
+    Export(archive_cmd::ExportArgs),
+    /// Create an instance's filesystems from an export, after verifying every archive; never
+    /// overwrites a filesystem (undo removes what it created).
+    Import(archive_cmd::ImportArgs),
     /// Delete stopped instances and their device profiles; their filesystems are kept.
     Delete(remove_cmd::DeleteArgs),
     /// Delete stopped instances and destroy their filesystems marked `destroy: true`, after
@@ -274,6 +281,8 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Rollback(args) => snapshot_cmd::rollback(args, &cli.global).await,
         Command::Rename(args) => remove_cmd::rename(args, &cli.global).await,
         Command::Publish(args) => publish_cmd::run(args, &cli.global).await,
+        Command::Export(args) => archive_cmd::export(args, &cli.global).await,
+        Command::Import(args) => archive_cmd::import(args, &cli.global).await,
         Command::Delete(args) => remove_cmd::delete(args, &cli.global).await,
         Command::Destroy(args) => remove_cmd::destroy(args, &cli.global).await,
         Command::Status => journal_cmd::status(&cli.global),

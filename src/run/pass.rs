@@ -74,6 +74,7 @@ impl Pass {
             rollback: self.spec.rollback.clone(),
             rename_to: self.spec.rename_to.clone(),
             publish: self.spec.publish.clone(),
+            archive: self.spec.archive.clone(),
         }
     }
 

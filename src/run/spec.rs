@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use journal::RunState;
 
 use crate::engine::{Limits, OnFailure};
+use crate::steps::archive::ArchiveRequest;
 use crate::steps::{InstancePlan, PublishRequest, RollbackRequest, RunKind, SnapshotRequest};
 
 const KIND: &str = "kind";
@@ -34,6 +35,7 @@ const ROLLBACK: &str = "rollback";
 const RENAME_TO: &str = "rename_to";
 const PUBLISH_SNAPSHOT: &str = "publish_snapshot";
 const PUBLISH_ALIAS: &str = "publish_alias";
+const ARCHIVE: &str = "archive";
 
 /// Everything a run was started with.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +66,8 @@ pub struct RunSpec {
     pub rename_to: Option<InstancePlan>,
     /// What a publish run publishes.
     pub publish: Option<PublishRequest>,
+    /// The directory of an export or import run.
+    pub archive: Option<ArchiveRequest>,
 }
 
 /// The daemon a run was started on: a resume, an undo or a prune of the run on another
@@ -131,6 +135,7 @@ impl RunSpec {
             rollback: None,
             rename_to: None,
             publish: None,
+            archive: None,
         }
     }
 
@@ -186,6 +191,9 @@ impl RunSpec {
         if let Some(p) = &self.publish {
             put(PUBLISH_SNAPSHOT, p.snapshot.clone());
             put(PUBLISH_ALIAS, p.alias.clone());
+        }
+        if let Some(a) = &self.archive {
+            put(ARCHIVE, serde_json::to_string(a)?);
         }
         Ok(o)
     }
@@ -266,6 +274,12 @@ impl RunSpec {
                     alias: alias.clone(),
                 }),
                 _ => None,
+            },
+            archive: match options.get(ARCHIVE) {
+                None => None,
+                Some(text) => Some(serde_json::from_str(text).map_err(|e| {
+                    format!("run {run}: its recorded export directory cannot be read: {e}")
+                })?),
             },
         })
     }
@@ -555,6 +569,22 @@ mod tests {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
         assert_eq!(options, pinned);
+        assert_eq!(RunSpec::of(&state(options, &[])).unwrap(), spec);
+    }
+
+    #[test]
+    fn an_export_spec_round_trips_and_its_key_is_pinned() {
+        let mut spec = RunSpec::new(RunKind::Export, vec![], Limits::without_budget(1));
+        spec.archive = Some(ArchiveRequest {
+            dir: "/backup/web".into(),
+            snapshot: Some("s1".into()),
+        });
+        let options = spec.to_options().unwrap();
+        assert_eq!(options.get("kind").map(String::as_str), Some("export"));
+        assert_eq!(
+            options.get("archive").map(String::as_str),
+            Some(r#"{"dir":"/backup/web","snapshot":"s1"}"#)
+        );
         assert_eq!(RunSpec::of(&state(options, &[])).unwrap(), spec);
     }
 

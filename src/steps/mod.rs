@@ -31,6 +31,7 @@
 //! and `destroy` (`removal`); [`RunKind`], stored in the run header, says which pipeline a run
 //! has.
 
+pub mod archive;
 pub mod forecast;
 pub mod plan;
 
@@ -85,6 +86,8 @@ pub struct RunOptions {
     pub rename_to: Option<InstancePlan>,
     /// What a publish run publishes.
     pub publish: Option<PublishRequest>,
+    /// The directory an export writes or an import reads.
+    pub archive: Option<archive::ArchiveRequest>,
 }
 
 /// The image a `reroot publish` run makes of an instance's snapshot.
@@ -126,6 +129,10 @@ pub enum RunKind {
     Rename,
     /// `reroot publish`: a snapshot of the root published as an image.
     Publish,
+    /// `reroot export`: the filesystems streamed into archive files with a manifest.
+    Export,
+    /// `reroot import`: an export's archives received as the filesystems.
+    Import,
 }
 
 impl RunKind {
@@ -140,6 +147,8 @@ impl RunKind {
             "delete-snapshot" => Ok(RunKind::DeleteSnapshot),
             "rename" => Ok(RunKind::Rename),
             "publish" => Ok(RunKind::Publish),
+            "export" => Ok(RunKind::Export),
+            "import" => Ok(RunKind::Import),
             other => Err(format!(
                 "a run of kind {other:?}, which this reroot does not know (a newer version?)"
             )),
@@ -157,6 +166,8 @@ impl RunKind {
             RunKind::DeleteSnapshot => "delete-snapshot",
             RunKind::Rename => "rename",
             RunKind::Publish => "publish",
+            RunKind::Export => "export",
+            RunKind::Import => "import",
         }
     }
 
@@ -171,6 +182,8 @@ impl RunKind {
             RunKind::DeleteSnapshot => "snapshot deleted",
             RunKind::Rename => "renamed",
             RunKind::Publish => "published",
+            RunKind::Export => "exported",
+            RunKind::Import => "imported",
         }
     }
 
@@ -185,6 +198,8 @@ impl RunKind {
             RunKind::DeleteSnapshot => named_snapshot::delete_steps(),
             RunKind::Rename => rename_instance::steps(),
             RunKind::Publish => publish::steps(),
+            RunKind::Export => archive::export_steps(),
+            RunKind::Import => archive::import_steps(),
         }
     }
 
@@ -207,7 +222,10 @@ impl RunKind {
             // A rename refuses a running instance.
             | RunKind::Rename
             // Publishing reads a snapshot; the instance runs on.
-            | RunKind::Publish => None,
+            | RunKind::Publish
+            // Exports and imports touch only filesystems, never an instance.
+            | RunKind::Export
+            | RunKind::Import => None,
         }
     }
 
@@ -215,7 +233,12 @@ impl RunKind {
     pub fn undoable(self) -> bool {
         matches!(
             self,
-            RunKind::Rebuild | RunKind::Snapshot | RunKind::Rename | RunKind::Publish
+            RunKind::Rebuild
+                | RunKind::Snapshot
+                | RunKind::Rename
+                | RunKind::Publish
+                | RunKind::Export
+                | RunKind::Import
         )
     }
 }
@@ -373,6 +396,8 @@ mod tests {
             RunKind::Delete,
             RunKind::Destroy,
             RunKind::Publish,
+            RunKind::Export,
+            RunKind::Import,
         ] {
             assert_eq!(RunKind::from_word(kind.word()), Ok(kind));
         }
@@ -528,6 +553,55 @@ mod tests {
             },
             json!({ "profile": "web.reroot", "deleted": true }),
         );
+        pinned(
+            archive::ExportCheck {
+                dir_existed: false,
+                snapshot: "reroot-export-1a2b3c4d".into(),
+                had_snapshot: vec![],
+            },
+            json!({ "dir_existed": false, "snapshot": "reroot-export-1a2b3c4d",
+                    "had_snapshot": [] }),
+        );
+        pinned(
+            archive::ExportSnapshots {
+                snapshot: "s1".into(),
+                taken: vec!["zfs dataset tank/web".into()],
+            },
+            json!({ "snapshot": "s1", "taken": ["zfs dataset tank/web"] }),
+        );
+        pinned(
+            archive::ExportArchives {
+                archives: vec![crate::storage::manifest::ArchiveEntry {
+                    id: "data".into(),
+                    kind: "zfs".into(),
+                    location: "tank/web".into(),
+                    snapshot: "s1".into(),
+                    file: "data.zfs".into(),
+                    size: 3,
+                    sha256: "ab".into(),
+                }],
+            },
+            json!({ "archives": [{ "id": "data", "kind": "zfs", "location": "tank/web",
+                    "snapshot": "s1", "file": "data.zfs", "size": 3, "sha256": "ab" }] }),
+        );
+        pinned(
+            archive::ExportManifest {
+                manifest: "/b/manifest.json".into(),
+            },
+            json!({ "manifest": "/b/manifest.json" }),
+        );
+        pinned(
+            archive::ImportCheck {
+                targets: vec!["zfs dataset tank/web".into()],
+            },
+            json!({ "targets": ["zfs dataset tank/web"] }),
+        );
+        pinned(
+            archive::ImportReceived {
+                created: vec!["zfs dataset tank/web".into()],
+            },
+            json!({ "created": ["zfs dataset tank/web"] }),
+        );
         // A malformed output names its step; a missing one too.
         let err = Started::decode(&json!({ "downtime_ms": "soon" })).unwrap_err();
         assert!(err.to_string().contains("`start`"), "{err}");
@@ -602,5 +676,22 @@ mod tests {
         );
         assert!(RunKind::Rename.undoable());
         assert_eq!(RunKind::from_word("rollback"), Ok(RunKind::Rollback));
+        let names = |kind: RunKind| -> Vec<&'static str> {
+            kind.pipeline().iter().map(|s| s.name()).collect()
+        };
+        assert_eq!(
+            names(RunKind::Export),
+            [
+                archive::ExportCheck::STEP,
+                archive::ExportSnapshots::STEP,
+                archive::ExportArchives::STEP,
+                archive::ExportManifest::STEP,
+            ]
+        );
+        assert_eq!(
+            names(RunKind::Import),
+            [archive::ImportCheck::STEP, archive::ImportReceived::STEP]
+        );
+        assert!(RunKind::Export.undoable() && RunKind::Import.undoable());
     }
 }

@@ -33,10 +33,12 @@
 //!
 //! Every host command runs as an argument vector with a time bound (see [`command`]).
 
+pub mod archive;
 pub mod btrfs;
 pub mod command;
 pub mod device;
 pub mod dir;
+pub mod manifest;
 pub mod owner;
 pub mod rsync;
 mod size;
