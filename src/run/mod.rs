@@ -14,6 +14,7 @@ pub mod extract;
 pub mod launch;
 pub mod lease;
 pub mod pass;
+pub mod profile_io;
 pub mod prune;
 pub mod resume;
 pub mod spec;

@@ -67,6 +67,7 @@ pub use names::{
 };
 pub use plan::InstancePlan;
 pub use preflight::Preflight as PreflightRecord;
+pub use profile::wanted_devices;
 pub use rollback::RollbackRequest;
 pub use start::Started;
 
