@@ -61,8 +61,17 @@ impl Bed {
     }
 
     fn reroot(&self, args: &[&str]) -> Output {
-        let out = common::reroot_command()
-            .env_remove("REROOT_FAULT")
+        self.reroot_with(None, args)
+    }
+
+    /// reroot with `REROOT_FAULT` set to `fault` (the process aborted at that point).
+    fn reroot_with(&self, fault: Option<&str>, args: &[&str]) -> Output {
+        let mut cmd = common::reroot_command();
+        cmd.env_remove("REROOT_FAULT");
+        if let Some(f) = fault {
+            cmd.env("REROOT_FAULT", f);
+        }
+        let out = cmd
             .arg("--journal")
             .arg(self.dir.path().join("journal"))
             .args(args)
@@ -76,6 +85,13 @@ impl Bed {
             String::from_utf8_lossy(&out.stderr)
         );
         out
+    }
+
+    /// The id of the newest run.
+    fn last_run(&self) -> String {
+        let out = self.reroot(&["history", "--json"]);
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("history json");
+        doc["runs"][0]["id"].as_str().expect("run id").to_string()
     }
 
     fn diff_json(&self, config: &Path) -> (i32, serde_json::Value) {
@@ -380,4 +396,131 @@ async fn export_import_round_trip_and_refusals() {
     let out = bed.reroot(&["profile", "export", &bed.name("nope")]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+}
+
+/// The drift of [`diff_sees_drift_made_by_hand`] made again, then fixed by `apply`: killed
+/// inside `apply-profiles` and resumed, undone back to the hand-made state, applied again;
+/// refused for a missing profile with nothing changed and no run recorded.
+#[tokio::test]
+async fn apply_fixes_drift_resumes_after_a_kill_and_undoes() {
+    let _serial = common::LXD_LOCK.lock().await;
+    let bed = Bed::new().await;
+    let extra = bed.name("extra");
+    let named = bed.name("named");
+    for p in [&extra, &named] {
+        bed.lxd
+            .create_profile(p, &ProfilePut::default())
+            .await
+            .expect("create profile");
+    }
+    let web = bed.name("web");
+    let device_profile = format!("{web}.reroot");
+    let config = bed.config(&format!("[default, {named}]"));
+    let cfg = config.to_str().unwrap();
+    assert!(bed.reroot(&["launch", cfg]).status.success());
+    let launch_run = bed.last_run();
+
+    let hand_list = vec!["default".to_string(), device_profile.clone(), extra.clone()];
+    bed.lxd
+        .update_instance(&web, |_| {
+            Some(InstancePatch {
+                profiles: Some(hand_list.clone()),
+                ..Default::default()
+            })
+        })
+        .await
+        .expect("change profiles");
+    let mut hand_dp = bed
+        .lxd
+        .get_profile(&device_profile)
+        .await
+        .unwrap()
+        .value
+        .to_put();
+    hand_dp
+        .devices
+        .get_mut("www")
+        .unwrap()
+        .insert("path".into(), "/srv/elsewhere".into());
+    bed.lxd
+        .put_profile(&device_profile, &hand_dp, None)
+        .await
+        .unwrap();
+    assert_eq!(bed.diff_json(&config).0, 3);
+
+    // --dry-run: says what, changes nothing, records no run.
+    let out = bed.reroot(&["profile", "apply", "--dry-run", cfg]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("would set profiles"));
+    assert_eq!(bed.last_run(), launch_run);
+    assert_eq!(
+        bed.lxd.get_instance(&web).await.unwrap().value.profiles,
+        hand_list
+    );
+
+    // Killed after changing, before recording: resume finishes it.
+    let killed = bed.reroot_with(
+        Some("apply-profiles:after-apply"),
+        &["profile", "apply", cfg],
+    );
+    assert!(!killed.status.success());
+    let run = bed.last_run();
+    assert_ne!(run, launch_run);
+    assert!(bed.reroot(&["resume", &run]).status.success());
+    let (code, doc) = bed.diff_json(&config);
+    assert_eq!(code, 0, "{doc:#}");
+    assert_eq!(
+        bed.lxd.get_instance(&web).await.unwrap().value.profiles,
+        ["default", named.as_str(), device_profile.as_str()]
+    );
+
+    // Undo: the hand-made list and device back, though the kill came after the change.
+    assert!(bed.reroot(&["undo", &run]).status.success());
+    assert_eq!(
+        bed.lxd.get_instance(&web).await.unwrap().value.profiles,
+        hand_list
+    );
+    assert_eq!(
+        bed.lxd
+            .get_profile(&device_profile)
+            .await
+            .unwrap()
+            .value
+            .to_put(),
+        hand_dp
+    );
+    let out = bed.reroot(&["history", "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["runs"][0]["id"], run.as_str());
+    assert_eq!(doc["runs"][0]["status"], "Undone", "{doc:#}");
+
+    // Applied again: no drift.
+    assert!(bed.reroot(&["profile", "apply", cfg]).status.success());
+    assert_eq!(bed.diff_json(&config).0, 0);
+
+    // A missing profile: refused by file, key and name; nothing changed, no run.
+    bed.lxd
+        .update_instance(&web, |_| {
+            Some(InstancePatch {
+                profiles: Some(hand_list.clone()),
+                ..Default::default()
+            })
+        })
+        .await
+        .unwrap();
+    let before = bed.last_run();
+    let gone = bed.name("gone");
+    let config = bed.config(&format!("[default, {gone}]"));
+    let out = bed.reroot(&["profile", "apply", config.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(
+        err.contains("key profiles") && err.contains(&gone) && err.contains(".yaml"),
+        "{err}"
+    );
+    assert_eq!(bed.last_run(), before);
+    assert_eq!(
+        bed.lxd.get_instance(&web).await.unwrap().value.profiles,
+        hand_list
+    );
 }

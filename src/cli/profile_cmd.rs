@@ -7,8 +7,11 @@ use std::process::ExitCode;
 use clap::{Args, Subcommand};
 
 use super::config_cmd::ConfigFileArgs;
-use super::{connect, run_cmd, CliError, Global};
+use super::{connect, run_cmd, CliError, Global, WaitArgs};
+use crate::engine::Limits;
+use crate::run::spec::RunSpec;
 use crate::run::{daemons, profile_io};
+use crate::steps::{profile_apply, RunKind};
 use crate::view::{self, InstanceProfiles};
 
 /// The exit status of `profile diff` when some instance drifts (1 is any error).
@@ -22,11 +25,26 @@ pub enum ProfileCommand {
     /// What differs between the configs' profiles and the instances': missing, unnamed or
     /// reordered profiles, device-profile devices. Exit status 0: no drift, 3: drift, 1: error.
     Diff(ConfigFileArgs),
+    /// Make each instance's profile list and device profile what its config says, as a
+    /// journaled run (resumable, undoable); refused, nothing changed, when a named profile
+    /// does not exist. Never touches filesystems.
+    Apply(ApplyArgs),
     /// The named daemon profiles (description, config, devices) as YAML.
     Export(ExportArgs),
     /// Create the profiles of a YAML file (as `export` writes it) that do not exist; one that
     /// exists with other contents is refused, nothing changed, unless --replace.
     Import(ImportArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub config: ConfigFileArgs,
+    /// Only show the drift that would be fixed; no run.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub wait: WaitArgs,
 }
 
 #[derive(Debug, Args)]
@@ -56,6 +74,7 @@ pub async fn run(command: ProfileCommand, global: &Global) -> Result<ExitCode, C
     match command {
         ProfileCommand::List(config) => list(config, global).await,
         ProfileCommand::Diff(config) => diff(config, global).await,
+        ProfileCommand::Apply(args) => apply(args, global).await,
         ProfileCommand::Export(args) => export(args, global).await,
         ProfileCommand::Import(args) => import(args, global).await,
     }
@@ -102,6 +121,33 @@ async fn diff(config: ConfigFileArgs, global: &Global) -> Result<ExitCode, CliEr
     } else {
         ExitCode::SUCCESS
     })
+}
+
+async fn apply(args: ApplyArgs, global: &Global) -> Result<ExitCode, CliError> {
+    let global = &global.waiting(args.wait);
+    let plans = run_cmd::load_plans(&args.config, global)?;
+    let daemons = run_cmd::connect_plans(global, &plans).await?;
+    // Every refusal before the run is recorded: a missing profile leaves no failed run.
+    for plan in &plans {
+        profile_apply::precheck(&daemons.client(plan)?, plan).await?;
+    }
+    if args.dry_run {
+        for plan in &plans {
+            let d = view::profile_diff(&daemons.client(plan)?, plan).await?;
+            print!("{}", d.text());
+            if d.drift() {
+                println!(
+                    "{}: would set profiles {}",
+                    plan.name,
+                    view::wanted_names(plan).join(",")
+                );
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let n = plans.len();
+    let spec = RunSpec::new(RunKind::ProfileApply, plans, Limits::without_budget(n));
+    run_cmd::start_run(global, daemons, spec).await
 }
 
 async fn export(args: ExportArgs, global: &Global) -> Result<ExitCode, CliError> {

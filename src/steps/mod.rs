@@ -42,6 +42,7 @@ mod names;
 mod preflight;
 mod prepare;
 mod profile;
+pub mod profile_apply;
 mod provision;
 pub mod publish;
 mod ready;
@@ -127,6 +128,9 @@ pub enum RunKind {
     Rename,
     /// `reroot publish`: a snapshot of the root published as an image.
     Publish,
+    /// `reroot profile apply`: the instance's profile list and device profile made what the
+    /// config says.
+    ProfileApply,
 }
 
 impl RunKind {
@@ -141,6 +145,7 @@ impl RunKind {
             "delete-snapshot" => Ok(RunKind::DeleteSnapshot),
             "rename" => Ok(RunKind::Rename),
             "publish" => Ok(RunKind::Publish),
+            "profile-apply" => Ok(RunKind::ProfileApply),
             other => Err(format!(
                 "a run of kind {other:?}, which this reroot does not know (a newer version?)"
             )),
@@ -158,6 +163,7 @@ impl RunKind {
             RunKind::DeleteSnapshot => "delete-snapshot",
             RunKind::Rename => "rename",
             RunKind::Publish => "publish",
+            RunKind::ProfileApply => "profile-apply",
         }
     }
 
@@ -172,6 +178,7 @@ impl RunKind {
             RunKind::DeleteSnapshot => "snapshot deleted",
             RunKind::Rename => "renamed",
             RunKind::Publish => "published",
+            RunKind::ProfileApply => "profiles applied",
         }
     }
 
@@ -186,6 +193,7 @@ impl RunKind {
             RunKind::DeleteSnapshot => named_snapshot::delete_steps(),
             RunKind::Rename => rename_instance::steps(),
             RunKind::Publish => publish::steps(),
+            RunKind::ProfileApply => profile_apply::steps(),
         }
     }
 
@@ -208,7 +216,9 @@ impl RunKind {
             // A rename refuses a running instance.
             | RunKind::Rename
             // Publishing reads a snapshot; the instance runs on.
-            | RunKind::Publish => None,
+            | RunKind::Publish
+            // Profiles change on a running instance; nothing is stopped.
+            | RunKind::ProfileApply => None,
         }
     }
 
@@ -216,7 +226,11 @@ impl RunKind {
     pub fn undoable(self) -> bool {
         matches!(
             self,
-            RunKind::Rebuild | RunKind::Snapshot | RunKind::Rename | RunKind::Publish
+            RunKind::Rebuild
+                | RunKind::Snapshot
+                | RunKind::Rename
+                | RunKind::Publish
+                | RunKind::ProfileApply
         )
     }
 }
@@ -374,6 +388,7 @@ mod tests {
             RunKind::Delete,
             RunKind::Destroy,
             RunKind::Publish,
+            RunKind::ProfileApply,
         ] {
             assert_eq!(RunKind::from_word(kind.word()), Ok(kind));
         }

@@ -91,13 +91,9 @@ fn lxd_err(instance: &str) -> impl Fn(lxd::Error) -> ViewError + '_ {
     }
 }
 
-/// The profile names `plan` wants on its instance, in order.
+/// The profile names `plan` wants on its instance, in order (what `profile apply` sets).
 pub fn wanted_names(plan: &InstancePlan) -> Vec<String> {
-    let mut names = plan.profiles.clone();
-    if plan.device_placement == DevicePlacement::Profile && !names.contains(&plan.device_profile) {
-        names.push(plan.device_profile.clone());
-    }
-    names
+    steps::profile_apply::wanted_profiles(plan)
 }
 
 /// The wanted and live profiles of `plan`'s instance.
