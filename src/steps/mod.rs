@@ -510,6 +510,19 @@ mod tests {
             json!({ "source": "tpl/copy", "alias": "alpine-ssh", "fingerprint": "293afaa0" }),
         );
         pinned(
+            profile_apply::ProfilesBefore {
+                profiles: vec!["default".into(), "web.reroot".into()],
+                device_profile: None,
+            },
+            json!({ "profiles": ["default", "web.reroot"], "device_profile": null }),
+        );
+        pinned(
+            profile_apply::ProfilesApplied {
+                profiles: vec!["default".into()],
+            },
+            json!({ "profiles": ["default"] }),
+        );
+        pinned(
             ready::ReadyOutput {
                 waited_ms: Some(812),
                 address: Some("eth0 10.0.3.5".into()),
