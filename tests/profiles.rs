@@ -165,6 +165,9 @@ async fn diff_sees_drift_made_by_hand() {
     assert_eq!(doc["drift"], false);
     let out = bed.reroot(&["profile", "diff", cfg]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("no drift"));
+    // And after a rebuild of the existing instance.
+    assert!(bed.reroot(&["rebuild", "--force", cfg]).status.success());
+    assert_eq!(bed.diff_json(&config).0, 0);
 
     let out = bed.reroot(&["--json", "profile", "list", cfg]);
     assert!(out.status.success());

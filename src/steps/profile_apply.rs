@@ -177,7 +177,18 @@ impl Step<RunEnv> for ApplyProfiles {
             let (plan, lxd) = cx.env.scope(cx.instance)?;
             let before: ProfilesBefore = cx.outputs.of()?;
             // A profile of the old list deleted since cannot be attached again: LXD refuses
-            // the whole list, so say which.
+            // the whole list with a bare "not found", so say which.
+            for p in &before.profiles {
+                let is_device_profile =
+                    p == &plan.device_profile && plan.device_placement == DevicePlacement::Profile;
+                if !is_device_profile && lxd.get_profile(p).await.optional()?.is_none() {
+                    return Err(StepError::new(format!(
+                        "profile {p}, which {} had before this run, no longer exists: create \
+                         it again (profile import), then undo again",
+                        cx.instance
+                    )));
+                }
+            }
             lxd.update_instance(cx.instance, |now| {
                 (now.profiles != before.profiles).then(|| InstancePatch {
                     profiles: Some(before.profiles.clone()),
