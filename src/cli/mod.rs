@@ -13,6 +13,7 @@ pub mod docs_cmd;
 pub mod instance_cmd;
 pub mod journal_cmd;
 pub mod launch_cmd;
+pub mod profile_cmd;
 pub mod property_cmd;
 pub mod publish_cmd;
 pub mod remove_cmd;
@@ -121,6 +122,12 @@ pub enum Command {
     Property {
         #[command(subcommand)]
         command: property_cmd::PropertyCommand,
+    },
+    /// Profiles: what configs want against the daemon (`list`, `diff`), and daemon profiles
+    /// to and from YAML (`export`, `import`).
+    Profile {
+        #[command(subcommand)]
+        command: profile_cmd::ProfileCommand,
     },
     /// Look at instances: `info` (what it is built from, its filesystems, devices, profiles
     /// and runs) and `addresses`.
@@ -269,6 +276,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Server => server_cmd::run(&cli.global).await,
         Command::Config { command } => config_cmd::run(command, &cli.global),
         Command::Property { command } => property_cmd::run(command, &cli.global),
+        Command::Profile { command } => profile_cmd::run(command, &cli.global).await,
         Command::Instance { command } => instance_cmd::run(command, &cli.global).await,
         Command::Cloudconfig { command } => cloudconfig_cmd::run(command, &cli.global).await,
         Command::Rebuild(args) => run_cmd::rebuild(args, &cli.global).await,

@@ -15,6 +15,7 @@ pub mod images;
 pub mod launch;
 pub mod lease;
 pub mod pass;
+pub mod profile_io;
 pub mod prune;
 pub mod resume;
 pub mod spec;

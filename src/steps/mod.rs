@@ -43,6 +43,7 @@ mod names;
 mod preflight;
 mod prepare;
 mod profile;
+pub mod profile_apply;
 mod provision;
 pub mod publish;
 mod ready;
@@ -68,6 +69,7 @@ pub use names::{
 };
 pub use plan::InstancePlan;
 pub use preflight::Preflight as PreflightRecord;
+pub use profile::wanted_devices;
 pub use rollback::RollbackRequest;
 pub use start::Started;
 
@@ -133,6 +135,9 @@ pub enum RunKind {
     Export,
     /// `reroot import`: an export's archives received as the filesystems.
     Import,
+    /// `reroot profile apply`: the instance's profile list and device profile made what the
+    /// config says.
+    ProfileApply,
 }
 
 impl RunKind {
@@ -149,6 +154,7 @@ impl RunKind {
             "publish" => Ok(RunKind::Publish),
             "export" => Ok(RunKind::Export),
             "import" => Ok(RunKind::Import),
+            "profile-apply" => Ok(RunKind::ProfileApply),
             other => Err(format!(
                 "a run of kind {other:?}, which this reroot does not know (a newer version?)"
             )),
@@ -168,6 +174,7 @@ impl RunKind {
             RunKind::Publish => "publish",
             RunKind::Export => "export",
             RunKind::Import => "import",
+            RunKind::ProfileApply => "profile-apply",
         }
     }
 
@@ -184,6 +191,7 @@ impl RunKind {
             RunKind::Publish => "published",
             RunKind::Export => "exported",
             RunKind::Import => "imported",
+            RunKind::ProfileApply => "profiles applied",
         }
     }
 
@@ -200,6 +208,7 @@ impl RunKind {
             RunKind::Publish => publish::steps(),
             RunKind::Export => archive::export_steps(),
             RunKind::Import => archive::import_steps(),
+            RunKind::ProfileApply => profile_apply::steps(),
         }
     }
 
@@ -225,7 +234,9 @@ impl RunKind {
             | RunKind::Publish
             // Exports and imports touch only filesystems, never an instance.
             | RunKind::Export
-            | RunKind::Import => None,
+            | RunKind::Import
+            // Profiles change on a running instance; nothing is stopped.
+            | RunKind::ProfileApply => None,
         }
     }
 
@@ -239,6 +250,7 @@ impl RunKind {
                 | RunKind::Publish
                 | RunKind::Export
                 | RunKind::Import
+                | RunKind::ProfileApply
         )
     }
 }
@@ -398,6 +410,7 @@ mod tests {
             RunKind::Publish,
             RunKind::Export,
             RunKind::Import,
+            RunKind::ProfileApply,
         ] {
             assert_eq!(RunKind::from_word(kind.word()), Ok(kind));
         }
@@ -517,6 +530,19 @@ mod tests {
                 fingerprint: "293afaa0".into(),
             },
             json!({ "source": "tpl/copy", "alias": "alpine-ssh", "fingerprint": "293afaa0" }),
+        );
+        pinned(
+            profile_apply::ProfilesBefore {
+                profiles: vec!["default".into(), "web.reroot".into()],
+                device_profile: None,
+            },
+            json!({ "profiles": ["default", "web.reroot"], "device_profile": null }),
+        );
+        pinned(
+            profile_apply::ProfilesApplied {
+                profiles: vec!["default".into()],
+            },
+            json!({ "profiles": ["default"] }),
         );
         pinned(
             ready::ReadyOutput {

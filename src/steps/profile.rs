@@ -40,7 +40,7 @@ pub(super) fn filesystem<'p>(
 }
 
 /// The disk devices the device profile must hold.
-pub(super) async fn wanted_devices(plan: &InstancePlan) -> Result<Devices, StepError> {
+pub async fn wanted_devices(plan: &InstancePlan) -> Result<Devices, StepError> {
     let mut devices = Devices::new();
     for d in &plan.devices {
         let source = device_host_dir(plan, d).await?;

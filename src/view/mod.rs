@@ -8,11 +8,16 @@
 
 mod addresses;
 mod info;
+mod profiles;
 
 pub use addresses::{addresses, interfaces, Address, Addresses, Interface, ADDRESSES};
 pub use info::{
     built_from, device_origins, human_bytes, instance_info, BuiltFrom, DeviceView, FsDevice,
     FsView, InstanceInfo, INFO,
+};
+pub use profiles::{
+    device_drift, instance_profiles, list_drift, profile_diff, wanted_names, DeviceDrift,
+    InstanceProfiles, ProfileDiff, WantedProfile, PROFILE_DIFF, PROFILE_LIST,
 };
 
 use crate::lxd;
@@ -30,6 +35,9 @@ pub enum ViewError {
         #[source]
         source: Box<lxd::Error>,
     },
+    /// The plan's devices could not be computed (a filesystem's directory unknown).
+    #[error("instance {instance}: {message}")]
+    Plan { instance: String, message: String },
     #[error("journal: {0}")]
     Journal(#[from] journal::Error),
 }
