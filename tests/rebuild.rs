@@ -2029,3 +2029,45 @@ async fn the_journal_is_an_audit_trail_of_real_runs() {
     let verify = stdout(&bed.reroot(&["journal", "verify"]));
     assert!(verify.contains("is sound: 4 runs, "), "{verify}");
 }
+
+/// lxdops #9: a config naming a profile the daemon does not have is refused by the preflight,
+/// before any filesystem is made: no dataset, no btrfs subvolume, no instance, no device profile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_profile_aborts_before_any_filesystem_is_made() {
+    let _serial = common::LXD_LOCK.lock().await;
+    let bed = Bed::new().await;
+    let missing = format!("{}-no-such-profile", bed.prefix);
+    let config = bed.config("");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "profiles: [default]",
+        &format!("profiles: [default, {missing}]"),
+    );
+    std::fs::write(&config, text).unwrap();
+
+    let out = bed.rebuild("old", &config);
+    assert!(!out.status.success());
+    assert!(
+        stdout(&out).contains("FAILED at preflight"),
+        "{}",
+        stdout(&out)
+    );
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        said.contains(&format!("profile {missing} is not usable")),
+        "{said}"
+    );
+    assert!(!common::zfs_exists(&format!(
+        "{}/{}/{}",
+        common::ZFS_POOL,
+        bed.prefix,
+        bed.instance()
+    )));
+    let subvolume = format!("{}/{}-{}", common::BTRFS_MOUNT, bed.prefix, bed.instance());
+    assert!(!Path::new(&subvolume).exists(), "{subvolume}");
+    assert!(bed.instances().await.is_empty());
+    let profiles = bed.lxd.list_profiles().await.expect("profiles");
+    assert!(
+        !profiles.iter().any(|p| p.name.starts_with(&bed.prefix)),
+        "no device profile may be made"
+    );
+}
