@@ -2029,3 +2029,117 @@ async fn the_journal_is_an_audit_trail_of_real_runs() {
     let verify = stdout(&bed.reroot(&["journal", "verify"]));
     assert!(verify.contains("is sound: 4 runs, "), "{verify}");
 }
+
+/// lxdops #9: a config naming a profile the daemon does not have is refused by the preflight,
+/// before any filesystem is made: no dataset, no btrfs subvolume, no instance, no device profile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_profile_aborts_before_any_filesystem_is_made() {
+    let _serial = common::LXD_LOCK.lock().await;
+    let bed = Bed::new().await;
+    let missing = format!("{}-no-such-profile", bed.prefix);
+    let config = bed.config("");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "profiles: [default]",
+        &format!("profiles: [default, {missing}]"),
+    );
+    std::fs::write(&config, text).unwrap();
+
+    let out = bed.rebuild("old", &config);
+    assert!(!out.status.success());
+    assert!(
+        stdout(&out).contains("FAILED at preflight"),
+        "{}",
+        stdout(&out)
+    );
+    let said = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(
+        said.contains(&format!("profile {missing} is not usable")),
+        "{said}"
+    );
+    assert!(!common::zfs_exists(&format!(
+        "{}/{}/{}",
+        common::ZFS_POOL,
+        bed.prefix,
+        bed.instance()
+    )));
+    let subvolume = format!("{}/{}-{}", common::BTRFS_MOUNT, bed.prefix, bed.instance());
+    assert!(!Path::new(&subvolume).exists(), "{subvolume}");
+    assert!(bed.instances().await.is_empty());
+    let profiles = bed.lxd.list_profiles().await.expect("profiles");
+    assert!(
+        !profiles.iter().any(|p| p.name.starts_with(&bed.prefix)),
+        "no device profile may be made"
+    );
+}
+
+/// lxdops #12: `device-origin INSTANCE@SNAPSHOT` makes each non-transient ZFS filesystem a
+/// clone of the same filesystem of INSTANCE at SNAPSHOT (its data is there), and a transient
+/// one is created empty instead (lxops #17). A plain directory is refused by the config
+/// (`src/config/tests.rs::source_config_and_device_origin`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn device_origin_clones_each_non_transient_zfs_filesystem() {
+    let _serial = common::LXD_LOCK.lock().await;
+    let bed = Bed::new().await;
+    let pool = format!("{}/{}", common::ZFS_POOL, bed.prefix);
+    // The origin's filesystems, as its own config resolves them ((instance) = golden).
+    let golden = format!("{pool}/golden");
+    for args in [
+        vec!["create", "-p", golden.as_str()],
+        vec!["create", "-p", &format!("{pool}/cache-golden")],
+    ] {
+        assert!(Command::new("zfs").args(&args).status().unwrap().success());
+    }
+    std::fs::create_dir_all(format!("/{golden}/www")).unwrap();
+    std::fs::write(format!("/{golden}/www/index.html"), "golden page").unwrap();
+    std::fs::write(format!("/{pool}/cache-golden/c"), "cached").unwrap();
+    let snap = format!("{golden}@s1");
+    let cache_snap = format!("{pool}/cache-golden@s1");
+    for s in [&snap, &cache_snap] {
+        assert!(Command::new("zfs")
+            .args(["snapshot", s])
+            .status()
+            .unwrap()
+            .success());
+    }
+
+    let config = bed.dir.path().join(format!("{}.yaml", bed.instance()));
+    std::fs::write(
+        &config,
+        format!(
+            "#lxdops\n\
+             ostype: busybox\n\
+             origin: (tpl)/base\n\
+             profiles: [default]\n\
+             device-owner: 100000:100000\n\
+             stop-timeout: 0\n\
+             device-origin: golden@s1\n\
+             filesystems:\n  \
+               data:\n    pattern: {pool}/(instance)\n  \
+               cache:\n    pattern: {pool}/cache-(instance)\n    transient: true\n\
+             devices:\n  \
+               www:\n    path: /var/www\n    filesystem: data\n  \
+               cache:\n    path: /var/cache/app\n    filesystem: cache\n    dir: .\n"
+        ),
+    )
+    .unwrap();
+    let out = bed.rebuild("old", &config);
+    assert!(out.status.success(), "{}", stderr(&out));
+
+    let origin = |ds: &str| {
+        let o = Command::new("zfs")
+            .args(["get", "-H", "-o", "value", "origin", ds])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let data = format!("{pool}/{}", bed.instance());
+    let cache = format!("{pool}/cache-{}", bed.instance());
+    assert_eq!(origin(&data), snap);
+    assert_eq!(origin(&cache), "-", "a transient filesystem is not cloned");
+    assert!(!Path::new(&format!("/{cache}/c")).exists());
+    assert_eq!(
+        std::fs::read_to_string(format!("/{data}/www/index.html")).unwrap(),
+        "golden page"
+    );
+}

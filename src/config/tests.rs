@@ -908,3 +908,27 @@ fn cloud_config_files_are_checked_against_the_os_type() {
     );
     assert!(errors(&g, &opts()).is_empty());
 }
+
+/// lxdops #4 differs on purpose: lxops applied `ostype` and `image` in pre-order, so an
+/// included `#lxops-v1` file's value beat the including file's, against its own rule for every
+/// other scalar. In reroot the including file wins for these too, whatever the header.
+#[test]
+fn an_included_lxops_file_does_not_override_the_parents_ostype_and_image() {
+    let d = Dir::new();
+    d.write(
+        "base.yaml",
+        "#lxops-v1\nostype: alpine\nimage: base-image\n",
+    );
+    let top = d.write(
+        "site.yaml",
+        "#lxops-v1\ninclude: [base.yaml]\nostype: debian\nimage: site-image\n",
+    );
+    let i = load_one(&top, &opts());
+    assert_eq!(i.ostype, Some(OsType::Debian));
+    assert_eq!(i.image.as_deref(), Some("site-image"));
+    // An including file that leaves them unset still takes the include's.
+    let bare = d.write("bare.yaml", "#lxops-v1\ninclude: [base.yaml]\n");
+    let i = load_one(&bare, &opts());
+    assert_eq!(i.ostype, Some(OsType::Alpine));
+    assert_eq!(i.image.as_deref(), Some("base-image"));
+}
