@@ -103,25 +103,7 @@ impl Bed {
 
     /// `reroot --journal J ARGS...`, made to die at `fault` (`STEP:MOMENT`) when given.
     fn reroot_faulty(&self, fault: Option<&str>, args: &[&str]) -> Output {
-        let mut cmd = common::reroot_command();
-        cmd.env_remove("REROOT_FAULT");
-        if let Some(f) = fault {
-            cmd.env("REROOT_FAULT", f);
-        }
-        let out = cmd
-            .arg("--journal")
-            .arg(self.journal())
-            .args(args)
-            .output()
-            .expect("run reroot");
-        eprintln!(
-            "reroot {} [{fault:?}]: {}\n{}{}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        common::reroot_in(&self.journal(), fault, args)
     }
 
     fn reroot(&self, args: &[&str]) -> Output {

@@ -66,25 +66,7 @@ impl Bed {
 
     /// reroot with `REROOT_FAULT` set to `fault` (the process aborted at that point).
     fn reroot_with(&self, fault: Option<&str>, args: &[&str]) -> Output {
-        let mut cmd = common::reroot_command();
-        cmd.env_remove("REROOT_FAULT");
-        if let Some(f) = fault {
-            cmd.env("REROOT_FAULT", f);
-        }
-        let out = cmd
-            .arg("--journal")
-            .arg(self.dir.path().join("journal"))
-            .args(args)
-            .output()
-            .expect("run reroot");
-        eprintln!(
-            "reroot {}: {}\n{}{}",
-            args.join(" "),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
+        common::reroot_in(&self.dir.path().join("journal"), fault, args)
     }
 
     /// The id of the newest run.

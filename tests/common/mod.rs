@@ -185,6 +185,38 @@ pub fn reroot_command() -> std::process::Command {
     cmd
 }
 
+/// `reroot --journal JOURNAL ARGS...` on the chosen daemon, made to die at `fault`
+/// (`STEP:MOMENT`, the fault-injection feature) when given; what it printed is echoed to the
+/// test's output, so a failing test shows every command it ran.
+pub fn reroot_in(
+    journal: &std::path::Path,
+    fault: Option<&str>,
+    args: &[&str],
+) -> std::process::Output {
+    let mut cmd = reroot_command();
+    cmd.env_remove("REROOT_FAULT");
+    if let Some(f) = fault {
+        cmd.env("REROOT_FAULT", f);
+    }
+    let out = cmd
+        .arg("--journal")
+        .arg(journal)
+        .args(args)
+        .output()
+        .expect("run reroot");
+    let at = fault
+        .map(|f| format!(" [REROOT_FAULT={f}]"))
+        .unwrap_or_default();
+    eprintln!(
+        "reroot {}{at}: {}\n{}{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// `rt-<prefix>-<8 random hex digits>`: unique across runs and parallel tests, and a valid
 /// LXD instance, profile and volume name.
 pub fn unique_name(prefix: &str) -> String {
