@@ -2,7 +2,7 @@
 //! directory), on the daemon REROOT_TEST_DAEMON chooses: the data comes back byte-identical;
 //! a killed export leaves no manifest and its resume gives a valid export; a damaged archive,
 //! another instance's manifest, an unknown kind and an existing filesystem are refused with
-//! nothing changed; undo removes only what the run made.
+//! nothing changed; undo of an export removes only what it wrote, an import is not undone.
 
 mod common;
 
@@ -325,9 +325,23 @@ async fn export_then_import_gives_the_data_back_and_refuses_what_is_unsafe() {
     let snapshot = entries[1]["snapshot"].as_str().unwrap();
     assert!(logs.has_snapshot(snapshot).await.unwrap());
 
-    // Undo of the import removes what it created; undo of the export what it wrote.
-    assert!(bed.reroot(None, &["undo", &import_run]).status.success());
-    assert_eq!(bed.exist().await, [false, false, false]);
+    // An import is not undone: what it received is the instance's data now, and no step
+    // but `destroy` removes an instance's data. The refusal says so and keeps it all.
+    let refused = bed.reroot(None, &["undo", &import_run]);
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("cannot be undone")
+            && stderr(&refused).contains("`reroot destroy`"),
+        "{}",
+        stderr(&refused)
+    );
+    assert_eq!(bed.exist().await, [true, true, true]);
+    assert_eq!(
+        bed.contents().await,
+        before,
+        "a refused undo changed the data"
+    );
+    // Undo of the export removes what it wrote.
     assert!(bed.reroot(None, &["undo", &run]).status.success());
     assert!(
         !out.exists(),

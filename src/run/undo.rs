@@ -37,9 +37,10 @@ pub enum UndoError {
     },
     /// The run's kind deletes what it cannot bring back.
     #[error(
-        "run {run} is a {} run and cannot be undone: what it deleted cannot be brought back \
-         (if it is unfinished, `reroot resume` finishes it)",
-        .kind.word()
+        "run {run} is a {} run and cannot be undone: {} (if it is unfinished, `reroot resume` \
+         finishes it)",
+        .kind.word(),
+        .kind.not_undoable_because()
     )]
     NotUndoable {
         /// The run.

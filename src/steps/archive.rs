@@ -615,18 +615,15 @@ impl Step<RunEnv> for ImportReceiveStep {
         })
     }
 
-    /// Removes the filesystems this run created: every target, absent at `import-check`.
+    /// Nothing is removed: what was received is the instance's data (an import run is not
+    /// undoable, see `RunKind::not_undoable_because`); refused should anything ask.
     fn undo<'a>(&'a self, cx: &'a StepCx<'a, RunEnv>) -> BoxFuture<'a, Result<(), StepError>> {
         Box::pin(async move {
-            let check: ImportCheck = cx.outputs.of()?;
-            let tag = journal::short_id(&cx.run);
-            for i in incoming(cx.env, cx.instance)? {
-                if check.targets.contains(&i.target.kind.location()) {
-                    archive::clean_staging(&i.target, &tag).await?;
-                    i.target.destroy().await?;
-                }
-            }
-            Ok(())
+            Err(StepError::new(format!(
+                "the filesystems imported for {} are its data: an import is not undone \
+                 (`reroot destroy` removes them, when asked)",
+                cx.instance
+            )))
         })
     }
 }

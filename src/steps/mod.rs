@@ -249,9 +249,26 @@ impl RunKind {
                 | RunKind::Rename
                 | RunKind::Publish
                 | RunKind::Export
-                | RunKind::Import
                 | RunKind::ProfileApply
         )
+    }
+
+    /// Why a run of this kind is not undone (empty for the kinds that are).
+    pub fn not_undoable_because(self) -> &'static str {
+        match self {
+            RunKind::Delete | RunKind::Destroy | RunKind::DeleteSnapshot => {
+                "what it deleted cannot be brought back"
+            }
+            RunKind::Rollback => "what it rolled back cannot be brought back",
+            // Undoing an import would destroy filesystems that are the instance's data from
+            // the moment they arrive (it may have written to them since); only `destroy`,
+            // asked for, removes an instance's data.
+            RunKind::Import => {
+                "the filesystems it received are the instance's data now, which only \
+                 `reroot destroy` removes"
+            }
+            _ => "",
+        }
     }
 }
 
@@ -718,6 +735,7 @@ mod tests {
             names(RunKind::Import),
             [archive::ImportCheck::STEP, archive::ImportReceived::STEP]
         );
-        assert!(RunKind::Export.undoable() && RunKind::Import.undoable());
+        assert!(RunKind::Export.undoable() && !RunKind::Import.undoable());
+        assert!(!RunKind::Import.not_undoable_because().is_empty());
     }
 }
