@@ -115,17 +115,7 @@ pub async fn send(fs: &Filesystem, snapshot: &str, file: &Path) -> Result<Digest
         .await
         .map_err(io_error("create", &partial))?;
     tracing::debug!(%argv, file = %file.display(), "streaming filesystem into archive");
-    let mut child = tokio::process::Command::new(program)
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| StorageError::Spawn {
-            argv: argv.clone(),
-            source,
-        })?;
+    let mut child = spawn_streaming(program, &args, Stdio::null(), &argv)?;
     let mut stdout = child.stdout.take().expect("piped stdout");
     let stderr = collect_stderr(&mut child);
     let copy = async {
@@ -252,17 +242,7 @@ async fn run_with_input(
     let mut input = tokio::fs::File::open(file)
         .await
         .map_err(io_error("open archive", file))?;
-    let mut child = tokio::process::Command::new(program)
-        .args(&args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|source| StorageError::Spawn {
-            argv: argv.clone(),
-            source,
-        })?;
+    let mut child = spawn_streaming(program, &args, Stdio::piped(), &argv)?;
     let mut stdin = child.stdin.take().expect("piped stdin");
     let feed = async move {
         // A write the child stops reading (it failed) ends the feed; its exit says why.
@@ -501,6 +481,27 @@ async fn remove_staging(staging: &Path) -> Result<(), StorageError> {
         Err(e) => Err(io_error("remove directory", &d)(e)),
     })
     .await
+}
+
+/// Starts a stream's host command as an argument vector: `stdin` as given, stdout and stderr
+/// piped, killed if the stream is dropped (a step cut short leaves no command behind).
+fn spawn_streaming(
+    program: &str,
+    args: &[OsString],
+    stdin: Stdio,
+    argv: &str,
+) -> Result<tokio::process::Child, StorageError> {
+    tokio::process::Command::new(program)
+        .args(args)
+        .stdin(stdin)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| StorageError::Spawn {
+            argv: argv.to_string(),
+            source,
+        })
 }
 
 #[cfg(test)]
