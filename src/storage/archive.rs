@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::command::{self, display_argv, FS_COMMAND_TIMEOUT};
+use super::host::Host;
 use super::{blocking, btrfs, io_error, Filesystem, FsKind, StorageError};
 
 /// A stream that produces or takes no byte for this long is killed.
@@ -57,7 +58,7 @@ pub fn extension(kind: &FsKind) -> &'static str {
 
 /// The argv that streams `fs` at `snapshot` to stdout. A plain directory has no snapshot: its
 /// live content is archived (`tar`, numeric owners kept, so the container's shifted ids stay).
-fn send_argv(fs: &Filesystem, snapshot: &str) -> (&'static str, Vec<OsString>) {
+pub(super) fn send_argv(fs: &Filesystem, snapshot: &str) -> (&'static str, Vec<OsString>) {
     match &fs.kind {
         FsKind::Zfs { dataset } => (
             "zfs",
@@ -84,7 +85,7 @@ fn send_argv(fs: &Filesystem, snapshot: &str) -> (&'static str, Vec<OsString>) {
     }
 }
 
-fn argv_text(program: &str, args: &[OsString]) -> String {
+pub(super) fn argv_text(program: &str, args: &[OsString]) -> String {
     let argv: Vec<String> = std::iter::once(program.to_string())
         .chain(args.iter().map(|a| a.to_string_lossy().into_owned()))
         .collect();
@@ -192,7 +193,7 @@ fn stalled(argv: &str) -> StorageError {
     }
 }
 
-fn collect_stderr(child: &mut tokio::process::Child) -> tokio::task::JoinHandle<String> {
+pub(super) fn collect_stderr(child: &mut tokio::process::Child) -> tokio::task::JoinHandle<String> {
     let mut stderr = child.stderr.take().expect("piped stderr");
     tokio::spawn(async move {
         let mut text = Vec::new();
@@ -230,31 +231,64 @@ pub async fn digest(file: &Path) -> Result<Digested, StorageError> {
     })
 }
 
-/// Runs `program args` with `file` fed into its stdin, bounded by `timeout` overall.
+/// What a receive reads: an archive file, or the stdout of a running send (a copy).
+pub(super) enum Input<'a> {
+    File(&'a Path),
+    Stream(tokio::process::ChildStdout),
+    /// Nothing: a btrfs stream an earlier attempt received (its `<path>@<snapshot>` is there)
+    /// is only made the live subvolume.
+    Received,
+}
+
+/// Runs `program args` with `input` fed into its stdin, bounded by `timeout` overall; a
+/// stream that gives no byte for [`STALL_TIMEOUT`] ends the feed and is reported as stalled.
 async fn run_with_input(
     program: &str,
     args: Vec<OsString>,
-    file: &Path,
+    input: Input<'_>,
     timeout: Duration,
 ) -> Result<(), StorageError> {
     let argv = argv_text(program, &args);
-    tracing::debug!(%argv, file = %file.display(), "receiving archive");
-    let mut input = tokio::fs::File::open(file)
-        .await
-        .map_err(io_error("open archive", file))?;
     let mut child = spawn_streaming(program, &args, Stdio::piped(), &argv)?;
     let mut stdin = child.stdin.take().expect("piped stdin");
+    let shown = argv.clone();
     let feed = async move {
         // A write the child stops reading (it failed) ends the feed; its exit says why.
-        let _ = tokio::io::copy(&mut input, &mut stdin).await;
+        let fed = match input {
+            Input::File(file) => {
+                tracing::debug!(argv = %shown, file = %file.display(), "receiving archive");
+                let mut from = tokio::fs::File::open(file)
+                    .await
+                    .map_err(io_error("open archive", file))?;
+                let _ = tokio::io::copy(&mut from, &mut stdin).await;
+                Ok(())
+            }
+            Input::Received => Ok(()),
+            Input::Stream(mut from) => {
+                tracing::debug!(argv = %shown, "receiving a stream");
+                let mut buf = vec![0u8; 1 << 20];
+                loop {
+                    let n = match tokio::time::timeout(STALL_TIMEOUT, from.read(&mut buf)).await {
+                        Ok(Ok(n)) => n,
+                        // The sender's exit status says what went wrong.
+                        Ok(Err(_)) => 0,
+                        Err(_) => break Err(stalled(&shown)),
+                    };
+                    if n == 0 || stdin.write_all(&buf[..n]).await.is_err() {
+                        break Ok(());
+                    }
+                }
+            }
+        };
         drop(stdin);
+        fed
     };
     let run = async {
-        let (_, output) = tokio::join!(feed, child.wait_with_output());
-        output
+        let (fed, output) = tokio::join!(feed, child.wait_with_output());
+        fed.map(|()| output)
     };
     let output = match tokio::time::timeout(timeout, run).await {
-        Ok(output) => output.map_err(|source| StorageError::Spawn {
+        Ok(output) => output?.map_err(|source| StorageError::Spawn {
             argv: argv.clone(),
             source,
         })?,
@@ -297,20 +331,59 @@ pub async fn receive(
     size: u64,
     tag: &str,
 ) -> Result<(), StorageError> {
+    receive_input(
+        fs,
+        snapshot,
+        Input::File(file),
+        receive_timeout(size),
+        tag,
+        &Host::local(),
+    )
+    .await
+}
+
+/// [`receive`] from any [`Input`], on `host` (a ZFS dataset only, elsewhere than here). With
+/// ZFS, an incremental stream into an existing dataset is received as `zfs receive` takes it
+/// (without `-F`: ZFS refuses a dataset changed since the stream's base, so nothing written
+/// there is ever rolled back); every other receive wants its target absent.
+pub(super) async fn receive_input(
+    fs: &Filesystem,
+    snapshot: &str,
+    input: Input<'_>,
+    timeout: Duration,
+    tag: &str,
+    host: &Host,
+) -> Result<(), StorageError> {
     fs.validate()?;
     super::validate_snapshot_name(snapshot)?;
-    let timeout = receive_timeout(size);
+    if !host.is_local() && !matches!(fs.kind, FsKind::Zfs { .. }) {
+        return Err(StorageError::Unsupported {
+            id: fs.id.clone(),
+            location: fs.kind.location(),
+            problem: format!("only ZFS filesystems are received on {}", host.describe()),
+        });
+    }
+    if matches!(input, Input::Received) && !matches!(fs.kind, FsKind::Btrfs { .. }) {
+        return Err(StorageError::Invalid {
+            what: format!("receive into {}", fs.kind.location()),
+            problem: "nothing to receive".to_string(),
+        });
+    }
     match &fs.kind {
         FsKind::Zfs { dataset } => {
-            if fs.exists().await? {
+            // A copy's stream may be incremental, onto the dataset (its mode was checked).
+            let present = super::zfs::exists_on(host, dataset).await?;
+            if present && !matches!(input, Input::Stream(_)) {
                 return Err(exists_already(fs));
             }
             if let Some((parent, _)) = dataset.rsplit_once('/') {
-                if !super::zfs::exists(parent).await? {
-                    command::run("zfs", ["create", "-p", parent], FS_COMMAND_TIMEOUT).await?;
+                if !present && !super::zfs::exists_on(host, parent).await? {
+                    let (p, a) = host.argv("zfs", vec!["create".into(), "-p".into(), parent.into()]);
+                    command::run(&p, a, FS_COMMAND_TIMEOUT).await?;
                 }
             }
-            run_with_input("zfs", vec!["receive".into(), dataset.into()], file, timeout).await
+            let (p, a) = host.argv("zfs", vec!["receive".into(), dataset.into()]);
+            run_with_input(&p, a, input, timeout).await
         }
         FsKind::Btrfs { path } => {
             if fs.exists().await? {
@@ -319,12 +392,19 @@ pub async fn receive(
             let snap = btrfs::snapshot_path(path, snapshot);
             let staging = staging_path(path, tag);
             if !is_dir(&snap).await {
+                if matches!(input, Input::Received) {
+                    return Err(StorageError::SnapshotMissing {
+                        id: fs.id.clone(),
+                        location: fs.kind.location(),
+                        snapshot: snapshot.to_string(),
+                    });
+                }
                 remove_staging(&staging).await?;
                 make_dir(&staging).await?;
                 run_with_input(
                     "btrfs",
                     vec!["receive".into(), staging.clone().into_os_string()],
-                    file,
+                    input,
                     timeout,
                 )
                 .await?;
@@ -372,7 +452,7 @@ pub async fn receive(
                     "--directory".into(),
                     staging.clone().into_os_string(),
                 ],
-                file,
+                input,
                 timeout,
             )
             .await?;
@@ -485,7 +565,7 @@ async fn remove_staging(staging: &Path) -> Result<(), StorageError> {
 
 /// Starts a stream's host command as an argument vector: `stdin` as given, stdout and stderr
 /// piped, killed if the stream is dropped (a step cut short leaves no command behind).
-fn spawn_streaming(
+pub(super) fn spawn_streaming(
     program: &str,
     args: &[OsString],
     stdin: Stdio,

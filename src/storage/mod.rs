@@ -36,8 +36,10 @@
 pub mod archive;
 pub mod btrfs;
 pub mod command;
+pub mod copy;
 pub mod device;
 pub mod dir;
+pub mod host;
 pub mod manifest;
 pub mod owner;
 pub mod rsync;

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::command::{self, CommandOutput, FS_COMMAND_TIMEOUT};
+use super::host::Host;
 use super::{Ensured, Filesystem, Removed, RollbackOutcome, SnapshotOutcome, StorageError};
 
 const BUSY_RETRIES: u32 = 10;
@@ -38,14 +39,21 @@ fn pool_of(dataset: &str) -> &str {
 
 /// Errors with [`StorageError::PoolMissing`] if the dataset's pool does not exist.
 pub async fn check_pool(dataset: &str) -> Result<(), StorageError> {
+    check_pool_on(&Host::local(), dataset).await
+}
+
+async fn run_on(host: &Host, args: Vec<String>) -> Result<CommandOutput, StorageError> {
+    let (program, args) = host.argv("zfs", args.into_iter().map(Into::into).collect());
+    command::run(&program, args, FS_COMMAND_TIMEOUT).await
+}
+
+async fn check_pool_on(host: &Host, dataset: &str) -> Result<(), StorageError> {
     let pool = pool_of(dataset);
-    match command::run(
+    let (program, args) = host.argv(
         "zpool",
-        ["list", "-H", "-o", "name", pool],
-        FS_COMMAND_TIMEOUT,
-    )
-    .await
-    {
+        vec!["list".into(), "-H".into(), "-o".into(), "name".into(), pool.into()],
+    );
+    match command::run(&program, args, FS_COMMAND_TIMEOUT).await {
         Ok(_) => Ok(()),
         Err(StorageError::CommandFailed { stderr, .. }) if stderr.contains("no such pool") => {
             Err(StorageError::PoolMissing {
@@ -59,11 +67,98 @@ pub async fn check_pool(dataset: &str) -> Result<(), StorageError> {
 
 /// Whether the dataset exists; a missing pool is an error, not "absent".
 pub async fn exists(dataset: &str) -> Result<bool, StorageError> {
-    match zfs(["list", "-H", "-o", "name", dataset]).await {
+    exists_on(&Host::local(), dataset).await
+}
+
+/// [`exists`] on any host.
+pub async fn exists_on(host: &Host, dataset: &str) -> Result<bool, StorageError> {
+    match run_on(host, vec!["list".into(), "-H".into(), "-o".into(), "name".into(), dataset.into()]).await {
         Ok(_) => Ok(true),
         Err(err) if says_missing(&err) => {
-            check_pool(dataset).await?;
+            check_pool_on(host, dataset).await?;
             Ok(false)
+        }
+        Err(err) => Err(err),
+    }
+}
+
+/// A snapshot with its GUID: two snapshots of the same name are the same data only if their
+/// GUIDs match (a `zfs send` carries the GUID to the received snapshot).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotId {
+    pub name: String,
+    pub guid: String,
+}
+
+/// The snapshots of `dataset` on `host`, oldest first, with their GUIDs; `None` when the
+/// dataset does not exist. (zfs-fuse's `zfs list` has no `-p` and prints a GUID rounded, so
+/// the GUIDs come from one `zfs get -p`.)
+pub async fn snapshots_on(
+    host: &Host,
+    dataset: &str,
+) -> Result<Option<Vec<SnapshotId>>, StorageError> {
+    if !exists_on(host, dataset).await? {
+        return Ok(None);
+    }
+    let listed = run_on(
+        host,
+        ["list", "-H", "-t", "snapshot", "-o", "name", "-s", "creation", "-d", "1", dataset]
+            .map(String::from)
+            .to_vec(),
+    )
+    .await?;
+    let names: Vec<String> = listed
+        .stdout
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with(&format!("{dataset}@")))
+        .map(str::to_string)
+        .collect();
+    if names.is_empty() {
+        return Ok(Some(Vec::new()));
+    }
+    let mut args: Vec<String> = ["get", "-H", "-p", "-o", "name,value", "guid"]
+        .map(String::from)
+        .to_vec();
+    args.extend(names.iter().cloned());
+    let got = run_on(host, args).await?;
+    let guids: std::collections::HashMap<&str, &str> = got
+        .stdout
+        .lines()
+        .filter_map(|l| l.trim().split_once('\t'))
+        .collect();
+    names
+        .iter()
+        .map(|full| {
+            let guid = guids.get(full.as_str()).ok_or_else(|| StorageError::Invalid {
+                what: format!("zfs get guid {full}"),
+                problem: "no GUID in its answer".to_string(),
+            })?;
+            Ok(SnapshotId {
+                name: full[dataset.len() + 1..].to_string(),
+                guid: guid.trim().to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
+/// Takes `dataset@name` on `host` unless it exists.
+pub async fn snapshot_on(
+    host: &Host,
+    dataset: &str,
+    name: &str,
+) -> Result<SnapshotOutcome, StorageError> {
+    let full = format!("{dataset}@{name}");
+    match run_on(host, vec!["list".into(), "-H".into(), "-t".into(), "snapshot".into(), "-o".into(), "name".into(), full.clone()]).await {
+        Ok(_) => return Ok(SnapshotOutcome::AlreadyExisted),
+        Err(err) if says_missing(&err) => {}
+        Err(err) => return Err(err),
+    }
+    match run_on(host, vec!["snapshot".into(), full]).await {
+        Ok(_) => Ok(SnapshotOutcome::Taken),
+        Err(StorageError::CommandFailed { stderr, .. }) if stderr.contains("already exists") => {
+            Ok(SnapshotOutcome::AlreadyExisted)
         }
         Err(err) => Err(err),
     }
