@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 pub mod archive_cmd;
 pub mod cloudconfig_cmd;
 pub mod config_cmd;
+pub mod copy_cmd;
 pub mod docs_cmd;
 pub mod instance_cmd;
 pub mod journal_cmd;
@@ -171,8 +172,12 @@ pub enum Command {
     /// with a manifest, as a journaled run (undo removes what it wrote).
     Export(archive_cmd::ExportArgs),
     /// Create an instance's filesystems from an export, after verifying every archive; never
-    /// overwrites a filesystem (undo removes what it created).
+    /// overwrites a filesystem (not undone: what it created is the instance's data).
     Import(archive_cmd::ImportArgs),
+    /// Send another instance's filesystems (or the same instance's, from another pool or
+    /// host) into this instance's: zfs send|receive, incremental from a shared snapshot,
+    /// btrfs send|receive, tar; over ssh with --from-host/--to-host. Never overwrites.
+    CopyFilesystems(copy_cmd::CopyArgs),
     /// Delete stopped instances and their device profiles; their filesystems are kept.
     Delete(remove_cmd::DeleteArgs),
     /// Delete stopped instances and destroy their filesystems marked `destroy: true`, after
@@ -291,6 +296,7 @@ async fn run(cli: Cli) -> Result<ExitCode, CliError> {
         Command::Publish(args) => publish_cmd::run(args, &cli.global).await,
         Command::Export(args) => archive_cmd::export(args, &cli.global).await,
         Command::Import(args) => archive_cmd::import(args, &cli.global).await,
+        Command::CopyFilesystems(args) => copy_cmd::copy(args, &cli.global).await,
         Command::Delete(args) => remove_cmd::delete(args, &cli.global).await,
         Command::Destroy(args) => remove_cmd::destroy(args, &cli.global).await,
         Command::Status => journal_cmd::status(&cli.global),

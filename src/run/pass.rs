@@ -75,6 +75,7 @@ impl Pass {
             rename_to: self.spec.rename_to.clone(),
             publish: self.spec.publish.clone(),
             archive: self.spec.archive.clone(),
+            copy: self.spec.copy.clone(),
         }
     }
 

@@ -13,6 +13,7 @@ use journal::RunState;
 
 use crate::engine::{Limits, OnFailure};
 use crate::steps::archive::ArchiveRequest;
+use crate::steps::copy_fs::CopyRequest;
 use crate::steps::{InstancePlan, PublishRequest, RollbackRequest, RunKind, SnapshotRequest};
 
 const KIND: &str = "kind";
@@ -36,6 +37,7 @@ const RENAME_TO: &str = "rename_to";
 const PUBLISH_SNAPSHOT: &str = "publish_snapshot";
 const PUBLISH_ALIAS: &str = "publish_alias";
 const ARCHIVE: &str = "archive";
+const COPY: &str = "copy";
 
 /// Everything a run was started with.
 #[derive(Debug, Clone, PartialEq)]
@@ -68,6 +70,8 @@ pub struct RunSpec {
     pub publish: Option<PublishRequest>,
     /// The directory of an export or import run.
     pub archive: Option<ArchiveRequest>,
+    /// Where a copy-filesystems run copies from.
+    pub copy: Option<CopyRequest>,
 }
 
 /// The daemon a run was started on: a resume, an undo or a prune of the run on another
@@ -136,6 +140,7 @@ impl RunSpec {
             rename_to: None,
             publish: None,
             archive: None,
+            copy: None,
         }
     }
 
@@ -194,6 +199,9 @@ impl RunSpec {
         }
         if let Some(a) = &self.archive {
             put(ARCHIVE, serde_json::to_string(a)?);
+        }
+        if let Some(c) = &self.copy {
+            put(COPY, serde_json::to_string(c)?);
         }
         Ok(o)
     }
@@ -279,6 +287,12 @@ impl RunSpec {
                 None => None,
                 Some(text) => Some(serde_json::from_str(text).map_err(|e| {
                     format!("run {run}: its recorded export directory cannot be read: {e}")
+                })?),
+            },
+            copy: match options.get(COPY) {
+                None => None,
+                Some(text) => Some(serde_json::from_str(text).map_err(|e| {
+                    format!("run {run}: its recorded copy source cannot be read: {e}")
                 })?),
             },
         })

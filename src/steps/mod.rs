@@ -32,6 +32,7 @@
 //! has.
 
 pub mod archive;
+pub mod copy_fs;
 pub mod forecast;
 pub mod plan;
 
@@ -90,6 +91,8 @@ pub struct RunOptions {
     pub publish: Option<PublishRequest>,
     /// The directory an export writes or an import reads.
     pub archive: Option<archive::ArchiveRequest>,
+    /// Where a copy-filesystems run copies from.
+    pub copy: Option<copy_fs::CopyRequest>,
 }
 
 /// The image a `reroot publish` run makes of an instance's snapshot.
@@ -138,6 +141,8 @@ pub enum RunKind {
     /// `reroot profile apply`: the instance's profile list and device profile made what the
     /// config says.
     ProfileApply,
+    /// `reroot copy-filesystems`: another instance's filesystems sent into the instance's.
+    CopyFilesystems,
 }
 
 impl RunKind {
@@ -155,6 +160,7 @@ impl RunKind {
             "export" => Ok(RunKind::Export),
             "import" => Ok(RunKind::Import),
             "profile-apply" => Ok(RunKind::ProfileApply),
+            "copy-filesystems" => Ok(RunKind::CopyFilesystems),
             other => Err(format!(
                 "a run of kind {other:?}, which this reroot does not know (a newer version?)"
             )),
@@ -175,6 +181,7 @@ impl RunKind {
             RunKind::Export => "export",
             RunKind::Import => "import",
             RunKind::ProfileApply => "profile-apply",
+            RunKind::CopyFilesystems => "copy-filesystems",
         }
     }
 
@@ -192,6 +199,7 @@ impl RunKind {
             RunKind::Export => "exported",
             RunKind::Import => "imported",
             RunKind::ProfileApply => "profiles applied",
+            RunKind::CopyFilesystems => "filesystems copied",
         }
     }
 
@@ -209,6 +217,7 @@ impl RunKind {
             RunKind::Export => archive::export_steps(),
             RunKind::Import => archive::import_steps(),
             RunKind::ProfileApply => profile_apply::steps(),
+            RunKind::CopyFilesystems => copy_fs::steps(),
         }
     }
 
@@ -235,6 +244,7 @@ impl RunKind {
             // Exports and imports touch only filesystems, never an instance.
             | RunKind::Export
             | RunKind::Import
+            | RunKind::CopyFilesystems
             // Profiles change on a running instance; nothing is stopped.
             | RunKind::ProfileApply => None,
         }
@@ -263,7 +273,7 @@ impl RunKind {
             // Undoing an import would destroy filesystems that are the instance's data from
             // the moment they arrive (it may have written to them since); only `destroy`,
             // asked for, removes an instance's data.
-            RunKind::Import => {
+            RunKind::Import | RunKind::CopyFilesystems => {
                 "the filesystems it received are the instance's data now, which only \
                  `reroot destroy` removes"
             }
