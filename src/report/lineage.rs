@@ -30,19 +30,34 @@ pub fn renamed_to(run: &RunSummary) -> Option<String> {
 }
 
 /// Every run of the instance called `name` now, newest first (by start, then id), each with the
-/// name the instance had in it; `since`, `until` and `limit` as in [`RunFilter`], applied to
-/// the whole list.
+/// name the instance had in it; `since`, `until`, `statuses` and `limit` as in [`RunFilter`],
+/// applied to the whole list.
 pub fn instance_runs(
     reader: &Reader,
     name: &str,
     filter: &RunFilter,
 ) -> Result<Vec<NamedRun>, journal::Error> {
-    // The rename runs, by the name they gave: read once (a listing of every run's header,
-    // as `history` without --instance does).
-    let renames: Vec<(String, RunSummary)> = reader
-        .runs(&RunFilter::default())?
-        .into_iter()
-        .filter_map(|r| Some((renamed_to(&r)?, r)))
+    // The rename runs: every run's header read once, as `history` without --instance does.
+    let all = reader.runs(&RunFilter::default())?;
+    lineage(name, &all, filter, |n| {
+        reader.runs(&RunFilter {
+            instance: Some(n.to_string()),
+            ..RunFilter::default()
+        })
+    })
+}
+
+/// [`instance_runs`] over `all` the runs, with `runs_of` the runs the journal indexes under a
+/// name.
+pub fn lineage<E>(
+    name: &str,
+    all: &[RunSummary],
+    filter: &RunFilter,
+    runs_of: impl Fn(&str) -> Result<Vec<RunSummary>, E>,
+) -> Result<Vec<NamedRun>, E> {
+    let renames: Vec<(String, &RunSummary)> = all
+        .iter()
+        .filter_map(|r| Some((renamed_to(r)?, r)))
         .collect();
     let mut out: Vec<NamedRun> = Vec::new();
     let mut seen = HashSet::new();
@@ -50,10 +65,7 @@ pub fn instance_runs(
     // each step back is bounded by an earlier start, so a chain of renames back and forth ends.
     let mut todo = vec![(name.to_string(), i64::MAX)];
     while let Some((current, before)) = todo.pop() {
-        for run in reader.runs(&RunFilter {
-            instance: Some(current.clone()),
-            ..RunFilter::default()
-        })? {
+        for run in runs_of(&current)? {
             if run.started_at_ms < before && seen.insert(run.id) {
                 out.push(NamedRun {
                     run,
@@ -70,7 +82,7 @@ pub fn instance_runs(
             };
             if seen.insert(rename.id) {
                 out.push(NamedRun {
-                    run: rename.clone(),
+                    run: (*rename).clone(),
                     name: from.clone(),
                 });
             }
@@ -94,4 +106,93 @@ pub fn instance_runs(
         out.truncate(n);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(
+        n: u128,
+        at: i64,
+        instance: &str,
+        rename_to: Option<&str>,
+        status: RunStatus,
+    ) -> RunSummary {
+        let mut options = std::collections::BTreeMap::new();
+        if let Some(to) = rename_to {
+            options.insert("kind".to_string(), "rename".to_string());
+            options.insert("rename_to".to_string(), format!("{{\"name\":\"{to}\"}}"));
+        }
+        RunSummary {
+            id: uuid::Uuid::from_u128(n),
+            command: vec!["reroot".into()],
+            instances: vec![instance.to_string()],
+            started_at_ms: at,
+            status,
+            events: 1,
+            last_at_ms: at,
+            user: "u".into(),
+            options,
+        }
+    }
+
+    /// (run number, name) of `name`'s lineage, newest first.
+    fn trail(all: &[RunSummary], name: &str) -> Vec<(u128, String)> {
+        let runs_of = |n: &str| -> Result<Vec<RunSummary>, ()> {
+            Ok(all
+                .iter()
+                .filter(|r| r.instances[0] == n)
+                .cloned()
+                .collect())
+        };
+        lineage(name, all, &RunFilter::default(), runs_of)
+            .unwrap()
+            .into_iter()
+            .map(|r| (r.run.id.as_u128(), r.name))
+            .collect()
+    }
+
+    #[test]
+    fn follows_renames_back_and_leaves_a_later_namesake_alone() {
+        use RunStatus::*;
+        let all = [
+            run(1, 10, "a", None, Succeeded),
+            run(2, 20, "a", Some("b"), Succeeded),
+            run(3, 30, "b", None, Succeeded),
+            run(4, 40, "a", None, Succeeded), // another instance, named `a` after the rename
+            run(5, 50, "b", Some("c"), Succeeded),
+            run(6, 60, "c", None, Failed),
+        ];
+        let s = |v: &[(u128, &str)]| -> Vec<(u128, String)> {
+            v.iter().map(|(n, s)| (*n, s.to_string())).collect()
+        };
+        assert_eq!(
+            trail(&all, "c"),
+            s(&[(6, "c"), (5, "b"), (3, "b"), (2, "a"), (1, "a")])
+        );
+        assert_eq!(
+            trail(&all, "b"),
+            s(&[(5, "b"), (3, "b"), (2, "a"), (1, "a")])
+        );
+        assert_eq!(trail(&all, "a"), s(&[(4, "a"), (2, "a"), (1, "a")]));
+    }
+
+    #[test]
+    fn an_undone_rename_is_listed_without_the_old_past_and_back_and_forth_ends() {
+        use RunStatus::*;
+        let undone = [
+            run(1, 10, "a", None, Succeeded),
+            run(2, 20, "a", Some("b"), Undone),
+        ];
+        assert_eq!(trail(&undone, "b"), [(2, "a".to_string())]);
+        let back = [
+            run(1, 10, "a", None, Succeeded),
+            run(2, 20, "a", Some("b"), Succeeded),
+            run(3, 30, "b", Some("a"), Succeeded),
+            run(4, 40, "a", Some("b"), Succeeded),
+        ];
+        let ids: Vec<u128> = trail(&back, "b").into_iter().map(|(n, _)| n).collect();
+        assert_eq!(ids, [4, 3, 2, 1]);
+    }
 }
