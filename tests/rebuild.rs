@@ -1811,6 +1811,9 @@ async fn rename_moves_the_instance_its_filesystems_and_devices_and_undo_moves_th
     );
     assert!(!killed.status.success());
     let run = bed.last_run();
+    // `status` names the new name of the interrupted rename.
+    let status = stdout(&bed.reroot(&["status"]));
+    assert!(status.contains(&format!("{old} to {new}")), "{status}");
     assert!(bed.reroot(&["resume", &run]).status.success());
     assert!(!bed.lxd.instance_exists(&old).await.unwrap());
     assert!(bed.lxd.instance_exists(&new).await.unwrap());

@@ -22,10 +22,15 @@ pub struct NamedRun {
 
 /// The new name a rename run's header records, if `run` is a rename run.
 pub fn renamed_to(run: &RunSummary) -> Option<String> {
-    if run.options.get("kind").map(String::as_str) != Some("rename") {
+    renamed_in(&run.options)
+}
+
+/// The new name recorded in a run's header options, if it is a rename run.
+pub fn renamed_in(options: &std::collections::BTreeMap<String, String>) -> Option<String> {
+    if options.get("kind").map(String::as_str) != Some("rename") {
         return None;
     }
-    let plan: serde_json::Value = serde_json::from_str(run.options.get("rename_to")?).ok()?;
+    let plan: serde_json::Value = serde_json::from_str(options.get("rename_to")?).ok()?;
     Some(plan.get("name")?.as_str()?.to_string())
 }
 

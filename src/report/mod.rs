@@ -500,6 +500,11 @@ fn run_lines(state: &RunState, o: &RunOverview) -> String {
             &format!("{name}: {} (host {})", d.address, d.server_name),
         );
     }
+    // A rename run is recorded under the old name: say the new one, which `status` and `show`
+    // would otherwise not name.
+    if let (Some(to), Some(from)) = (lineage::renamed_in(&h.options), h.instances.first()) {
+        line("rename", &format!("{from} to {to}"));
+    }
     line("started", &utc(h.started_at_ms));
     line("status", state.status.as_str());
     let counts: Vec<String> = o
