@@ -47,10 +47,15 @@ impl Bed {
     /// The instance's config with these profiles: one ZFS filesystem with a device on it, the
     /// devices in the instance's device profile.
     fn config(&self, profiles: &str) -> PathBuf {
+        self.config_with(profiles, "device-placement: profile\n")
+    }
+
+    /// [`Bed::config`] with `extra` (keys, one a line) instead of the device placement.
+    fn config_with(&self, profiles: &str, extra: &str) -> PathBuf {
         let path = self.dir.path().join(format!("{}.yaml", self.name("web")));
         let text = format!(
             "#lxdops\nostype: busybox\norigin: {tpl}/base\nprofiles: {profiles}\n\
-             device-placement: profile\ndevice-owner: 100000:100000\nstop-timeout: 0\nwait-ready: 0\n\
+             {extra}device-owner: 100000:100000\nstop-timeout: 0\nwait-ready: 0\n\
              filesystems:\n  data:\n    pattern: rerootz/{p}/(instance)\n\
              devices:\n  www:\n    path: /var/www\n    filesystem: data\n",
             tpl = self.name("tpl"),
@@ -438,6 +443,20 @@ async fn apply_fixes_drift_resumes_after_a_kill_and_undoes() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("would set profiles"));
     assert_eq!(bed.last_run(), launch_run);
+    let out = bed.reroot(&["--json", "profile", "apply", "--dry-run", cfg]);
+    assert!(out.status.success());
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("dry-run json");
+    assert_eq!(plan["schema"], "reroot.profile-apply-plan/1");
+    let i = &plan["instances"][0];
+    assert_eq!(i["instance"], web.as_str());
+    assert_eq!(i["changes"], true, "{plan:#}");
+    assert_eq!(
+        strings(&i["profiles"]),
+        ["default", named.as_str(), device_profile.as_str()]
+    );
+    assert_eq!(strings(&i["diff"]["extra"]), [extra.as_str()]);
+    assert_eq!(i["diff"]["devices"][0]["kind"], "changed");
+    assert_eq!(bed.last_run(), launch_run);
     assert_eq!(
         bed.lxd.get_instance(&web).await.unwrap().value.profiles,
         hand_list
@@ -508,4 +527,98 @@ async fn apply_fixes_drift_resumes_after_a_kill_and_undoes() {
         bed.lxd.get_instance(&web).await.unwrap().value.profiles,
         hand_list
     );
+}
+
+/// With `device-placement: instance` the diff compares the instance's own disk devices, and
+/// for every placement the instance config keys of `lxc-options`; `profile apply --dry-run
+/// --json` says those are not its to change.
+#[tokio::test]
+async fn diff_compares_instance_devices_and_config_keys() {
+    let _serial = common::LXD_LOCK.lock().await;
+    let bed = Bed::new().await;
+    let web = bed.name("web");
+    let config = bed.config_with(
+        "[default]",
+        "device-placement: instance\nlxc-options: [-c, user.reroot-note=a]\n",
+    );
+    let cfg = config.to_str().unwrap();
+    let out = bed.reroot(&["launch", cfg]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (code, doc) = bed.diff_json(&config);
+    assert_eq!(code, 0, "{doc:#}");
+    let d = &doc["instances"][0];
+    assert_eq!(d["devices_on"], "instance");
+    assert!(d["config"].as_array().unwrap().is_empty(), "{d:#}");
+
+    // By hand: the key changed, the device moved, another disk added.
+    bed.lxd
+        .update_instance(&web, |now| {
+            let mut devices = now.devices.clone();
+            devices
+                .get_mut("www")
+                .expect("www device")
+                .insert("path".into(), "/srv/elsewhere".into());
+            devices.insert(
+                "scratch".into(),
+                reroot::lxd::Device::from([
+                    ("type".to_string(), "disk".to_string()),
+                    ("path".to_string(), "/scratch".to_string()),
+                    ("source".to_string(), "/tmp".to_string()),
+                ]),
+            );
+            let mut config = now.config.clone();
+            config.insert("user.reroot-note".into(), "b".into());
+            Some(InstancePatch {
+                config: Some(config),
+                devices: Some(devices),
+                ..Default::default()
+            })
+        })
+        .await
+        .expect("change instance");
+    let (code, doc) = bed.diff_json(&config);
+    assert_eq!(code, 3, "{doc:#}");
+    let d = &doc["instances"][0];
+    assert_eq!(d["config"][0]["key"], "user.reroot-note");
+    assert_eq!(d["config"][0]["wanted"], "a");
+    assert_eq!(d["config"][0]["live"], "b");
+    let kinds: Vec<(String, String)> = d["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            (
+                x["device"].as_str().unwrap().to_string(),
+                x["kind"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("www".to_string(), "changed".to_string()),
+            ("scratch".to_string(), "extra".to_string())
+        ],
+        "{d:#}"
+    );
+    let out = bed.reroot(&["profile", "diff", cfg]);
+    assert_eq!(out.status.code(), Some(3));
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        text.contains("config user.reroot-note is b, the config wants a"),
+        "{text}"
+    );
+    assert!(text.contains("device www on the instance is"), "{text}");
+
+    // Not `profile apply`'s to fix: its dry run would change nothing.
+    let out = bed.reroot(&["--json", "profile", "apply", "--dry-run", cfg]);
+    assert!(out.status.success());
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).expect("dry-run json");
+    assert_eq!(plan["instances"][0]["changes"], false, "{plan:#}");
+    assert_eq!(plan["instances"][0]["diff"]["config"][0]["live"], "b");
+    assert_eq!(strings(&plan["instances"][0]["profiles"]), ["default"]);
 }

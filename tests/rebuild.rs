@@ -1768,6 +1768,7 @@ async fn rename_moves_the_instance_its_filesystems_and_devices_and_undo_moves_th
     let cfg = config.to_str().unwrap();
     let tpl = format!("tpl={}", bed.template("old"));
     assert!(bed.rebuild("old", &config).status.success(), "launch");
+    let launch = bed.last_run();
     bed.sh("echo kept > /var/www/state && echo logged > /var/log/app/state && sync")
         .await;
     let old = bed.instance();
@@ -1810,6 +1811,9 @@ async fn rename_moves_the_instance_its_filesystems_and_devices_and_undo_moves_th
     );
     assert!(!killed.status.success());
     let run = bed.last_run();
+    // `status` names the new name of the interrupted rename.
+    let status = stdout(&bed.reroot(&["status"]));
+    assert!(status.contains(&format!("{old} to {new}")), "{status}");
     assert!(bed.reroot(&["resume", &run]).status.success());
     assert!(!bed.lxd.instance_exists(&old).await.unwrap());
     assert!(bed.lxd.instance_exists(&new).await.unwrap());
@@ -1833,9 +1837,46 @@ async fn rename_moves_the_instance_its_filesystems_and_devices_and_undo_moves_th
         "logged"
     );
 
+    // The audit trail of the new name goes back through the rename: the rename run (recorded
+    // under the old name) and the runs of the old name before it.
+    let json = |args: &[&str]| -> serde_json::Value {
+        let out = bed.reroot(args);
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let ids = |doc: &serde_json::Value| -> Vec<String> {
+        doc["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap()[..8].to_string())
+            .collect()
+    };
+    let short = |id: &str| id[..8].to_string();
+    let history = json(&["--json", "history", "--instance", &new]);
+    assert_eq!(ids(&history), [short(&run), short(&launch)], "{history:#}");
+    let log = json(&["--json", "log", &new]);
+    assert_eq!(ids(&log), [short(&launch), short(&run)], "{log:#}");
+    assert_eq!(log["runs"][0]["name"], old.as_str());
+    assert_eq!(log["runs"][1]["kind"], "rename");
+    assert_eq!(log["runs"][1]["name"], old.as_str());
+    assert_eq!(log["runs"][1]["renamed_to"], new.as_str());
+    assert_eq!(log["runs"][1]["result"], "succeeded");
+    let text = stdout(&bed.reroot(&["log", &new]));
+    assert!(text.contains(&format!(", {old} to {new}")), "{text}");
+    assert!(text.contains(&format!("(as {old})")), "{text}");
+    let listed = stdout(&bed.reroot(&["history", "--instance", &new]));
+    assert!(listed.contains(&short(&launch)), "{listed}");
+
     // Undone: the old name, filesystems and devices are back, with the data.
     let undo = bed.reroot(&["undo", &run]);
     assert!(undo.status.success(), "{}", stderr(&undo));
+    // The undone rename stays in both names' trails; the past is the old name's again.
+    let log = json(&["--json", "log", &new]);
+    assert_eq!(ids(&log), [short(&run)], "{log:#}");
+    assert_eq!(log["runs"][0]["status"], "Undone");
+    let log = json(&["--json", "log", &old]);
+    assert_eq!(ids(&log), [short(&launch), short(&run)], "{log:#}");
     assert!(bed.lxd.instance_exists(&old).await.unwrap());
     assert!(!bed.lxd.instance_exists(&new).await.unwrap());
     assert!(common::zfs_exists(&zfs_of(&old)) && !common::zfs_exists(&zfs_of(&new)));

@@ -156,26 +156,36 @@ fn reader(global: &Global) -> Result<Reader, CliError> {
 /// `reroot history`.
 pub fn history(args: HistoryArgs, global: &Global) -> Result<ExitCode, CliError> {
     // No journal yet (no run was ever recorded there): an empty history, not an error.
-    let runs = if global.journal.exists() {
-        reader(global)?.runs(&RunFilter {
-            statuses: args.status,
-            instance: args.instance.clone(),
-            since_ms: args.since,
-            until_ms: args.until,
-            limit: args.limit,
-        })?
-    } else {
-        Vec::new()
+    let filter = RunFilter {
+        statuses: args.status,
+        instance: None,
+        since_ms: args.since,
+        until_ms: args.until,
+        limit: args.limit,
     };
+    // Each run with the name the instance had in it: with --instance, its runs across renames.
+    let runs: Vec<(journal::RunSummary, Option<String>)> = match &args.instance {
+        _ if !global.journal.exists() => Vec::new(),
+        None => reader(global)?
+            .runs(&filter)?
+            .into_iter()
+            .map(|r| (r, None))
+            .collect(),
+        Some(name) => report::lineage::instance_runs(&reader(global)?, name, &filter)?
+            .into_iter()
+            .map(|r| (r.run, Some(r.name)))
+            .collect(),
+    };
+    let named = || runs.iter().map(|(r, name)| (r, name.as_deref()));
     if global.json {
         println!(
             "{}",
-            serde_json::to_string_pretty(&report::json::history(&runs, args.instance.as_deref()))?
+            serde_json::to_string_pretty(&report::json::history_named(named()))?
         );
     } else if runs.is_empty() {
         println!("no runs in {}", global.journal.display());
     } else {
-        print!("{}", report::runs_table(&runs, args.instance.as_deref()));
+        print!("{}", report::runs_table_named(named()));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -245,21 +255,25 @@ pub fn log(args: LogArgs, global: &Global) -> Result<ExitCode, CliError> {
     let mut states = Vec::new();
     if global.journal.exists() {
         let r = reader(global)?;
-        let mut runs = r.runs(&RunFilter {
-            instance: Some(args.instance.clone()),
-            since_ms: args.since,
-            until_ms: args.until,
-            ..RunFilter::default()
-        })?;
+        // Its runs across renames, each with the name it had then.
+        let mut runs = report::lineage::instance_runs(
+            &r,
+            &args.instance,
+            &RunFilter {
+                since_ms: args.since,
+                until_ms: args.until,
+                ..RunFilter::default()
+            },
+        )?;
         // `runs` lists newest first.
         if !args.newest_first {
             runs.reverse();
         }
-        for run in &runs {
-            states.push((r.replay(run.id)?, r.events(run.id)?));
+        for run in runs {
+            states.push((r.replay(run.run.id)?, r.events(run.run.id)?, run.name));
         }
     }
-    let entries = report::log_entries(&states, &args.instance);
+    let entries = report::log_entries(&states);
     if global.json {
         let doc = report::json::log(&args.instance, &entries);
         println!("{}", serde_json::to_string_pretty(&doc)?);

@@ -132,15 +132,27 @@ async fn apply(args: ApplyArgs, global: &Global) -> Result<ExitCode, CliError> {
         profile_apply::precheck(&daemons.client(plan)?, plan).await?;
     }
     if args.dry_run {
+        let mut all = Vec::new();
         for plan in &plans {
             let d = view::profile_diff(&daemons.client(plan)?, plan).await?;
-            print!("{}", d.text());
-            if d.drift() {
-                println!(
-                    "{}: would set profiles {}",
-                    plan.name,
-                    view::wanted_names(plan).join(",")
-                );
+            all.push(view::ApplyPlan::of(plan, d));
+        }
+        if global.json {
+            let doc = serde_json::json!({
+                "schema": view::PROFILE_APPLY_PLAN,
+                "instances": all,
+            });
+            println!("{}", serde_json::to_string_pretty(&doc)?);
+        } else {
+            for a in &all {
+                print!("{}", a.diff.text());
+                if a.changes {
+                    println!(
+                        "{}: would set profiles {}",
+                        a.instance,
+                        a.profiles.join(",")
+                    );
+                }
             }
         }
         return Ok(ExitCode::SUCCESS);

@@ -72,11 +72,15 @@ pub struct History {
 
 /// The `history --json` document of `runs` (newest first, as listed).
 pub fn history(runs: &[RunSummary], instance: Option<&str>) -> History {
+    history_named(runs.iter().map(|r| (r, instance)))
+}
+
+/// [`history`] with each run's name for the instance (an instance's runs across renames).
+pub fn history_named<'a>(runs: impl Iterator<Item = (&'a RunSummary, Option<&'a str>)>) -> History {
     History {
         schema: HISTORY,
         runs: runs
-            .iter()
-            .map(|r| ListedRun {
+            .map(|(r, instance)| ListedRun {
                 id: r.id.to_string(),
                 short_id: short_id(&r.id),
                 status: r.status,
@@ -319,6 +323,10 @@ pub struct LogRun {
     pub id: String,
     pub short_id: String,
     pub kind: Option<&'static str>,
+    /// The name the instance had in the run (before a rename, its old one).
+    pub name: String,
+    /// A rename run: the name it gave the instance.
+    pub renamed_to: Option<String>,
     /// The run's status.
     pub status: RunStatus,
     pub command: Vec<String>,
@@ -370,6 +378,8 @@ pub fn log(instance: &str, entries: &[super::LogEntry<'_>]) -> Log {
                     id: h.id.to_string(),
                     short_id: short_id(&h.id),
                     kind: e.kind,
+                    name: e.name.to_string(),
+                    renamed_to: e.renamed_to.clone(),
                     status: e.state.status,
                     command: h.command.clone(),
                     user: h.user.clone(),
@@ -377,7 +387,7 @@ pub fn log(instance: &str, entries: &[super::LogEntry<'_>]) -> Log {
                     started_at_ms: h.started_at_ms,
                     started_at: rfc3339(h.started_at_ms),
                     result: e.result,
-                    downtime_ms: super::downtime_ms(e.state, instance),
+                    downtime_ms: super::downtime_ms(e.state, e.name),
                     template: e.template.clone(),
                     steps: e.instance.steps.iter().map(step).collect(),
                     failures: e
@@ -396,7 +406,7 @@ pub fn log(instance: &str, entries: &[super::LogEntry<'_>]) -> Log {
                         .state
                         .pruned
                         .iter()
-                        .filter(|p| p.instance == instance)
+                        .filter(|p| p.instance == e.name)
                         .map(|p| p.what.clone())
                         .collect(),
                 }

@@ -14,6 +14,7 @@ use crate::engine::{InstanceOutcome, Output, RunReport};
 use crate::steps::Started;
 
 pub mod json;
+pub mod lineage;
 pub mod svg;
 
 /// `2026-11-22 03:41:07Z` from milliseconds since the epoch (UTC; humantime's RFC 3339 with a
@@ -151,9 +152,15 @@ use crate::shell::quote as shell_word;
 
 /// `reroot history`: one line per run, with its number of instances and its command shortened.
 pub fn runs_table(runs: &[RunSummary], instance: Option<&str>) -> String {
+    runs_table_named(runs.iter().map(|r| (r, instance)))
+}
+
+/// [`runs_table`] with each run's name for the instance (an instance's runs across renames).
+pub fn runs_table_named<'a>(
+    runs: impl Iterator<Item = (&'a RunSummary, Option<&'a str>)>,
+) -> String {
     let rows: Vec<Vec<String>> = runs
-        .iter()
-        .map(|r| {
+        .map(|(r, instance)| {
             vec![
                 short_id(&r.id),
                 utc(r.started_at_ms),
@@ -493,6 +500,11 @@ fn run_lines(state: &RunState, o: &RunOverview) -> String {
             &format!("{name}: {} (host {})", d.address, d.server_name),
         );
     }
+    // A rename run is recorded under the old name: say the new one, which `status` and `show`
+    // would otherwise not name.
+    if let (Some(to), Some(from)) = (lineage::renamed_in(&h.options), h.instances.first()) {
+        line("rename", &format!("{from} to {to}"));
+    }
     line("started", &utc(h.started_at_ms));
     line("status", state.status.as_str());
     let counts: Vec<String> = o
@@ -583,6 +595,10 @@ fn steps_table(inst: &InstanceState) -> String {
 pub struct LogEntry<'a> {
     /// The run.
     pub state: &'a RunState,
+    /// The name the instance had in the run (an older one, before a rename).
+    pub name: &'a str,
+    /// A rename run: the name it gave the instance.
+    pub renamed_to: Option<String>,
     /// The instance as the run left it.
     pub instance: &'a InstanceState,
     /// Where the instance stands in the run.
@@ -631,26 +647,26 @@ pub fn failures(events: &[journal::Event], instance: &str) -> Vec<Failure> {
         .collect()
 }
 
-/// The log entries of `instance` in `runs`, each with its events (runs that do not hold it
-/// are left out), in the order given.
-pub fn log_entries<'a>(
-    runs: &'a [(RunState, Vec<journal::Event>)],
-    instance: &str,
-) -> Vec<LogEntry<'a>> {
+/// The log entries of the instance in `runs`, each run with its events and the name the
+/// instance had in it (runs that do not hold it under that name are left out), in the order
+/// given.
+pub fn log_entries(runs: &[(RunState, Vec<journal::Event>, String)]) -> Vec<LogEntry<'_>> {
     runs.iter()
-        .filter_map(|(state, events)| {
+        .filter_map(|(state, events, instance)| {
             let (inst, result) = instance_results(state)
                 .into_iter()
-                .find(|(i, _)| i.name == instance)?;
+                .find(|(i, _)| &i.name == instance)?;
             let spec = crate::run::spec::RunSpec::of(state).ok();
             let kind = spec.as_ref().map(|s| s.kind);
             let template = spec.as_ref().and_then(|s| {
-                let plan = s.plans.iter().find(|p| p.name == instance)?;
+                let plan = s.plans.iter().find(|p| &p.name == instance)?;
                 (s.kind == crate::steps::RunKind::Rebuild && result == InstanceResult::Succeeded)
                     .then(|| plan.source.describe())
             });
             Some(LogEntry {
                 state,
+                name: instance,
+                renamed_to: spec.and_then(|s| s.rename_to).map(|p| p.name),
                 instance: inst,
                 result,
                 kind: kind.map(|k| k.word()),
@@ -686,11 +702,16 @@ pub fn instance_log(instance: &str, entries: &[LogEntry<'_>]) -> String {
             e.kind.unwrap_or("run"),
             e.result.word()
         );
-        if let Some(d) = downtime_ms(e.state, instance) {
+        if let Some(d) = downtime_ms(e.state, e.name) {
             let _ = write!(line, ", downtime {}", duration(d));
         }
         if let Some(t) = &e.template {
             let _ = write!(line, ", now on {t}");
+        }
+        if let Some(to) = &e.renamed_to {
+            let _ = write!(line, ", {} to {to}", e.name);
+        } else if e.name != instance {
+            let _ = write!(line, " (as {})", e.name);
         }
         if e.state.status != RunStatus::Succeeded {
             let _ = write!(line, " (run {})", e.state.status.as_str());
@@ -715,7 +736,7 @@ pub fn instance_log(instance: &str, entries: &[LogEntry<'_>]) -> String {
                 f.error
             );
         }
-        for p in e.state.pruned.iter().filter(|p| p.instance == instance) {
+        for p in e.state.pruned.iter().filter(|p| p.instance == e.name) {
             let _ = writeln!(out, "  pruned: {}", p.what);
         }
     }

@@ -210,11 +210,9 @@ fn runs_touching(journal: &Path, instance: &str) -> Result<Vec<ListedRun>, ViewE
         return Ok(Vec::new());
     }
     let reader = journal::Reader::open(journal)?;
-    let runs = reader.runs(&journal::RunFilter {
-        instance: Some(instance.to_string()),
-        ..journal::RunFilter::default()
-    })?;
-    Ok(report::json::history(&runs, Some(instance)).runs)
+    // Its runs across renames, each with the name it had then.
+    let runs = report::lineage::instance_runs(&reader, instance, &journal::RunFilter::default())?;
+    Ok(report::json::history_named(runs.iter().map(|r| (&r.run, Some(r.name.as_str())))).runs)
 }
 
 /// The view of `plan`'s instance through `lxd` (its daemon, in its project), with the runs of

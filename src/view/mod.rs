@@ -16,8 +16,9 @@ pub use info::{
     FsView, InstanceInfo, INFO,
 };
 pub use profiles::{
-    device_drift, instance_profiles, list_drift, profile_diff, wanted_names, DeviceDrift,
-    InstanceProfiles, ProfileDiff, WantedProfile, PROFILE_DIFF, PROFILE_LIST,
+    config_drift, device_drift, instance_profiles, list_drift, profile_diff, wanted_names,
+    ApplyPlan, ConfigDrift, DeviceDrift, InstanceProfiles, ProfileDiff, WantedProfile,
+    PROFILE_APPLY_PLAN, PROFILE_DIFF, PROFILE_LIST,
 };
 
 use crate::lxd;

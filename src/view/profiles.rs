@@ -1,7 +1,10 @@
 //! `reroot profile list` and `profile diff`: the profiles a config wants for its instance (in
 //! order, then the device profile with `device-placement: profile`), whether the daemon has
-//! each, the instance's live list, and for the device profile its disk devices against the ones
-//! the plan computes (the same [`steps::wanted_devices`] a rebuild writes).
+//! each, the instance's live list, and what reroot knows the content of: the disk devices the
+//! plan computes (the same [`steps::wanted_devices`] a rebuild writes) against the device
+//! profile's (or, with `device-placement: instance`, the instance's own), and the instance
+//! config keys of `lxc-options`. The other profiles a config names are the user's: the config
+//! says only that they exist and where they go in the list.
 //!
 //! Read-only: the fix is `reroot profile apply`.
 
@@ -17,6 +20,32 @@ use crate::steps::{self, InstancePlan};
 pub const PROFILE_LIST: &str = "reroot.profile-list/1";
 /// The schema of `profile diff --json`.
 pub const PROFILE_DIFF: &str = "reroot.profile-diff/1";
+/// The schema of `profile apply --dry-run --json`.
+pub const PROFILE_APPLY_PLAN: &str = "reroot.profile-apply-plan/1";
+
+/// What `profile apply` would do to one instance (its `--dry-run`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApplyPlan {
+    pub instance: String,
+    /// Whether the run would change anything: the profile list or the device profile's
+    /// devices differ (what else differs is the diff's, for a rebuild to fix).
+    pub changes: bool,
+    /// The profile list it would set, in order.
+    pub profiles: Vec<String>,
+    /// What differs now.
+    pub diff: ProfileDiff,
+}
+
+impl ApplyPlan {
+    pub fn of(plan: &InstancePlan, diff: ProfileDiff) -> ApplyPlan {
+        ApplyPlan {
+            instance: plan.name.clone(),
+            changes: diff.apply_changes(),
+            profiles: wanted_names(plan),
+            diff,
+        }
+    }
+}
 
 /// One profile the config wants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -52,6 +81,16 @@ pub struct DeviceDrift {
     pub live: Option<lxd::Device>,
 }
 
+/// How one instance config key the config sets (`lxc-options: [-c KEY=VALUE]`) differs on the
+/// instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfigDrift {
+    pub key: String,
+    pub wanted: String,
+    /// The instance's own value; `None` when it has none.
+    pub live: Option<String>,
+}
+
 /// What differs between a config's profiles and its instance's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProfileDiff {
@@ -69,8 +108,14 @@ pub struct ProfileDiff {
     /// The wanted list and the live list, for the reader.
     pub wanted: Vec<String>,
     pub live: Vec<String>,
-    /// The device profile's disk devices against the plan's (empty without one).
+    /// The disk devices against the plan's: those of the device profile, or with
+    /// `device-placement: instance` the instance's own.
     pub devices: Vec<DeviceDrift>,
+    /// Where `devices` were compared: `profile NAME` or `instance`.
+    pub devices_on: String,
+    /// The instance config keys the config sets that differ on the instance (a rebuild sets
+    /// them; `profile apply` does not).
+    pub config: Vec<ConfigDrift>,
 }
 
 impl ProfileDiff {
@@ -81,6 +126,17 @@ impl ProfileDiff {
             || !self.extra.is_empty()
             || self.order_differs
             || !self.devices.is_empty()
+            || !self.config.is_empty()
+    }
+
+    /// Whether `profile apply` would change something: the profile list, or the device
+    /// profile's devices (instance devices and config keys are a rebuild's to set).
+    pub fn apply_changes(&self) -> bool {
+        self.instance_exists
+            && (!self.not_attached.is_empty()
+                || !self.extra.is_empty()
+                || self.order_differs
+                || (self.devices_on != "instance" && !self.devices.is_empty()))
     }
 }
 
@@ -163,6 +219,22 @@ pub fn device_drift(wanted: &Devices, live: &Devices) -> Vec<DeviceDrift> {
     out
 }
 
+/// The keys of `wanted` whose value in `live` differs or is missing.
+pub fn config_drift(
+    wanted: &std::collections::BTreeMap<String, String>,
+    live: &lxd::Config,
+) -> Vec<ConfigDrift> {
+    wanted
+        .iter()
+        .filter(|(k, v)| live.get(*k) != Some(*v))
+        .map(|(k, v)| ConfigDrift {
+            key: k.clone(),
+            wanted: v.clone(),
+            live: live.get(k).cloned(),
+        })
+        .collect()
+}
+
 /// Compares a wanted list with a live one: (not attached, extra, order differs).
 pub fn list_drift(wanted: &[String], live: &[String]) -> (Vec<String>, Vec<String>, bool) {
     let not_attached = wanted
@@ -197,23 +269,69 @@ pub async fn profile_diff(
         .collect();
     let live = state.live.clone().unwrap_or_default();
     let (not_attached, extra, order_differs) = list_drift(&wanted, &live);
-    let mut devices = Vec::new();
-    if plan.device_placement == DevicePlacement::Profile {
-        let want = steps::wanted_devices(plan)
+    let inst = match state.live {
+        Some(_) => lxd
+            .get_instance(&plan.name)
+            .await
+            .optional()
+            .map_err(lxd_err(&plan.name))?
+            .map(|i| i.value),
+        None => None,
+    };
+    // (An instance that does not exist has no devices to compare with its config's.)
+    let want = if plan.device_placement == DevicePlacement::Profile || inst.is_some() {
+        steps::wanted_devices(plan)
             .await
             .map_err(|e| ViewError::Plan {
                 instance: plan.name.clone(),
                 message: e.to_string(),
-            })?;
-        let have = lxd
-            .get_profile(&plan.device_profile)
-            .await
-            .optional()
-            .map_err(lxd_err(&plan.name))?
-            .map(|p| p.value.devices)
-            .unwrap_or_default();
-        devices = device_drift(&want, &have);
-    }
+            })?
+    } else {
+        Devices::new()
+    };
+    let (devices, devices_on) = match plan.device_placement {
+        DevicePlacement::Profile => {
+            let have = lxd
+                .get_profile(&plan.device_profile)
+                .await
+                .optional()
+                .map_err(lxd_err(&plan.name))?
+                .map(|p| p.value.devices)
+                .unwrap_or_default();
+            (
+                device_drift(&want, &have),
+                format!("profile {}", plan.device_profile),
+            )
+        }
+        DevicePlacement::Instance => {
+            // The instance's own disk devices, but not its root disk (from a profile, or
+            // the instance's own) that no config names.
+            let have: Devices = inst
+                .as_ref()
+                .map(|i| {
+                    i.devices
+                        .iter()
+                        .filter(|(name, d)| {
+                            want.contains_key(*name)
+                                || (d.get("type").map(String::as_str) == Some("disk")
+                                    && d.get("path").map(String::as_str) != Some("/"))
+                        })
+                        .map(|(n, d)| (n.clone(), d.clone()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let drift = if inst.is_some() {
+                device_drift(&want, &have)
+            } else {
+                Vec::new()
+            };
+            (drift, "instance".to_string())
+        }
+    };
+    let config = match &inst {
+        None => Vec::new(),
+        Some(i) => config_drift(&plan.config, &i.config),
+    };
     Ok(ProfileDiff {
         instance: plan.name.clone(),
         instance_exists: state.live.is_some(),
@@ -224,6 +342,8 @@ pub async fn profile_diff(
         wanted,
         live,
         devices,
+        devices_on,
+        config,
     })
 }
 
@@ -305,20 +425,35 @@ impl ProfileDiff {
             };
             out.push_str(&match d.kind {
                 "missing" => format!(
-                    "{name}: device {} missing ({})\n",
+                    "{name}: device {} missing on the {} ({})\n",
                     d.device,
+                    self.devices_on,
                     show(&d.wanted)
                 ),
                 "extra" => format!(
-                    "{name}: device {} not in the config ({})\n",
+                    "{name}: device {} on the {} is not in the config ({})\n",
                     d.device,
+                    self.devices_on,
                     show(&d.live)
                 ),
                 _ => format!(
-                    "{name}: device {} is {}, the config wants {}\n",
+                    "{name}: device {} on the {} is {}, the config wants {}\n",
                     d.device,
+                    self.devices_on,
                     show(&d.live),
                     show(&d.wanted)
+                ),
+            });
+        }
+        for c in &self.config {
+            out.push_str(&match &c.live {
+                None => format!(
+                    "{name}: config {} is not set, the config wants {} (a rebuild sets it)\n",
+                    c.key, c.wanted
+                ),
+                Some(v) => format!(
+                    "{name}: config {} is {v}, the config wants {} (a rebuild sets it)\n",
+                    c.key, c.wanted
                 ),
             });
         }
