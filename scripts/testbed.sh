@@ -28,7 +28,8 @@ LXD_LOG=/var/log/reroot-testbed-lxd.log
 INCUS_LOG=/var/log/reroot-testbed-incus.log
 ZFS_LOG=/var/log/reroot-testbed-zfs-fuse.log
 # bsdutils: `script`, which gives the destroy test a terminal to answer in.
-PACKAGES=(lxd lxd-client btrfs-progs busybox-static rsync zfs-fuse util-linux bsdutils)
+PACKAGES=(lxd lxd-client btrfs-progs busybox-static rsync zfs-fuse util-linux bsdutils man-db)
+# man-db: tests/docs.rs renders `reroot man` with `man -l`; a bare Debian image lacks it.
 # Incus is only in bookworm-backports (bookworm itself has none).
 BACKPORTS_PACKAGES=(incus)
 BACKPORTS_LIST=/etc/apt/sources.list.d/reroot-bookworm-backports.list

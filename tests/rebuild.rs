@@ -2025,14 +2025,75 @@ async fn the_journal_is_an_audit_trail_of_real_runs() {
     let shown = stdout(&bed.reroot(&["show", &resumed]));
     assert!(shown.contains("status     succeeded"), "{shown}");
     assert!(shown.contains("deleted retired root"), "{shown}");
-    let shown: serde_json::Value =
-        serde_json::from_slice(&bed.reroot(&["show", &resumed, "--json"]).stdout).unwrap();
+    let shown_json = bed.reroot(&["show", &resumed, "--json"]).stdout;
+    let shown: serde_json::Value = serde_json::from_slice(&shown_json).unwrap();
+    assert_eq!(shown["schema"], "reroot.show/1");
+    assert_eq!(shown["summary"]["results"]["succeeded"], 1, "{shown}");
     let plan = &shown["header"]["options"]["plans"][0];
     assert_eq!(plan["name"], web.as_str());
-    assert!(plan["cloud_config"][0]["text"]
-        .as_str()
+    // File contents stay out of show, log and status unless asked.
+    assert_eq!(plan["cloud_config"][0]["text"], serde_json::Value::Null);
+    assert_eq!(
+        plan["cloud_config"][0]["text_left_out"]["bytes"],
+        std::fs::metadata(&cfg).unwrap().len()
+    );
+    for args in [
+        vec!["show", &resumed, "--json"],
+        vec!["log", &web, "--json"],
+        vec!["status", "--json"],
+    ] {
+        let out = bed.reroot(&args);
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains(SECRET),
+            "{args:?}"
+        );
+    }
+    let full: serde_json::Value = serde_json::from_slice(
+        &bed.reroot(&["show", &resumed, "--json", "--with-content"])
+            .stdout,
+    )
+    .unwrap();
+    assert!(
+        full["header"]["options"]["plans"][0]["cloud_config"][0]["text"]
+            .as_str()
+            .unwrap()
+            .contains(SECRET)
+    );
+    // The failed run, as text and JSON.
+    let shown = stdout(&bed.reroot(&["show", &failed]));
+    assert!(shown.contains("status     failed"), "{shown}");
+    assert!(shown.contains("verify"), "{shown}");
+    let shown: serde_json::Value =
+        serde_json::from_slice(&bed.reroot(&["show", &failed, "--json"]).stdout).unwrap();
+    assert_eq!(shown["status"], "Failed", "{shown}");
+    assert_eq!(shown["summary"]["results"]["failed"], 1, "{shown}");
+    let st: serde_json::Value =
+        serde_json::from_slice(&bed.reroot(&["status", "--json"]).stdout).unwrap();
+    assert_eq!(st["runs"][0]["run"]["id"], failed);
+    assert_eq!(st["runs"][0]["run"]["status"], "Failed");
+    // history --json: the four runs with their results, newest first.
+    let history: serde_json::Value = serde_json::from_slice(
+        &bed.reroot(&["history", "--instance", &web, "--json"])
+            .stdout,
+    )
+    .unwrap();
+    assert_eq!(history["schema"], "reroot.history/1");
+    let listed: Vec<(&str, &str)> = history["runs"]
+        .as_array()
         .unwrap()
-        .contains(SECRET));
+        .iter()
+        .map(|r| (r["id"].as_str().unwrap(), r["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            (failed.as_str(), "Failed"),
+            (resumed.as_str(), "Succeeded"),
+            (rebuilt.as_str(), "Undone"),
+            (launch.as_str(), "Succeeded"),
+        ],
+        "{history}"
+    );
 
     // The journal is private; an export leaves the cloud-config text out unless asked.
     use std::os::unix::fs::PermissionsExt;

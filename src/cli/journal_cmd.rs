@@ -85,6 +85,10 @@ pub struct LogArgs {
     /// Only runs started before this time (same forms as --since).
     #[arg(long, value_parser = parse_when)]
     pub until: Option<i64>,
+    /// Print the text of the run's cloud-config files in --json (their `write_files` often
+    /// hold keys and tokens); without it each file shows only its length and sha256 digest.
+    #[arg(long)]
+    pub with_content: bool,
 }
 
 /// `reroot show`.
@@ -107,6 +111,10 @@ pub struct ShowArgs {
     /// Write the same picture in an HTML page (hovering a bar shows its details).
     #[arg(long, value_name = "FILE", conflicts_with_all = ["instances", "failed"])]
     pub html: Option<PathBuf>,
+    /// Print the text of the run's cloud-config files in --json (their `write_files` often
+    /// hold keys and tokens); without it each file shows only its length and sha256 digest.
+    #[arg(long)]
+    pub with_content: bool,
 }
 
 /// `reroot journal ...`.
@@ -236,7 +244,8 @@ pub fn status(global: &Global) -> Result<ExitCode, CliError> {
         shown.push((state, what));
     }
     if global.json {
-        let doc = report::json::status(writer, &shown);
+        // `status` has no --with-content: `show RUN --with-content` prints the texts.
+        let doc = printed(&report::json::status(writer, &shown), false)?;
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else if shown.is_empty() {
         println!("no run in progress, interrupted, paused or failed");
@@ -248,6 +257,15 @@ pub fn status(global: &Global) -> Result<ExitCode, CliError> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `doc` as JSON, the text of its runs' cloud-config files left out unless `with_content`.
+fn printed(doc: &impl serde::Serialize, with_content: bool) -> Result<serde_json::Value, CliError> {
+    let mut value = serde_json::to_value(doc)?;
+    if !with_content {
+        crate::run::extract::leave_out_printed_contents(&mut value);
+    }
+    Ok(value)
 }
 
 /// `reroot log INSTANCE`: every run that touched the instance, and what it did to it.
@@ -275,7 +293,10 @@ pub fn log(args: LogArgs, global: &Global) -> Result<ExitCode, CliError> {
     }
     let entries = report::log_entries(&states);
     if global.json {
-        let doc = report::json::log(&args.instance, &entries);
+        let doc = printed(
+            &report::json::log(&args.instance, &entries),
+            args.with_content,
+        )?;
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else if entries.is_empty() {
         println!(
@@ -321,7 +342,10 @@ pub fn show(args: ShowArgs, global: &Global) -> Result<ExitCode, CliError> {
     };
     if global.json {
         let keep = report::selected_names(&state, &filter)?;
-        let doc = report::json::show(&state, |name| keep.contains(name));
+        let doc = printed(
+            &report::json::show(&state, |name| keep.contains(name)),
+            args.with_content,
+        )?;
         println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         print!("{}", report::run_detail(&state, &filter)?);

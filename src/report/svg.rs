@@ -16,6 +16,8 @@ use super::{duration, instance_results, long_duration, overview, short_command, 
 use crate::engine::Window;
 
 const ROW: f64 = 12.0;
+/// Above this many rows the time labels are repeated under the last row.
+const BOTTOM_AXIS_ROWS: usize = 40;
 const BAR: f64 = 8.0;
 const CHART_W: f64 = 1000.0;
 const LEFT_PAD: f64 = 8.0;
@@ -260,7 +262,11 @@ pub fn run_svg(state: &RunState, events: &[Event], now_ms: i64) -> String {
     }
     let axis_y = ly + 30.0;
     let rows_y = axis_y + 16.0;
-    let height = rows_y + ROW * rows.len() as f64 + 12.0;
+    // A tall picture repeats the time labels under its last row, where a reader of the
+    // bottom rows looks for them.
+    let bottom_axis = rows.len() > BOTTOM_AXIS_ROWS;
+    let rows_end = rows_y + ROW * rows.len() as f64;
+    let height = rows_end + if bottom_axis { 26.0 } else { 12.0 };
 
     let mut out = String::with_capacity(4096 + rows.len() * 1500);
     let _ = writeln!(
@@ -297,12 +303,14 @@ pub fn run_svg(state: &RunState, events: &[Event], now_ms: i64) -> String {
     }
     out.push_str("</g>\n");
 
-    // Time axis.
+    // Time axis: labels above the rows (and below them when tall); what they count is said
+    // in the names' column.
     let tick = tick_ms(t1 - t0);
     out.push_str("<g class=\"axis\">\n");
     let _ = writeln!(
         out,
-        r##"<line x1="{x0:.1}" y1="{axis_y:.1}" x2="{:.1}" y2="{axis_y:.1}" stroke="#444"/>"##,
+        r##"<text x="{LEFT_PAD}" y="{:.1}" class="dim">time since start</text><line x1="{x0:.1}" y1="{axis_y:.1}" x2="{:.1}" y2="{axis_y:.1}" stroke="#444"/>"##,
+        axis_y - 4.0,
         x0 + CHART_W
     );
     let mut t = 0;
@@ -310,12 +318,19 @@ pub fn run_svg(state: &RunState, events: &[Event], now_ms: i64) -> String {
         let tx = x(t0 + t);
         let _ = writeln!(
             out,
-            r##"<line x1="{tx:.1}" y1="{:.1}" x2="{tx:.1}" y2="{:.1}" stroke="#ddd"/><text x="{tx:.1}" y="{:.1}" text-anchor="middle" class="dim">{}</text>"##,
-            axis_y,
-            height - 12.0,
-            axis_y - 4.0,
+            r##"<line x1="{tx:.1}" y1="{:.1}" x2="{tx:.1}" y2="{axis_y:.1}" stroke="#444"/><text x="{tx:.1}" y="{:.1}" text-anchor="middle" class="dim">{}</text>"##,
+            axis_y - 3.0,
+            axis_y - 4.0 - 2.0,
             esc(&duration(t))
         );
+        if bottom_axis {
+            let _ = writeln!(
+                out,
+                r##"<text x="{tx:.1}" y="{:.1}" text-anchor="middle" class="dim">{}</text>"##,
+                rows_end + 14.0,
+                esc(&duration(t))
+            );
+        }
         t += tick;
     }
     out.push_str("</g>\n");
@@ -420,6 +435,19 @@ pub fn run_svg(state: &RunState, events: &[Event], now_ms: i64) -> String {
         }
         out.push_str("</g>\n");
     }
+    // Grid lines over the rows, drawn last so the rows' backgrounds do not hide them, faint
+    // enough not to hide a bar.
+    out.push_str("<g class=\"grid\">\n");
+    let mut t = 0;
+    while t <= t1 - t0 {
+        let tx = x(t0 + t);
+        let _ = writeln!(
+            out,
+            r##"<line x1="{tx:.1}" y1="{axis_y:.1}" x2="{tx:.1}" y2="{rows_end:.1}" stroke="#000" stroke-opacity="0.12"/>"##
+        );
+        t += tick;
+    }
+    out.push_str("</g>\n");
     out.push_str("</svg>\n");
     out
 }

@@ -34,6 +34,14 @@ pub fn leave_out_contents(event: &mut Event) -> usize {
             return 1;
         }
     };
+    let n = leave_out_plan_texts(&mut plans);
+    *text = plans.to_string();
+    n
+}
+
+/// Replaces the text of each cloud-config file of `plans` (a header's `plans` as JSON) by its
+/// length and sha256 digest. Returns how many texts it took out.
+fn leave_out_plan_texts(plans: &mut Value) -> usize {
     let mut n = 0;
     for plan in plans.as_array_mut().into_iter().flatten() {
         let files = plan.get_mut("cloud_config").and_then(Value::as_array_mut);
@@ -52,8 +60,28 @@ pub fn leave_out_contents(event: &mut Event) -> usize {
             }
         }
     }
-    *text = plans.to_string();
     n
+}
+
+/// Takes the cloud-config texts out of a `--json` document of `show`, `log` or `status`:
+/// wherever it holds a run header's `options.plans`. The run's state keeps the texts, because
+/// the views read the plans (template, kind) from them; only what is printed loses them.
+pub fn leave_out_printed_contents(doc: &mut Value) -> usize {
+    match doc {
+        Value::Object(obj) => {
+            let mut n = 0;
+            if let Some(plans) = obj.get_mut("options").and_then(|o| o.get_mut(PLANS)) {
+                n += leave_out_plan_texts(plans);
+            }
+            n + obj
+                .iter_mut()
+                .filter(|(k, _)| k.as_str() != "options")
+                .map(|(_, v)| leave_out_printed_contents(v))
+                .sum::<usize>()
+        }
+        Value::Array(items) => items.iter_mut().map(leave_out_printed_contents).sum(),
+        _ => 0,
+    }
 }
 
 #[cfg(test)]
