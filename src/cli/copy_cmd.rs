@@ -123,7 +123,11 @@ pub async fn copy(args: CopyArgs, global: &Global) -> Result<ExitCode, CliError>
     if args.dry_run {
         return Ok(ExitCode::SUCCESS);
     }
-    let mut spec = RunSpec::new(RunKind::CopyFilesystems, vec![to], Limits::without_budget(1));
+    let mut spec = RunSpec::new(
+        RunKind::CopyFilesystems,
+        vec![to],
+        Limits::without_budget(1),
+    );
     spec.copy = Some(request);
     start_run(global, daemons, spec).await
 }

@@ -76,7 +76,10 @@ pub fn pairs(from: &InstancePlan, to: &InstancePlan) -> Result<Vec<Pair>, StepEr
             .collect()
     };
     let (sources, targets) = (wanted(from), wanted(to));
-    if let Some(s) = sources.iter().find(|s| !targets.iter().any(|t| t.id == s.id)) {
+    if let Some(s) = sources
+        .iter()
+        .find(|s| !targets.iter().any(|t| t.id == s.id))
+    {
         return Err(StepError::new(format!(
             "filesystem `{}` of {} has no filesystem of that id in the config of {}: its data \
              would not be copied; nothing was copied",
@@ -143,9 +146,11 @@ pub async fn check(
     for p in &pairs {
         if req.snapshot.is_some() && p.source.takes_snapshots() {
             let has = match &p.source.kind {
-                FsKind::Zfs { dataset } => crate::storage::zfs::snapshots_on(&req.from_host, dataset)
-                    .await?
-                    .is_some_and(|l| l.iter().any(|s| s.name == snapshot)),
+                FsKind::Zfs { dataset } => {
+                    crate::storage::zfs::snapshots_on(&req.from_host, dataset)
+                        .await?
+                        .is_some_and(|l| l.iter().any(|s| s.name == snapshot))
+                }
                 _ => p.source.has_snapshot(snapshot).await?,
             };
             if !has {

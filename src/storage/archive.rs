@@ -378,7 +378,8 @@ pub(super) async fn receive_input(
             }
             if let Some((parent, _)) = dataset.rsplit_once('/') {
                 if !present && !super::zfs::exists_on(host, parent).await? {
-                    let (p, a) = host.argv("zfs", vec!["create".into(), "-p".into(), parent.into()]);
+                    let (p, a) =
+                        host.argv("zfs", vec!["create".into(), "-p".into(), parent.into()]);
                     command::run(&p, a, FS_COMMAND_TIMEOUT).await?;
                 }
             }

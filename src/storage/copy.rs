@@ -100,8 +100,7 @@ pub async fn mode(
     if from == to && source.kind == target.kind {
         return Err(unsupported(
             target,
-            "is the source itself: give another target (--name, --from-config, a host)"
-                .to_string(),
+            "is the source itself: give another target (--name, --from-config, a host)".to_string(),
         ));
     }
     match (&source.kind, &target.kind) {
@@ -205,7 +204,11 @@ pub async fn take_snapshot(
 }
 
 /// The argv that sends `source` at `snapshot` (from `base` for an incremental copy).
-fn send_argv(source: &Filesystem, snapshot: &str, base: Option<&str>) -> (&'static str, Vec<OsString>) {
+fn send_argv(
+    source: &Filesystem,
+    snapshot: &str,
+    base: Option<&str>,
+) -> (&'static str, Vec<OsString>) {
     match (&source.kind, base) {
         (FsKind::Zfs { dataset }, Some(base)) => (
             "zfs",
@@ -218,7 +221,10 @@ fn send_argv(source: &Filesystem, snapshot: &str, base: Option<&str>) -> (&'stat
         ),
         (FsKind::Btrfs { path }, _) => (
             "btrfs",
-            vec!["send".into(), btrfs::snapshot_path(path, snapshot).into_os_string()],
+            vec![
+                "send".into(),
+                btrfs::snapshot_path(path, snapshot).into_os_string(),
+            ],
         ),
         _ => archive::send_argv(source, snapshot),
     }
@@ -242,9 +248,19 @@ pub async fn copy(
     };
     if let FsKind::Btrfs { path } = &target.kind {
         // Killed between receiving and making the live subvolume: only the last part is left.
-        if tokio::fs::metadata(btrfs::snapshot_path(path, snapshot)).await.is_ok() {
-            return archive::receive_input(target, snapshot, Input::Received, SEND_TIMEOUT, tag, to)
-                .await;
+        if tokio::fs::metadata(btrfs::snapshot_path(path, snapshot))
+            .await
+            .is_ok()
+        {
+            return archive::receive_input(
+                target,
+                snapshot,
+                Input::Received,
+                SEND_TIMEOUT,
+                tag,
+                to,
+            )
+            .await;
         }
     }
     let (program, args) = send_argv(source, snapshot, base);
@@ -254,9 +270,15 @@ pub async fn copy(
     let mut sender = archive::spawn_streaming(&program, &args, Stdio::null(), &argv)?;
     let stdout = sender.stdout.take().expect("piped stdout");
     let stderr = archive::collect_stderr(&mut sender);
-    let received =
-        archive::receive_input(target, snapshot, Input::Stream(stdout), SEND_TIMEOUT, tag, to)
-            .await;
+    let received = archive::receive_input(
+        target,
+        snapshot,
+        Input::Stream(stdout),
+        SEND_TIMEOUT,
+        tag,
+        to,
+    )
+    .await;
     // The receiver has read to the end (the sender closed its output: it is exiting) or has
     // failed, and then the sender is killed rather than waited for (it may be stalled).
     if received.is_err() {
@@ -365,7 +387,9 @@ mod tests {
             .unwrap_err();
         assert!(e.to_string().contains("is the source itself"), "{e}");
         let far = Host::ssh("backup", vec![]).unwrap();
-        let e = mode(&dir, &Host::local(), &dir, &far, "s").await.unwrap_err();
+        let e = mode(&dir, &Host::local(), &dir, &far, "s")
+            .await
+            .unwrap_err();
         assert!(e.to_string().contains("on this machine only"), "{e}");
     }
 }

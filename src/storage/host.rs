@@ -110,7 +110,10 @@ mod tests {
     #[test]
     fn here_the_command_is_itself() {
         let (p, a) = Host::local().argv("zfs", vec!["send".into(), "tank/a@s".into()]);
-        assert_eq!((p.as_str(), a), ("zfs", vec!["send".into(), "tank/a@s".into()]));
+        assert_eq!(
+            (p.as_str(), a),
+            ("zfs", vec!["send".into(), "tank/a@s".into()])
+        );
     }
 
     #[test]

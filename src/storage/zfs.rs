@@ -51,7 +51,13 @@ async fn check_pool_on(host: &Host, dataset: &str) -> Result<(), StorageError> {
     let pool = pool_of(dataset);
     let (program, args) = host.argv(
         "zpool",
-        vec!["list".into(), "-H".into(), "-o".into(), "name".into(), pool.into()],
+        vec![
+            "list".into(),
+            "-H".into(),
+            "-o".into(),
+            "name".into(),
+            pool.into(),
+        ],
     );
     match command::run(&program, args, FS_COMMAND_TIMEOUT).await {
         Ok(_) => Ok(()),
@@ -72,7 +78,18 @@ pub async fn exists(dataset: &str) -> Result<bool, StorageError> {
 
 /// [`exists`] on any host.
 pub async fn exists_on(host: &Host, dataset: &str) -> Result<bool, StorageError> {
-    match run_on(host, vec!["list".into(), "-H".into(), "-o".into(), "name".into(), dataset.into()]).await {
+    match run_on(
+        host,
+        vec![
+            "list".into(),
+            "-H".into(),
+            "-o".into(),
+            "name".into(),
+            dataset.into(),
+        ],
+    )
+    .await
+    {
         Ok(_) => Ok(true),
         Err(err) if says_missing(&err) => {
             check_pool_on(host, dataset).await?;
@@ -102,9 +119,11 @@ pub async fn snapshots_on(
     }
     let listed = run_on(
         host,
-        ["list", "-H", "-t", "snapshot", "-o", "name", "-s", "creation", "-d", "1", dataset]
-            .map(String::from)
-            .to_vec(),
+        [
+            "list", "-H", "-t", "snapshot", "-o", "name", "-s", "creation", "-d", "1", dataset,
+        ]
+        .map(String::from)
+        .to_vec(),
     )
     .await?;
     let names: Vec<String> = listed
@@ -130,10 +149,12 @@ pub async fn snapshots_on(
     names
         .iter()
         .map(|full| {
-            let guid = guids.get(full.as_str()).ok_or_else(|| StorageError::Invalid {
-                what: format!("zfs get guid {full}"),
-                problem: "no GUID in its answer".to_string(),
-            })?;
+            let guid = guids
+                .get(full.as_str())
+                .ok_or_else(|| StorageError::Invalid {
+                    what: format!("zfs get guid {full}"),
+                    problem: "no GUID in its answer".to_string(),
+                })?;
             Ok(SnapshotId {
                 name: full[dataset.len() + 1..].to_string(),
                 guid: guid.trim().to_string(),
@@ -150,7 +171,20 @@ pub async fn snapshot_on(
     name: &str,
 ) -> Result<SnapshotOutcome, StorageError> {
     let full = format!("{dataset}@{name}");
-    match run_on(host, vec!["list".into(), "-H".into(), "-t".into(), "snapshot".into(), "-o".into(), "name".into(), full.clone()]).await {
+    match run_on(
+        host,
+        vec![
+            "list".into(),
+            "-H".into(),
+            "-t".into(),
+            "snapshot".into(),
+            "-o".into(),
+            "name".into(),
+            full.clone(),
+        ],
+    )
+    .await
+    {
         Ok(_) => return Ok(SnapshotOutcome::AlreadyExisted),
         Err(err) if says_missing(&err) => {}
         Err(err) => return Err(err),
