@@ -16,12 +16,14 @@
 # Names can be changed through the environment (defaults in brackets):
 #   REROOT_TESTBED_DIR [/var/lib/reroot-testbed]  loop files and the image build directory
 #   REROOT_ZFS_POOL    [rerootz]                  the ZFS pool
+#   REROOT_ZFS_POOL2   [rerootz2]                 a second pool (copies between pools)
 #   REROOT_BTRFS_MOUNT [/srv/reroot-btrfs]        where the btrfs loop filesystem is mounted
 #   REROOT_LXD_POOL    [default]                  the LXD and Incus storage pools (btrfs)
 set -euo pipefail
 
 TESTBED_DIR=${REROOT_TESTBED_DIR:-/var/lib/reroot-testbed}
 ZFS_POOL=${REROOT_ZFS_POOL:-rerootz}
+ZFS_POOL2=${REROOT_ZFS_POOL2:-rerootz2}
 BTRFS_MOUNT=${REROOT_BTRFS_MOUNT:-/srv/reroot-btrfs}
 LXD_POOL=${REROOT_LXD_POOL:-default}
 LXD_LOG=/var/log/reroot-testbed-lxd.log
@@ -143,28 +145,35 @@ else
     detach "$ZFS_LOG" zfs-fuse --no-daemon
     within 10 zfs_answers || fail "zfs-fuse did not answer within 10 s (see $ZFS_LOG)"
 fi
-if zpool list -H -o name "$ZFS_POOL" >/dev/null 2>&1; then
-    health=$(zpool list -H -o health "$ZFS_POOL")
-    if [ "$health" != ONLINE ] && [ ! -f "$zfs_img" ]; then
-        # zfs-fuse remembered the pool (zpool.cache) but its file is gone: the record is stale.
-        say "pool $ZFS_POOL is $health and $zfs_img is gone: forgetting the stale pool"
-        zpool destroy -f "$ZFS_POOL" >/dev/null 2>&1 || zpool export -f "$ZFS_POOL" ||
-            fail "cannot drop the stale pool $ZFS_POOL"
-    else
-        [ "$health" = ONLINE ] || fail "pool $ZFS_POOL is $health (zpool status $ZFS_POOL tells why)"
-        say "pool $ZFS_POOL present"
+# ensure_pool NAME IMAGE SIZE: the pool imported, or made on a sparse file.
+ensure_pool() {
+    pool=$1 img=$2 size=$3
+    if zpool list -H -o name "$pool" >/dev/null 2>&1; then
+        health=$(zpool list -H -o health "$pool")
+        if [ "$health" != ONLINE ] && [ ! -f "$img" ]; then
+            # zfs-fuse remembered the pool (zpool.cache) but its file is gone: the record is stale.
+            say "pool $pool is $health and $img is gone: forgetting the stale pool"
+            zpool destroy -f "$pool" >/dev/null 2>&1 || zpool export -f "$pool" ||
+                fail "cannot drop the stale pool $pool"
+        else
+            [ "$health" = ONLINE ] || fail "pool $pool is $health (zpool status $pool tells why)"
+            say "pool $pool present"
+        fi
     fi
-fi
-if ! zpool list -H -o name "$ZFS_POOL" >/dev/null 2>&1; then
-    if [ -f "$zfs_img" ]; then
-        say "importing pool $ZFS_POOL from $zfs_img"
-        zpool import -d "$TESTBED_DIR" -f "$ZFS_POOL" || fail "zpool import of $zfs_img failed"
-    else
-        say "creating pool $ZFS_POOL on $zfs_img (1 GiB)"
-        truncate -s 1G "$zfs_img"
-        zpool create -f "$ZFS_POOL" "$zfs_img" || fail "zpool create failed"
+    if ! zpool list -H -o name "$pool" >/dev/null 2>&1; then
+        if [ -f "$img" ]; then
+            say "importing pool $pool from $img"
+            zpool import -d "$TESTBED_DIR" -f "$pool" || fail "zpool import of $img failed"
+        else
+            say "creating pool $pool on $img ($size)"
+            truncate -s "$size" "$img"
+            zpool create -f "$pool" "$img" || fail "zpool create failed"
+        fi
     fi
-fi
+}
+ensure_pool "$ZFS_POOL" "$zfs_img" 1G
+# A second pool, for copies between pools (reroot copy-filesystems).
+ensure_pool "$ZFS_POOL2" "$TESTBED_DIR/zfs2.img" 512M
 mount_out=$(zfs mount -a 2>&1) || true
 if [ "$(zfs get -H -o value mounted "$ZFS_POOL")" != yes ] || ! stat "/$ZFS_POOL" >/dev/null 2>&1; then
     fail "pool $ZFS_POOL is not mounted at /$ZFS_POOL; zfs mount -a said: ${mount_out:-nothing}"
