@@ -367,6 +367,10 @@ impl Step<RunEnv> for SendStep {
                     &tag,
                 )
                 .await?;
+                if let FsKind::Zfs { dataset } = &p.target.kind {
+                    // Reads of the copy must not spoil the next incremental copy into it.
+                    crate::storage::zfs::atime_off_on(&req.to_host, dataset).await?;
+                }
                 if req.to_host.is_local() {
                     crate::storage::archive::clean_staging(&p.target, &tag).await?;
                 }

@@ -438,6 +438,7 @@ mod tests {
             RunKind::Export,
             RunKind::Import,
             RunKind::ProfileApply,
+            RunKind::CopyFilesystems,
         ] {
             assert_eq!(RunKind::from_word(kind.word()), Ok(kind));
         }
@@ -655,6 +656,40 @@ mod tests {
             },
             json!({ "created": ["zfs dataset tank/web"] }),
         );
+        let planned = |mode| copy_fs::Planned {
+            id: "data".into(),
+            source: "tank/web".into(),
+            target: "tank2/web".into(),
+            mode,
+        };
+        pinned(
+            copy_fs::CopyCheck {
+                snapshot: "reroot-copy-1a2b3c4d".into(),
+                filesystems: vec![
+                    planned(crate::storage::copy::Mode::Full),
+                    planned(crate::storage::copy::Mode::Incremental { base: "s1".into() }),
+                ],
+            },
+            json!({ "snapshot": "reroot-copy-1a2b3c4d", "filesystems": [
+                { "id": "data", "source": "tank/web", "target": "tank2/web", "mode": "full" },
+                { "id": "data", "source": "tank/web", "target": "tank2/web",
+                  "mode": "incremental", "base": "s1" }] }),
+        );
+        pinned(
+            copy_fs::CopySnapshots {
+                snapshot: "s2".into(),
+                taken: vec!["zfs dataset tank/web".into()],
+            },
+            json!({ "snapshot": "s2", "taken": ["zfs dataset tank/web"] }),
+        );
+        pinned(
+            copy_fs::CopySent {
+                copied: vec![planned(crate::storage::copy::Mode::UpToDate)],
+                found_done: vec!["data".into()],
+            },
+            json!({ "copied": [{ "id": "data", "source": "tank/web", "target": "tank2/web",
+                    "mode": "up_to_date" }], "found_done": ["data"] }),
+        );
         // A malformed output names its step; a missing one too.
         let err = Started::decode(&json!({ "downtime_ms": "soon" })).unwrap_err();
         assert!(err.to_string().contains("`start`"), "{err}");
@@ -747,5 +782,11 @@ mod tests {
         );
         assert!(RunKind::Export.undoable() && !RunKind::Import.undoable());
         assert!(!RunKind::Import.not_undoable_because().is_empty());
+        assert_eq!(
+            names(RunKind::CopyFilesystems),
+            ["copy-check", "copy-snapshot", "copy-send"]
+        );
+        assert!(!RunKind::CopyFilesystems.undoable());
+        assert!(!RunKind::CopyFilesystems.not_undoable_because().is_empty());
     }
 }

@@ -306,7 +306,12 @@ pub async fn copy(
             code: sent.code(),
             stderr,
         }),
-        Ok(()) => Ok(()),
+        Ok(()) => match (&target.kind, mode) {
+            (FsKind::Zfs { dataset }, Mode::Incremental { .. }) => {
+                zfs::refresh_mount_on(to, dataset).await
+            }
+            _ => Ok(()),
+        },
     }
 }
 

@@ -164,6 +164,45 @@ pub async fn snapshots_on(
         .map(Some)
 }
 
+/// Turns access-time updates off on `dataset` on `host` (idempotent). A copy's target must
+/// stay as its last snapshot left it for the next incremental `zfs receive`, which refuses
+/// ("destination has been modified since most recent snapshot") a dataset that merely had a
+/// file read while `atime` was on; a real write still makes it refuse, as it must.
+pub async fn atime_off_on(host: &Host, dataset: &str) -> Result<(), StorageError> {
+    run_on(host, vec!["set".into(), "atime=off".into(), dataset.into()])
+        .await
+        .map(|_| ())
+}
+
+/// Mounts `dataset` on `host` again if it is mounted. After an incremental `zfs receive` into
+/// a mounted dataset, zfs-fuse goes on serving the files as they were before it (seen on the
+/// testbed: the old content until the next mount), where kernel ZFS shows the new ones. An
+/// unmount refused (the dataset busy) is only warned about: kernel ZFS needs none.
+pub async fn refresh_mount_on(host: &Host, dataset: &str) -> Result<(), StorageError> {
+    let out = run_on(
+        host,
+        vec![
+            "get".into(),
+            "-H".into(),
+            "-o".into(),
+            "value".into(),
+            "mounted".into(),
+            dataset.into(),
+        ],
+    )
+    .await?;
+    if out.stdout.trim() != "yes" {
+        return Ok(());
+    }
+    if let Err(err) = run_on(host, vec!["unmount".into(), dataset.into()]).await {
+        tracing::warn!(dataset, %err, "could not remount the copy after an incremental receive");
+        return Ok(());
+    }
+    run_on(host, vec!["mount".into(), dataset.into()])
+        .await
+        .map(|_| ())
+}
+
 /// Takes `dataset@name` on `host` unless it exists.
 pub async fn snapshot_on(
     host: &Host,
