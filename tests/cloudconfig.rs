@@ -379,6 +379,14 @@ async fn cli_prints_plans_and_applies() {
         "{text}"
     );
     assert!(text.contains("runcmd[0]: run sh -c 'echo hi'"), "{text}");
+    let print = std::process::Command::new(bin)
+        .args(["--json", "cloudconfig", "print", f.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(print.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&print.stdout).unwrap();
+    assert_eq!(v["schema"], "reroot.cloudconfig-plan/1");
+    assert!(v["plan"].is_object() || v["plan"].is_array(), "{v}");
     let socket = common::lxd_socket();
     let apply = std::process::Command::new(bin)
         .args([
@@ -397,4 +405,30 @@ async fn cli_prints_plans_and_applies() {
         String::from_utf8_lossy(&apply.stderr)
     );
     assert_eq!(sh(&client, &name, "cat /etc/from-cli").await, "yes");
+    // Again, as JSON: converged, nothing changed.
+    let apply = std::process::Command::new(bin)
+        .args([
+            "--socket",
+            socket.to_str().unwrap(),
+            "--json",
+            "cloudconfig",
+            "apply",
+            &name,
+            f.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(apply.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&apply.stdout).unwrap();
+    assert_eq!(v["schema"], "reroot.cloudconfig-apply/1");
+    let outcomes = v["outcomes"].as_array().unwrap();
+    assert!(!outcomes.is_empty(), "{v}");
+    let file = outcomes
+        .iter()
+        .find(|o| o["what"].as_str().unwrap_or("").contains("/etc/from-cli"))
+        .unwrap_or_else(|| panic!("the file's outcome: {v}"));
+    assert_eq!(
+        file["changed"], false,
+        "a second apply rewrites nothing: {v}"
+    );
 }

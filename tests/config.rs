@@ -125,8 +125,9 @@ fn website_resolves_to_its_filesystems_devices_and_template() {
         String::from_utf8_lossy(&out.stderr)
     );
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(v[0]["name"], "site-a");
-    assert_eq!(v[0]["stop_timeout"], 10);
+    assert_eq!(v["schema"], "reroot.config-print/1");
+    assert_eq!(v["instances"][0]["name"], "site-a");
+    assert_eq!(v["instances"][0]["stop_timeout"], 10);
 }
 
 #[test]
@@ -180,6 +181,31 @@ fn verify_prints_every_problem_and_fails() {
     assert!(lines[1].contains("a.yaml: profiles[1]: duplicate profile `x`"));
     assert!(lines[2].contains("b.yaml: filesystems.d.pattern: unknown property `(nope)`"));
     assert!(String::from_utf8_lossy(&out.stderr).contains("3 problem(s)"));
+
+    // The same as a versioned JSON document, and the properties too.
+    let out = reroot(&[
+        "--json",
+        "config",
+        "verify",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+    ]);
+    assert!(!out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["schema"], "reroot.config-verify/1");
+    assert_eq!(v["files"], 2);
+    let problems = v["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 3, "{v}");
+    assert!(problems[2]
+        .as_str()
+        .unwrap()
+        .contains("unknown property `(nope)`"));
+    let site = repo("configs/web/site-a.yaml");
+    let out = reroot(&["--json", "config", "properties", site.to_str().unwrap()]);
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["schema"], "reroot.config-properties/1");
+    assert_eq!(v["instances"][0]["instance"], "site-a", "{v}");
 }
 
 fn example_texts() -> Vec<String> {

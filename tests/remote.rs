@@ -315,6 +315,7 @@ async fn server_command_says_which_remote_answers() {
         .unwrap();
     assert!(out.status.success(), "{out:?}");
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["schema"], "reroot.server/1");
     assert_eq!(v["remote"]["name"], "loopback");
     assert_eq!(v["remote"]["addr"], ADDR);
 

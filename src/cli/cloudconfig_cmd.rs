@@ -41,6 +41,10 @@ fn parse_os(s: &Option<String>) -> Result<Option<OsType>, CliError> {
         .transpose()
 }
 
+/// The `--json` schemas of `cloudconfig print` and `cloudconfig apply` (docs/json.md).
+pub const CLOUDCONFIG_PLAN: &str = "reroot.cloudconfig-plan/1";
+pub const CLOUDCONFIG_APPLY: &str = "reroot.cloudconfig-apply/1";
+
 pub async fn run(command: CloudConfigCommand, global: &Global) -> Result<ExitCode, CliError> {
     match command {
         CloudConfigCommand::Print { ostype, files } => {
@@ -48,7 +52,8 @@ pub async fn run(command: CloudConfigCommand, global: &Global) -> Result<ExitCod
             let configs = cloudconfig::parse_files(&files)?;
             let plan = cloudconfig::plan(&configs, os)?;
             if global.json {
-                println!("{}", serde_json::to_string_pretty(&plan)?);
+                let doc = serde_json::json!({ "schema": CLOUDCONFIG_PLAN, "plan": plan });
+                println!("{}", serde_json::to_string_pretty(&doc)?);
             } else {
                 print!("{plan}");
             }
@@ -66,7 +71,8 @@ pub async fn run(command: CloudConfigCommand, global: &Global) -> Result<ExitCod
             let guest = LxdGuest::new(&client, instance);
             let outcomes = cloudconfig::apply_files(&guest, &files, os).await?;
             if global.json {
-                println!("{}", serde_json::to_string_pretty(&outcomes)?);
+                let doc = serde_json::json!({ "schema": CLOUDCONFIG_APPLY, "outcomes": outcomes });
+                println!("{}", serde_json::to_string_pretty(&doc)?);
             } else {
                 for o in &outcomes {
                     let mark = if o.changed { "changed" } else { "ok" };

@@ -44,6 +44,12 @@ impl ConfigFileArgs {
     }
 }
 
+/// The `--json` schemas of `config print`, `config properties` and `config verify`
+/// (docs/json.md).
+pub const CONFIG_PRINT: &str = "reroot.config-print/1";
+pub const CONFIG_PROPERTIES: &str = "reroot.config-properties/1";
+pub const CONFIG_VERIFY: &str = "reroot.config-verify/1";
+
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
     /// Print each resolved instance: includes merged, properties substituted (YAML, or JSON with --json).
@@ -59,7 +65,8 @@ pub fn run(command: ConfigCommand, global: &Global) -> Result<ExitCode, CliError
         ConfigCommand::Print(args) => {
             let instances = config::load(&args.files, &args.load_options(global)?)?;
             if global.json {
-                println!("{}", serde_json::to_string_pretty(&instances)?);
+                let doc = serde_json::json!({ "schema": CONFIG_PRINT, "instances": instances });
+                println!("{}", serde_json::to_string_pretty(&doc)?);
             } else {
                 print!("{}", serde_yaml::to_string(&instances)?);
             }
@@ -68,7 +75,8 @@ pub fn run(command: ConfigCommand, global: &Global) -> Result<ExitCode, CliError
         ConfigCommand::Properties(args) => {
             let list = config::properties(&args.files, &args.load_options(global)?)?;
             if global.json {
-                println!("{}", serde_json::to_string_pretty(&list)?);
+                let doc = serde_json::json!({ "schema": CONFIG_PROPERTIES, "instances": list });
+                println!("{}", serde_json::to_string_pretty(&doc)?);
             } else {
                 for inst in &list {
                     println!("{} ({}):", inst.instance, inst.config_file.display());
@@ -89,7 +97,12 @@ pub fn run(command: ConfigCommand, global: &Global) -> Result<ExitCode, CliError
             let problems = config::verify(&args.files, &args.load_options(global)?);
             if global.json {
                 let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
-                println!("{}", serde_json::to_string_pretty(&lines)?);
+                let doc = serde_json::json!({
+                    "schema": CONFIG_VERIFY,
+                    "files": args.files.len(),
+                    "problems": lines,
+                });
+                println!("{}", serde_json::to_string_pretty(&doc)?);
             } else {
                 for p in &problems {
                     println!("{p}");

@@ -9,8 +9,12 @@ use serde::Serialize;
 use super::{CliError, Global};
 use crate::lxd::{self, Client};
 
+/// The `--json` schema of `reroot server` (docs/json.md).
+pub const SERVER: &str = "reroot.server/1";
+
 #[derive(Debug, Serialize)]
 struct ServerReport {
+    schema: &'static str,
     kind: lxd::ServerKind,
     version: String,
     api_version: String,
@@ -61,6 +65,7 @@ async fn report(client: &Client) -> Result<ServerReport, lxd::Error> {
     let pools = client.list_storage_pools().await?;
     let instances = client.list_instance_names().await?.len();
     Ok(ServerReport {
+        schema: SERVER,
         kind: client.server_kind(),
         version: info.environment.server_version.clone(),
         api_version: info.api_version.clone(),
@@ -126,6 +131,7 @@ mod tests {
     #[test]
     fn text_and_json_reports() {
         let r = ServerReport {
+            schema: SERVER,
             kind: lxd::ServerKind::Lxd,
             version: "5.0.2".into(),
             api_version: "1.0".into(),
@@ -152,6 +158,7 @@ mod tests {
         assert!(text.contains("instances:  4"), "{text}");
         assert!(text.contains("  default  btrfs  Created"), "{text}");
         let v = serde_json::to_value(&r).unwrap();
+        assert_eq!(v["schema"], "reroot.server/1");
         assert_eq!(v["kind"], "lxd");
         assert_eq!(v["storage_pools"][0]["driver"], "btrfs");
         assert_eq!(v["instances"], 4);
