@@ -1867,6 +1867,12 @@ async fn rename_moves_the_instance_its_filesystems_and_devices_and_undo_moves_th
     assert!(text.contains(&format!("(as {old})")), "{text}");
     let listed = stdout(&bed.reroot(&["history", "--instance", &new]));
     assert!(listed.contains(&short(&launch)), "{listed}");
+    // An audit extract of the new name carries the old name's runs too.
+    let extract = stdout(&bed.reroot(&["journal", "export", "--instance", &new]));
+    assert!(
+        extract.contains(&launch) && extract.contains(&run),
+        "the extract of {new} lacks the launch {launch} or the rename {run}"
+    );
 
     // Undone: the old name, filesystems and devices are back, with the data.
     let undo = bed.reroot(&["undo", &run]);

@@ -138,7 +138,8 @@ pub enum JournalCommand {
         /// Only runs started before this time (same forms as --since).
         #[arg(long, value_parser = parse_when)]
         until: Option<i64>,
-        /// Only runs that touched this instance (their whole record, other instances included).
+        /// Only runs that touched this instance, under the names it had before renames too
+        /// (their whole record, other instances included).
         #[arg(long)]
         instance: Option<String>,
         /// Keep the text of cloud-config files: a full copy of the journal's record, which
@@ -406,17 +407,21 @@ pub fn journal(command: JournalCommand, global: &Global) -> Result<ExitCode, Cli
             let r = reader(global)?;
             let runs: Option<Vec<journal::RunId>> = match run {
                 Some(p) => Some(vec![r.resolve_run(&p)?]),
-                None if since.is_some() || until.is_some() || instance.is_some() => Some(
-                    r.runs(&RunFilter {
-                        instance,
+                None if since.is_some() || until.is_some() || instance.is_some() => {
+                    let filter = RunFilter {
                         since_ms: since,
                         until_ms: until,
                         ..RunFilter::default()
-                    })?
-                    .iter()
-                    .map(|s| s.id)
-                    .collect(),
-                ),
+                    };
+                    // An instance's runs across its renames, as `log` and `history` list them.
+                    Some(match instance {
+                        Some(name) => report::lineage::instance_runs(&r, &name, &filter)?
+                            .iter()
+                            .map(|n| n.run.id)
+                            .collect(),
+                        None => r.runs(&filter)?.iter().map(|s| s.id).collect(),
+                    })
+                }
                 None => None,
             };
             let redact = |e: &mut journal::Event| {
