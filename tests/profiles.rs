@@ -371,6 +371,44 @@ async fn export_import_round_trip_and_refusals() {
         bed.lxd.get_profile(&newer).await.unwrap().value.description,
         "new"
     );
+    // What it overwrote was kept beside the file, 0600, and importing that puts it back.
+    let kept: Vec<_> = std::fs::read_dir(bed.dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("copy.replaced-")
+        })
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&kept[0]).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let text = std::fs::read_to_string(&kept[0]).unwrap();
+    assert!(text.contains(&copy) && !text.contains(&newer), "{text}");
+    let out = bed.reroot(&[
+        "--json",
+        "profile",
+        "import",
+        kept[0].to_str().unwrap(),
+        "--replace",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["schema"], "reroot.profile-import/1");
+    assert_eq!(doc["actions"][0]["action"], "replace", "{doc}");
+    assert!(doc["kept"].is_string(), "{doc}");
+    assert_eq!(
+        bed.lxd.get_profile(&copy).await.unwrap().value.to_put(),
+        changed,
+        "back as it was before the replace"
+    );
 
     // Bad YAML: the file named, no panic.
     let bad = bed.dir.path().join("bad.yaml");

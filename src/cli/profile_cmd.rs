@@ -62,7 +62,8 @@ pub struct ImportArgs {
     /// The YAML file.
     #[arg(value_name = "FILE")]
     pub file: PathBuf,
-    /// Overwrite existing profiles whose contents differ.
+    /// Overwrite existing profiles whose contents differ (their contents before are first kept
+    /// in FILE's directory, as `<stem>.replaced-<time>.yaml`).
     #[arg(long)]
     pub replace: bool,
     /// Only say what would be done.
@@ -172,16 +173,32 @@ async fn export(args: ExportArgs, global: &Global) -> Result<ExitCode, CliError>
     Ok(ExitCode::SUCCESS)
 }
 
+/// The `--json` schema of `profile import` (docs/json.md).
+pub const PROFILE_IMPORT: &str = "reroot.profile-import/1";
+
 async fn import(args: ImportArgs, global: &Global) -> Result<ExitCode, CliError> {
     let doc = profile_io::read(&args.file)?;
     let lxd = connect(global).await?;
     let file = args.file.display().to_string();
-    let actions = profile_io::import(&lxd, &file, &doc, args.replace, args.dry_run).await?;
+    let keep_at = profile_io::kept_path(&args.file, std::time::SystemTime::now());
+    let done = profile_io::import(&lxd, &file, &doc, args.replace, args.dry_run, &keep_at).await?;
     if global.json {
-        println!("{}", serde_json::to_string_pretty(&actions)?);
+        let doc = serde_json::json!({
+            "schema": PROFILE_IMPORT,
+            "dry_run": args.dry_run,
+            "actions": done.actions,
+            "kept": done.kept,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc)?);
     } else {
         let verb = if args.dry_run { "would " } else { "" };
-        for a in &actions {
+        if let Some(kept) = &done.kept {
+            println!(
+                "the replaced profiles, as they were: {} (`reroot profile import --replace` of it puts them back)",
+                kept.display()
+            );
+        }
+        for a in &done.actions {
             let what = match a.action {
                 "create" => "create",
                 "replace" => "replace",

@@ -1,7 +1,12 @@
 //! `reroot profile export` and `profile import`: daemon profiles (description, config,
 //! devices) as a YAML document, and that document back onto a daemon. Import creates the
 //! profiles that do not exist, leaves identical ones alone and refuses, before changing
-//! anything, a profile that exists with other contents unless told to replace it.
+//! anything, a profile that exists with other contents unless told to replace it. It is not a
+//! journaled run: each profile is one request that happens or not, and the same import again
+//! converges (creates what is still missing, leaves what it made alone), which is its resume.
+//! What a replace overwrites is kept instead: the replaced profiles, as they were, are written
+//! as a document of their own before the first change, which `profile import --replace`
+//! of it puts back (its undo).
 
 use std::path::Path;
 
@@ -56,6 +61,42 @@ pub enum ProfileIoError {
         .names.join(", ")
     )]
     Differs { file: String, names: Vec<String> },
+    #[error(
+        "{}: cannot keep the profiles --replace would overwrite: {source}; nothing changed",
+        .path.display()
+    )]
+    Keep {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Where an import of `file` at `at` keeps the profiles it replaces: beside it,
+/// `<stem>.replaced-<YYYYMMDDhhmmss>.yaml` (UTC).
+pub fn kept_path(file: &Path, at: std::time::SystemTime) -> std::path::PathBuf {
+    let stamp: String = humantime::format_rfc3339_seconds(at)
+        .to_string()
+        .chars()
+        .filter(char::is_ascii_digit)
+        .collect();
+    let stem = file
+        .file_stem()
+        .map_or_else(|| "profiles".into(), |s| s.to_string_lossy().into_owned());
+    file.with_file_name(format!("{stem}.replaced-{stamp}.yaml"))
+}
+
+/// Writes `text` to `path`, which must not exist, readable by its owner only, synced.
+fn write_new(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
 }
 
 fn lxd_err(name: &str) -> impl Fn(lxd::Error) -> ProfileIoError + '_ {
@@ -127,15 +168,25 @@ pub struct ImportAction {
     pub action: &'static str,
 }
 
+/// What an import did, or would do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Imported {
+    pub actions: Vec<ImportAction>,
+    /// The document holding the replaced profiles as they were; `None` when none was replaced.
+    pub kept: Option<std::path::PathBuf>,
+}
+
 /// Imports `doc` (from `file`): every decision is taken before the first change, so a
-/// refusal changes nothing. With `dry_run`, only the decisions.
+/// refusal changes nothing. With `dry_run`, only the decisions. The profiles it replaces are
+/// first written, as they are, to `keep_at` (a new file; an existing one is refused).
 pub async fn import(
     lxd: &lxd::Client,
     file: &str,
     doc: &ProfileDocument,
     replace: bool,
     dry_run: bool,
-) -> Result<Vec<ImportAction>, ProfileIoError> {
+    keep_at: &Path,
+) -> Result<Imported, ProfileIoError> {
     let mut actions = Vec::new();
     let mut differs = Vec::new();
     for p in &doc.profiles {
@@ -164,8 +215,21 @@ pub async fn import(
         });
     }
     if dry_run {
-        return Ok(actions);
+        return Ok(Imported {
+            actions,
+            kept: None,
+        });
     }
+    let kept = if differs.is_empty() {
+        None
+    } else {
+        let text = export(lxd, &differs).await?;
+        write_new(keep_at, &text).map_err(|source| ProfileIoError::Keep {
+            path: keep_at.to_path_buf(),
+            source,
+        })?;
+        Some(keep_at.to_path_buf())
+    };
     for (p, a) in doc.profiles.iter().zip(&actions) {
         match a.action {
             "create" => lxd.create_profile(&p.name, &p.put()).await,
@@ -174,7 +238,7 @@ pub async fn import(
         }
         .map_err(lxd_err(&p.name))?;
     }
-    Ok(actions)
+    Ok(Imported { actions, kept })
 }
 
 #[cfg(test)]
@@ -195,6 +259,27 @@ mod tests {
         assert!(e.to_string().contains("p.yaml") && e.to_string().contains("twice"));
         let e = parse("p.yaml", "profile: []\n").unwrap_err();
         assert!(e.to_string().starts_with("p.yaml: "), "{e}");
+    }
+
+    #[test]
+    fn replaced_profiles_are_kept_beside_the_file_under_the_time() {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_796_200_000);
+        let kept = kept_path(Path::new("/etc/reroot/web.yaml"), at);
+        assert_eq!(
+            kept,
+            Path::new("/etc/reroot/web.replaced-20261202082640.yaml")
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("k.yaml");
+        write_new(&path, "profiles: []\n").unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(
+            write_new(&path, "x").is_err(),
+            "an existing file is never overwritten"
+        );
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "profiles: []\n");
     }
 
     proptest! {
