@@ -153,7 +153,7 @@ pub async fn send(fs: &Filesystem, snapshot: &str, file: &Path) -> Result<Digest
             })
         }
     };
-    let stderr = stderr.text().await;
+    let stderr = stderr.text().await.trim().to_string();
     if !status.success() {
         let _ = tokio::fs::remove_file(&partial).await;
         return Err(StorageError::CommandFailed {
@@ -193,54 +193,9 @@ fn stalled(argv: &str) -> StorageError {
     }
 }
 
-/// How long a command's stderr is still read once the command has exited. A process it left
-/// behind can hold the pipe open for as long as it lives: seen with an ssh `ProxyCommand` that
-/// started a helper in the background (ssh exited at once, its stderr stayed open).
-pub(super) const STDERR_GRACE: Duration = Duration::from_secs(5);
-
-/// A command's stderr, read as it comes by a task of its own (a full pipe would stall the
-/// command).
-pub(super) struct Stderr {
-    text: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-pub(super) fn collect_stderr(child: &mut tokio::process::Child) -> Stderr {
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let text = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let into = text.clone();
-    let task = tokio::spawn(async move {
-        let mut buf = vec![0u8; 8192];
-        while let Ok(n) = stderr.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            if let Ok(mut t) = into.lock() {
-                t.extend_from_slice(&buf[..n]);
-            }
-        }
-    });
-    Stderr { text, task }
-}
-
-impl Stderr {
-    /// What the command wrote there, once it has exited: all of it, or what came within
-    /// [`STDERR_GRACE`] when another process still holds the pipe.
-    pub(super) async fn text(self) -> String {
-        self.within(STDERR_GRACE).await
-    }
-
-    async fn within(mut self, grace: Duration) -> String {
-        if tokio::time::timeout(grace, &mut self.task).await.is_err() {
-            tracing::debug!(
-                ?grace,
-                "stderr still open after the command exited; not read further"
-            );
-            self.task.abort();
-        }
-        let bytes = self.text.lock().map(|t| t.clone()).unwrap_or_default();
-        String::from_utf8_lossy(&bytes).trim().to_string()
-    }
+/// The reader of a streaming command's stderr (see [`command::Pipe`]).
+pub(super) fn collect_stderr(child: &mut tokio::process::Child) -> command::Pipe {
+    command::read_pipe(child.stderr.take().expect("piped stderr"))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -292,6 +247,9 @@ async fn run_with_input(
     let argv = argv_text(program, &args);
     let mut child = spawn_streaming(program, &args, Stdio::piped(), &argv)?;
     let mut stdin = child.stdin.take().expect("piped stdin");
+    // Read, not waited for: the receiver's exit is what ends the receive (see command::Pipe).
+    let stdout = command::read_pipe(child.stdout.take().expect("piped stdout"));
+    let stderr = collect_stderr(&mut child);
     let shown = argv.clone();
     let feed = async move {
         // A write the child stops reading (it failed) ends the feed; its exit says why.
@@ -325,23 +283,24 @@ async fn run_with_input(
         fed
     };
     let run = async {
-        let (fed, output) = tokio::join!(feed, child.wait_with_output());
-        fed.map(|()| output)
+        let (fed, status) = tokio::join!(feed, child.wait());
+        fed.map(|()| status)
     };
-    let output = match tokio::time::timeout(timeout, run).await {
-        Ok(output) => output?.map_err(|source| StorageError::Spawn {
+    let status = match tokio::time::timeout(timeout, run).await {
+        Ok(status) => status?.map_err(|source| StorageError::Spawn {
             argv: argv.clone(),
             source,
         })?,
         Err(_) => return Err(StorageError::Timeout { argv, timeout }),
     };
-    if output.status.success() {
+    drop(stdout);
+    if status.success() {
         Ok(())
     } else {
         Err(StorageError::CommandFailed {
             argv,
-            code: output.status.code(),
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            code: status.code(),
+            stderr: stderr.text().await.trim().to_string(),
         })
     }
 }
@@ -662,19 +621,6 @@ mod tests {
         assert!(!staging_path(&dest, "t1").exists());
         let again = receive(&dir_fs(&dest), "s", &file, written.size, "t1").await;
         assert!(again.unwrap_err().to_string().contains("never overwrites"));
-    }
-
-    #[tokio::test]
-    async fn stderr_held_open_by_a_process_left_behind_is_read_for_a_bounded_time() {
-        // As an ssh ProxyCommand's background helper does: the command exits at once, the
-        // helper keeps its stderr for 30 s.
-        let args: Vec<OsString> = vec!["-c".into(), "(sleep 30 &); echo broken >&2".into()];
-        let mut child = spawn_streaming("sh", &args, Stdio::null(), "sh").unwrap();
-        let stderr = collect_stderr(&mut child);
-        assert!(child.wait().await.unwrap().success());
-        let started = std::time::Instant::now();
-        assert_eq!(stderr.within(Duration::from_millis(300)).await, "broken");
-        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[tokio::test]
