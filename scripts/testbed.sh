@@ -7,7 +7,9 @@
 #   - ZFS through zfs-fuse, with a small file-backed pool;
 #   - a btrfs filesystem on a loop file, for btrfs subvolumes used as external filesystems;
 #   - two offline busybox images that differ by /etc/template-version ("old" and "new"),
-#     imported into both daemons under the same aliases.
+#     imported into both daemons under the same aliases;
+#   - an sshd on 127.0.0.1:2222 only, started without systemd, that lets root in with a key of
+#     the testbed's own (copy-filesystems over ssh).
 #
 # Idempotent: every step first looks at what is there and does only what is missing, so it is
 # safe to run twice, and after a previous run was killed. It prints each step and stops at the
@@ -30,8 +32,11 @@ LXD_LOG=/var/log/reroot-testbed-lxd.log
 INCUS_LOG=/var/log/reroot-testbed-incus.log
 ZFS_LOG=/var/log/reroot-testbed-zfs-fuse.log
 # bsdutils: `script`, which gives the destroy test a terminal to answer in.
-PACKAGES=(lxd lxd-client btrfs-progs busybox-static rsync zfs-fuse util-linux bsdutils man-db)
+PACKAGES=(lxd lxd-client btrfs-progs busybox-static rsync zfs-fuse util-linux bsdutils man-db
+    openssh-server openssh-client)
 # man-db: tests/docs.rs renders `reroot man` with `man -l`; a bare Debian image lacks it.
+# openssh-server: only its sshd program is used, started below on its own port and config (the
+# package's own service is left as the machine has it).
 # Incus is only in bookworm-backports (bookworm itself has none).
 BACKPORTS_PACKAGES=(incus)
 BACKPORTS_LIST=/etc/apt/sources.list.d/reroot-bookworm-backports.list
@@ -465,8 +470,113 @@ EOF
 setup_remote_https
 # END remote-https
 
+# ---------------------------------------------------------------------------------------------
+# BEGIN ssh: an sshd on the loopback for copy-filesystems over ssh (tests/copy_ssh.rs), with a
+# configuration of its own so that the machine's sshd settings (if it runs one) are neither
+# read nor changed. It lets in root with the testbed's key only, from this machine only.
+# Under $TESTBED_DIR/ssh:
+#   id_ed25519{,.pub}  the client key (no passphrase), the only one this sshd accepts
+#   authorized_keys    that key, read by this sshd alone (not ~root/.ssh/authorized_keys)
+#   known_hosts        the host keys as [127.0.0.1]:2222, for UserKnownHostsFile=
+#   sshd_config        the daemon's configuration (sshd -f)
+SSH_ADDR=127.0.0.1
+SSH_PORT=2222
+SSH_LOG=/var/log/reroot-testbed-sshd.log
+SSH_DIR="$TESTBED_DIR/ssh"
+# The options a client needs, as the tests pass them (--ssh-option KEY=VALUE each).
+SSH_CLIENT_OPTIONS=(-o BatchMode=yes -o "Port=$SSH_PORT" -o "IdentityFile=$SSH_DIR/id_ed25519"
+    -o "UserKnownHostsFile=$SSH_DIR/known_hosts" -o StrictHostKeyChecking=yes)
+# Whether something answers on the port with an SSH banner (bounded: a hung one is "no").
+ssh_answers() {
+    timeout 2 bash -c "exec 3<>/dev/tcp/$SSH_ADDR/$SSH_PORT && head -c 4 <&3" 2>/dev/null |
+        grep -q '^SSH-'
+}
+setup_ssh() {
+    local dir=$SSH_DIR made k line
+    step "sshd on $SSH_ADDR:$SSH_PORT, root's key and known_hosts in $dir"
+    [ -x /usr/sbin/sshd ] || fail "/usr/sbin/sshd is missing (package openssh-server)"
+    mkdir -p "$dir"
+    chmod 700 "$dir"
+    # Host keys: ssh-keygen -A makes only the missing ones, and says which.
+    made=$(ssh-keygen -A 2>&1) || fail "ssh-keygen -A failed: $made"
+    if [ -n "$made" ]; then say "host keys: $made"; else say "host keys present"; fi
+    if [ -s "$dir/id_ed25519" ] && [ -s "$dir/id_ed25519.pub" ]; then
+        say "client key present"
+    else
+        rm -f "$dir/id_ed25519" "$dir/id_ed25519.pub"
+        ssh-keygen -q -t ed25519 -N '' -C reroot-testbed -f "$dir/id_ed25519" ||
+            fail "ssh-keygen could not make $dir/id_ed25519"
+        say "client key made"
+    fi
+    chmod 600 "$dir/id_ed25519"
+    # Written again when they differ (a new client or host key), so a stale file never stays.
+    # write_if_changed FILE DESCRIPTION: stdin into FILE (0600) unless it holds that already.
+    write_if_changed() {
+        local new
+        new=$(cat)
+        if [ -f "$1" ] && [ "$(cat "$1")" = "$new" ]; then
+            say "$2 up to date"
+        else
+            printf '%s\n' "$new" >"$1.new"
+            chmod 600 "$1.new"
+            mv "$1.new" "$1"
+            say "$2 written"
+        fi
+    }
+    write_if_changed "$dir/authorized_keys" "authorized_keys (root, this sshd only)" <"$dir/id_ed25519.pub"
+    # known_hosts from the host keys themselves, not from a scan of the port: the client then
+    # trusts the files on this disk, never whatever answers there.
+    for k in /etc/ssh/ssh_host_*_key.pub; do
+        read -r line <"$k"
+        printf '[%s]:%s %s\n' "$SSH_ADDR" "$SSH_PORT" "$(echo "$line" | cut -d' ' -f1,2)"
+    done | write_if_changed "$dir/known_hosts" "known_hosts for [$SSH_ADDR]:$SSH_PORT"
+    # UsePAM no: Debian's PAM stack for sshd (pam_loginuid) fails in a container without the
+    # audit capability, and keys need none of it. Without PAM sshd refuses an account whose
+    # password field starts with "!" (locked); Debian's root has "*" or a password.
+    {
+        # The address and port are on sshd's command line (-p, -o ListenAddress), once.
+        echo "# Written by scripts/testbed.sh: the testbed's sshd ($SSH_ADDR:$SSH_PORT only)."
+        for k in /etc/ssh/ssh_host_*_key; do echo "HostKey $k"; done
+        echo "PidFile /run/reroot-testbed-sshd.pid"
+        echo "AuthorizedKeysFile $dir/authorized_keys"
+        echo "PermitRootLogin prohibit-password"
+        echo "PubkeyAuthentication yes"
+        echo "PasswordAuthentication no"
+        echo "KbdInteractiveAuthentication no"
+        echo "UsePAM no"
+        echo "X11Forwarding no"
+        echo "AllowTcpForwarding no"
+    } | write_if_changed "$dir/sshd_config" "sshd_config"
+    # sshd's privilege separation directory; /run is a tmpfs, emptied at each boot.
+    mkdir -p /run/sshd
+    chmod 755 /run/sshd
+    local sshd=(/usr/sbin/sshd -f "$dir/sshd_config" -p "$SSH_PORT" -o "ListenAddress=$SSH_ADDR")
+    local checked
+    checked=$("${sshd[@]}" -t 2>&1) ||
+        fail "sshd -t -f $dir/sshd_config refuses the configuration: $checked"
+    if ssh_answers; then
+        # It reads authorized_keys at each login, so a new key needs no restart.
+        say "sshd already answering on $SSH_ADDR:$SSH_PORT"
+    else
+        say "starting sshd (log: $SSH_LOG)"
+        # -D: in the foreground, so that detach keeps it in a session of its own; -e: its log
+        # to stderr, which detach sends to the log file (there may be no syslog).
+        detach "$SSH_LOG" "${sshd[@]}" -D -e
+        within 10 ssh_answers || fail "sshd does not answer on $SSH_ADDR:$SSH_PORT after 10 s (see $SSH_LOG)"
+        say "ready"
+    fi
+    # The check that matters: a login as the tests make it, with nothing asked.
+    local out
+    out=$(timeout 30 ssh "${SSH_CLIENT_OPTIONS[@]}" "root@$SSH_ADDR" true 2>&1) ||
+        fail "ssh root@$SSH_ADDR -p $SSH_PORT with $dir/id_ed25519 does not log in: ${out:-no message} (see $SSH_LOG)"
+    say "ssh -o BatchMode=yes -o Port=$SSH_PORT -o IdentityFile=$dir/id_ed25519 -o UserKnownHostsFile=$dir/known_hosts root@$SSH_ADDR true: ok"
+}
+setup_ssh
+# END ssh
+
 step "done"
 say "LXD $(lxc query /1.0 | grep -o '"server_version": "[^"]*"' | head -1 | cut -d'"' -f4), socket /var/lib/lxd/unix.socket, storage pool $LXD_POOL"
 say "ZFS pool $ZFS_POOL mounted at /$ZFS_POOL; btrfs at $BTRFS_MOUNT"
 say "Incus $(incus query /1.0 | grep -o '"server_version": "[^"]*"' | head -1 | cut -d'"' -f4), socket /var/lib/incus/unix.socket, storage pool $LXD_POOL"
 say "images (both daemons): reroot-old, reroot-new"
+say "sshd on $SSH_ADDR:$SSH_PORT (root; key $SSH_DIR/id_ed25519, known hosts $SSH_DIR/known_hosts)"

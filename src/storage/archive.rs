@@ -153,7 +153,7 @@ pub async fn send(fs: &Filesystem, snapshot: &str, file: &Path) -> Result<Digest
             })
         }
     };
-    let stderr = stderr.await.unwrap_or_default();
+    let stderr = stderr.text().await.trim().to_string();
     if !status.success() {
         let _ = tokio::fs::remove_file(&partial).await;
         return Err(StorageError::CommandFailed {
@@ -193,13 +193,9 @@ fn stalled(argv: &str) -> StorageError {
     }
 }
 
-pub(super) fn collect_stderr(child: &mut tokio::process::Child) -> tokio::task::JoinHandle<String> {
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    tokio::spawn(async move {
-        let mut text = Vec::new();
-        let _ = stderr.read_to_end(&mut text).await;
-        String::from_utf8_lossy(&text).trim().to_string()
-    })
+/// The reader of a streaming command's stderr (see [`command::Pipe`]).
+pub(super) fn collect_stderr(child: &mut tokio::process::Child) -> command::Pipe {
+    command::read_pipe(child.stderr.take().expect("piped stderr"))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -251,6 +247,9 @@ async fn run_with_input(
     let argv = argv_text(program, &args);
     let mut child = spawn_streaming(program, &args, Stdio::piped(), &argv)?;
     let mut stdin = child.stdin.take().expect("piped stdin");
+    // Read, not waited for: the receiver's exit is what ends the receive (see command::Pipe).
+    let stdout = command::read_pipe(child.stdout.take().expect("piped stdout"));
+    let stderr = collect_stderr(&mut child);
     let shown = argv.clone();
     let feed = async move {
         // A write the child stops reading (it failed) ends the feed; its exit says why.
@@ -284,23 +283,24 @@ async fn run_with_input(
         fed
     };
     let run = async {
-        let (fed, output) = tokio::join!(feed, child.wait_with_output());
-        fed.map(|()| output)
+        let (fed, status) = tokio::join!(feed, child.wait());
+        fed.map(|()| status)
     };
-    let output = match tokio::time::timeout(timeout, run).await {
-        Ok(output) => output?.map_err(|source| StorageError::Spawn {
+    let status = match tokio::time::timeout(timeout, run).await {
+        Ok(status) => status?.map_err(|source| StorageError::Spawn {
             argv: argv.clone(),
             source,
         })?,
         Err(_) => return Err(StorageError::Timeout { argv, timeout }),
     };
-    if output.status.success() {
+    drop(stdout);
+    if status.success() {
         Ok(())
     } else {
         Err(StorageError::CommandFailed {
             argv,
-            code: output.status.code(),
-            stderr: String::from_utf8_lossy(&output.stderr).trim().to_string(),
+            code: status.code(),
+            stderr: stderr.text().await.trim().to_string(),
         })
     }
 }

@@ -296,7 +296,7 @@ pub async fn copy(
             })
         }
     };
-    let stderr = stderr.await.unwrap_or_default();
+    let stderr = stderr.text().await.trim().to_string();
     match received {
         // The receiver's error says what the target refused; the sender's, if any, is then
         // only its broken pipe.

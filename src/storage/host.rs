@@ -5,12 +5,21 @@
 //! quoted for a POSIX shell here ([`remote_line`]): a dataset name can never become two
 //! arguments or a command substitution on the other side. `BatchMode=yes` makes a missing key
 //! fail at once instead of waiting at a password prompt that nobody will answer.
+//! `ConnectTimeout` ([`CONNECT_TIMEOUT_SECS`]) makes a host that accepts the connection and
+//! never answers (seen: a listener that sends no banner) fail with ssh's own "Connection timed
+//! out during banner exchange", before the command's bound kills it with no reason given; it
+//! comes after the caller's options, because ssh takes the first value it is given, so a
+//! `--ssh-option ConnectTimeout=N` wins.
 
 use std::ffi::OsString;
 
 use serde::{Deserialize, Serialize};
 
 use super::StorageError;
+
+/// ssh's `ConnectTimeout` unless an option sets it: the TCP connection and the banner exchange
+/// (well below the 60 s bound of a host command, so that ssh says why it gave up).
+pub const CONNECT_TIMEOUT_SECS: u32 = 15;
 
 /// A machine host commands run on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -77,7 +86,7 @@ impl Host {
     }
 
     /// The argument vector that runs `program args` on this host: itself here, or
-    /// `ssh -o BatchMode=yes [-o OPTION]... -- DESTINATION LINE` there.
+    /// `ssh -o BatchMode=yes [-o OPTION]... -o ConnectTimeout=15 -- DESTINATION LINE` there.
     pub fn argv(&self, program: &str, args: Vec<OsString>) -> (String, Vec<OsString>) {
         let Some(destination) = &self.ssh else {
             return (program.to_string(), args);
@@ -87,6 +96,8 @@ impl Host {
             ssh.push("-o".into());
             ssh.push(o.into());
         }
+        ssh.push("-o".into());
+        ssh.push(format!("ConnectTimeout={CONNECT_TIMEOUT_SECS}").into());
         ssh.push("--".into());
         ssh.push(destination.into());
         ssh.push(remote_line(program, &args).into());
@@ -129,6 +140,8 @@ mod tests {
                 "BatchMode=yes",
                 "-o",
                 "Port=2222",
+                "-o",
+                "ConnectTimeout=15",
                 "--",
                 "root@backup",
                 r"'zfs' 'receive' 'tank/it'\''s'"
@@ -136,9 +149,18 @@ mod tests {
         );
         // The remote shell reads the line back as the same words.
         assert_eq!(
-            shlex::split(&a[6]).unwrap(),
+            shlex::split(&a[8]).unwrap(),
             ["zfs", "receive", "tank/it's"]
         );
+    }
+
+    #[test]
+    fn a_connect_timeout_given_comes_before_the_default_so_ssh_takes_it() {
+        let host = Host::ssh("h", vec!["ConnectTimeout=3".into()]).unwrap();
+        let (_, a) = host.argv("true", vec![]);
+        let at = |w: &str| a.iter().position(|x| x == w).unwrap();
+        assert!(at("ConnectTimeout=3") < at("ConnectTimeout=15"), "{a:?}");
+        assert!(at("ConnectTimeout=15") < at("--"), "{a:?}");
     }
 
     #[test]
