@@ -1617,6 +1617,46 @@ async fn rollback_takes_data_and_root_back_to_a_named_snapshot() {
     for step in ["check", "stop", "rollback-fs", "rollback-root", "start"] {
         assert!(shown.contains(step), "{step} in {shown}");
     }
+    // Its picture: the attempt the kill cut short ends where the run was resumed (not at the
+    // end of the axis, as a step running all along would), and the resume is marked.
+    let svg = bed.dir.path().join("rollback.svg");
+    assert!(bed
+        .reroot(&["show", &run, "--svg", svg.to_str().unwrap()])
+        .status
+        .success());
+    let text = std::fs::read_to_string(&svg).unwrap();
+    let doc = roxmltree::Document::parse(&text).expect("well-formed SVG");
+    let cut: Vec<String> = doc
+        .descendants()
+        .filter(|n| n.attribute("data-cut") == Some("crash"))
+        .filter_map(|n| n.children().find(|c| c.has_tag_name("title")))
+        .filter_map(|t| t.text().map(str::to_string))
+        .collect();
+    assert_eq!(cut.len(), 1, "{cut:?}");
+    assert!(cut[0].contains("rollback-fs try 1: cut short"), "{cut:?}");
+    let resumed: Vec<_> = doc
+        .descendants()
+        .filter(|n| n.attribute("class") == Some("marker"))
+        .filter(|n| n.attribute("data-kind") == Some("resumed"))
+        .collect();
+    assert_eq!(resumed.len(), 1);
+    let marker_x: f64 = resumed[0]
+        .children()
+        .find(|c| c.has_tag_name("line"))
+        .and_then(|l| l.attribute("x1"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let bar = doc
+        .descendants()
+        .find(|n| n.attribute("data-cut") == Some("crash"))
+        .unwrap();
+    let end = bar.attribute("x").unwrap().parse::<f64>().unwrap()
+        + bar.attribute("width").unwrap().parse::<f64>().unwrap();
+    assert!(
+        (end - marker_x).abs() < 1.5,
+        "bar ends at {end}, resume at {marker_x}"
+    );
     let json: serde_json::Value =
         serde_json::from_str(&stdout(&bed.reroot(&["--json", "show", &run]))).unwrap();
     let text = json.to_string();

@@ -876,9 +876,14 @@ fn show_svg_draws_one_row_per_instance_with_downtime_failures_and_undo() {
         "{summary}"
     );
     assert!(summary.contains("downtime p50 164 ms"), "{summary}");
-    // Compact: 12 px a row.
+    // Compact: 12 px a row, under a heading of a fixed height (summary, legend, axis).
+    let backgrounds: Vec<f64> = with_class("bg")
+        .iter()
+        .map(|r| r.attribute("height").unwrap().parse().unwrap())
+        .collect();
+    assert_eq!(backgrounds, vec![12.0; FLEET]);
     let height: f64 = root.attribute("height").unwrap().parse().unwrap();
-    assert!(height < 150.0 + 12.0 * FLEET as f64, "{height}");
+    assert!(height < 220.0 + 12.0 * FLEET as f64, "{height}");
 
     // The picture is of the whole run: not with the filters of the text.
     let out = reroot(

@@ -21,13 +21,17 @@ pub enum PropertyCommand {
     },
     /// The value of one global property (exit status 1 when it has none).
     Get {
+        /// The property's name, as configs write it between parentheses (without them).
         name: String,
+        /// Also this property file, winning over the others (as `--properties` of `rebuild`).
         #[arg(long = "properties", value_name = "FILE")]
         properties_file: Option<PathBuf>,
     },
     /// Set a property in a property file (default: ~/.config/reroot/properties.yaml).
     Set {
+        /// The property's name: not empty, no parentheses, `=` or surrounding spaces.
         name: String,
+        /// Its value, taken as it is.
         value: String,
         /// The file to write.
         #[arg(long, value_name = "FILE")]
@@ -35,7 +39,9 @@ pub enum PropertyCommand {
     },
     /// Remove a property from a property file (default: ~/.config/reroot/properties.yaml).
     Unset {
+        /// The property's name.
         name: String,
+        /// The file to remove it from.
         #[arg(long, value_name = "FILE")]
         file: Option<PathBuf>,
     },

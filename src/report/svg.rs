@@ -34,6 +34,12 @@ const UNDO: &str = "#9b5de5";
 const UNDO_FAILED: &str = "#5a189a";
 const DOWNTIME: &str = "#ffb3b3";
 const OPEN: &str = "#bbbbbb";
+/// The run's moments (resumed, paused, undo asked).
+const MARK: &str = "#3a0ca3";
+/// Markers closer than this (px) share a line and a label.
+const MARK_GAP: f64 = 70.0;
+/// The width of a character of the summary's 11 px text, to cut the command line to fit.
+const SUMMARY_CHAR_W: f64 = 6.4;
 
 /// One bar: an attempt of a step or of its undo.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,10 +48,25 @@ struct Bar {
     attempt: u32,
     undo: bool,
     from_ms: i64,
-    /// `None`: still going (or cut short by a crash): drawn to the end of the axis.
+    /// `None`: still going, or cut short by a crash the run was never resumed from: drawn to
+    /// the end of the axis.
     to_ms: Option<i64>,
     /// `Some(error)` for a failure.
     error: Option<String>,
+    /// Cut short: the process running it ended without a record of its end, and `to_ms` is
+    /// when another process resumed the run (the attempt ended by then at the latest).
+    cut: bool,
+}
+
+/// A moment of the whole run, drawn as a dashed line across the rows.
+#[derive(Debug, Clone, PartialEq)]
+struct Marker {
+    at_ms: i64,
+    /// `resumed`, `paused` or `undo`: the `data-kind` of its group.
+    kind: &'static str,
+    /// What the label says; the hover text adds the details.
+    label: &'static str,
+    detail: String,
 }
 
 /// An instance's bars and downtime window.
@@ -56,12 +77,61 @@ struct Lane {
     down_to: Option<i64>,
 }
 
-fn lanes(events: &[Event], window: Option<&Window>) -> (HashMap<String, Lane>, Vec<String>) {
+/// An instance's lanes, the steps in the order they first appear, and the run's markers.
+fn lanes(
+    events: &[Event],
+    window: Option<&Window>,
+) -> (HashMap<String, Lane>, Vec<String>, Vec<Marker>) {
     let mut lanes: HashMap<String, Lane> = HashMap::new();
     let mut steps: Vec<String> = Vec::new();
+    let mut markers = Vec::new();
     // The open bar of each (instance, step, undo).
     let mut open: HashMap<(String, String, bool), usize> = HashMap::new();
     for e in events {
+        match &e.kind {
+            // A resume takes over a run no process holds (the run's lock says so): a bar still
+            // open then belonged to a process that died. The resume records no end for it (it
+            // starts the step again as the next attempt), so it ends here, marked as cut short;
+            // drawn to the end of the axis it would look like a step running all along.
+            EventKind::RunResumed { pid } => {
+                for ((inst, _, _), i) in open.drain() {
+                    if let Some(bar) = lanes.get_mut(&inst).and_then(|l| l.bars.get_mut(i)) {
+                        bar.to_ms = Some(e.at_ms);
+                        bar.cut = true;
+                    }
+                }
+                markers.push(Marker {
+                    at_ms: e.at_ms,
+                    kind: "resumed",
+                    label: "resumed",
+                    detail: format!("resumed by process {pid}"),
+                });
+                continue;
+            }
+            EventKind::RunPaused { reason } => {
+                markers.push(Marker {
+                    at_ms: e.at_ms,
+                    kind: "paused",
+                    label: "paused",
+                    detail: format!("paused: {reason}"),
+                });
+                continue;
+            }
+            EventKind::UndoRequested { data } => {
+                markers.push(Marker {
+                    at_ms: e.at_ms,
+                    kind: "undo",
+                    label: "undo asked",
+                    detail: if *data {
+                        "undo asked, with the data (--data)".to_string()
+                    } else {
+                        "undo asked".to_string()
+                    },
+                });
+                continue;
+            }
+            _ => {}
+        }
         let (Some(inst), Some(step)) = (&e.instance, &e.step) else {
             continue;
         };
@@ -83,6 +153,7 @@ fn lanes(events: &[Event], window: Option<&Window>) -> (HashMap<String, Lane>, V
                     from_ms: e.at_ms,
                     to_ms: None,
                     error: None,
+                    cut: false,
                 });
                 open.insert(key, lane.bars.len() - 1);
                 if window.is_some_and(|w| w.opens == step) && !undo && lane.down_from.is_none() {
@@ -111,7 +182,7 @@ fn lanes(events: &[Event], window: Option<&Window>) -> (HashMap<String, Lane>, V
             }
         }
     }
-    (lanes, steps)
+    (lanes, steps, markers)
 }
 
 /// Escapes text for XML content and attribute values.
@@ -162,7 +233,7 @@ pub fn run_svg(state: &RunState, events: &[Event], now_ms: i64) -> String {
     let window = crate::run::spec::kind_of(state)
         .ok()
         .and_then(|k| k.window());
-    let (lanes, steps) = lanes(events, window.as_ref());
+    let (lanes, steps, markers) = lanes(events, window.as_ref());
     let t0 = state.header.started_at_ms;
     let last_event = events.iter().map(|e| e.at_ms).max().unwrap_or(t0);
     let t1 = if matches!(state.status, RunStatus::Running | RunStatus::Paused) {
@@ -203,16 +274,21 @@ pub fn run_svg(state: &RunState, events: &[Event], now_ms: i64) -> String {
         .filter(|(_, n)| **n > 0)
         .map(|(r, n)| format!("{n} {}", r.word()))
         .collect();
+    let width = x0 + CHART_W + 16.0;
+    // The command on a line of its own, cut to the picture's width (a bulk run names hundreds
+    // of configs; `short_command` keeps a few); the whole of it in the hover text.
+    let command = short_command(&state.header.command);
+    let fits = ((width - 2.0 * LEFT_PAD) / SUMMARY_CHAR_W) as usize;
     let mut summary = vec![
         format!(
-            "run {} ({}), {} · started {} by {}@{}",
+            "run {} ({}) · started {} by {}@{}",
             short_id(&state.header.id),
             state.status.as_str(),
-            short_command(&state.header.command),
             utc(t0),
             state.header.user,
             state.header.host
         ),
+        cut_to(&command, fits),
         format!("instances {}: {}", o.instance_count, counts.join(", ")),
     ];
     let mut third = Vec::new();
@@ -232,7 +308,6 @@ pub fn run_svg(state: &RunState, events: &[Event], now_ms: i64) -> String {
         summary.push(third.join(" · "));
     }
     let head_h = 16.0 * summary.len() as f64 + 8.0;
-    let width = x0 + CHART_W + 16.0;
     // Legend: the steps in order, then failure, retry, undo, downtime; wrapped to the width.
     let mut legend: Vec<(&str, String, &str)> = steps
         .iter()
@@ -248,7 +323,10 @@ pub fn run_svg(state: &RunState, events: &[Event], now_ms: i64) -> String {
     legend.push((UNDO, "undo".into(), ""));
     legend.push((UNDO_FAILED, "undo failed".into(), ""));
     legend.push((DOWNTIME, "downtime".into(), ""));
-    legend.push((OPEN, "running or cut short".into(), ""));
+    legend.push((OPEN, "running, or cut short by a crash".into(), ""));
+    if !markers.is_empty() {
+        legend.push((MARK, "resumed · paused · undo asked".into(), ""));
+    }
     let mut placed = Vec::new();
     let (mut lx, mut ly) = (LEFT_PAD, head_h);
     for (colour, text, extra) in legend {
@@ -260,7 +338,9 @@ pub fn run_svg(state: &RunState, events: &[Event], now_ms: i64) -> String {
         placed.push((lx, ly, colour, text, extra));
         lx += w;
     }
-    let axis_y = ly + 30.0;
+    // Two lines above the axis: the markers' labels (and what the times count), then the
+    // time labels.
+    let axis_y = ly + 42.0;
     let rows_y = axis_y + 16.0;
     // A tall picture repeats the time labels under its last row, where a reader of the
     // bottom rows looks for them.
@@ -280,9 +360,15 @@ pub fn run_svg(state: &RunState, events: &[Event], now_ms: i64) -> String {
     );
     out.push_str("<g class=\"summary\">\n");
     for (i, line) in summary.iter().enumerate() {
+        // The command line's hover text is the whole command.
+        let title = if i == 1 {
+            format!("<title>{}</title>", esc(&state.header.command.join(" ")))
+        } else {
+            String::new()
+        };
         let _ = writeln!(
             out,
-            r#"<text x="{LEFT_PAD}" y="{:.0}" font-size="{}">{}</text>"#,
+            r#"<text x="{LEFT_PAD}" y="{:.0}" font-size="{}">{title}{}</text>"#,
             14.0 + 16.0 * i as f64,
             if i == 0 { 12 } else { 11 },
             esc(line)
@@ -310,7 +396,7 @@ pub fn run_svg(state: &RunState, events: &[Event], now_ms: i64) -> String {
     let _ = writeln!(
         out,
         r##"<text x="{LEFT_PAD}" y="{:.1}" class="dim">time since start</text><line x1="{x0:.1}" y1="{axis_y:.1}" x2="{:.1}" y2="{axis_y:.1}" stroke="#444"/>"##,
-        axis_y - 4.0,
+        axis_y - 18.0,
         x0 + CHART_W
     );
     let mut t = 0;
@@ -321,14 +407,14 @@ pub fn run_svg(state: &RunState, events: &[Event], now_ms: i64) -> String {
             r##"<line x1="{tx:.1}" y1="{:.1}" x2="{tx:.1}" y2="{axis_y:.1}" stroke="#444"/><text x="{tx:.1}" y="{:.1}" text-anchor="middle" class="dim">{}</text>"##,
             axis_y - 3.0,
             axis_y - 4.0 - 2.0,
-            esc(&duration(t))
+            esc(&tick_label(t))
         );
         if bottom_axis {
             let _ = writeln!(
                 out,
                 r##"<text x="{tx:.1}" y="{:.1}" text-anchor="middle" class="dim">{}</text>"##,
                 rows_end + 14.0,
-                esc(&duration(t))
+                esc(&tick_label(t))
             );
         }
         t += tick;
@@ -391,6 +477,7 @@ pub fn run_svg(state: &RunState, events: &[Event], now_ms: i64) -> String {
         for b in &lane.bars {
             let to = b.to_ms.unwrap_or(t1);
             let fill = match (b.undo, &b.error, b.to_ms) {
+                _ if b.cut => OPEN,
                 (_, _, None) => OPEN,
                 (false, Some(_), _) => FAILED,
                 (true, Some(_), _) => UNDO_FAILED,
@@ -406,13 +493,18 @@ pub fn run_svg(state: &RunState, events: &[Event], now_ms: i64) -> String {
             };
             let what = match (&b.error, b.to_ms) {
                 (Some(e), _) => format!("failed: {e}"),
+                (None, Some(at)) if b.cut => format!(
+                    "cut short (its process ended; the run was resumed at +{})",
+                    duration(at - t0)
+                ),
                 (None, None) => "running or cut short".to_string(),
                 (None, Some(_)) => "ok".to_string(),
             };
+            let cut = if b.cut { r#" data-cut="crash""# } else { "" };
             let bx = x(b.from_ms);
             let _ = writeln!(
                 out,
-                r#"<rect class="{}" x="{bx:.1}" y="{:.1}" width="{:.1}" height="{BAR}" fill="{fill}"{stroke}><title>{} {}{} try {}: {} at +{}, {}</title></rect>"#,
+                r#"<rect class="{}"{cut} x="{bx:.1}" y="{:.1}" width="{:.1}" height="{BAR}" fill="{fill}"{stroke}><title>{} {}{} try {}: {} at +{}, {}</title></rect>"#,
                 if b.undo { "undo" } else { "step" },
                 y + (ROW - BAR) / 2.0,
                 (x(to) - bx).max(1.0),
@@ -448,8 +540,67 @@ pub fn run_svg(state: &RunState, events: &[Event], now_ms: i64) -> String {
         t += tick;
     }
     out.push_str("</g>\n");
+    // The run's moments over everything: a dashed line across the rows, its label above the
+    // time labels. Moments closer than a label's width share one line (an undo of a crashed
+    // run is asked and resumed within milliseconds).
+    out.push_str("<g class=\"markers\">\n");
+    let mut groups: Vec<(f64, Vec<&Marker>)> = Vec::new();
+    for m in &markers {
+        let mx = x(m.at_ms);
+        match groups.last_mut() {
+            Some((gx, group)) if mx - *gx < MARK_GAP => group.push(m),
+            _ => groups.push((mx, vec![m])),
+        }
+    }
+    for (mx, group) in &groups {
+        let kinds: Vec<&str> = group.iter().map(|m| m.kind).collect();
+        let labels: Vec<&str> = group.iter().map(|m| m.label).collect();
+        let details: Vec<String> = group
+            .iter()
+            .map(|m| format!("{} at +{}", m.detail, duration(m.at_ms - t0)))
+            .collect();
+        let _ = writeln!(
+            out,
+            r##"<g class="marker" data-kind="{}"><title>{}</title><line x1="{mx:.1}" y1="{:.1}" x2="{mx:.1}" y2="{rows_end:.1}" stroke="{MARK}" stroke-width="1.2" stroke-dasharray="4 3"/><text x="{:.1}" y="{:.1}" fill="{MARK}">{}</text></g>"##,
+            kinds.join(" "),
+            esc(&details.join("; ")),
+            axis_y - 26.0,
+            mx + 2.0,
+            axis_y - 18.0,
+            esc(&labels.join(", "))
+        );
+    }
+    out.push_str("</g>\n");
     out.push_str("</svg>\n");
     out
+}
+
+/// A time label of the axis: whole seconds as `5 s`, whole minutes past two as `4 min`, else
+/// the shortest exact form (`1.5 s`, `200 ms`); `duration`'s `5.000 s` reads as five
+/// thousand on an axis.
+fn tick_label(ms: i64) -> String {
+    if ms == 0 {
+        "0".to_string()
+    } else if ms >= 120_000 && ms % 60_000 == 0 {
+        format!("{} min", ms / 60_000)
+    } else if ms % 1000 == 0 {
+        format!("{} s", ms / 1000)
+    } else if ms >= 1000 {
+        let text = format!("{:.3}", ms as f64 / 1000.0);
+        format!("{} s", text.trim_end_matches('0'))
+    } else {
+        format!("{ms} ms")
+    }
+}
+
+/// `text` cut to `max` characters, with `…` for what was left out.
+fn cut_to(text: &str, max: usize) -> String {
+    if text.chars().count() <= max {
+        return text.to_string();
+    }
+    let mut s: String = text.chars().take(max.saturating_sub(1)).collect();
+    s.push('…');
+    s
 }
 
 /// The same picture in an HTML page (the SVG inline: hovering a bar shows its details).
@@ -476,6 +627,81 @@ mod tests {
         assert_eq!(tick_ms(8_000), 1_000);
         assert_eq!(tick_ms(30_000), 5_000);
         assert_eq!(tick_ms(600_000), 100_000);
+    }
+
+    fn event(seq: u64, at_ms: i64, step: Option<(&str, u32)>, kind: EventKind) -> Event {
+        Event {
+            run: journal::RunId::nil(),
+            seq,
+            instance: step.map(|_| "web-1".to_string()),
+            step: step.map(|(s, _)| s.to_string()),
+            attempt: step.map_or(0, |(_, a)| a),
+            at_ms,
+            kind,
+        }
+    }
+
+    #[test]
+    fn a_step_a_crash_cut_short_ends_where_the_run_was_resumed() {
+        let ok = || EventKind::StepSucceeded {
+            output: String::new(),
+        };
+        let events = [
+            event(2, 100, Some(("stop", 1)), EventKind::StepStarted),
+            event(3, 300, Some(("stop", 1)), ok()),
+            event(4, 300, Some(("start", 1)), EventKind::StepStarted),
+            // The process died in `start`; another one resumed the run.
+            event(5, 9_000, None, EventKind::RunResumed { pid: 42 }),
+            event(6, 9_100, Some(("start", 2)), EventKind::StepStarted),
+            event(7, 9_400, Some(("start", 2)), ok()),
+        ];
+        let window = Window {
+            opens: "stop",
+            closes: "start",
+        };
+        let (lanes, steps, markers) = lanes(&events, Some(&window));
+        assert_eq!(steps, ["stop", "start"]);
+        let lane = &lanes["web-1"];
+        let ends: Vec<(&str, u32, Option<i64>, bool)> = lane
+            .bars
+            .iter()
+            .map(|b| (b.step.as_str(), b.attempt, b.to_ms, b.cut))
+            .collect();
+        assert_eq!(
+            ends,
+            [
+                ("stop", 1, Some(300), false),
+                ("start", 1, Some(9_000), true),
+                ("start", 2, Some(9_400), false),
+            ]
+        );
+        // Down from the stop to the start that succeeded, across the crash.
+        assert_eq!((lane.down_from, lane.down_to), (Some(100), Some(9_400)));
+        assert_eq!(markers.len(), 1);
+        assert_eq!((markers[0].kind, markers[0].at_ms), ("resumed", 9_000));
+        assert!(markers[0].detail.contains("process 42"));
+    }
+
+    #[test]
+    fn axis_labels_are_short_and_exact() {
+        let labels: Vec<String> = [0, 20, 500, 1_500, 5_000, 60_000, 100_000, 120_000, 600_000]
+            .into_iter()
+            .map(tick_label)
+            .collect();
+        assert_eq!(
+            labels,
+            ["0", "20 ms", "500 ms", "1.5 s", "5 s", "60 s", "100 s", "2 min", "10 min"]
+        );
+        assert_eq!(tick_label(250), "250 ms");
+        assert_eq!(tick_label(2_250), "2.25 s");
+    }
+
+    #[test]
+    fn a_long_command_is_cut_to_fit() {
+        assert_eq!(cut_to("reroot rebuild a.yaml", 40), "reroot rebuild a.yaml");
+        let cut = cut_to("reroot rebuild a.yaml b.yaml", 10);
+        assert_eq!(cut, "reroot re…");
+        assert_eq!(cut.chars().count(), 10);
     }
 
     #[test]
