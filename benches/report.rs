@@ -2,9 +2,9 @@
 //!
 //! What `reroot show RUN --svg` costs on a 200-instance run (target: under a second, from the
 //! journal on disk to the picture): a rebuild journal of 200 instances written through the
-//! journal's API with the shapes a real run leaves (12 steps each, retries, failures, reverts
-//! with their undo, one cut short, some never started), then, per round, a reader opens it,
-//! replays the run, reads its events and draws the SVG. Prints p50 and max over the rounds,
+//! journal's API with the shapes a real run leaves (15 steps each, retries, failures, reverts
+//! with their undo, some cut short by a crash and finished by a resume, some never started),
+//! then, per round, a reader opens it, replays the run, reads its events and draws the SVG. Prints p50 and max over the rounds,
 //! the ratio to the target, the SVG's size, and the same reading without the drawing as a
 //! baseline with the ratio of the two; `REROOT_BENCH_SVG=FILE` keeps the last picture for a look.
 
@@ -13,19 +13,23 @@ use std::time::{Duration, Instant};
 
 use journal::{EventKind, Journal, Outcome, Reader, RunHeader, RunId};
 
-const STEPS: [&str; 12] = [
+/// A rebuild's pipeline, as `reroot show` of a real one lists it.
+const STEPS: [&str; 15] = [
     "preflight",
     "prepare",
     "provision",
     "stop",
-    "snapshot",
     "retire",
+    "snapshot",
     "swap",
     "reattach",
     "files",
     "start",
+    "ready",
     "cloud-config",
     "verify",
+    "final-stop",
+    "final-snapshot",
 ];
 const FLEET: usize = 200;
 
@@ -81,13 +85,13 @@ fn write(dir: &std::path::Path) -> RunId {
                     match i % 50 {
                         // Reverted: snapshot fails, every step before it undone.
                         7 => {
-                            for s in &STEPS[..4] {
+                            for s in &STEPS[..5] {
                                 ok(j, run, inst, s, 1, 0);
                             }
                             step(j, run, inst, "snapshot", 1, EventKind::StepStarted);
                             let error = "zfs: dataset is busy".to_string();
                             step(j, run, inst, "snapshot", 1, EventKind::StepFailed { error });
-                            for s in STEPS[..5].iter().rev() {
+                            for s in STEPS[..6].iter().rev() {
                                 step(j, run, inst, s, 1, EventKind::UndoStarted);
                                 step(j, run, inst, s, 1, EventKind::UndoFinished);
                             }
@@ -98,6 +102,13 @@ fn write(dir: &std::path::Path) -> RunId {
                             step(j, run, inst, "prepare", 1, EventKind::StepStarted);
                             let error = "no space left on device".to_string();
                             step(j, run, inst, "prepare", 1, EventKind::StepFailed { error });
+                        }
+                        // Cut short in `start` by a crash; finished by the resume below.
+                        21 => {
+                            for s in &STEPS[..9] {
+                                ok(j, run, inst, s, 1, 0);
+                            }
+                            step(j, run, inst, "start", 1, EventKind::StepStarted);
                         }
                         // Never started.
                         49 => {}
@@ -119,6 +130,14 @@ fn write(dir: &std::path::Path) -> RunId {
             });
         }
     });
+    // The process died; another one resumed the run and finished the instances it cut short.
+    j.append(run, None, None, 0, EventKind::RunResumed { pid: 4242 })
+        .expect("resume");
+    for inst in names.iter().skip(21).step_by(50) {
+        for s in &STEPS[9..] {
+            ok(&j, run, inst, s, if *s == "start" { 2 } else { 1 }, 5000);
+        }
+    }
     j.append(
         run,
         None,

@@ -559,15 +559,22 @@ pub fn run_svg(state: &RunState, events: &[Event], now_ms: i64) -> String {
             .iter()
             .map(|m| format!("{} at +{}", m.detail, duration(m.at_ms - t0)))
             .collect();
+        let label = labels.join(", ");
+        // Right of the line, or left of it where the picture ends (a resume that finished the
+        // run is near its end).
+        let (tx, anchor) = if mx + 2.0 + label.chars().count() as f64 * CHAR_W > width {
+            (mx - 2.0, "end")
+        } else {
+            (mx + 2.0, "start")
+        };
         let _ = writeln!(
             out,
-            r##"<g class="marker" data-kind="{}"><title>{}</title><line x1="{mx:.1}" y1="{:.1}" x2="{mx:.1}" y2="{rows_end:.1}" stroke="{MARK}" stroke-width="1.2" stroke-dasharray="4 3"/><text x="{:.1}" y="{:.1}" fill="{MARK}">{}</text></g>"##,
+            r##"<g class="marker" data-kind="{}"><title>{}</title><line x1="{mx:.1}" y1="{:.1}" x2="{mx:.1}" y2="{rows_end:.1}" stroke="{MARK}" stroke-width="1.2" stroke-dasharray="4 3"/><text x="{tx:.1}" y="{:.1}" text-anchor="{anchor}" fill="{MARK}">{}</text></g>"##,
             kinds.join(" "),
             esc(&details.join("; ")),
             axis_y - 26.0,
-            mx + 2.0,
             axis_y - 18.0,
-            esc(&labels.join(", "))
+            esc(&label)
         );
     }
     out.push_str("</g>\n");
