@@ -6,9 +6,9 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
-const POOL2: &str = "rerootz2";
+const POOL2: &str = common::ZFS_POOL2;
 
 struct Bed {
     prefix: String,
@@ -19,14 +19,7 @@ impl Bed {
     fn new() -> Bed {
         common::require_zfs();
         common::require_btrfs();
-        let pool2 = Command::new("zpool")
-            .args(["list", "-H", "-o", "health", POOL2])
-            .output()
-            .expect("zpool");
-        assert!(
-            String::from_utf8_lossy(&pool2.stdout).contains("ONLINE"),
-            "the second ZFS pool {POOL2} is missing: run scripts/testbed.sh"
-        );
+        common::require_zfs_pool2();
         Bed {
             prefix: common::unique_name("cp"),
             dir: tempfile::tempdir().expect("tempdir"),
@@ -98,12 +91,7 @@ impl Bed {
     }
 
     fn runs(&self) -> usize {
-        if !self.journal().exists() {
-            return 0;
-        }
-        let out = self.reroot(None, &["history", "--json"]);
-        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("history json");
-        doc["runs"].as_array().map_or(0, Vec::len)
+        common::run_count(&self.journal())
     }
 }
 
@@ -115,13 +103,7 @@ impl Drop for Bed {
 }
 
 fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().expect(program);
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::host(program, args)
 }
 
 fn snapshots(dataset: &str) -> Vec<String> {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-const POOL2: &str = "rerootz2";
+const POOL2: &str = common::ZFS_POOL2;
 const HOST: &str = "root@127.0.0.1";
 const PORT: u16 = 2222;
 
@@ -75,14 +75,7 @@ impl Bed {
     fn new() -> Bed {
         common::require_zfs();
         require_sshd();
-        let pool2 = Command::new("zpool")
-            .args(["list", "-H", "-o", "health", POOL2])
-            .output()
-            .expect("zpool");
-        assert!(
-            String::from_utf8_lossy(&pool2.stdout).contains("ONLINE"),
-            "the second ZFS pool {POOL2} is missing: run scripts/testbed.sh"
-        );
+        common::require_zfs_pool2();
         Bed {
             prefix: common::unique_name("cps"),
             dir: tempfile::tempdir().expect("tempdir"),
@@ -151,12 +144,7 @@ impl Bed {
     }
 
     fn runs(&self) -> usize {
-        if !self.journal().exists() {
-            return 0;
-        }
-        let out = common::reroot_in(&self.journal(), None, &["history", "--json"]);
-        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("history json");
-        doc["runs"].as_array().map_or(0, Vec::len)
+        common::run_count(&self.journal())
     }
 }
 
@@ -175,13 +163,7 @@ fn reaching() -> Vec<String> {
 }
 
 fn run(program: &str, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().expect(program);
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::host(program, args)
 }
 
 /// The snapshots of `dataset`, oldest first, each with its GUID (the same data on both sides

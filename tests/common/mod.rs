@@ -8,7 +8,7 @@
 //! Tests that need the daemon FAIL when it is not running; they never skip.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -441,23 +441,59 @@ pub const ZFS_POOL: &str = "rerootz";
 /// Where the testbed's btrfs filesystem is mounted.
 pub const BTRFS_MOUNT: &str = "/srv/reroot-btrfs";
 
+/// The testbed's second ZFS pool, for copies between pools (mounted at `/rerootz2`).
+pub const ZFS_POOL2: &str = "rerootz2";
+
 /// Fails (never skips) unless the testbed's ZFS pool is ONLINE and mounted.
 pub fn require_zfs() {
+    require_zfs_pool(ZFS_POOL);
+}
+
+/// Fails (never skips) unless the testbed's second ZFS pool is ONLINE and mounted.
+pub fn require_zfs_pool2() {
+    require_zfs_pool(ZFS_POOL2);
+}
+
+fn require_zfs_pool(pool: &str) {
     let out = std::process::Command::new("zpool")
-        .args(["list", "-H", "-o", "name,health", ZFS_POOL])
+        .args(["list", "-H", "-o", "name,health", pool])
         .output()
         .unwrap_or_else(|e| panic!("cannot run zpool ({e}): run scripts/testbed.sh"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && stdout.contains("ONLINE"),
-        "ZFS pool {ZFS_POOL} missing or not ONLINE (zpool says: {} {}): run scripts/testbed.sh",
+        "ZFS pool {pool} missing or not ONLINE (zpool says: {} {}): run scripts/testbed.sh",
         stdout.trim(),
         String::from_utf8_lossy(&out.stderr).trim()
     );
     assert!(
-        std::path::Path::new(&format!("/{ZFS_POOL}")).is_dir(),
-        "ZFS pool {ZFS_POOL} is not mounted at /{ZFS_POOL}: run scripts/testbed.sh"
+        std::path::Path::new(&format!("/{pool}")).is_dir(),
+        "ZFS pool {pool} is not mounted at /{pool}: run scripts/testbed.sh"
     );
+}
+
+/// Runs a host command (`zfs`, `btrfs`, ...) that must succeed; its stdout.
+pub fn host(program: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"));
+    assert!(
+        out.status.success(),
+        "{program} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// How many runs the journal at `journal` holds (0 when it does not exist yet).
+pub fn run_count(journal: &Path) -> usize {
+    if !journal.exists() {
+        return 0;
+    }
+    let out = reroot_in(journal, None, &["history", "--json"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("history json");
+    doc["runs"].as_array().map_or(0, Vec::len)
 }
 
 /// Fails (never skips) unless a btrfs filesystem is mounted at [`BTRFS_MOUNT`].
