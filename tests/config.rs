@@ -389,3 +389,41 @@ fn property_commands_edit_the_global_property_file() {
     assert!(run(&["property", "unset", "fsroot"]).status.success());
     assert!(!run(&["property", "get", "fsroot"]).status.success());
 }
+
+/// A filesystem kind reroot does not know (lvm) is refused by `config verify` and by a run,
+/// naming the file and the key, before anything is recorded or made.
+#[test]
+fn an_unknown_filesystem_kind_is_refused_naming_the_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("web.yaml");
+    std::fs::write(
+        &cfg,
+        "#lxdops\nfilesystems:\n  data:\n    kind: lvm\n    pattern: vg0/(instance)\n",
+    )
+    .unwrap();
+    let says = format!(
+        "{}: filesystems.data.kind: unknown filesystem kind `lvm` (known: zfs, btrfs, dir)",
+        cfg.display()
+    );
+    let out = reroot(&["config", "verify", cfg.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&says));
+    let journal = dir.path().join("journal");
+    for command in ["rebuild", "launch", "snapshot"] {
+        let out = reroot(&[
+            "--socket",
+            "/nonexistent/reroot.socket",
+            "--journal",
+            journal.to_str().unwrap(),
+            command,
+            cfg.to_str().unwrap(),
+        ]);
+        assert!(!out.status.success(), "{command}");
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(&says),
+            "{command}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!journal.exists(), "{command}: a journal was created");
+    }
+}
