@@ -388,37 +388,24 @@ async fn cli_prints_plans_and_applies() {
     assert_eq!(v["schema"], "reroot.cloudconfig-plan/1");
     assert!(v["plan"].is_object() || v["plan"].is_array(), "{v}");
     let socket = common::lxd_socket();
-    let apply = std::process::Command::new(bin)
-        .args([
-            "--socket",
-            socket.to_str().unwrap(),
-            "cloudconfig",
-            "apply",
-            &name,
-            f.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        apply.status.success(),
-        "{}",
-        String::from_utf8_lossy(&apply.stderr)
-    );
+    let apply = |json: &[&str]| {
+        let out = std::process::Command::new(bin)
+            .args(["--socket", socket.to_str().unwrap()])
+            .args(json)
+            .args(["cloudconfig", "apply", &name, f.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    };
+    apply(&[]);
     assert_eq!(sh(&client, &name, "cat /etc/from-cli").await, "yes");
     // Again, as JSON: converged, nothing changed.
-    let apply = std::process::Command::new(bin)
-        .args([
-            "--socket",
-            socket.to_str().unwrap(),
-            "--json",
-            "cloudconfig",
-            "apply",
-            &name,
-            f.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(apply.status.success());
+    let apply = apply(&["--json"]);
     let v: serde_json::Value = serde_json::from_slice(&apply.stdout).unwrap();
     assert_eq!(v["schema"], "reroot.cloudconfig-apply/1");
     let outcomes = v["outcomes"].as_array().unwrap();

@@ -191,15 +191,7 @@ fn copies_between_pools_in_full_then_incrementally_and_never_overwrites() {
     assert_eq!(first.len(), 1, "{first:?}");
     assert!(first[0].starts_with("reroot-copy-"), "{first:?}");
     assert_eq!(snapshots(&source_ds), first, "the source keeps the base");
-    let show = bed.reroot(None, &["--json", "show", &bed.last_run()]);
-    let doc: serde_json::Value = serde_json::from_slice(&show.stdout).expect("show json");
-    let sent = doc["instances"][0]["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "copy-send")
-        .expect("copy-send step")["output"]
-        .clone();
+    let sent = common::last_step_output(&bed.journal(), "copy-send");
     assert_eq!(sent["found_done"].as_array().unwrap().len(), 3, "{sent}");
 
     // Again with the btrfs subvolume and directory there: refused, nothing changed.

@@ -203,22 +203,6 @@ fn require_fault_injection() {
     }
 }
 
-/// The output of the step `step` of the newest run, from `show RUN --json`.
-fn step_output(bed: &Bed, step: &str) -> serde_json::Value {
-    let out = common::reroot_in(&bed.journal(), None, &["history", "--json", "--limit", "1"]);
-    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("history json");
-    let run = doc["runs"][0]["id"].as_str().expect("a run id").to_string();
-    let show = common::reroot_in(&bed.journal(), None, &["--json", "show", &run]);
-    let doc: serde_json::Value = serde_json::from_slice(&show.stdout).expect("show json");
-    doc["instances"][0]["steps"]
-        .as_array()
-        .expect("steps")
-        .iter()
-        .find(|s| s["name"] == step)
-        .unwrap_or_else(|| panic!("no step {step} in {doc}"))["output"]
-        .clone()
-}
-
 #[test]
 fn a_zfs_dataset_goes_to_another_host_in_full_then_incrementally_and_comes_back() {
     require_fault_injection();
@@ -287,7 +271,7 @@ fn a_zfs_dataset_goes_to_another_host_in_full_then_incrementally_and_comes_back(
     let out = common::reroot_in(&bed.journal(), None, &["resume"]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(
-        step_output(&bed, "copy-send")["found_done"],
+        common::last_step_output(&bed.journal(), "copy-send")["found_done"],
         serde_json::json!(["data"])
     );
     // The mounted copy shows the received data without a remount of ours (the run remounts

@@ -486,6 +486,23 @@ pub fn host(program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The output (a JSON object) of the step `step` of the first instance of the newest run in
+/// the journal at `journal`, from `show RUN --json`.
+pub fn last_step_output(journal: &Path, step: &str) -> serde_json::Value {
+    let out = reroot_in(journal, None, &["history", "--json", "--limit", "1"]);
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("history json");
+    let run = doc["runs"][0]["id"].as_str().expect("a run id").to_string();
+    let show = reroot_in(journal, None, &["--json", "show", &run]);
+    let doc: serde_json::Value = serde_json::from_slice(&show.stdout).expect("show json");
+    doc["instances"][0]["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["name"] == step)
+        .unwrap_or_else(|| panic!("no step {step} in {doc}"))["output"]
+        .clone()
+}
+
 /// How many runs the journal at `journal` holds (0 when it does not exist yet).
 pub fn run_count(journal: &Path) -> usize {
     if !journal.exists() {
